@@ -1,0 +1,571 @@
+"""AWRA snapshot ingest: read a folder, validate it against the contract, stage it, swap it in atomically."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandera.errors
+import polars as pl
+
+from pipelines.store import Store, awra_table, crash_point
+from schemas.awra import CONTRACT, Column, Table, contract_schema
+
+__all__ = [
+    "FORMATS",
+    "IngestResult",
+    "Problem",
+    "SnapshotError",
+    "ingest_snapshot",
+    "read_snapshot",
+    "validate_snapshot",
+]
+
+FORMATS = (".csv", ".parquet", ".jsonl")
+_MAX_PROBLEMS_KEPT = 50
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One contract violation, located as a person would look for it."""
+
+    file: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f" row {self.row}"
+        if self.column:
+            where += f" column {self.column}"
+        return f"{where}: {self.message}"
+
+
+class SnapshotError(Exception):
+    """The snapshot breaks the contract; nothing of it is applied. str() is the first problem, in one line."""
+
+    def __init__(self, problems: list[Problem], rejected: dict[str, int] | None = None) -> None:
+        self.problems = problems
+        self.rejected = rejected or {}
+        first = str(problems[0])
+        more = len(problems) - 1
+        super().__init__(first + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+
+
+@dataclass
+class _RawFile:
+    table: Table
+    path: Path
+    frame: pl.DataFrame  # every column as text
+    first_row: int  # the row number a person sees for the first data row (CSV counts its header as row 1)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did: counts per table and per kind of change."""
+
+    run_id: int
+    status: str  # applied | unchanged
+    rows: dict[str, int]
+    new: int
+    changed: int
+    removed: int
+    restored: int
+    seconds: float
+    changes_by_entity: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+def _find_file(folder: Path, table: Table) -> Path:
+    found = [folder / f"{table.name}{ext}" for ext in FORMATS if (folder / f"{table.name}{ext}").is_file()]
+    if not found:
+        raise SnapshotError(
+            [
+                Problem(
+                    f"{table.name}.csv",
+                    None,
+                    None,
+                    "file is missing (expected .csv, .parquet or .jsonl); a table the company does not use "
+                    "is a file with its header only, because a missing file would mark every record removed",
+                )
+            ]
+        )
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise SnapshotError(
+            [Problem(found[0].name, None, None, f"more than one file for this table: {names}")]
+        )
+    return found[0]
+
+
+def _decode(path: Path, data: bytes, line_offset: int) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + line_offset
+        raise SnapshotError(
+            [
+                Problem(
+                    path.name, line, None, f"is not valid UTF-8 (byte 0x{data[err.start]:02x}); save as UTF-8"
+                )
+            ]
+        ) from None
+
+
+def _read_csv(path: Path, data: bytes) -> pl.DataFrame:
+    text = _decode(path, data, 1)
+    if not text.strip():
+        raise SnapshotError(
+            [Problem(path.name, None, None, "file is empty; expected at least the header row")]
+        )
+    try:
+        return pl.read_csv(text.encode(), infer_schema=False)
+    except pl.exceptions.PolarsError as err:
+        detail = str(err).strip().splitlines()[0]
+        raise SnapshotError([Problem(path.name, None, None, f"is not readable CSV: {detail}")]) from None
+
+
+def _json_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
+    text = _decode(path, data, 1)
+    if not text.strip():
+        raise SnapshotError(
+            [Problem(path.name, None, None, "file is empty; expected one JSON object per line")]
+        )
+    # Parsed line by line with numbers kept as their exact text: Polars and DuckDB read JSON numbers as
+    # 64-bit floats, and 123456789012345678.99 would come back rounded. Money must not be rounded.
+    rows: list[dict[str, str | None]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        except json.JSONDecodeError as err:
+            raise SnapshotError([Problem(path.name, n, None, f"is not valid JSON: {err.msg}")]) from None
+        if not isinstance(obj, dict):
+            raise SnapshotError([Problem(path.name, n, None, "each line must be a JSON object")])
+        rows.append({k: _json_text(v) for k, v in obj.items()})
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return pl.DataFrame(
+        {c: [row.get(c) for row in rows] for c in columns}, schema={c: pl.String for c in columns}
+    )
+
+
+def _read_parquet(path: Path, data: bytes, table: Table) -> pl.DataFrame:
+    import io
+
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except Exception as err:  # a truncated or foreign file raises many kinds of errors
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SnapshotError([Problem(path.name, None, None, f"is not readable Parquet: {detail}")]) from None
+    kinds = {c.name: c.kind for c in table.columns}
+    for name, dtype in frame.schema.items():
+        if kinds.get(name, "").startswith(("money", "quantity")) and dtype.is_float():
+            raise SnapshotError(
+                [
+                    Problem(
+                        path.name,
+                        None,
+                        name,
+                        f"is stored as a floating-point number ({dtype}); "
+                        "amounts must be decimals or decimal strings so no cent is lost",
+                    )
+                ]
+            )
+    return frame.select(pl.all().cast(pl.String))
+
+
+def _read_file(table: Table, path: Path) -> _RawFile:
+    data = path.read_bytes()
+    if not data.strip():
+        raise SnapshotError(
+            [Problem(path.name, None, None, "file is empty; expected at least the header row")]
+        )
+    if path.suffix == ".csv":
+        return _RawFile(table, path, _read_csv(path, data), first_row=2)
+    if path.suffix == ".jsonl":
+        return _RawFile(table, path, _read_jsonl(path, data), first_row=1)
+    return _RawFile(table, path, _read_parquet(path, data, table), first_row=1)
+
+
+def read_snapshot(folder: Path) -> dict[str, _RawFile]:
+    """Every contract table's file as text columns; refuses a missing, duplicated or unreadable file."""
+    if not folder.is_dir():
+        raise SnapshotError([Problem(str(folder), None, None, "is not a folder")])
+    problems: list[Problem] = []
+    files: dict[str, _RawFile] = {}
+    for table in CONTRACT.values():
+        try:
+            files[table.name] = _read_file(table, _find_file(folder, table))
+        except SnapshotError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise SnapshotError(problems)
+    return files
+
+
+# -- validation ------------------------------------------------------------------------------------------
+def _complete_columns(raw: _RawFile) -> tuple[pl.DataFrame, list[Problem]]:
+    """Add a missing either/or column as empty, report missing required columns."""
+    frame = raw.frame
+    present = set(frame.columns)
+    problems = []
+    if raw.table.one_of and not present & set(raw.table.one_of):
+        names = " or ".join(raw.table.one_of)
+        problems.append(Problem(raw.name, 1, names, f"the header needs {names}"))
+    for col in raw.table.columns:
+        if col.name in present:
+            continue
+        if col.name in raw.table.one_of:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(col.name))
+        else:
+            problems.append(Problem(raw.name, 1, col.name, "column is missing from the header"))
+    present_cols = [c.name for c in raw.table.columns if c.name in frame.columns]
+    return frame.with_columns(pl.col(present_cols).cast(pl.String)), problems
+
+
+def _shown(value: object) -> str:
+    text = "" if value is None else str(value)
+    text = text.encode("unicode_escape").decode("ascii")
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+def _failure_problems(raw: _RawFile, cases: pl.DataFrame, columns: dict[str, Column]) -> list[Problem]:
+    problems = []
+    cases = cases.sort("index", nulls_last=True)
+    for case in cases.iter_rows(named=True):
+        row = None if case["index"] is None else int(case["index"]) + raw.first_row
+        check = str(case["check"])
+        column = case["column"]
+        if check == "multiple_fields_uniqueness" or column == raw.table.name:
+            keys = " + ".join(raw.table.key)
+            problems.append(
+                Problem(
+                    raw.name,
+                    row,
+                    raw.table.key[-1] if len(raw.table.key) == 1 else keys,
+                    f"duplicate {keys}: each must appear once",
+                )
+            )
+        elif check == "not_nullable":
+            problems.append(Problem(raw.name, row, column, "a value is required"))
+        elif column in columns:
+            problems.append(Problem(raw.name, row, column, f"{_shown(case['failure_case'])} {check}"))
+        else:
+            problems.append(Problem(raw.name, row, column, f"{check}: {_shown(case['failure_case'])}"))
+    return problems
+
+
+def _validate_file(raw: _RawFile) -> tuple[pl.DataFrame, list[Problem], int]:
+    frame, problems = _complete_columns(raw)
+    if problems:
+        return frame, problems, frame.height
+    columns = {c.name: c for c in raw.table.columns}
+    try:
+        contract_schema(raw.table).validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        bad_rows = cases.filter(pl.col("index").is_not_null())["index"].n_unique()
+        return frame, _failure_problems(raw, cases, columns), bad_rows
+    return frame, [], 0
+
+
+def _orphan_lines(raw: _RawFile, frame: pl.DataFrame, parents: pl.DataFrame) -> list[Problem]:
+    parent_id = raw.table.record_id
+    orphans = (
+        frame.with_row_index("_i")
+        .join(parents.select(pl.col(parent_id)), on=parent_id, how="anti")
+        .head(_MAX_PROBLEMS_KEPT)
+    )
+    parent_file = raw.table.parent
+    return [
+        Problem(
+            raw.name,
+            int(r["_i"]) + raw.first_row,
+            parent_id,
+            f"{_shown(r[parent_id])} has no row in {parent_file}",
+        )
+        for r in orphans.iter_rows(named=True)
+    ]
+
+
+def validate_snapshot(files: dict[str, _RawFile]) -> dict[str, pl.DataFrame]:
+    """Check every file against the contract; all problems of all files are gathered, then refused whole."""
+    problems: list[Problem] = []
+    rejected: dict[str, int] = {}
+    frames: dict[str, pl.DataFrame] = {}
+    for name, raw in files.items():
+        frame, found, bad = _validate_file(raw)
+        frames[name] = frame
+        problems.extend(found)
+        if found:
+            rejected[name] = max(bad, 1)
+    if not problems:
+        for name, raw in files.items():
+            if raw.table.parent:
+                found = _orphan_lines(raw, frames[name], frames[raw.table.parent])
+                problems.extend(found)
+                if found:
+                    rejected[name] = len(found)
+    if problems:
+        raise SnapshotError(problems, rejected)
+    return frames
+
+
+# -- staging and swap ------------------------------------------------------------------------------------
+def _cast(col: Column) -> str:
+    if col.sql_type == "VARCHAR":
+        return col.name
+    return f"CAST({col.name} AS {col.sql_type}) AS {col.name}"
+
+
+def _with_extra(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+    extra = [c for c in frame.columns if c not in table.column_names]
+    # Unknown columns are kept (as JSON) and ignored: they do not take part in the content hash.
+    extra_json = pl.struct(extra).struct.json_encode() if extra else pl.lit(None, dtype=pl.String)
+    return frame.select(*table.column_names, extra_json.alias("extra"))
+
+
+def _hash_expr(table: Table, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    parts = ", ".join(f"coalesce(CAST({prefix}{c.name} AS VARCHAR), chr(0))" for c in table.columns)
+    return f"md5(concat_ws(chr(31), {parts}))"
+
+
+def _stage(store: Store, frames: dict[str, pl.DataFrame]) -> None:
+    """Typed copies of every table plus one content hash per record, in this thread's temp tables."""
+    cur = store.cursor()
+    for name, frame in frames.items():
+        table = CONTRACT[name]
+        cur.register("_incoming", _with_extra(table, frame).to_arrow())
+        cols = ", ".join(_cast(c) for c in table.columns)
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE stage_{name} AS SELECT {cols}, extra FROM _incoming")
+        cur.unregister("_incoming")
+    for name, table in CONTRACT.items():
+        if table.is_lines:
+            continue
+        lines = [t for t in CONTRACT.values() if t.parent == name]
+        header_hash = _hash_expr(table, "h")
+        if lines:
+            line = lines[0]
+            cur.execute(
+                f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
+                WITH lh AS (
+                  SELECT {line.record_id} AS rid,
+                         md5(string_agg({_hash_expr(line)}, ',' ORDER BY line_no)) AS lines_hash
+                  FROM stage_{line.name} GROUP BY 1)
+                SELECT h.{table.record_id} AS record_id,
+                       md5({header_hash} || '|' || coalesce(lh.lines_hash, '')) AS content_hash
+                FROM stage_{name} h LEFT JOIN lh ON lh.rid = h.{table.record_id}"""
+            )
+        else:
+            cur.execute(
+                f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
+                SELECT h.{table.record_id} AS record_id, {header_hash} AS content_hash FROM stage_{name} h"""
+            )
+
+
+def _diff(cur, table: Table, realm_id: str) -> None:
+    cur.execute(
+        f"""CREATE OR REPLACE TEMP TABLE diff_{table.name} AS
+        SELECT s.record_id, s.content_hash, r.current_version,
+               CASE WHEN r.record_id IS NULL THEN 'new'
+                    WHEN r.content_hash <> s.content_hash THEN 'changed'
+                    WHEN r.removed_at IS NOT NULL THEN 'restored'
+                    ELSE 'same' END AS change,
+               coalesce(r.current_version, 0) + 1 AS new_version
+        FROM stage_hash_{table.name} s
+        LEFT JOIN records r ON r.realm_id = ? AND r.entity = ? AND r.record_id = s.record_id""",
+        [realm_id, table.entity],
+    )
+
+
+def _swap_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) -> dict[str, int]:
+    _diff(cur, table, realm_id)
+    for t in [table, *(x for x in CONTRACT.values() if x.parent == table.name)]:
+        tcols = ", ".join(f"s.{c}" for c in t.column_names)
+        cur.execute(
+            f"""INSERT INTO {awra_table(t.name)} ({", ".join(t.column_names)}, realm_id, version, extra,
+                                                 ingest_run_id)
+            SELECT {tcols}, ?, d.new_version, s.extra, ?
+            FROM stage_{t.name} s JOIN diff_{table.name} d ON d.record_id = s.{t.record_id}
+            WHERE d.change IN ('new', 'changed')""",
+            [realm_id, run_id],
+        )
+    cur.execute(
+        f"""INSERT INTO record_versions
+        SELECT ?, ?, record_id, new_version, content_hash, ?, ? FROM diff_{table.name}
+        WHERE change IN ('new', 'changed')""",
+        [realm_id, table.entity, run_id, now],
+    )
+    cur.execute(
+        f"""INSERT INTO records
+        SELECT ?, ?, record_id, 1, content_hash, ?, ?, NULL, 'not_ready' FROM diff_{table.name}
+        WHERE change = 'new'""",
+        [realm_id, table.entity, now, now],
+    )
+    cur.execute(
+        f"""UPDATE records SET current_version = d.new_version, content_hash = d.content_hash,
+                               changed_at = ?, removed_at = NULL
+        FROM diff_{table.name} d
+        WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
+          AND d.change = 'changed'""",
+        [now, realm_id, table.entity],
+    )
+    cur.execute(
+        f"""UPDATE records SET removed_at = NULL, changed_at = ?
+        FROM diff_{table.name} d
+        WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
+          AND d.change = 'restored'""",
+        [now, realm_id, table.entity],
+    )
+    removed = cur.execute(
+        f"""UPDATE records SET removed_at = ?, changed_at = ?
+        WHERE realm_id = ? AND entity = ? AND removed_at IS NULL
+          AND record_id NOT IN (SELECT record_id FROM stage_hash_{table.name})""",
+        [now, now, realm_id, table.entity],
+    ).fetchall()[0][0]
+    counts = dict(cur.execute(f"SELECT change, count(*) FROM diff_{table.name} GROUP BY 1").fetchall())
+    return {
+        "new": counts.get("new", 0),
+        "changed": counts.get("changed", 0),
+        "restored": counts.get("restored", 0),
+        "removed": int(removed),
+    }
+
+
+def _record_run(
+    cur,
+    run_id: int,
+    realm_id: str,
+    source: str,
+    started: datetime,
+    status: str,
+    files: dict[str, tuple[str | None, int, int, int, str | None]],
+    totals: dict[str, int],
+    error: str | None,
+) -> None:
+    rows = sum(f[1] for f in files.values())
+    accepted = sum(f[2] for f in files.values())
+    rejected = sum(f[3] for f in files.values())
+    cur.execute(
+        "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            realm_id,
+            source,
+            started,
+            datetime.now(UTC),
+            status,
+            rows,
+            accepted,
+            rejected,
+            totals.get("new", 0),
+            totals.get("changed", 0),
+            totals.get("removed", 0),
+            error,
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [[run_id, realm_id, name, f[0], f[1], f[2], f[3], f[4]] for name, f in files.items()],
+    )
+
+
+def _refuse(
+    store: Store,
+    folder: Path,
+    realm_id: str,
+    started: datetime,
+    err: SnapshotError,
+    raw: dict[str, _RawFile] | None,
+) -> None:
+    """Only the ingest history notes a refusal; no record or version is touched."""
+    by_file: dict[str, list[Problem]] = {}
+    for p in err.problems:
+        by_file.setdefault(p.file, []).append(p)
+    files: dict[str, tuple[str | None, int, int, int, str | None]] = {}
+    for name in CONTRACT:
+        r = (raw or {}).get(name)
+        fname = r.name if r else None
+        rows = r.frame.height if r else 0
+        probs = next((v for k, v in by_file.items() if k.rsplit(".", 1)[0] == name), [])
+        bad = err.rejected.get(name, len(probs))
+        msg = "; ".join(str(p) for p in probs[:5]) or None
+        files[name] = (fname, rows, max(rows - bad, 0) if probs else rows, bad if probs else 0, msg)
+    with store.transaction() as cur:
+        run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
+        _record_run(cur, run_id, realm_id, str(folder), started, "refused", files, {}, str(err))
+
+
+def ingest_snapshot(
+    store: Store,
+    folder: Path,
+    *,
+    realm_id: str,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError."""
+    clock = time.perf_counter()
+    started = now or datetime.now(UTC)
+    say = progress or (lambda _f, _l: None)
+    raw: dict[str, _RawFile] | None = None
+    try:
+        say(0.05, "reading files")
+        raw = read_snapshot(folder)
+        say(0.35, "checking the contract")
+        frames = validate_snapshot(raw)
+    except SnapshotError as err:
+        _refuse(store, folder, realm_id, started, err, raw)
+        raise
+    say(0.6, "staging")
+    _stage(store, frames)
+    crash_point("ingest.staged")
+    say(0.8, "applying")
+    by_entity: dict[str, dict[str, int]] = {}
+    with store.transaction() as cur:
+        run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
+        for table in CONTRACT.values():
+            if not table.is_lines:
+                by_entity[table.entity] = _swap_table(cur, table, realm_id, run_id, started)
+            crash_point("ingest.swap")
+        totals = {k: sum(v[k] for v in by_entity.values()) for k in ("new", "changed", "removed", "restored")}
+        status = "applied" if any(totals.values()) else "unchanged"
+        files = {n: (r.name, r.frame.height, r.frame.height, 0, None) for n, r in raw.items()}
+        _record_run(cur, run_id, realm_id, str(folder), started, status, files, totals, None)
+    say(1.0, "done")
+    return IngestResult(
+        run_id=int(run_id),
+        status=status,
+        rows={n: r.frame.height for n, r in raw.items()},
+        new=totals["new"],
+        changed=totals["changed"],
+        removed=totals["removed"],
+        restored=totals["restored"],
+        seconds=time.perf_counter() - clock,
+        changes_by_entity=by_entity,
+    )

@@ -1,0 +1,212 @@
+"""The `synchealth` console script: one clear line on failure, exit 0 done, 1 failed, 2 bad input or usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pipelines.config import Settings, load_settings
+from pipelines.identity import Identity, PermissionDeniedError, load_roles, require, resolve
+from pipelines.store import Store, StoreError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input or usage: exit 2 with the message."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every command gets: settings built once, the acting identity, output mode."""
+
+    settings: Settings
+    identity: Identity
+    as_json: bool
+
+    def open_store(self) -> Store:
+        return Store(self.settings.db_path)
+
+    def require(self, action: str) -> None:
+        require(self.identity, action)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, fraction: float, label: str) -> None:
+        if not self.enabled:
+            return
+        filled = int(fraction * 30)
+        sys.stderr.write(f"\r[{'#' * filled}{' ' * (30 - filled)}] {fraction:4.0%} {label:<30}")
+        if fraction >= 1:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _emit(ctx: Context, payload: dict, text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if ctx.as_json else text)
+
+
+# -- commands --------------------------------------------------------------------------------------------
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.demo import write_demo
+
+    as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    summary = write_demo(Path(args.dir), seed=args.seed, scale=args.scale, as_of=as_of, fmt=args.format)
+    total = sum(summary.counts.values())
+    _emit(
+        ctx,
+        {"dir": args.dir, "counts": summary.counts},
+        f"wrote {total:,} rows to {args.dir}/awra and the QuickBooks company to {args.dir}/qbo-company.json",
+    )
+    return EXIT_OK
+
+
+def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.awra import SnapshotError, ingest_snapshot
+
+    with ctx.open_store() as store:
+        try:
+            result = ingest_snapshot(
+                store, Path(args.dir), realm_id=ctx.settings.realm_id, progress=_Progress(sys.stderr.isatty())
+            )
+        except SnapshotError as err:
+            raise UsageError(f"snapshot refused, nothing applied: {err}") from None
+    text = (
+        f"{result.status}: {result.new:,} new, {result.changed:,} changed, {result.removed:,} removed, "
+        f"{result.restored:,} restored records from {sum(result.rows.values()):,} rows "
+        f"in {result.seconds:.1f}s (run {result.run_id})"
+    )
+    _emit(
+        ctx,
+        {
+            "run_id": result.run_id,
+            "status": result.status,
+            "new": result.new,
+            "changed": result.changed,
+            "removed": result.removed,
+            "restored": result.restored,
+            "rows": result.rows,
+            "seconds": round(result.seconds, 3),
+        },
+        text,
+    )
+    return EXIT_OK
+
+
+def _status_text(summary: dict) -> str:
+    rec = summary["records"]
+    lines = [
+        f"company {summary['realm_id']}: {rec['total']:,} records, {rec['versions']:,} versions, "
+        f"{rec['removed']:,} removed"
+    ]
+    lines += [f"  {entity:<16}{n:>10,}" for entity, n in rec["by_entity"].items()]
+    if rec["by_state"]:
+        lines.append("by state: " + ", ".join(f"{s} {n:,}" for s, n in sorted(rec["by_state"].items())))
+    last = summary["last_ingest"]
+    if last:
+        tail = f": {last['error']}" if last["error"] else ""
+        lines.append(f"last ingest: run {last['run_id']} {last['status']} at {last['finished_at']}{tail}")
+    else:
+        lines.append("nothing loaded yet: run `synchealth demo` then `synchealth ingest data/demo/awra`")
+    return "\n".join(lines)
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.metrics import status_summary
+
+    with ctx.open_store() as store:
+        summary = status_summary(store, ctx.settings.realm_id)
+    _emit(ctx, summary, _status_text(summary))
+    return EXIT_OK
+
+
+def cmd_sandbox(ctx: Context, args: argparse.Namespace) -> int:
+    from qbo.sandbox.server import main as sandbox_main
+
+    return sandbox_main(args.sandbox_args)
+
+
+# -- parser ----------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synchealth", description="QBO Sync Health: AWRA -> QuickBooks Online")
+    p.add_argument("--db", help="the DuckDB store (default data/synchealth.duckdb or SYNCHEALTH_DB)")
+    p.add_argument("--actor", help="who is acting (email); roles come from config/roles.toml")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="write the demo AWRA snapshot and QuickBooks company")
+    demo.add_argument("--dir", default="data/demo")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--scale", type=int, default=None, help="about N records in total")
+    demo.add_argument("--as-of", default=None, help="the demo's today (YYYY-MM-DD); default today")
+    demo.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    demo.set_defaults(func=cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="validate and load an AWRA snapshot folder")
+    ingest.add_argument("dir")
+    ingest.set_defaults(func=cmd_ingest)
+
+    status = sub.add_parser("status", help="records, versions, exceptions and connection at a glance")
+    status.set_defaults(func=cmd_status)
+
+    sandbox = sub.add_parser("sandbox", help="run the local QuickBooks Online sandbox", add_help=False)
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(func=cmd_sandbox)
+    return p
+
+
+def _split_global(argv: list[str]) -> list[str]:
+    """Let the global options (--db, --actor, --json) stand after the command too."""
+    front: list[str] = []
+    rest: list[str] = []
+    it = iter(argv)
+    for tok in it:
+        if tok == "--json":
+            front.append(tok)
+        elif tok in ("--db", "--actor"):
+            front += [tok, next(it, "")]
+        elif tok.startswith(("--db=", "--actor=")):
+            front.append(tok)
+        else:
+            rest.append(tok)
+    return front + rest
+
+
+def main(
+    argv: Sequence[str] | None = None, *, settings_loader: Callable[[], Settings] = load_settings
+) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(raw if raw[:1] == ["sandbox"] else _split_global(raw))
+    try:
+        settings = settings_loader().with_overrides(db_path=Path(args.db) if args.db else None)
+        identity = resolve(args.actor, load_roles(settings.roles_file))
+        ctx = Context(settings, identity, args.json)
+        return args.func(ctx, args)
+    except UsageError as err:
+        print(f"synchealth: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except PermissionDeniedError as err:
+        print(f"synchealth: refused: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except (StoreError, ValueError) as err:
+        print(f"synchealth: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("synchealth: interrupted; the store is unchanged by the unfinished step", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

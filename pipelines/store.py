@@ -1,0 +1,260 @@
+"""The one owner of the DuckDB file: schema migrations, a cursor per thread, parametrized SQL."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from schemas.awra import CONTRACT, Table
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "Store",
+    "StoreBusyError",
+    "StoreError",
+    "StoreTooNewError",
+    "awra_table",
+    "crash_point",
+]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message is one line a person can act on."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the DuckDB file (DuckDB allows one read-write process per file)."""
+
+
+class StoreTooNewError(StoreError):
+    """The file was written by a newer version of this app; opening it could damage it."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; applied in its own transaction, recorded in schema_version."""
+
+    version: int
+    description: str
+    sql: str
+
+
+def awra_table(name: str) -> str:
+    """The store table that holds every version of one AWRA snapshot table."""
+    return f"awra_{name}"
+
+
+def _awra_ddl(table: Table) -> str:
+    cols = ",\n  ".join(f"{c.name} {c.sql_type}" for c in table.columns)
+    # Every version of a record is kept; `version` is the record's version (lines carry their header's).
+    return (
+        f"CREATE TABLE {awra_table(table.name)} (\n  realm_id VARCHAR NOT NULL,\n  {cols},\n"
+        "  version INTEGER NOT NULL,\n  extra VARCHAR,\n  ingest_run_id BIGINT NOT NULL\n);"
+    )
+
+
+_V1 = "\n".join(
+    [
+        *(_awra_ddl(t) for t in CONTRACT.values()),
+        """
+CREATE TABLE records (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  current_version INTEGER NOT NULL,
+  content_hash VARCHAR NOT NULL,
+  first_seen_at TIMESTAMPTZ NOT NULL,
+  changed_at TIMESTAMPTZ NOT NULL,
+  removed_at TIMESTAMPTZ,
+  state VARCHAR NOT NULL DEFAULT 'not_ready',
+  PRIMARY KEY (realm_id, entity, record_id)
+);
+CREATE TABLE record_versions (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,
+  content_hash VARCHAR NOT NULL,
+  ingest_run_id BIGINT NOT NULL,
+  seen_at TIMESTAMPTZ NOT NULL
+);
+CREATE SEQUENCE ingest_run_seq START 1;
+CREATE TABLE ingest_runs (
+  run_id BIGINT PRIMARY KEY,
+  realm_id VARCHAR NOT NULL,
+  source VARCHAR NOT NULL,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  status VARCHAR NOT NULL,          -- applied | unchanged | refused
+  rows BIGINT NOT NULL DEFAULT 0,
+  accepted BIGINT NOT NULL DEFAULT 0,
+  rejected BIGINT NOT NULL DEFAULT 0,
+  new_records BIGINT NOT NULL DEFAULT 0,
+  changed_records BIGINT NOT NULL DEFAULT 0,
+  removed_records BIGINT NOT NULL DEFAULT 0,
+  error VARCHAR
+);
+CREATE TABLE ingest_files (
+  run_id BIGINT NOT NULL,
+  realm_id VARCHAR NOT NULL,
+  table_name VARCHAR NOT NULL,
+  file VARCHAR,
+  rows BIGINT NOT NULL DEFAULT 0,
+  accepted BIGINT NOT NULL DEFAULT 0,
+  rejected BIGINT NOT NULL DEFAULT 0,
+  error VARCHAR
+);
+CREATE SEQUENCE audit_seq START 1;
+CREATE TABLE audit_log (
+  audit_id BIGINT NOT NULL DEFAULT nextval('audit_seq'),
+  realm_id VARCHAR NOT NULL,
+  acted_at TIMESTAMPTZ NOT NULL,
+  actor VARCHAR NOT NULL,
+  role VARCHAR NOT NULL,
+  action VARCHAR NOT NULL,
+  target VARCHAR NOT NULL,
+  reason VARCHAR,
+  before_json VARCHAR,
+  after_json VARCHAR
+);
+-- Append-only in the database itself: any UPDATE or DELETE fails (shared/reference/stack-notes.md).
+CREATE TABLE audit_guard (never INTEGER);
+CREATE TRIGGER audit_no_update AFTER UPDATE ON audit_log FOR EACH STATEMENT
+  INSERT INTO audit_guard SELECT error('audit_log is append-only: UPDATE refused');
+CREATE TRIGGER audit_no_delete AFTER DELETE ON audit_log FOR EACH STATEMENT
+  INSERT INTO audit_guard SELECT error('audit_log is append-only: DELETE refused');
+""",
+    ]
+)
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "AWRA records and versions, ingest runs, append-only audit log", _V1),
+]
+
+
+def crash_point(name: str) -> None:
+    """Die here, at once and without cleanup, when SYNCHEALTH_CRASH_AT names this point (crash tests)."""
+    if os.environ.get("SYNCHEALTH_CRASH_AT") == name:
+        os._exit(70)
+
+
+class Store:
+    """The DuckDB file: one connection per process, one cursor per thread, migrations on open."""
+
+    def __init__(self, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        self.path = Path(path)
+        self._migrations = list(migrations)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusyError(
+                    f"the store {self.path} is open in another process (is `synchealth serve` or the app "
+                    "running?); stop it or run this through the server"
+                ) from None
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from None
+        # Timestamps are stored and shown in UTC whatever the machine's zone (hashes depend on their text).
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._migrate()
+
+    # -- connection -----------------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (a DuckDB connection is not thread-safe; its cursors are)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- SQL ------------------------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        """Run a statement whose result is not needed (DDL, INSERT, UPDATE)."""
+        self.cursor().execute(sql, params).fetchall()
+
+    def frame(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query and return the result as a Polars frame."""
+        # A relation, not execute(): DuckDB 2 copies a DB-API result once more to make Arrow of it.
+        return self.cursor().sql(sql, params=params).pl()
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
+        return self.cursor().execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        # fetchall, not fetchone: DuckDB 2 refuses the next statement on a cursor whose result was
+        # not read to the end ("unfinished result from execute()").
+        rows = self.cursor().execute(sql, params).fetchall()
+        return rows[0][0] if rows else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on this thread's cursor; writers in this process take turns."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    # -- schema ---------------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return int(self.scalar("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+    @property
+    def latest_version(self) -> int:
+        return max(m.version for m in self._migrations)
+
+    def _migrate(self) -> None:
+        cur = self.cursor()
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        current = self.schema_version
+        if current > self.latest_version:
+            raise StoreTooNewError(
+                f"the store {self.path} has schema version {current}, newer than this app knows "
+                f"({self.latest_version}); upgrade the app, do not open this file with an older one"
+            )
+        for migration in self._migrations:
+            if migration.version <= current:
+                continue
+            with self.transaction() as tx:
+                tx.execute(migration.sql)
+                tx.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, now())",
+                    [migration.version, migration.description],
+                )
+
+    def table_exists(self, name: str) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                [name],
+            )
+        )
