@@ -25,7 +25,8 @@ def _dump(store: Store) -> dict[str, pl.DataFrame]:
     out = {}
     for name, table in CONTRACT.items():
         out[name] = store.frame(
-            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} ORDER BY {', '.join(table.key)}, version"
+            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} "
+            f"ORDER BY {', '.join(table.key)}, version"
         )
     out["records"] = store.frame(
         "SELECT realm_id, entity, record_id, current_version, content_hash, removed_at IS NULL AS live "
@@ -100,7 +101,9 @@ def test_a_changed_record_gets_version_two_and_the_old_version_stays(store: Stor
 def test_extra_columns_are_kept_and_do_not_make_a_new_version(store: Store, tmp_path: Path) -> None:
     ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
     folder = write_snapshot(tmp_path / "v2", tiny_snapshot())
-    vendors = pl.read_csv(folder / "vendors.csv", infer_schema=False).with_columns(pl.lit("x").alias("crm_id"))
+    vendors = pl.read_csv(folder / "vendors.csv", infer_schema=False).with_columns(
+        pl.lit("x").alias("crm_id")
+    )
     vendors.write_csv(folder / "vendors.csv")
     result = ingest_snapshot(store, folder, realm_id=REALM)
     assert result.status == "unchanged"
@@ -219,7 +222,9 @@ def test_jsonl_money_keeps_every_digit(store: Store, tmp_path: Path) -> None:
     text = (folder / "bills.jsonl").read_text().replace('"total":"30.50"', '"total":12345678901234.99')
     (folder / "bills.jsonl").write_text(text)
     ingest_snapshot(store, folder, realm_id=REALM)
-    assert store.scalar("SELECT total::VARCHAR FROM awra_bills WHERE bill_id = 'BILL-1'") == "12345678901234.99"
+    assert (
+        store.scalar("SELECT total::VARCHAR FROM awra_bills WHERE bill_id = 'BILL-1'") == "12345678901234.99"
+    )
 
 
 def test_float_money_in_parquet_is_refused(store: Store, tmp_path: Path) -> None:
@@ -234,7 +239,10 @@ def test_two_companies_keep_separate_records(store: Store, snapshot_dir: Path) -
     ingest_snapshot(store, snapshot_dir, realm_id="A")
     second = ingest_snapshot(store, snapshot_dir, realm_id="B")
     assert second.new == 15
-    assert store.rows("SELECT realm_id, count(*) FROM records GROUP BY 1 ORDER BY 1") == [("A", 15), ("B", 15)]
+    assert store.rows("SELECT realm_id, count(*) FROM records GROUP BY 1 ORDER BY 1") == [
+        ("A", 15),
+        ("B", 15),
+    ]
 
 
 @pytest.mark.parametrize("point", ["ingest.staged", "ingest.swap"])

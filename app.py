@@ -1,0 +1,53 @@
+"""Streamlit entry: page config, the shared sidebar (company, period, identity) and navigation."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import streamlit as st
+
+from pipelines.page_data import get_settings, get_store, identity_of, people, realm_choices
+
+PAGES = Path(__file__).parent / "pages"
+
+
+def _months(today: date, count: int = 12) -> list[str]:
+    months, year, month = [], today.year, today.month
+    for _ in range(count):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return months
+
+
+def sidebar() -> None:
+    """Company, period and identity: keyed widgets shared by every page through session_state."""
+    settings = get_settings()
+    store = get_store(str(settings.db_path))
+    with st.sidebar:
+        st.selectbox("Company (QuickBooks realm)", realm_choices(store, settings), key="realm")
+        st.selectbox("Period", _months(date.today()), key="period")
+        st.divider()
+        st.caption("Identity — **demo sign-in** (no identity provider configured)")
+        choices = ["viewer@demo.local", *[p for p in people(settings) if p != "viewer@demo.local"]]
+        email = st.selectbox("Acting as", choices, key="actor")
+        st.caption(f"Role: **{identity_of(email, settings).role}**")
+
+
+def run() -> None:
+    # A function, so that an end-to-end test can drive the router (as Streamlit's own hello app does).
+    st.set_page_config(page_title="QBO Sync Health", page_icon=":material/sync:", layout="wide")
+    page = st.navigation(
+        {
+            "Data": [
+                st.Page(PAGES / "overview.py", title="Overview", icon=":material/database:", default=True),
+            ],
+        }
+    )
+    # Shared widgets after st.navigation and before page.run(): created before navigation, a keyed
+    # widget loses its new value on the rerun its own change triggers (seen in Streamlit 1.67).
+    sidebar()
+    page.run()
+
+
+run()

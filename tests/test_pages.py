@@ -1,0 +1,88 @@
+"""AppTest smoke and content tests of every page, with an empty store and with a loaded one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REALM, tiny_snapshot, write_snapshot
+from streamlit.testing.v1 import AppTest
+
+from pipelines.awra import SnapshotError, ingest_snapshot
+from pipelines.page_data import get_settings, get_store
+from pipelines.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
+
+
+@pytest.fixture
+def app_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the app at a fresh store; caches are cleared so no test sees another's store."""
+    db = tmp_path / "app.duckdb"
+    monkeypatch.setenv("SYNCHEALTH_DB", str(db))
+    monkeypatch.setenv("SYNCHEALTH_REALM_ID", REALM)
+    monkeypatch.chdir(ROOT)
+    get_settings.clear()
+    get_store.clear()
+    yield db
+    get_store.clear()
+    get_settings.clear()
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}")
+        at.run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_store(app_db: Path, page: str) -> None:
+    at = _app(page)
+    assert not at.exception
+
+
+def test_overview_empty_state_names_the_commands(app_db: Path) -> None:
+    at = _app()
+    assert any("synchealth ingest data/demo/awra" in i.value for i in at.info)
+
+
+def test_overview_shows_what_is_loaded_and_refused_snapshots(app_db: Path, tmp_path: Path) -> None:
+    store = get_store(str(app_db))
+    ingest_snapshot(store, write_snapshot(tmp_path / "good", tiny_snapshot()), realm_id=REALM)
+    bad = tiny_snapshot()
+    bad["bills"][0]["total"] = "1.005"
+    with pytest.raises(SnapshotError):
+        ingest_snapshot(store, write_snapshot(tmp_path / "bad", bad), realm_id=REALM)
+
+    at = _app()
+
+    assert not at.exception
+    assert at.metric[0].value == "15"
+    assert at.metric[3].value == "refused"
+    assert any("bills.csv row 2 column total" in e.value for e in at.error)
+    entities = at.dataframe[0].value
+    assert list(entities["entity"][:3]) == ["vendor", "customer", "item"]
+    assert int(entities.loc[entities["entity"] == "bill", "records"].iloc[0]) == 2
+
+
+def test_sidebar_offers_the_demo_people_and_shows_the_role(app_db: Path) -> None:
+    at = _app()
+    actor = at.sidebar.selectbox(key="actor")
+    assert set(actor.options) == {"viewer@demo.local", "finance@demo.local", "admin@demo.local"}
+    # at.caption, not at.sidebar.caption: AppTest's sidebar block does not list its captions
+    assert any("Role: **viewer**" in c.value for c in at.caption)  # nobody chosen: the least power
+    # AppTest drops the entrypoint's sidebar elements from its tree on a rerun, so the choice is seeded
+    # here; the browser test changes it by hand and sees the role follow.
+    chosen = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    chosen.session_state["actor"] = "admin@demo.local"
+    chosen.run()
+    assert any("Role: **admin**" in c.value for c in chosen.caption)
+
+
+def test_the_store_is_opened_once_per_path(app_db: Path) -> None:
+    assert get_store(str(app_db)) is get_store(str(app_db))
+    assert isinstance(get_store(str(app_db)), Store)
