@@ -17,6 +17,7 @@ __all__ = [
     "RECORD_STATUSES",
     "Column",
     "Table",
+    "contract_markdown",
     "contract_schema",
     "table_for_entity",
 ]
@@ -56,7 +57,7 @@ KINDS: dict[str, Kind] = {
     "quantity": Kind("DECIMAL(18,4)", _QUANTITY, "decimal with at most 4 places"),
     "date": Kind("DATE", _DATE, "ISO date YYYY-MM-DD"),
     "timestamp": Kind(
-        "TIMESTAMPTZ", _TIMESTAMP, "ISO timestamp YYYY-MM-DDTHH:MM:SS[.fff][Z|+HH:MM] (UTC if no offset)"
+        "TIMESTAMPTZ", _TIMESTAMP, "ISO timestamp YYYY-MM-DDTHH:MM:SS, Z or +HH:MM (else UTC), or a date"
     ),
     "currency": Kind("VARCHAR", _CURRENCY, "ISO 4217 code, 3 capital letters"),
     "int": Kind("INTEGER", _INT, "whole number >= 1"),
@@ -340,3 +341,20 @@ def contract_schema(table: Table) -> pa.DataFrameSchema:
         strict=False,
         name=table.name,
     )
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown tables, one per file: the README embeds exactly this text."""
+    out = []
+    for table in CONTRACT.values():
+        key = " + ".join(table.key)
+        head = f"**{table.name}** (`{table.name}.csv|.parquet|.jsonl`; key `{key}`; entity `{table.entity}`"
+        head += f"; lines of `{table.parent}`)" if table.parent else ")"
+        if table.one_of:
+            head += f" — at least one of {' / '.join(f'`{c}`' for c in table.one_of)} in the header"
+        out += [head, "", "| column | type | required | allowed values |", "|---|---|---|---|"]
+        for c in table.columns:
+            allowed = ", ".join(f"`{v}`" for v in c.values) if c.values else KINDS[c.kind].describe
+            out.append(f"| `{c.name}` | {c.sql_type} | {'yes' if c.required else ''} | {allowed} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,27 @@
+"""The README documents the contract exactly as the code enforces it, and the CLI commands that exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipelines.cli import _parser
+from schemas.awra import contract_markdown
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_readme_carries_the_contract_as_enforced() -> None:
+    block = re.search(r"<!-- contract:start[^>]*-->\n(.*)<!-- contract:end -->", README, re.S)
+    assert block, "README lost its contract markers"
+    assert block.group(1) == contract_markdown(), "README contract drifted: paste contract_markdown() output"
+
+
+def test_readme_names_every_cli_command() -> None:
+    commands = _parser()._subparsers._group_actions[0].choices
+    for name in commands:
+        assert f"synchealth {name}" in README, name
+
+
+def test_readme_gives_the_two_setup_commands() -> None:
+    assert "make run" in README and "make test" in README
