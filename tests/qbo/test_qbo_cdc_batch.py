@@ -1,0 +1,170 @@
+"""CDC over the 1000-object cap (split, merge, dedupe, verify) and batches of at most 30 matched by bId."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from qbo_fakes import FakeClock, FakeQbo, standard_fault
+
+from qbo.client import BatchItem, CdcWindowError, QboClient
+
+
+def _changes(
+    fake: FakeQbo, clock: FakeClock, entity: str, count: int, *, first_id: int = 1, offset: int = 0
+) -> None:
+    """`count` objects changed one second apart, starting two days ago."""
+    start = clock.now - timedelta(days=2)
+    for n in range(count):
+        at = (start + timedelta(seconds=offset + n)).isoformat(timespec="seconds")
+        oid = str(first_id + n)
+        fake.objects[entity][oid] = {"Id": oid, "SyncToken": "0", "MetaData": {"LastUpdatedTime": at}}
+
+
+def _cdc_requests(fake: FakeQbo) -> list[httpx.Request]:
+    return [r for r in fake.api_requests if r.url.path.endswith("/cdc")]
+
+
+def test_cdc_under_the_cap_is_one_call(client: QboClient, fake: FakeQbo, clock: FakeClock) -> None:
+    _changes(fake, clock, "vendor", 10)
+    found = client.cdc(["Vendor", "Bill"], clock.now - timedelta(days=3))
+    assert (len(found["Vendor"]), found["Bill"]) == (10, [])
+    request = _cdc_requests(fake)[0]
+    assert request.url.params["entities"] == "Vendor,Bill" and len(fake.api_requests) == 1
+
+
+def test_cdc_over_the_cap_splits_the_window_and_loses_nothing(
+    client: QboClient, fake: FakeQbo, clock: FakeClock
+) -> None:
+    _changes(fake, clock, "vendor", 1500)
+    _changes(fake, clock, "bill", 1000, first_id=5000, offset=700)
+    fake.deleted["bill"]["4999"] = (clock.now - timedelta(hours=1)).isoformat(timespec="seconds")
+    found = client.cdc(["Vendor", "Bill"], clock.now - timedelta(days=3))
+    assert len(found["Vendor"]) == 1500 and len({o["Id"] for o in found["Vendor"]}) == 1500
+    assert len(found["Bill"]) == 1001 and found["Bill"][-1] == {
+        "Id": "4999",
+        "status": "Deleted",
+        "MetaData": {"LastUpdatedTime": fake.deleted["bill"]["4999"]},
+    }
+    windows = [r.url.params["changedSince"] for r in _cdc_requests(fake)]
+    assert len(windows) == 3 and windows == sorted(windows)  # each window starts where the last one ended
+    assert not [r for r in fake.api_requests if "SELECT *" in r.url.params.get("query", "")]  # no fallback
+
+
+def test_cdc_is_completed_by_a_query_when_the_cap_drops_the_oldest(
+    client: QboClient, fake: FakeQbo, clock: FakeClock
+) -> None:
+    fake.cdc_keeps_newest = True  # were QBO to keep the newest 1000, walking forward would miss changes
+    _changes(fake, clock, "vendor", 1800)
+    found = client.cdc(["Vendor"], clock.now - timedelta(days=3))
+    assert sorted(int(o["Id"]) for o in found["Vendor"]) == list(range(1, 1801))
+    assert [r for r in fake.api_requests if "SELECT * FROM Vendor" in r.url.params.get("query", "")]
+
+
+def test_cdc_keeps_the_newest_version_and_a_deletion_is_final(
+    client: QboClient, fake: FakeQbo, clock: FakeClock
+) -> None:
+    base = clock.now - timedelta(days=1)
+
+    def bill(oid: int, token: str, seconds: int, **extra: str) -> dict:
+        at = (base + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+        return {"Id": str(oid), "SyncToken": token, "MetaData": {"LastUpdatedTime": at}, **extra}
+
+    full = [bill(n, "0", n) for n in range(1, 1001)]
+    later = [bill(7, "1", 2000), bill(8, "0", 2001, status="Deleted")]
+    fake.script(
+        httpx.Response(200, json={"CDCResponse": [{"QueryResponse": [{"Bill": full}]}]}),
+        httpx.Response(200, json={"CDCResponse": [{"QueryResponse": [{"Bill": later}]}]}),
+        httpx.Response(200, json={"QueryResponse": {"totalCount": 999}}),
+    )
+    found = {o["Id"]: o for o in client.cdc(["Bill"], base)["Bill"]}
+    assert len(found) == 1000
+    assert found["7"]["SyncToken"] == "1" and found["8"]["status"] == "Deleted"
+
+
+def test_cdc_leaves_changes_after_until_to_the_next_window(
+    client: QboClient, fake: FakeQbo, clock: FakeClock
+) -> None:
+    _changes(fake, clock, "vendor", 10)
+    until = clock.now - timedelta(days=2) + timedelta(seconds=4)
+    assert [o["Id"] for o in client.cdc(["Vendor"], clock.now - timedelta(days=3), until)["Vendor"]] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
+
+
+def test_cdc_refuses_a_look_back_over_30_days_before_asking(
+    client: QboClient, fake: FakeQbo, clock: FakeClock
+) -> None:
+    with pytest.raises(CdcWindowError, match="30 days"):
+        client.cdc(["Vendor"], clock.now - timedelta(days=31))
+    with pytest.raises(ValueError, match="TaxCode"):
+        client.cdc(["TaxCode"], clock.now - timedelta(days=1))  # not in CDC (ref §7)
+    assert fake.api_requests == []
+
+
+# batch
+def _vendor_items(count: int) -> list[BatchItem]:
+    return [
+        BatchItem(f"v{n}", "create", "Vendor", {"DisplayName": f"Vendor {n}"}) for n in range(1, count + 1)
+    ]
+
+
+def test_a_batch_of_30_with_mixed_faults_is_matched_by_bid(client: QboClient, fake: FakeQbo) -> None:
+    fake.objects["vendor"]["1"] = {"Id": "1", "SyncToken": "0", "DisplayName": "Vendor 4"}
+    items = _vendor_items(29) + [BatchItem("q", query="SELECT * FROM Vendor")]
+    results = client.batch(items, request_id="run-7:batch")
+    assert len(results) == 30 and len(fake.api_requests) == 1
+    assert results["v4"].outcome.reason == "duplicate_risk.name_exists" and results["v4"].code == "6240"
+    assert results["v5"].ok and results["v5"].object["DisplayName"] == "Vendor 5"
+    assert results["q"].ok and results["q"].operation == "batch.query"
+    assert all(r.request_id == "run-7:batch" and r.bid == bid for bid, r in results.items())
+    sent = fake.api_requests[0]
+    assert sent.url.params["requestid"] == "run-7:batch" and sent.url.params["minorversion"] == "75"
+
+
+def test_more_than_30_items_go_in_batches_of_30_and_a_retry_creates_nothing_twice(
+    client: QboClient, fake: FakeQbo
+) -> None:
+    results = client.batch(_vendor_items(65), request_id="run-7")
+    sizes = [len(json.loads(r.content)["BatchItemRequest"]) for r in fake.api_requests]
+    assert sizes == [30, 30, 5] and len(results) == 65 and all(r.ok for r in results.values())
+    ids = [r.url.params["requestid"] for r in fake.api_requests]
+    assert len(set(ids)) == 3 and all(len(i) == 36 and uuid.UUID(i) for i in ids)  # ref §1: 36 on batch
+    again = client.batch(_vendor_items(65), request_id="run-7")  # the same run, retried
+    assert [r.url.params["requestid"] for r in fake.api_requests[3:]] == ids
+    assert {b: r.object["Id"] for b, r in again.items()} == {b: r.object["Id"] for b, r in results.items()}
+    assert len(fake.objects["vendor"]) == 65
+
+
+def test_an_item_without_an_answer_is_ambiguous(client: QboClient, fake: FakeQbo) -> None:
+    fake.script(httpx.Response(200, json={"BatchItemResponse": [{"bId": "v1", "Vendor": {"Id": "9"}}]}))
+    results = client.batch(_vendor_items(2), request_id="r1")
+    assert results["v1"].ok and results["v2"].outcome.outcome == "ambiguous"
+
+
+def test_after_a_failed_batch_the_rest_are_held_back(client: QboClient, fake: FakeQbo) -> None:
+    down = standard_fault("10000", "An application error has occurred", "System Failure", status=500)
+    fake.script(
+        down, standard_fault("10000", "An application error has occurred", "System Failure", status=500)
+    )
+    results = client.batch(_vendor_items(65), request_id="run-8")
+    assert len(fake.api_requests) == 2  # the first batch and its one resubmission; nothing after
+    assert {results[f"v{n}"].outcome.reason for n in range(1, 31)} == {"transport.server_error"}
+    assert {results[f"v{n}"].outcome.reason for n in range(31, 66)} == {"transport.not_sent"}
+    assert fake.objects["vendor"] == {}
+
+
+def test_bids_must_be_short_and_unique(client: QboClient) -> None:
+    with pytest.raises(ValueError, match="bId"):
+        client.batch([BatchItem("bill:BILL-000123", "create", "Bill", {})], request_id="r")
+    with pytest.raises(ValueError, match="unique"):
+        client.batch(
+            [BatchItem("a", query="SELECT * FROM Bill"), BatchItem("a", query="SELECT * FROM Bill")],
+            request_id="r",
+        )
