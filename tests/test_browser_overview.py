@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from browser import browser_page, require_chromium, screenshot, served_app
-from conftest import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
 from pipelines.store import Store

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, tiny_snapshot, write_snapshot
 
 from pipelines.awra import SnapshotError, ingest_snapshot
 from pipelines.cli import main

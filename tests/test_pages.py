@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, tiny_snapshot, write_snapshot
 from streamlit.testing.v1 import AppTest
 
 from pipelines.awra import SnapshotError, ingest_snapshot

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REALM
+from fixtures import REALM
 
 from pipelines.awra import ingest_snapshot
 from pipelines.cli import main

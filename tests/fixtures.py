@@ -1,0 +1,369 @@
+"""Test data built from literals: a tiny AWRA snapshot and the QBO company that matches it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.store import Store
+from schemas.awra import CONTRACT
+
+REALM = "9341453050298461"
+
+
+def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
+    """Two vendors, one customer, two items, three accounts, a PO, two bills, an invoice, payments, a JE."""
+    ts = "2026-11-01T09:00:00Z"
+    return {
+        "vendors": [
+            {
+                "vendor_id": "VEN-1",
+                "name": "Acme Supplies",
+                "currency": "USD",
+                "status": "active",
+                "approval_status": "approved",
+                "updated_at": ts,
+            },
+            {
+                "vendor_id": "VEN-2",
+                "name": "Bolt & Nut Co",
+                "currency": "USD",
+                "status": "active",
+                "approval_status": "approved",
+                "updated_at": ts,
+            },
+        ],
+        "customers": [
+            {
+                "customer_id": "CUS-1",
+                "name": "Northwind",
+                "currency": "USD",
+                "status": "active",
+                "approval_status": "approved",
+                "updated_at": ts,
+            },
+        ],
+        "items": [
+            {
+                "item_sku": "WID-100",
+                "name": "Widget",
+                "type": "non_inventory",
+                "status": "active",
+                "updated_at": ts,
+                "income_account_code": "4000",
+                "expense_account_code": "5000",
+            },
+            {
+                "item_sku": "SVC-1",
+                "name": "Install",
+                "type": "service",
+                "status": "active",
+                "updated_at": ts,
+                "income_account_code": "4000",
+                "expense_account_code": None,
+            },
+        ],
+        "accounts": [
+            {"account_code": "1000", "name": "Checking", "type": "Bank", "status": "active"},
+            {"account_code": "4000", "name": "Sales", "type": "Income", "status": "active"},
+            {
+                "account_code": "5000",
+                "name": "Cost of Goods",
+                "type": "Cost of Goods Sold",
+                "status": "active",
+            },
+        ],
+        "purchase_orders": [
+            {
+                "po_id": "PO-1",
+                "po_number": "PO-1",
+                "vendor_id": "VEN-1",
+                "txn_date": "2026-11-02",
+                "due_date": "2026-12-02",
+                "currency": "USD",
+                "total": "20.00",
+                "approval_status": "approved",
+                "posting_status": "posted",
+                "owner": "ap@acme.example",
+                "updated_at": ts,
+            },
+        ],
+        "po_lines": [
+            {
+                "po_id": "PO-1",
+                "line_no": "1",
+                "item_sku": "WID-100",
+                "account_code": None,
+                "description": "Widgets",
+                "qty": "2",
+                "unit_price": "10",
+                "amount": "20.00",
+                "tax_code": "NON",
+                "category": "East",
+            },
+        ],
+        "bills": [
+            {
+                "bill_id": "BILL-1",
+                "bill_number": "INV-9",
+                "vendor_id": "VEN-1",
+                "po_id": "PO-1",
+                "txn_date": "2026-11-03",
+                "due_date": "2026-12-03",
+                "currency": "USD",
+                "total": "30.50",
+                "approval_status": "approved",
+                "posting_status": "posted",
+                "owner": "ap@acme.example",
+                "updated_at": ts,
+            },
+            {
+                "bill_id": "BILL-2",
+                "bill_number": "77",
+                "vendor_id": "VEN-2",
+                "po_id": None,
+                "txn_date": "2026-11-04",
+                "due_date": None,
+                "currency": "USD",
+                "total": "5.00",
+                "approval_status": "pending",
+                "posting_status": "unposted",
+                "owner": "ap@acme.example",
+                "updated_at": ts,
+            },
+        ],
+        "bill_lines": [
+            {
+                "bill_id": "BILL-1",
+                "line_no": "1",
+                "item_sku": "WID-100",
+                "account_code": None,
+                "description": "Widgets",
+                "qty": "2",
+                "unit_price": "10.25",
+                "amount": "20.50",
+                "tax_code": "NON",
+                "category": "East",
+            },
+            {
+                "bill_id": "BILL-1",
+                "line_no": "2",
+                "item_sku": None,
+                "account_code": "5000",
+                "description": "Freight",
+                "qty": None,
+                "unit_price": None,
+                "amount": "10",
+                "tax_code": "NON",
+                "category": "East",
+            },
+            {
+                "bill_id": "BILL-2",
+                "line_no": "1",
+                "item_sku": None,
+                "account_code": "5000",
+                "description": "Nuts",
+                "qty": None,
+                "unit_price": None,
+                "amount": "5.00",
+                "tax_code": "NON",
+                "category": None,
+            },
+        ],
+        "invoices": [
+            {
+                "invoice_id": "INV-1",
+                "invoice_number": "1001",
+                "customer_id": "CUS-1",
+                "txn_date": "2026-11-05",
+                "due_date": "2026-12-05",
+                "currency": "USD",
+                "total": "150.00",
+                "approval_status": "approved",
+                "posting_status": "posted",
+                "owner": "ar@acme.example",
+                "updated_at": ts,
+            },
+        ],
+        "invoice_lines": [
+            {
+                "invoice_id": "INV-1",
+                "line_no": "1",
+                "item_sku": "SVC-1",
+                "account_code": None,
+                "description": "Install",
+                "qty": "1.5",
+                "unit_price": "100",
+                "amount": "150.00",
+                "tax_code": "TAX",
+                "category": "West",
+            },
+        ],
+        "payments": [
+            {
+                "payment_id": "PAY-1",
+                "payment_number": "P-1",
+                "customer_id": "CUS-1",
+                "invoice_id": "INV-1",
+                "txn_date": "2026-11-06",
+                "amount": "150.00",
+                "payment_method": "Check",
+                "deposit_account_code": "1000",
+                "currency": "USD",
+                "approval_status": "approved",
+                "posting_status": "posted",
+                "owner": "ar@acme.example",
+                "updated_at": ts,
+            },
+        ],
+        "bill_payments": [
+            {
+                "bill_payment_id": "BP-1",
+                "vendor_id": "VEN-1",
+                "bill_id": "BILL-1",
+                "txn_date": "2026-11-07",
+                "amount": "30.50",
+                "payment_method": "Check",
+                "bank_account_code": "1000",
+                "currency": "USD",
+                "approval_status": "approved",
+                "posting_status": "posted",
+                "owner": "ap@acme.example",
+                "updated_at": ts,
+            },
+        ],
+        "journal_entries": [
+            {
+                "je_id": "JE-1",
+                "je_number": "JE-1",
+                "txn_date": "2026-11-08",
+                "currency": "USD",
+                "approval_status": "approved",
+                "posting_status": "posted",
+                "owner": "gl@acme.example",
+                "updated_at": ts,
+            },
+        ],
+        "journal_lines": [
+            {
+                "je_id": "JE-1",
+                "line_no": "1",
+                "account_code": "5000",
+                "posting_type": "debit",
+                "amount": "12.34",
+                "description": "Accrual",
+                "category": "East",
+            },
+            {
+                "je_id": "JE-1",
+                "line_no": "2",
+                "account_code": "1000",
+                "posting_type": "credit",
+                "amount": "12.34",
+                "description": "Accrual",
+                "category": "East",
+            },
+        ],
+    }
+
+
+def frames_of(snapshot: dict[str, list[dict]]) -> dict[str, pl.DataFrame]:
+    """Snapshot rows as text frames with exactly the contract columns, in contract order."""
+    out = {}
+    for name, table in CONTRACT.items():
+        schema = {c: pl.String for c in table.column_names}
+        out[name] = pl.DataFrame(snapshot.get(name, []), schema=schema)
+    return out
+
+
+def write_snapshot(folder: Path, snapshot: dict[str, list[dict]], fmt: str = "csv") -> Path:
+    """Write a snapshot folder in one format; returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames_of(snapshot).items():
+        path = folder / f"{name}.{fmt}"
+        if fmt == "csv":
+            frame.write_csv(path)
+        elif fmt == "parquet":
+            frame.write_parquet(path)
+        else:
+            frame.write_ndjson(path)
+    return folder
+
+
+def _ref(value: str) -> dict[str, str]:
+    return {"value": value}
+
+
+def tiny_company(book_close: str = "2026-09-30") -> dict:
+    """A QBO company file matching tiny_snapshot(): every reference value exists and is active."""
+    meta = {"CreateTime": "2026-01-01T00:00:00-08:00", "LastUpdatedTime": "2026-01-01T00:00:00-08:00"}
+
+    def obj(i: int, **fields) -> dict:
+        return {"Id": str(i), "SyncToken": "0", "MetaData": meta, **fields}
+
+    return {
+        "format": "synchealth-qbo-company/1",
+        "realm_id": REALM,
+        "company_info": {"Id": "1", "CompanyName": "Tiny Co", "Country": "US", "SyncToken": "0"},
+        "preferences": {
+            "Id": "1",
+            "SyncToken": "0",
+            "AccountingInfoPrefs": {"BookCloseDate": book_close},
+            "CurrencyPrefs": {"HomeCurrency": {"value": "USD"}, "MultiCurrencyEnabled": False},
+            "SalesFormsPrefs": {"CustomTxnNumbers": True},
+            "OtherPrefs": {"NameValue": [{"Name": "DuplicateDocNumberCheck", "Value": "true"}]},
+        },
+        "objects": {
+            "Account": [
+                obj(1, Name="Checking", AcctNum="1000", AccountType="Bank", Classification="Asset", Active=True),
+                obj(2, Name="Sales", AcctNum="4000", AccountType="Income", Classification="Revenue", Active=True),
+                obj(
+                    3,
+                    Name="Cost of Goods",
+                    AcctNum="5000",
+                    AccountType="Cost of Goods Sold",
+                    Classification="Expense",
+                    Active=True,
+                ),
+                obj(
+                    4,
+                    Name="Accounts Payable",
+                    AcctNum="2000",
+                    AccountType="Accounts Payable",
+                    Classification="Liability",
+                    Active=True,
+                ),
+            ],
+            "TaxCode": [obj(1, Name="TAX", Active=True, Taxable=True), obj(2, Name="NON", Active=True, Taxable=False)],
+            "TaxRate": [],
+            "PaymentMethod": [obj(1, Name="Check", Type="NON_CREDIT_CARD", Active=True)],
+            "Class": [obj(1, Name="East", Active=True), obj(2, Name="West", Active=True)],
+            "Department": [],
+            "Term": [obj(1, Name="Net 30", DueDays=30, Active=True)],
+            "Vendor": [],
+            "Customer": [],
+            "Employee": [],
+            "Item": [
+                obj(
+                    1,
+                    Name="Widget",
+                    Sku="WID-100",
+                    Type="NonInventory",
+                    Active=True,
+                    IncomeAccountRef=_ref("2"),
+                    ExpenseAccountRef=_ref("3"),
+                ),
+                obj(2, Name="Install", Sku="SVC-1", Type="Service", Active=True, IncomeAccountRef=_ref("2")),
+            ],
+        },
+    }
+
+
+def load_company(store: Store, company: dict) -> None:
+    """Put a company file's objects and preferences in the store's QBO mirror, as a pull would."""
+    from datetime import UTC, datetime
+
+    from pipelines.qbo_pull import load_company_file
+
+    load_company_file(store, company, datetime.now(UTC))
