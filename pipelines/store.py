@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from qbo.tokens import TOKENS_DDL
 from schemas.awra import CONTRACT, Table
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StoreError",
     "StoreTooNewError",
     "awra_table",
+    "current_view",
     "crash_point",
 ]
 
@@ -136,8 +138,179 @@ CREATE TRIGGER audit_no_delete AFTER DELETE ON audit_log FOR EACH STATEMENT
     ]
 )
 
+# The QBO mirror: reference data and transactions as pulled (query, CDC, webhook reads), with the
+# columns readiness, mapping and duplicate checks join on pulled out of the JSON once, at load.
+_V3 = """
+CREATE TABLE qbo_objects (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  qbo_id VARCHAR NOT NULL,
+  sync_token VARCHAR,
+  active BOOLEAN NOT NULL DEFAULT TRUE,
+  deleted BOOLEAN NOT NULL DEFAULT FALSE,
+  name VARCHAR,                -- DisplayName, or Name
+  acct_num VARCHAR,
+  sku VARCHAR,
+  doc_number VARCHAR,
+  party_id VARCHAR,            -- VendorRef / CustomerRef value
+  total_amt DECIMAL(18,2),
+  txn_date DATE,
+  currency VARCHAR,
+  note VARCHAR,                -- PrivateNote, or Notes on Vendor/Customer
+  marker VARCHAR,              -- awra:<entity>:<id>:v<version> found in the note: the object is ours
+  last_updated TIMESTAMPTZ,
+  payload VARCHAR NOT NULL,
+  pulled_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (realm_id, entity, qbo_id)
+);
+CREATE TABLE qbo_company (
+  realm_id VARCHAR PRIMARY KEY,
+  company_name VARCHAR,
+  country VARCHAR,
+  home_currency VARCHAR,
+  multicurrency BOOLEAN,
+  book_close_date DATE,
+  duplicate_docnum_check BOOLEAN,
+  custom_txn_numbers BOOLEAN,
+  class_tracking BOOLEAN,
+  department_tracking BOOLEAN,
+  company_info VARCHAR,
+  preferences VARCHAR,
+  pulled_at TIMESTAMPTZ NOT NULL
+);
+CREATE SEQUENCE qbo_pull_seq START 1;
+CREATE TABLE qbo_pulls (
+  pull_id BIGINT PRIMARY KEY,
+  realm_id VARCHAR NOT NULL,
+  kind VARCHAR NOT NULL,       -- full | cdc | entities
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  changed_since TIMESTAMPTZ,
+  objects BIGINT NOT NULL DEFAULT 0,
+  deleted BIGINT NOT NULL DEFAULT 0,
+  inactive BIGINT NOT NULL DEFAULT 0,
+  status VARCHAR NOT NULL,     -- running | done | failed
+  error VARCHAR
+);
+"""
+
+# Readiness, mappings, duplicate candidates and the links between AWRA records and QBO objects.
+_V4 = """
+CREATE TABLE mappings (
+  realm_id VARCHAR NOT NULL,
+  kind VARCHAR NOT NULL,       -- account | tax_code | vendor | customer | item | payment_method | class
+  awra_value VARCHAR NOT NULL,
+  qbo_entity VARCHAR,          -- Account, TaxCode, Vendor, Customer, Item, PaymentMethod, Class, Department
+  qbo_id VARCHAR,
+  qbo_name VARCHAR,
+  source VARCHAR NOT NULL,     -- auto | manual | created_by_sync
+  status VARCHAR NOT NULL,     -- mapped | missing | stale | suggested
+  confidence DOUBLE,
+  match_rule VARCHAR,          -- marker | account_number | sku | exact_name | normalized_name | person
+  set_by VARCHAR,
+  set_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (realm_id, kind, awra_value)
+);
+CREATE TABLE external_refs (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  qbo_entity VARCHAR NOT NULL,
+  qbo_id VARCHAR NOT NULL,
+  sync_token VARCHAR,
+  synced_version INTEGER,      -- the AWRA version QBO holds; below current_version means an update is due
+  linked_by VARCHAR NOT NULL,  -- sync | marker | person
+  linked_at TIMESTAMPTZ NOT NULL,
+  actor VARCHAR,
+  PRIMARY KEY (realm_id, entity, record_id)
+);
+CREATE TABLE exclusions (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  actor VARCHAR NOT NULL,
+  reason VARCHAR NOT NULL,
+  excluded_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (realm_id, entity, record_id)
+);
+CREATE SEQUENCE check_run_seq START 1;
+CREATE TABLE check_runs (
+  run_id BIGINT PRIMARY KEY,
+  realm_id VARCHAR NOT NULL,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  trigger VARCHAR NOT NULL,    -- check | map | retry | schedule
+  actor VARCHAR,
+  records BIGINT NOT NULL DEFAULT 0,
+  ready BIGINT NOT NULL DEFAULT 0,
+  findings BIGINT NOT NULL DEFAULT 0,
+  seconds DOUBLE
+);
+CREATE TABLE findings (
+  run_id BIGINT NOT NULL,
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,
+  check_name VARCHAR NOT NULL, -- complete | approved | posted | eligible | mapped | no_duplicate
+  dimension VARCHAR NOT NULL,  -- source_data | mapping | duplicate_risk
+  reason VARCHAR NOT NULL,     -- stable code, e.g. mapping.item_missing
+  detail VARCHAR NOT NULL,     -- what a person can act on: "line 3: item SKU WID-220 has no QuickBooks item"
+  mapping_kind VARCHAR,        -- for mapping findings: the kind and AWRA value to map
+  mapping_value VARCHAR,
+  amount DECIMAL(18,2),
+  txn_date DATE
+);
+CREATE TABLE duplicate_candidates (
+  run_id BIGINT NOT NULL,
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,
+  qbo_entity VARCHAR NOT NULL,
+  qbo_id VARCHAR NOT NULL,
+  rule VARCHAR NOT NULL,       -- name_exists | doc_number_exists | similar_transaction
+  score DOUBLE NOT NULL,
+  reasons VARCHAR NOT NULL
+);
+CREATE TABLE duplicate_decisions (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,
+  decision VARCHAR NOT NULL,   -- link | create_new
+  qbo_entity VARCHAR,
+  qbo_id VARCHAR,
+  actor VARCHAR NOT NULL,
+  reason VARCHAR NOT NULL,
+  decided_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (realm_id, entity, record_id)
+);
+"""
+
+def current_view(name: str) -> str:
+    """The view over one AWRA table holding only live records' current versions (lines: their header's)."""
+    return f"cur_{name}"
+
+
+def _current_views() -> str:
+    views = []
+    for table in CONTRACT.values():
+        views.append(
+            f"""CREATE VIEW {current_view(table.name)} AS SELECT a.* FROM {awra_table(table.name)} a
+            JOIN records r ON r.realm_id = a.realm_id AND r.entity = '{table.entity}'
+             AND r.record_id = a.{table.record_id} AND r.current_version = a.version AND r.removed_at IS NULL;"""
+        )
+    return "\n".join(views)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "AWRA records and versions, ingest runs, append-only audit log", _V1),
+    Migration(2, "QBO connections (encrypted tokens, status) and their events", TOKENS_DDL),
+    Migration(3, "QBO mirror: objects, company preferences, pull history", _V3),
+    Migration(
+        4, "Readiness findings, mappings, duplicate candidates, links to QBO objects", _V4 + _current_views()
+    ),
 ]
 
 

@@ -1,0 +1,90 @@
+"""Overview: what is loaded from AWRA (per table and entity) and the ingest history, refusals included."""
+
+import polars as pl
+import streamlit as st
+
+from pipelines.page_data import get_settings, get_store, overview, qbo_summary
+
+settings = get_settings()
+store = get_store(str(settings.db_path))
+realm = st.session_state.get("realm", settings.realm_id)
+data = overview(store, realm)
+
+st.title("Overview")
+st.caption(f"Company {realm} · store `{settings.db_path}`")
+
+if data["history"].is_empty():
+    st.info(
+        "Nothing is loaded yet for this company. Write the demo data and load it with\n\n"
+        "`synchealth demo` then `synchealth ingest data/demo/awra`\n\n"
+        "(or run `make run`, which does both and starts this app)."
+    )
+    st.stop()
+
+last = data["history"].row(0, named=True)
+entities = data["entities"]
+cols = st.columns(4)
+cols[0].metric("Records", f"{entities['records'].sum():,}")
+cols[1].metric("Versions stored", f"{entities['versions'].sum():,}")
+cols[2].metric("Removed in AWRA", f"{entities['removed'].sum():,}")
+when = f"run {last['run_id']} at {last['finished_at']:%Y-%m-%d %H:%M} UTC"
+cols[3].metric("Last snapshot", last["status"], help=when)
+if last["status"] == "refused":
+    st.error(f"The latest snapshot was refused, nothing of it applied: {last['error']}")
+
+st.subheader("Records by entity")
+st.dataframe(
+    entities,
+    hide_index=True,
+    column_config={
+        "records": st.column_config.NumberColumn("Records", format="localized"),
+        "changed_records": st.column_config.NumberColumn("Changed since first seen", format="localized"),
+        "last_change": st.column_config.DatetimeColumn("Last change", format="YYYY-MM-DD HH:mm"),
+    },
+)
+
+st.subheader("QuickBooks")
+qbo = qbo_summary(store, realm)
+conn, pulled, company = qbo["connection"], qbo["last_pull"], qbo["company"]
+target = settings.api_base_url if settings.qbo_env == "local" else f"Intuit {settings.qbo_env}"
+if conn is None:
+    st.warning(f"Not connected to QuickBooks ({target}). An admin runs `synchealth connect`, then `synchealth pull`.")
+else:
+    cols = st.columns(4)
+    cols[0].metric("Connection", conn["status"].replace("_", " "), help=f"{target}; by {conn['connected_by']}")
+    cols[1].metric("Last pull", f"{pulled['kind']} · {pulled['status']}" if pulled else "never")
+    cols[2].metric("Book close date", str(company["book_close_date"]) if company else "unknown")
+    cols[3].metric(
+        "Home currency",
+        (company or {}).get("home_currency") or "unknown",
+        help="multicurrency on" if company and company["multicurrency"] else "multicurrency off",
+    )
+    if pulled and pulled["error"]:
+        st.error(f"The last pull failed: {pulled['error']}")
+    if company:
+        st.caption(
+            f"{company['company_name']} · duplicate document number check "
+            f"{'on' if company['duplicate_docnum_check'] else 'off'} · pulled {company['pulled_at']:%Y-%m-%d %H:%M} UTC"
+        )
+    st.dataframe(qbo["objects"], hide_index=True)
+
+st.subheader("Snapshot tables")
+st.dataframe(
+    data["tables"],
+    hide_index=True,
+    column_config={
+        "current_rows": st.column_config.NumberColumn("Rows (current versions)", format="localized"),
+        "stored_rows": st.column_config.NumberColumn("Rows (all versions)", format="localized"),
+        "last_snapshot": st.column_config.DatetimeColumn("Last snapshot", format="YYYY-MM-DD HH:mm"),
+    },
+)
+
+st.subheader("Ingest history")
+st.dataframe(
+    data["history"].drop("source"),
+    hide_index=True,
+    column_config={"error": st.column_config.TextColumn("Why refused", width="large")},
+)
+for run_id, files in data["refused_files"].items():
+    with st.expander(f"Refused snapshot, run {run_id}: what to fix"):
+        st.dataframe(files.select(pl.exclude("accepted")), hide_index=True)
