@@ -1,0 +1,314 @@
+"""Mappings from AWRA values to QBO objects: auto-match, suggestions, staleness, people's fixes, gaps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from pipelines.duplicates import normalize_name_sql
+from pipelines.identity import Identity, require
+from pipelines.store import Store, current_view
+
+__all__ = [
+    "KINDS",
+    "MappingKind",
+    "MappingOutcome",
+    "gap_inventory",
+    "map_and_recheck",
+    "mapping_usage_sql",
+    "refresh_mappings",
+    "set_mapping",
+]
+
+
+@dataclass(frozen=True)
+class MappingKind:
+    """One kind of mapping: where AWRA uses the value, and which QBO entity it maps to."""
+
+    kind: str
+    qbo_entities: tuple[str, ...]
+    # (view, value column, line_no column or None, how to say it) for every place AWRA uses the value
+    uses: tuple[tuple[str, str, str | None], ...]
+    noun: str  # "item SKU", "account", ... for the finding's sentence
+    qbo_noun: str
+    key_column: str | None = None  # qbo_objects column matched exactly on the value (acct_num, sku)
+    awra_names: tuple[str, str, str] | None = None  # (view, id column, name column) naming the value
+
+
+_LINES = ("po_lines", "bill_lines", "invoice_lines")
+KINDS: dict[str, MappingKind] = {
+    "account": MappingKind(
+        "account",
+        ("Account",),
+        (
+            *((t, "account_code", "line_no") for t in _LINES),
+            ("journal_lines", "account_code", "line_no"),
+            ("payments", "deposit_account_code", None),
+            ("bill_payments", "bank_account_code", None),
+        ),
+        "account",
+        "account",
+        key_column="acct_num",
+        awra_names=("accounts", "account_code", "name"),
+    ),
+    "tax_code": MappingKind(
+        "tax_code", ("TaxCode",), tuple((t, "tax_code", "line_no") for t in _LINES), "tax code", "tax code"
+    ),
+    "item": MappingKind(
+        "item",
+        ("Item",),
+        tuple((t, "item_sku", "line_no") for t in _LINES),
+        "item SKU",
+        "item",
+        key_column="sku",
+        awra_names=("items", "item_sku", "name"),
+    ),
+    "payment_method": MappingKind(
+        "payment_method",
+        ("PaymentMethod",),
+        (("payments", "payment_method", None), ("bill_payments", "payment_method", None)),
+        "payment method",
+        "payment method",
+    ),
+    # AWRA categories go to QBO Classes by default; a company tracking locations maps them to Departments.
+    "class": MappingKind(
+        "class",
+        ("Class", "Department"),
+        (*((t, "category", "line_no") for t in _LINES), ("journal_lines", "category", "line_no")),
+        "category",
+        "class or department",
+    ),
+}
+# What each line/header table's records are called in the store (the entity a finding is about).
+_TABLE_ENTITY = {
+    "po_lines": ("purchase_order", "po_id"),
+    "bill_lines": ("bill", "bill_id"),
+    "invoice_lines": ("invoice", "invoice_id"),
+    "journal_lines": ("journal_entry", "je_id"),
+    "payments": ("payment", "payment_id"),
+    "bill_payments": ("bill_payment", "bill_payment_id"),
+}
+
+
+def mapping_usage_sql(kind: MappingKind) -> str:
+    """SELECT entity, record_id, line_no, value for every use of a kind's values in live records."""
+    parts = []
+    for view, column, line_col in kind.uses:
+        entity, id_col = _TABLE_ENTITY[view]
+        line = line_col or "NULL::INTEGER"
+        parts.append(
+            f"SELECT realm_id, '{entity}' AS entity, {id_col} AS record_id, {line} AS line_no, "
+            f"{column} AS value FROM {current_view(view)} WHERE {column} IS NOT NULL"
+        )
+    return " UNION ALL ".join(parts)
+
+
+def _values_sql(kind: MappingKind) -> str:
+    """Distinct values of a kind in use, plus (for items and accounts) every AWRA master row."""
+    sql = f"SELECT DISTINCT value FROM ({mapping_usage_sql(kind)}) WHERE realm_id = $realm"
+    if kind.awra_names:
+        view, id_col, _ = kind.awra_names
+        sql += f" UNION SELECT {id_col} FROM {current_view(view)} WHERE realm_id = $realm"
+    return sql
+
+
+def _matches_sql(kind: MappingKind) -> str:
+    """Every (value -> QBO object) match a rule finds, with the rule's confidence; the best wins later."""
+    entities = ", ".join(f"'{e}'" for e in kind.qbo_entities)
+    name = "v.value"
+    join_names = ""
+    if kind.awra_names:
+        view, id_col, name_col = kind.awra_names
+        join_names = f"LEFT JOIN {current_view(view)} n ON n.realm_id = $realm AND n.{id_col} = v.value"
+        name = f"coalesce(n.{name_col}, v.value)"
+    rules = []
+    if kind.key_column:
+        rules.append((f"o.{kind.key_column} = v.value", "account_number" if kind.kind == "account" else "sku", 1.0))
+    rules.append((f"o.name = {name}", "exact_name", 1.0))
+    if kind.awra_names:
+        rules.append(("o.name = v.value", "exact_name", 0.95))
+    rules.append((f"{normalize_name_sql('o.name')} = {normalize_name_sql(name)}", "normalized_name", 0.8))
+    selects = [
+        f"""SELECT v.value, o.entity AS qbo_entity, o.qbo_id, o.name AS qbo_name, o.active, '{rule}' AS rule,
+                   {conf} AS confidence, {rank} AS rank
+            FROM ({_values_sql(kind)}) v {join_names}
+            JOIN qbo_objects o ON o.realm_id = $realm AND o.entity IN ({entities}) AND NOT o.deleted
+             AND {cond}"""
+        for rank, (cond, rule, conf) in enumerate(rules)
+    ]
+    # Among equal confidence the stronger rule wins (an account number beats a name), then an active
+    # object beats an inactive one, then the lowest Id (stable).
+    return f"""SELECT * FROM ({" UNION ALL ".join(selects)})
+               QUALIFY row_number() OVER (PARTITION BY value
+                   ORDER BY confidence DESC, rank, active DESC, qbo_entity, TRY_CAST(qbo_id AS BIGINT), qbo_id) = 1"""
+
+
+def refresh_mappings(store: Store, realm_id: str, *, now: datetime) -> dict[str, int]:
+    """Auto-map exact matches, suggest close ones, mark stale the ones whose QBO object went inactive.
+
+    People's mappings are never replaced; a mapping made by a person or the sync only changes status
+    (stale when its object is inactive or deleted in QBO, mapped again when it comes back).
+    """
+    params = {"realm": realm_id, "now": now}
+    with store.transaction() as cur:
+        for kind in KINDS.values():
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE _match AS {_matches_sql(kind)}", {"realm": realm_id})
+            cur.execute(
+                f"""INSERT INTO mappings
+                SELECT $realm, '{kind.kind}', v.value, m.qbo_entity, m.qbo_id, m.qbo_name, 'auto',
+                       CASE WHEN m.qbo_id IS NULL THEN 'missing'
+                            WHEN m.confidence < 0.9 THEN 'suggested'
+                            WHEN NOT m.active THEN 'stale' ELSE 'mapped' END,
+                       m.confidence, m.rule, NULL, $now
+                FROM ({_values_sql(kind)}) v LEFT JOIN _match m ON m.value = v.value
+                ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET
+                  qbo_entity = excluded.qbo_entity, qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name,
+                  status = excluded.status, confidence = excluded.confidence, match_rule = excluded.match_rule,
+                  set_at = excluded.set_at
+                WHERE mappings.source = 'auto' AND mappings.status IN ('missing', 'suggested')
+                  AND excluded.status <> mappings.status""",
+                params,
+            )
+        # Staleness follows the QBO object for every mapped or stale row, whoever set it.
+        cur.execute(
+            """UPDATE mappings SET status = CASE WHEN o.qbo_id IS NULL OR o.deleted OR NOT o.active
+                                              THEN 'stale' ELSE 'mapped' END, set_at = $now
+               FROM (SELECT m.kind, m.awra_value, o.qbo_id, o.deleted, o.active FROM mappings m
+                     LEFT JOIN qbo_objects o ON o.realm_id = m.realm_id AND o.entity = m.qbo_entity
+                      AND o.qbo_id = m.qbo_id
+                     WHERE m.realm_id = $realm AND m.status IN ('mapped', 'stale')) o
+               WHERE mappings.realm_id = $realm AND mappings.kind = o.kind
+                 AND mappings.awra_value = o.awra_value
+                 AND mappings.status <> CASE WHEN o.qbo_id IS NULL OR o.deleted OR NOT o.active
+                                             THEN 'stale' ELSE 'mapped' END""",
+            params,
+        )
+        counts = cur.execute(
+            "SELECT status, count(*) FROM mappings WHERE realm_id = ? GROUP BY 1", [realm_id]
+        ).fetchall()
+    return dict(counts)
+
+
+def set_mapping(
+    store: Store,
+    realm_id: str,
+    kind: str,
+    awra_value: str,
+    qbo_id: str,
+    *,
+    identity: Identity,
+    reason: str | None,
+    now: datetime,
+    source: str = "manual",
+) -> dict:
+    """A person maps a value (admin only, audited). The QBO object must exist, be active and be of the kind."""
+    require(identity, "map")
+    if kind not in KINDS and kind not in ("vendor", "customer"):
+        raise ValueError(f"unknown mapping kind {kind!r}; kinds are {', '.join([*KINDS, 'vendor', 'customer'])}")
+    entities = KINDS[kind].qbo_entities if kind in KINDS else (kind.capitalize(),)
+    found = store.rows(
+        f"""SELECT entity, qbo_id, name, active, deleted FROM qbo_objects
+            WHERE realm_id = ? AND qbo_id = ? AND entity IN ({", ".join("?" for _ in entities)})""",
+        [realm_id, qbo_id, *entities],
+    )
+    if not found:
+        raise ValueError(f"QuickBooks has no {' or '.join(entities)} with Id {qbo_id} (pull first if it is new)")
+    entity, _, name, active, deleted = found[0]
+    if deleted or not active:
+        raise ValueError(f"QuickBooks {entity} {qbo_id} ({name}) is {'deleted' if deleted else 'inactive'}")
+    before = store.rows(
+        "SELECT qbo_id, qbo_name, status, source FROM mappings WHERE realm_id = ? AND kind = ? AND awra_value = ?",
+        [realm_id, kind, awra_value],
+    )
+    after = {"qbo_entity": entity, "qbo_id": qbo_id, "qbo_name": name, "status": "mapped", "source": source}
+    with store.transaction() as cur:
+        cur.execute(
+            """INSERT OR REPLACE INTO mappings VALUES (?, ?, ?, ?, ?, ?, ?, 'mapped', 1.0, 'person', ?, ?)""",
+            [realm_id, kind, awra_value, entity, qbo_id, name, source, identity.email, now],
+        )
+        cur.execute(
+            "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, "
+            "after_json) VALUES (?, ?, ?, ?, 'map', ?, ?, ?, ?)",
+            [
+                realm_id,
+                now,
+                identity.email,
+                identity.role,
+                f"{kind}:{awra_value}",
+                reason,
+                json.dumps(dict(zip(("qbo_id", "qbo_name", "status", "source"), before[0], strict=True)))
+                if before
+                else None,
+                json.dumps(after),
+            ],
+        )
+    return after
+
+
+@dataclass(frozen=True)
+class MappingOutcome:
+    """What setting one mapping did: the mapping, and how many records it freed."""
+
+    mapping: dict
+    waiting: int
+    now_ready: int
+    still_blocked: int
+
+
+def _waiting_on(store: Store, run_id: int | None, kind: str, value: str) -> set[tuple[str, str]]:
+    return set(
+        store.rows(
+            "SELECT DISTINCT entity, record_id FROM findings "
+            "WHERE run_id = ? AND mapping_kind = ? AND mapping_value = ?",
+            [run_id, kind, value],
+        )
+    )
+
+
+def map_and_recheck(
+    store: Store,
+    realm_id: str,
+    kind: str,
+    awra_value: str,
+    qbo_id: str,
+    *,
+    identity: Identity,
+    reason: str | None,
+    now: datetime,
+) -> MappingOutcome:
+    """Fix once, re-validate all: set the mapping, re-check every record, count the ones it freed."""
+    from pipelines.readiness import run_check
+
+    last = store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
+    waiting = _waiting_on(store, last, kind, awra_value)
+    after = set_mapping(store, realm_id, kind, awra_value, qbo_id, identity=identity, reason=reason, now=now)
+    run_check(store, realm_id, now=now, trigger="map", actor=identity.email)
+    ready = set(store.rows("SELECT entity, record_id FROM records WHERE realm_id = ? AND state = 'ready'", [realm_id]))
+    now_ready = len(waiting & ready)
+    return MappingOutcome(after, len(waiting), now_ready, len(waiting) - now_ready)
+
+
+def gap_inventory(store: Store, realm_id: str, run_id: int | None = None) -> pl.DataFrame:
+    """Each missing, stale or unaccepted value with the records and dollars it blocks, biggest first."""
+    run = run_id or store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
+    return store.frame(
+        """WITH blocked AS (
+             SELECT mapping_kind AS kind, mapping_value AS awra_value, entity, record_id,
+                    any_value(amount) AS amount, min(txn_date) AS txn_date, any_value(reason) AS reason
+             FROM findings WHERE run_id = $run AND dimension = 'mapping' AND mapping_kind IS NOT NULL
+             GROUP BY ALL)
+           SELECT b.kind, b.awra_value, any_value(m.status) AS status, any_value(b.reason) AS reason,
+                  count(*) AS records, coalesce(sum(b.amount), 0)::DECIMAL(18,2) AS dollars,
+                  min(b.txn_date) AS oldest_blocked, string_agg(DISTINCT b.entity, ', ') AS entities,
+                  any_value(CASE WHEN m.status = 'suggested' THEN m.qbo_name END) AS suggestion,
+                  any_value(CASE WHEN m.status = 'suggested' THEN m.qbo_id END) AS suggestion_id,
+                  any_value(CASE WHEN m.status = 'stale' THEN m.qbo_name END) AS stale_target
+           FROM blocked b LEFT JOIN mappings m ON m.realm_id = $realm AND m.kind = b.kind
+                AND m.awra_value = b.awra_value
+           GROUP BY b.kind, b.awra_value
+           ORDER BY (any_value(m.status) = 'stale') DESC, dollars DESC, records DESC, b.kind, b.awra_value""",
+        {"run": run, "realm": realm_id},
+    )

@@ -1,0 +1,493 @@
+"""The readiness check: source rules, mapping gaps, duplicate risk and dependencies -> findings and states."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandera.errors
+import polars as pl
+
+from pipelines import duplicates
+from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
+from pipelines.store import Store, current_view
+from schemas.readiness import RULES, readiness_schema
+
+__all__ = [
+    "CheckResult",
+    "FINDING_COLUMNS",
+    "readiness_frames",
+    "run_check",
+    "source_findings",
+]
+
+FINDING_COLUMNS = {
+    "entity": pl.String,
+    "record_id": pl.String,
+    "version": pl.Int32,
+    "check_name": pl.String,
+    "dimension": pl.String,
+    "reason": pl.String,
+    "detail": pl.String,
+    "mapping_kind": pl.String,
+    "mapping_value": pl.String,
+}
+# The records a sync creates or updates, and the reference records that are only ever mapped.
+SYNCED_ENTITIES = (
+    "vendor",
+    "customer",
+    "purchase_order",
+    "bill",
+    "invoice",
+    "payment",
+    "bill_payment",
+    "journal_entry",
+)
+MAPPED_ENTITIES = {"item": "item", "account": "account"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check run found."""
+
+    run_id: int
+    records: int
+    ready: int
+    findings: int
+    by_state: dict[str, int]
+    by_reason: dict[str, int]
+    seconds: float
+
+
+# -- readiness frames ------------------------------------------------------------------------------------
+_LINE_AGG = """
+  SELECT {pid} AS rid, count(*) AS line_count, sum(amount) AS lines_total,
+    string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE {missing_ref}) AS lines_missing_ref,
+    string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE amount IS NULL) AS lines_missing_amount,
+    string_agg(format('line {{}}: {{}} x {{}} = {{}}, not {{}}', line_no,
+                      regexp_replace(qty::VARCHAR, '\\.?0+$', ''), regexp_replace(unit_price::VARCHAR, '\\.?0+$', ''),
+                      round(qty * unit_price, 2)::DECIMAL(18,2)::VARCHAR, amount::VARCHAR), '; ' ORDER BY line_no)
+      FILTER (WHERE qty IS NOT NULL AND unit_price IS NOT NULL AND amount IS NOT NULL
+              AND round(qty * unit_price, 2) <> amount) AS lines_amount_mismatch,
+    NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits
+  FROM {lines} WHERE realm_id = $realm GROUP BY 1"""
+
+_JE_LINE_AGG = """
+  SELECT je_id AS rid, count(*) AS line_count, NULL::DECIMAL(18,2) AS lines_total,
+    string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE account_code IS NULL) AS lines_missing_ref,
+    string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE amount IS NULL) AS lines_missing_amount,
+    NULL::VARCHAR AS lines_amount_mismatch,
+    coalesce(sum(amount) FILTER (WHERE posting_type = 'debit'), 0)::DECIMAL(18,2) AS debits,
+    coalesce(sum(amount) FILTER (WHERE posting_type = 'credit'), 0)::DECIMAL(18,2) AS credits
+  FROM cur_journal_lines WHERE realm_id = $realm GROUP BY 1"""
+
+_NO_LINES = """SELECT NULL::VARCHAR AS rid, 0::BIGINT AS line_count, NULL::DECIMAL(18,2) AS lines_total,
+  NULL::VARCHAR AS lines_missing_ref, NULL::VARCHAR AS lines_missing_amount, NULL::VARCHAR AS lines_amount_mismatch,
+  NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits WHERE FALSE"""
+
+# entity: (header view, id column, party (view, id column) or None, document (view, id column) or None,
+#          select list for name/status/party/document/account/date/amount/number)
+_SHAPES = {
+    "vendor": (
+        "vendors",
+        "vendor_id",
+        None,
+        None,
+        "h.name, h.status, NULL AS party_id, h.currency AS party_currency, NULL AS document_id, "
+        "NULL AS account_code, NULL::DATE AS txn_date, NULL::DECIMAL(18,2) AS amount, NULL AS posting_status",
+    ),
+    "customer": (
+        "customers",
+        "customer_id",
+        None,
+        None,
+        "h.name, h.status, NULL AS party_id, h.currency AS party_currency, NULL AS document_id, "
+        "NULL AS account_code, NULL::DATE AS txn_date, NULL::DECIMAL(18,2) AS amount, "
+        "NULL AS posting_status",
+    ),
+    "purchase_order": (
+        "purchase_orders",
+        "po_id",
+        ("vendors", "vendor_id"),
+        None,
+        "NULL AS name, NULL AS status, h.vendor_id AS party_id, p.currency AS party_currency, "
+        "NULL AS document_id, NULL AS account_code, h.txn_date, h.total AS amount, h.posting_status",
+    ),
+    "bill": (
+        "bills",
+        "bill_id",
+        ("vendors", "vendor_id"),
+        None,
+        "NULL AS name, NULL AS status, h.vendor_id AS party_id, p.currency AS party_currency, "
+        "NULL AS document_id, NULL AS account_code, h.txn_date, h.total AS amount, h.posting_status",
+    ),
+    "invoice": (
+        "invoices",
+        "invoice_id",
+        ("customers", "customer_id"),
+        None,
+        "NULL AS name, NULL AS status, h.customer_id AS party_id, p.currency AS party_currency, "
+        "NULL AS document_id, NULL AS account_code, h.txn_date, h.total AS amount, h.posting_status",
+    ),
+    "payment": (
+        "payments",
+        "payment_id",
+        ("customers", "customer_id"),
+        ("invoices", "invoice_id"),
+        "NULL AS name, NULL AS status, h.customer_id AS party_id, p.currency AS party_currency, "
+        "h.invoice_id AS document_id, h.deposit_account_code AS account_code, h.txn_date, "
+        "h.amount, h.posting_status",
+    ),
+    "bill_payment": (
+        "bill_payments",
+        "bill_payment_id",
+        ("vendors", "vendor_id"),
+        ("bills", "bill_id"),
+        "NULL AS name, NULL AS status, h.vendor_id AS party_id, p.currency AS party_currency, "
+        "h.bill_id AS document_id, h.bank_account_code AS account_code, h.txn_date, h.amount, "
+        "h.posting_status",
+    ),
+    "journal_entry": (
+        "journal_entries",
+        "je_id",
+        None,
+        None,
+        "NULL AS name, NULL AS status, NULL AS party_id, NULL AS party_currency, "
+        "NULL AS document_id, NULL AS account_code, h.txn_date, NULL::DECIMAL(18,2) AS amount, "
+        "h.posting_status",
+    ),
+}
+_LINES_OF = {"purchase_order": "po_lines", "bill": "bill_lines", "invoice": "invoice_lines"}
+
+
+def _lines_sql(entity: str, id_col: str) -> str:
+    if entity == "journal_entry":
+        return _JE_LINE_AGG
+    if entity in _LINES_OF:
+        # Invoice lines become SalesItemLineDetail, which needs an item; other lines take an account.
+        missing = "item_sku IS NULL" if entity == "invoice" else "item_sku IS NULL AND account_code IS NULL"
+        return _LINE_AGG.format(pid=id_col, lines=current_view(_LINES_OF[entity]), missing_ref=missing)
+    return _NO_LINES
+
+
+def _frame_sql(entity: str) -> str:
+    view, id_col, party, document, cols = _SHAPES[entity]
+    party_join = (
+        f"LEFT JOIN {current_view(party[0])} p ON p.realm_id = h.realm_id AND p.{party[1]} = h.{party[1]}"
+        if party
+        else "LEFT JOIN (SELECT NULL AS x) p ON FALSE"
+    )
+    doc_join = (
+        f"LEFT JOIN {current_view(document[0])} d ON d.realm_id = h.realm_id AND d.{document[1]} = h.{document[1]}"
+        if document
+        else "LEFT JOIN (SELECT NULL AS x) d ON FALSE"
+    )
+    party_known = f"p.{party[1]} IS NOT NULL" if party else "FALSE"
+    doc_known = f"d.{document[1]} IS NOT NULL" if document else "FALSE"
+    return f"""WITH l AS ({_lines_sql(entity, id_col)})
+        SELECT '{entity}' AS entity, h.{id_col} AS record_id, h.version, h.approval_status, h.currency,
+               {cols}, {party_known} AS party_known, {doc_known} AS document_known,
+               coalesce(l.line_count, 0) AS line_count, l.lines_total, l.lines_missing_ref, l.lines_missing_amount,
+               l.lines_amount_mismatch, l.debits, l.credits,
+               co.book_close_date, co.home_currency, co.multicurrency
+        FROM {current_view(view)} h
+        {party_join}
+        {doc_join}
+        LEFT JOIN l ON l.rid = h.{id_col}
+        LEFT JOIN qbo_company co ON co.realm_id = h.realm_id
+        LEFT JOIN exclusions x ON x.realm_id = h.realm_id AND x.entity = '{entity}' AND x.record_id = h.{id_col}
+        LEFT JOIN external_refs e ON e.realm_id = h.realm_id AND e.entity = '{entity}' AND e.record_id = h.{id_col}
+        WHERE h.realm_id = $realm AND x.record_id IS NULL
+          AND (e.record_id IS NULL OR e.synced_version < h.version)"""
+
+
+def readiness_frames(store: Store, realm_id: str) -> dict[str, pl.DataFrame]:
+    """Per entity, one row per record still to send: its fields and what the rules look at."""
+    return {entity: store.frame(_frame_sql(entity), {"realm": realm_id}) for entity in _SHAPES}
+
+
+# -- source rules (Pandera) ------------------------------------------------------------------------------
+def _empty_findings() -> pl.DataFrame:
+    return pl.DataFrame(schema=FINDING_COLUMNS)
+
+
+def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Run each entity's Pandera schema; every failed check on a row becomes one finding."""
+    out = [_empty_findings()]
+    for entity, frame in frames.items():
+        if frame.is_empty():
+            continue
+        try:
+            readiness_schema(entity).validate(frame, lazy=True)
+            continue
+        except pandera.errors.SchemaErrors as err:
+            cases = err.failure_cases.filter(pl.col("index").is_not_null())
+        indexed = frame.with_row_index("_row")
+        for check_name, failed in cases.group_by("check"):
+            rule = RULES[int(str(check_name[0]).split(":", 1)[0])]
+            rows = indexed.join(failed.select(pl.col("index").cast(pl.UInt32).alias("_row")), on="_row")
+            out.append(
+                rows.select(
+                    pl.col("entity"),
+                    pl.col("record_id"),
+                    pl.col("version").cast(pl.Int32),
+                    pl.lit(rule.check).alias("check_name"),
+                    pl.lit(rule.dimension).alias("dimension"),
+                    pl.lit(rule.reason).alias("reason"),
+                    rule.detail.cast(pl.String).alias("detail"),
+                    pl.lit(None, pl.String).alias("mapping_kind"),
+                    pl.lit(None, pl.String).alias("mapping_value"),
+                )
+            )
+    return pl.concat(out)
+
+
+# -- mapping gaps ----------------------------------------------------------------------------------------
+def _mapping_findings_sql() -> str:
+    parts = []
+    for kind in KINDS.values():
+        parts.append(
+            f"""SELECT u.entity, u.record_id, '{kind.kind}' AS kind, u.value, min(u.line_no) AS line_no,
+                       any_value(m.status) AS status, any_value(m.qbo_name) AS qbo_name,
+                       any_value(m.confidence) AS confidence, '{kind.noun}' AS noun, '{kind.qbo_noun}' AS qbo_noun
+                FROM ({mapping_usage_sql(kind)}) u
+                LEFT JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = '{kind.kind}' AND m.awra_value = u.value
+                WHERE u.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')
+                GROUP BY u.entity, u.record_id, u.value"""
+        )
+        if kind.kind in MAPPED_ENTITIES.values():
+            view, id_col, _ = kind.awra_names
+            parts.append(
+                f"""SELECT '{kind.kind}' AS entity, h.{id_col} AS record_id, '{kind.kind}', h.{id_col}, NULL,
+                           m.status, m.qbo_name, m.confidence, '{kind.noun}', '{kind.qbo_noun}'
+                    FROM {current_view(view)} h
+                    LEFT JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{kind.kind}'
+                     AND m.awra_value = h.{id_col}
+                    WHERE h.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')"""
+            )
+    # A party mapped to a QBO vendor or customer that has since gone inactive blocks its documents too.
+    for entity, party, col in (
+        ("purchase_order", "vendor", "vendor_id"),
+        ("bill", "vendor", "vendor_id"),
+        ("bill_payment", "vendor", "vendor_id"),
+        ("invoice", "customer", "customer_id"),
+        ("payment", "customer", "customer_id"),
+    ):
+        view = _SHAPES[entity][0]
+        parts.append(
+            f"""SELECT '{entity}', h.{_SHAPES[entity][1]}, '{party}', h.{col}, NULL, m.status, m.qbo_name,
+                       m.confidence, '{party}', '{party}'
+                FROM {current_view(view)} h JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{party}'
+                 AND m.awra_value = h.{col} AND m.status = 'stale'
+                WHERE h.realm_id = $realm"""
+        )
+    union = " UNION ALL ".join(parts)
+    return f"""SELECT g.entity, g.record_id, r.current_version::INTEGER AS version, 'mapped' AS check_name,
+                      'mapping' AS dimension,
+                      'mapping.' || g.kind || CASE WHEN g.status = 'stale' THEN '_stale' ELSE '_missing' END AS reason,
+                      CASE WHEN g.line_no IS NULL THEN '' ELSE 'line ' || g.line_no || ': ' END || g.noun || ' '
+                        || g.value || CASE
+                          WHEN g.status = 'stale' THEN ' is mapped to QuickBooks ' || g.qbo_noun || ' '''
+                               || g.qbo_name || ''', which is inactive or deleted there'
+                          WHEN g.status = 'suggested' THEN ' has no confirmed QuickBooks ' || g.qbo_noun
+                               || '; suggested: ''' || g.qbo_name || ''' (confidence '
+                               || round(g.confidence * 100)::INTEGER || '%)'
+                          ELSE ' has no QuickBooks ' || g.qbo_noun END AS detail,
+                      g.kind AS mapping_kind, g.value AS mapping_value
+               FROM ({union}) g
+               JOIN records r ON r.realm_id = $realm AND r.entity = g.entity AND r.record_id = g.record_id
+               LEFT JOIN external_refs e ON e.realm_id = $realm AND e.entity = g.entity
+                AND e.record_id = g.record_id
+               LEFT JOIN exclusions x ON x.realm_id = $realm AND x.entity = g.entity AND x.record_id = g.record_id
+               WHERE x.record_id IS NULL
+                 AND (g.entity IN ('item', 'account') OR e.record_id IS NULL
+                      OR e.synced_version < r.current_version)"""
+
+
+def mapping_findings(store: Store, realm_id: str) -> pl.DataFrame:
+    frame = store.frame(_mapping_findings_sql(), {"realm": realm_id})
+    return frame.select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
+
+
+# -- dependencies ----------------------------------------------------------------------------------------
+def dependency_findings(
+    frames: dict[str, pl.DataFrame], found: pl.DataFrame, store: Store, realm_id: str
+) -> pl.DataFrame:
+    """A document waits for its party (unless mapped) and a payment for its invoice (unless synced)."""
+    first = (
+        found.sort("dimension", "reason")
+        .group_by("entity", "record_id")
+        .agg(pl.col("detail").first().alias("why"))
+    )
+    linked = store.frame(
+        """SELECT kind AS dep_entity, awra_value AS dep_id FROM mappings
+           WHERE realm_id = $realm AND kind IN ('vendor', 'customer') AND status = 'mapped'
+           UNION SELECT entity, record_id FROM external_refs
+           WHERE realm_id = $realm AND entity IN ('invoice', 'bill', 'vendor', 'customer')""",
+        {"realm": realm_id},
+    )
+    out = [_empty_findings()]
+    deps = {
+        "purchase_order": [("vendor", "party_id")],
+        "bill": [("vendor", "party_id")],
+        "invoice": [("customer", "party_id")],
+        "payment": [("customer", "party_id"), ("invoice", "document_id")],
+        "bill_payment": [("vendor", "party_id"), ("bill", "document_id")],
+    }
+    for entity, needs in deps.items():
+        frame = frames.get(entity)
+        if frame is None or frame.is_empty():
+            continue
+        for dep_entity, column in needs:
+            waiting = (
+                frame.filter(pl.col(column).is_not_null())
+                .select("entity", "record_id", "version", pl.col(column).alias("dep_id"))
+                .join(linked.filter(pl.col("dep_entity") == dep_entity), on="dep_id", how="anti")
+                .join(
+                    first.filter(pl.col("entity") == dep_entity).select(
+                        pl.col("record_id").alias("dep_id"), "why"
+                    ),
+                    on="dep_id",
+                )
+            )
+            out.append(
+                waiting.select(
+                    "entity",
+                    "record_id",
+                    pl.col("version").cast(pl.Int32),
+                    pl.lit("eligible").alias("check_name"),
+                    pl.lit("source_data").alias("dimension"),
+                    pl.lit("source_data.dependency_not_ready").alias("reason"),
+                    pl.format(
+                        "{} {} is not ready: {}", pl.lit(dep_entity.replace("_", " ")), "dep_id", "why"
+                    ).alias("detail"),
+                    pl.lit(None, pl.String).alias("mapping_kind"),
+                    pl.lit(None, pl.String).alias("mapping_value"),
+                )
+            )
+    return pl.concat(out)
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+def _amounts(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    parts = [
+        f.select("entity", "record_id", pl.col("amount").cast(pl.Decimal(18, 2)), "txn_date")
+        for f in frames.values()
+        if not f.is_empty()
+    ]
+    return (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={
+                "entity": pl.String,
+                "record_id": pl.String,
+                "amount": pl.Decimal(18, 2),
+                "txn_date": pl.Date,
+            }
+        )
+    )
+
+
+def run_check(
+    store: Store,
+    realm_id: str,
+    *,
+    now: datetime,
+    trigger: str = "check",
+    actor: str | None = None,
+    window_days: int = 5,
+) -> CheckResult:
+    """Check every live record: link ours, refresh mappings, find problems, store them, set states."""
+    clock = time.perf_counter()
+    duplicates.adopt_marked(store, realm_id, now=now)
+    refresh_mappings(store, realm_id, now=now)
+    run_id = int(store.scalar("SELECT nextval('check_run_seq')"))
+    frames = readiness_frames(store, realm_id)
+    candidates = duplicates.find_candidates(store, realm_id, run_id, window_days=window_days)
+    found = pl.concat(
+        [
+            source_findings(frames),
+            mapping_findings(store, realm_id),
+            duplicates.duplicate_findings(candidates).select(
+                [pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()]
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    found = pl.concat([found, dependency_findings(frames, found, store, realm_id)], how="vertical_relaxed")
+    findings = found.join(_amounts(frames), on=["entity", "record_id"], how="left").unique(
+        ["entity", "record_id", "reason", "detail"], keep="first", maintain_order=True
+    )
+    cur = store.cursor()
+    cur.register("_findings", findings.to_arrow())
+    try:
+        with store.transaction() as tx:
+            tx.execute(
+                """INSERT INTO findings
+                   SELECT $run, $realm, entity, record_id, version, check_name, dimension, reason, detail,
+                          mapping_kind, mapping_value, amount, txn_date FROM _findings""",
+                {"run": run_id, "realm": realm_id},
+            )
+            _set_states(tx, realm_id, run_id)
+            by_state = dict(
+                tx.execute(
+                    "SELECT state, count(*) FROM records WHERE realm_id = ? AND removed_at IS NULL GROUP BY 1",
+                    [realm_id],
+                ).fetchall()
+            )
+            tx.execute(
+                "INSERT INTO check_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    realm_id,
+                    now,
+                    trigger,
+                    actor,
+                    sum(by_state.values()),
+                    by_state.get("ready", 0),
+                    findings.height,
+                    time.perf_counter() - clock,
+                ],
+            )
+    finally:
+        cur.unregister("_findings")
+    by_reason = dict(findings.group_by("reason").len().iter_rows())
+    return CheckResult(
+        run_id,
+        sum(by_state.values()),
+        by_state.get("ready", 0),
+        findings.height,
+        by_state,
+        by_reason,
+        time.perf_counter() - clock,
+    )
+
+
+# States the sync engine owns: a check leaves them alone unless the record changed since.
+_ENGINE_STATES = "('queued', 'retry_scheduled', 'needs_fix', 'ambiguous')"
+
+
+def _set_states(tx, realm_id: str, run_id: int) -> None:
+    tx.execute(
+        f"""UPDATE records SET state = s.state FROM (
+              SELECT r.entity, r.record_id,
+                CASE WHEN x.record_id IS NOT NULL THEN 'excluded'
+                     WHEN e.record_id IS NOT NULL AND e.synced_version >= r.current_version THEN 'synced'
+                     WHEN f.source_data > 0 THEN 'not_ready'
+                     WHEN f.other > 0 THEN 'blocked'
+                     WHEN r.entity IN ('item', 'account') THEN 'synced'
+                     ELSE 'ready' END AS state
+              FROM records r
+              LEFT JOIN exclusions x USING (realm_id, entity, record_id)
+              LEFT JOIN external_refs e USING (realm_id, entity, record_id)
+              LEFT JOIN (SELECT entity, record_id, count(*) FILTER (WHERE dimension = 'source_data') AS source_data,
+                                count(*) FILTER (WHERE dimension <> 'source_data') AS other
+                         FROM findings WHERE run_id = $run GROUP BY ALL) f USING (entity, record_id)
+              WHERE r.realm_id = $realm AND r.removed_at IS NULL) s
+            WHERE records.realm_id = $realm AND records.entity = s.entity AND records.record_id = s.record_id
+              AND records.state <> s.state
+              AND (records.state NOT IN {_ENGINE_STATES} OR s.state IN ('synced', 'excluded'))""",
+        {"run": run_id, "realm": realm_id},
+    )
