@@ -20,8 +20,12 @@ demo: install
 	$(BIN)/synchealth demo --dir $(DEMO_DIR)
 	$(BIN)/synchealth ingest $(DEMO_DIR)/awra
 
-run: demo
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+# The demo store is rebuilt each time: the sandbox starts from the demo company file again.
+run: install
+	rm -f data/synchealth.duckdb data/synchealth.duckdb.wal
+	$(BIN)/synchealth demo --dir $(DEMO_DIR)
+	$(BIN)/synchealth ingest $(DEMO_DIR)/awra
+	PORT=$(PORT) $(BIN)/python -m pipelines.run_demo $(DEMO_DIR)
 
 test: install
 	$(BIN)/ruff check .

@@ -9,7 +9,9 @@ import streamlit as st
 
 from pipelines.page_data import get_settings, get_store, identity_of, people, realm_choices
 
-PAGES = Path(__file__).parent / "pages"
+# Not "pages/": Streamlit treats that folder as the old automatic navigation and, on a first visit to a
+# page URL, ran the page without the router (no sidebar).
+PAGES = Path(__file__).parent / "app_pages"
 
 
 def _months(today: date, count: int = 12) -> list[str]:
@@ -39,6 +41,10 @@ def run() -> None:
     st.set_page_config(page_title="QBO Sync Health", page_icon=":material/sync:", layout="wide")
     page = st.navigation(
         {
+            "Before sync": [
+                st.Page(PAGES / "readiness.py", title="Readiness", icon=":material/fact_check:"),
+                st.Page(PAGES / "mappings.py", title="Mappings", icon=":material/link:"),
+            ],
             "Data": [
                 st.Page(PAGES / "overview.py", title="Overview", icon=":material/database:", default=True),
             ],

@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import httpx
+
 from pipelines.config import Settings, load_settings
 from pipelines.identity import Identity, PermissionDeniedError, load_roles, require, resolve
 from pipelines.store import Store, StoreError
+from qbo.client import QboCallError
+from qbo.oauth import OAuthError
 
 __all__ = ["main"]
 
@@ -132,10 +136,135 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_sandbox(ctx: Context, args: argparse.Namespace) -> int:
-    from qbo.sandbox.server import main as sandbox_main
+def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.connection import connect
 
-    return sandbox_main(args.sandbox_args)
+    ctx.require("connect")
+    with ctx.open_store() as store:
+        result = connect(ctx.settings, store, actor=ctx.identity.email)
+    if result.status is None:
+        _emit(
+            ctx,
+            {"authorize_url": result.authorize_url},
+            f"open this URL as a QuickBooks admin to connect; the app's /oauth/callback finishes it:\n"
+            f"{result.authorize_url}",
+        )
+        return EXIT_OK
+    status = result.status.to_dict()
+    _emit(ctx, {"connection": status}, f"connected to QuickBooks company {status.get('realm_id')}")
+    return EXIT_OK
+
+
+def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.connection import qbo_client
+    from pipelines.qbo_pull import pull
+
+    with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
+        result = pull(store, client, full=args.full, progress=_Progress(sys.stderr.isatty()))
+    text = (
+        f"{result.kind} pull {result.pull_id}: {result.objects:,} objects "
+        f"({result.deleted:,} deleted); {result.inactive:,} inactive objects in QuickBooks"
+    )
+    _emit(
+        ctx,
+        {
+            "pull_id": result.pull_id,
+            "kind": result.kind,
+            "objects": result.objects,
+            "deleted": result.deleted,
+            "by_entity": result.by_entity,
+        },
+        text,
+    )
+    return EXIT_OK
+
+
+def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.readiness import run_check
+
+    with ctx.open_store() as store:
+        result = run_check(store, ctx.settings.realm_id, now=_now(), actor=ctx.identity.email)
+    lines = [
+        f"check {result.run_id}: {result.records:,} records, {result.ready:,} ready, "
+        f"{result.findings:,} findings in {result.seconds:.1f}s",
+        "by state: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.by_state.items())),
+    ]
+    lines += [f"  {reason:<44}{n:>8,}" for reason, n in sorted(result.by_reason.items(), key=lambda kv: -kv[1])]
+    _emit(
+        ctx,
+        {
+            "run_id": result.run_id,
+            "records": result.records,
+            "ready": result.ready,
+            "findings": result.findings,
+            "by_state": result.by_state,
+            "by_reason": result.by_reason,
+        },
+        "\n".join(lines),
+    )
+    return EXIT_OK
+
+
+def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.mappings import map_and_recheck
+
+    with ctx.open_store() as store:
+        try:
+            done = map_and_recheck(
+                store,
+                ctx.settings.realm_id,
+                args.kind,
+                args.awra_value,
+                args.qbo_id,
+                identity=ctx.identity,
+                reason=args.reason,
+                now=_now(),
+            )
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    m = done.mapping
+    text = (
+        f"mapped {args.kind} {args.awra_value} -> QuickBooks {m['qbo_entity']} {args.qbo_id} ({m['qbo_name']}): "
+        f"{done.waiting:,} records were waiting on it, {done.now_ready:,} are now ready"
+        + (f", {done.still_blocked:,} still blocked" if done.still_blocked else "")
+    )
+    _emit(
+        ctx,
+        {
+            "mapping": m,
+            "records_waiting": done.waiting,
+            "now_ready": done.now_ready,
+            "still_blocked": done.still_blocked,
+        },
+        text,
+    )
+    return EXIT_OK
+
+
+def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.metrics import record_chain
+
+    with ctx.open_store() as store:
+        try:
+            chain = record_chain(store, ctx.settings.realm_id, args.key)
+        except LookupError as err:
+            raise UsageError(str(err)) from None
+    lines = [f"{chain['key']} v{chain['version']}: {chain['state']}"]
+    lines += [f"  {f['dimension']:<16}{f['reason']:<40}{f['detail']}" for f in chain["findings"]]
+    lines += [
+        f"  candidate QBO {c['qbo_entity']} {c['qbo_id']} ({c['rule']}, {c['score']}): {c['reasons']}"
+        for c in chain["duplicate_candidates"]
+    ]
+    if chain["external_id"]:
+        lines.append(f"  in QuickBooks as {chain['external_ref']['qbo_entity']} {chain['external_id']}")
+    _emit(ctx, chain, "\n".join(lines))
+    return EXIT_OK
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
 
 
 # -- parser ----------------------------------------------------------------------------------------------
@@ -161,9 +290,29 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="records, versions, exceptions and connection at a glance")
     status.set_defaults(func=cmd_status)
 
-    sandbox = sub.add_parser("sandbox", help="run the local QuickBooks Online sandbox", add_help=False)
-    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
-    sandbox.set_defaults(func=cmd_sandbox)
+    connect = sub.add_parser("connect", help="connect a QuickBooks company (OAuth)")
+    connect.set_defaults(func=cmd_connect)
+
+    pull = sub.add_parser("pull", help="bring QuickBooks reference data and transactions into the store")
+    pull.add_argument("--full", action="store_true", help="re-read everything instead of changes only")
+    pull.set_defaults(func=cmd_pull)
+
+    check = sub.add_parser("check", help="readiness, mapping gaps and duplicate risk for every record")
+    check.set_defaults(func=cmd_check)
+
+    mapc = sub.add_parser("map", help="map an AWRA value to a QuickBooks object (admin), then re-check")
+    mapc.add_argument("kind", choices=("account", "tax_code", "vendor", "customer", "item", "payment_method", "class"))
+    mapc.add_argument("awra_value")
+    mapc.add_argument("qbo_id")
+    mapc.add_argument("--reason", default=None)
+    mapc.set_defaults(func=cmd_map)
+
+    record = sub.add_parser("record", help="the whole chain of one record, e.g. bill:BILL-000123")
+    record.add_argument("key")
+    record.set_defaults(func=cmd_record)
+
+    # Listed for --help only: main() hands `sandbox ...` to qbo.sandbox.server before parsing.
+    sub.add_parser("sandbox", help="run the local QuickBooks Online sandbox (see `synchealth sandbox -h`)")
     return p
 
 
@@ -184,11 +333,18 @@ def _split_global(argv: list[str]) -> list[str]:
     return front + rest
 
 
-def main(
-    argv: Sequence[str] | None = None, *, settings_loader: Callable[[], Settings] = load_settings
-) -> int:
-    raw = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(raw if raw[:1] == ["sandbox"] else _split_global(raw))
+def _global_values(argv: list[str]) -> set[str]:
+    return {argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("--db", "--actor")}
+
+
+def main(argv: Sequence[str] | None = None, *, settings_loader: Callable[[], Settings] = load_settings) -> int:
+    raw = _split_global(list(sys.argv[1:] if argv is None else argv))
+    command = next((t for t in raw if not t.startswith("-") and t not in _global_values(raw)), None)
+    if command == "sandbox":  # its options are its own: hand them over unparsed
+        from qbo.sandbox.server import main as sandbox_main
+
+        return sandbox_main(raw[raw.index("sandbox") + 1 :])
+    args = _parser().parse_args(raw)
     try:
         settings = settings_loader().with_overrides(db_path=Path(args.db) if args.db else None)
         identity = resolve(args.actor, load_roles(settings.roles_file))
@@ -200,8 +356,15 @@ def main(
     except PermissionDeniedError as err:
         print(f"synchealth: refused: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except (StoreError, ValueError) as err:
+    except (StoreError, ValueError, LookupError, OAuthError, QboCallError) as err:
         print(f"synchealth: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except httpx.TransportError as err:
+        where = settings.api_base_url if "settings" in locals() else "QuickBooks"
+        print(
+            f"synchealth: cannot reach {where} ({type(err).__name__}); is `synchealth sandbox` running?",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("synchealth: interrupted; the store is unchanged by the unfinished step", file=sys.stderr)

@@ -8,10 +8,18 @@ from pipelines.store import Store, awra_table
 from schemas.awra import CONTRACT
 
 __all__ = [
+    "qbo_choices",
+    "FUNNEL_STAGES",
+    "last_check_run",
+    "records_for_reason",
+    "blocked_reasons",
+    "readiness_funnel",
+    "qbo_summary",
     "ingest_history",
     "ingest_problems",
     "loaded_tables",
     "realms",
+    "record_chain",
     "records_by_entity",
     "status_summary",
     "store_version",
@@ -25,7 +33,8 @@ def store_version(store: Store) -> tuple:
     return tuple(
         store.rows(
             "SELECT (SELECT coalesce(max(run_id), 0) FROM ingest_runs), "
-            "(SELECT coalesce(max(audit_id), 0) FROM audit_log), (SELECT count(*) FROM records)"
+            "(SELECT coalesce(max(audit_id), 0) FROM audit_log), (SELECT count(*) FROM records), "
+            "(SELECT coalesce(max(run_id), 0) FROM check_runs), (SELECT coalesce(max(pull_id), 0) FROM qbo_pulls)"
         )[0]
     )
 
@@ -141,3 +150,229 @@ def status_summary(store: Store, realm_id: str) -> dict:
             else None
         ),
     }
+
+
+def _parse_key(key: str) -> tuple[str, str]:
+    entity, sep, record_id = key.partition(":")
+    if not sep or entity not in _ENTITY_ORDER or not record_id:
+        raise ValueError(f"record key must be <entity>:<awra id> with entity one of {', '.join(_ENTITY_ORDER)}")
+    return entity, record_id
+
+
+def _dicts(frame: pl.DataFrame) -> list[dict]:
+    return [
+        {k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v) for k, v in row.items()}
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+def record_chain(store: Store, realm_id: str, key: str) -> dict:
+    """Everything known about one record: source, findings, mappings, candidates, link, state."""
+    entity, record_id = _parse_key(key)
+    table = next(t for t in CONTRACT.values() if t.entity == entity and not t.is_lines)
+    rec = store.rows(
+        "SELECT current_version, state, removed_at, first_seen_at, changed_at FROM records "
+        "WHERE realm_id = ? AND entity = ? AND record_id = ?",
+        [realm_id, entity, record_id],
+    )
+    if not rec:
+        raise LookupError(f"no record {key} in company {realm_id}")
+    version, state, removed_at, first_seen, changed = rec[0]
+    source = store.frame(
+        f"SELECT * EXCLUDE (realm_id, extra, ingest_run_id) FROM {awra_table(table.name)} "
+        f"WHERE realm_id = ? AND {table.record_id} = ? AND version = ?",
+        [realm_id, record_id, version],
+    )
+    lines = [
+        _dicts(
+            store.frame(
+                f"SELECT * EXCLUDE (realm_id, extra, ingest_run_id, version) FROM {awra_table(t.name)} "
+                f"WHERE realm_id = ? AND {t.record_id} = ? AND version = ? ORDER BY line_no",
+                [realm_id, record_id, version],
+            )
+        )
+        for t in CONTRACT.values()
+        if t.parent == table.name
+    ]
+    last_run = store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
+    findings = store.frame(
+        """SELECT check_name AS "check", dimension, reason, detail, mapping_kind, mapping_value
+           FROM findings WHERE run_id = ? AND entity = ? AND record_id = ? ORDER BY dimension, reason""",
+        [last_run, entity, record_id],
+    )
+    mappings = store.frame(
+        """SELECT m.kind, m.awra_value, m.qbo_entity, m.qbo_id, m.qbo_name, m.status, m.source, m.confidence
+           FROM mappings m WHERE m.realm_id = $realm AND (m.kind, m.awra_value) IN (
+             SELECT mapping_kind, mapping_value FROM findings WHERE run_id = $run AND entity = $entity
+               AND record_id = $id AND mapping_kind IS NOT NULL)
+           ORDER BY m.kind, m.awra_value""",
+        {"realm": realm_id, "run": last_run, "entity": entity, "id": record_id},
+    )
+    candidates = store.frame(
+        """SELECT qbo_entity, qbo_id, rule, score, reasons FROM duplicate_candidates
+           WHERE run_id = ? AND entity = ? AND record_id = ? ORDER BY score DESC""",
+        [last_run, entity, record_id],
+    )
+    ref = store.rows(
+        "SELECT qbo_entity, qbo_id, sync_token, synced_version, linked_by, linked_at FROM external_refs "
+        "WHERE realm_id = ? AND entity = ? AND record_id = ?",
+        [realm_id, entity, record_id],
+    )
+    return {
+        "key": key,
+        "realm_id": realm_id,
+        "entity": entity,
+        "record_id": record_id,
+        "version": version,
+        "state": state,
+        "removed_at": removed_at.isoformat() if removed_at else None,
+        "first_seen_at": first_seen.isoformat(),
+        "changed_at": changed.isoformat(),
+        "source": _dicts(source)[0] if source.height else None,
+        "lines": lines[0] if lines else [],
+        "findings": _dicts(findings),
+        "mappings": _dicts(mappings),
+        "duplicate_candidates": _dicts(candidates),
+        "attempts": [],
+        "retry_count": 0,
+        "external_id": ref[0][1] if ref else None,
+        "external_ref": (
+            dict(
+                zip(
+                    ("qbo_entity", "qbo_id", "sync_token", "synced_version", "linked_by", "linked_at"),
+                    [str(v) if hasattr(v, "isoformat") else v for v in ref[0]],
+                    strict=True,
+                )
+            )
+            if ref
+            else None
+        ),
+        "exception": None,
+    }
+
+
+# -- QuickBooks side -------------------------------------------------------------------------------------
+def qbo_summary(store: Store, realm_id: str) -> dict:
+    """Connection target and status, the last pull, object counts and the preferences readiness uses."""
+    conn = store.rows(
+        "SELECT environment, status, status_reason, connected_by, connected_at, access_expires_at, scopes "
+        "FROM qbo_connections WHERE realm_id = ?",
+        [realm_id],
+    )
+    pull = store.rows(
+        "SELECT pull_id, kind, started_at, finished_at, objects, deleted, status, error FROM qbo_pulls "
+        "WHERE realm_id = ? ORDER BY pull_id DESC LIMIT 1",
+        [realm_id],
+    )
+    company = store.frame(
+        "SELECT company_name, country, home_currency, multicurrency, book_close_date, duplicate_docnum_check, "
+        "class_tracking, department_tracking, pulled_at FROM qbo_company WHERE realm_id = ?",
+        [realm_id],
+    )
+    counts = store.frame(
+        """SELECT entity, count(*) FILTER (WHERE active AND NOT deleted) AS active,
+                  count(*) FILTER (WHERE NOT active AND NOT deleted) AS inactive,
+                  count(*) FILTER (WHERE deleted) AS deleted, count(marker) AS ours
+           FROM qbo_objects WHERE realm_id = ? GROUP BY 1 ORDER BY 1""",
+        [realm_id],
+    )
+    keys = ("environment", "status", "status_reason", "connected_by", "connected_at", "access_expires_at", "scopes")
+    pull_keys = ("pull_id", "kind", "started_at", "finished_at", "objects", "deleted", "status", "error")
+    return {
+        "connection": dict(zip(keys, conn[0], strict=True)) if conn else None,
+        "last_pull": dict(zip(pull_keys, pull[0], strict=True)) if pull else None,
+        "company": company.row(0, named=True) if company.height else None,
+        "objects": counts,
+    }
+
+
+# -- readiness -------------------------------------------------------------------------------------------
+FUNNEL_STAGES = (
+    "source",
+    "complete",
+    "approved",
+    "posted",
+    "eligible",
+    "mapped",
+    "no duplicate risk",
+    "ready or synced",
+)
+_STAGE_OF_CHECK = {"complete": 1, "approved": 2, "posted": 3, "eligible": 4, "mapped": 5, "no_duplicate": 6}
+# The money each record carries: a document's total, a payment's amount, a journal entry's debits.
+RECORD_AMOUNTS = """
+  SELECT realm_id, 'purchase_order' AS entity, po_id AS record_id, total AS amount, txn_date FROM cur_purchase_orders
+  UNION ALL SELECT realm_id, 'bill', bill_id, total, txn_date FROM cur_bills
+  UNION ALL SELECT realm_id, 'invoice', invoice_id, total, txn_date FROM cur_invoices
+  UNION ALL SELECT realm_id, 'payment', payment_id, amount, txn_date FROM cur_payments
+  UNION ALL SELECT realm_id, 'bill_payment', bill_payment_id, amount, txn_date FROM cur_bill_payments
+  UNION ALL SELECT j.realm_id, 'journal_entry', j.je_id, sum(l.amount) FILTER (WHERE l.posting_type = 'debit'),
+                   any_value(j.txn_date)
+            FROM cur_journal_entries j LEFT JOIN cur_journal_lines l USING (realm_id, je_id) GROUP BY 1, 2, 3"""
+
+
+def last_check_run(store: Store, realm_id: str) -> int | None:
+    return store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
+
+
+def readiness_funnel(store: Store, realm_id: str) -> pl.DataFrame:
+    """Per entity and stage: how many records (and dollars) pass every check up to that stage."""
+    run = last_check_run(store, realm_id) or -1
+    stage_case = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _STAGE_OF_CHECK.items())
+    frame = store.frame(
+        f"""WITH firsts AS (
+              SELECT entity, record_id, min(CASE check_name {stage_case} END) AS first_fail
+              FROM findings WHERE run_id = $run GROUP BY ALL),
+            recs AS (
+              SELECT r.entity, r.record_id, coalesce(f.first_fail, 99) AS first_fail, coalesce(a.amount, 0) AS amount
+              FROM records r
+              LEFT JOIN firsts f USING (entity, record_id)
+              LEFT JOIN ({RECORD_AMOUNTS}) a ON a.realm_id = r.realm_id AND a.entity = r.entity
+                   AND a.record_id = r.record_id
+              WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.state <> 'excluded'
+                AND r.entity NOT IN ('item', 'account'))
+            SELECT entity, stage.idx AS stage_index, count(*) FILTER (WHERE first_fail > stage.idx) AS records,
+                   coalesce(sum(amount) FILTER (WHERE first_fail > stage.idx), 0)::DECIMAL(18,2) AS dollars
+            FROM recs, (SELECT unnest(range(0, 8)) AS idx) stage
+            GROUP BY ALL ORDER BY entity, stage_index""",
+        {"run": run, "realm": realm_id},
+    )
+    return frame.with_columns(
+        pl.col("stage_index").replace_strict(dict(enumerate(FUNNEL_STAGES)), return_dtype=pl.String).alias("stage")
+    )
+
+
+def blocked_reasons(store: Store, realm_id: str) -> pl.DataFrame:
+    """Every reason records are held back, ranked by the dollars, then the records, it holds."""
+    run = last_check_run(store, realm_id) or -1
+    return store.frame(
+        """WITH per_record AS (
+             SELECT dimension, reason, entity, record_id, any_value(amount) AS amount, min(txn_date) AS txn_date,
+                    any_value(detail) AS detail
+             FROM findings WHERE run_id = ? GROUP BY ALL)
+           SELECT dimension, reason, count(*) AS records, coalesce(sum(amount), 0)::DECIMAL(18,2) AS dollars,
+                  min(txn_date) AS oldest, string_agg(DISTINCT entity, ', ' ORDER BY entity) AS entities,
+                  any_value(detail) AS example
+           FROM per_record GROUP BY 1, 2 ORDER BY dollars DESC, records DESC, reason""",
+        [run],
+    )
+
+
+def qbo_choices(store: Store, realm_id: str, entities: tuple[str, ...]) -> pl.DataFrame:
+    """Active QuickBooks objects a value may be mapped to, for a person picking one."""
+    marks = ", ".join("?" for _ in entities)
+    return store.frame(
+        f"""SELECT entity, qbo_id, name, coalesce(acct_num, sku) AS number FROM qbo_objects
+            WHERE realm_id = ? AND entity IN ({marks}) AND active AND NOT deleted ORDER BY name""",
+        [realm_id, *entities],
+    )
+
+
+def records_for_reason(store: Store, realm_id: str, reason: str, limit: int = 500) -> pl.DataFrame:
+    """The records held back by one reason, biggest first, with what to fix on each."""
+    run = last_check_run(store, realm_id) or -1
+    return store.frame(
+        """SELECT entity || ':' || record_id AS key, entity, record_id, version, detail, amount, txn_date
+           FROM findings WHERE run_id = ? AND reason = ?
+           ORDER BY amount DESC NULLS LAST, txn_date LIMIT ?""",
+        [run, reason, limit],
+    )

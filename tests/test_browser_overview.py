@@ -21,6 +21,10 @@ def test_overview_shows_loaded_records_in_chromium(tmp_path: Path) -> None:
         ingest_snapshot(store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM)
 
     with served_app({"SYNCHEALTH_DB": str(db), "SYNCHEALTH_REALM_ID": REALM}) as url, browser_page() as page:
+        # The first visit of a fresh server lands on a page URL: the router (with its sidebar) must run it.
+        page.goto(f"{url}/readiness")
+        page.get_by_text("No readiness check has run yet").wait_for(timeout=60_000)
+        assert "Acting as" in page.inner_text("section[data-testid='stSidebar']")
         page.goto(url)
         page.get_by_text("Records by entity").wait_for(timeout=60_000)
         page.get_by_text("Ingest history").wait_for()

@@ -13,7 +13,7 @@ from pipelines.page_data import get_settings, get_store
 from pipelines.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
+PAGES = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _app(page: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
     if page:
-        at.switch_page(f"pages/{page}")
+        at.switch_page(f"app_pages/{page}")
         at.run()
     return at
 
@@ -86,3 +86,59 @@ def test_sidebar_offers_the_demo_people_and_shows_the_role(app_db: Path) -> None
 def test_the_store_is_opened_once_per_path(app_db: Path) -> None:
     assert get_store(str(app_db)) is get_store(str(app_db))
     assert isinstance(get_store(str(app_db)), Store)
+
+
+def _checked_store(app_db: Path, tmp_path: Path) -> Store:
+    from datetime import UTC, datetime
+
+    from fixtures import load_company, tiny_company
+
+    from pipelines.readiness import run_check
+
+    snap = tiny_snapshot()
+    snap["invoice_lines"][0]["item_sku"] = "GADGET-9"  # one mapping gap
+    store = get_store(str(app_db))
+    ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM)
+    load_company(store, tiny_company())
+    run_check(store, REALM, now=datetime.now(UTC))
+    return store
+
+
+def test_readiness_page_shows_the_funnel_and_ranked_reasons(app_db: Path, tmp_path: Path) -> None:
+    _checked_store(app_db, tmp_path)
+    at = _app("readiness.py")
+    assert not at.exception
+    reasons = at.dataframe[0].value
+    assert set(reasons["reason"]) == {"mapping.item_missing", "source_data.not_approved", "source_data.not_posted",
+                                      "source_data.dependency_not_ready"}
+    assert at.selectbox(key="readiness_reason").options[0] == reasons["reason"].iloc[0]
+    at.selectbox(key="readiness_reason").set_value("mapping.item_missing").run()
+    drilled = at.dataframe[1].value
+    assert list(drilled["key"]) == ["invoice:INV-1"]
+    assert "GADGET-9 has no QuickBooks item" in drilled["detail"].iloc[0]
+
+
+def test_mappings_page_is_read_only_for_a_viewer(app_db: Path, tmp_path: Path) -> None:
+    _checked_store(app_db, tmp_path)
+    at = _app("mappings.py")
+    assert not at.exception
+    assert "GADGET-9" in at.markdown[0].value and "unblocks 1 record, $150.00" in at.markdown[0].value
+    assert any("mapping needs the admin role" in c.value for c in at.caption)
+    assert len(at.button) == 0
+
+
+def test_an_admin_maps_a_value_on_the_page_and_sees_what_it_freed(app_db: Path, tmp_path: Path) -> None:
+    store = _checked_store(app_db, tmp_path)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["actor"] = "admin@demo.local"
+    at.run()
+    at.switch_page("app_pages/mappings.py").run()
+    at.selectbox(key="map_kind").set_value("item").run()
+    at.selectbox(key="map_target").set_value(0).run()  # "Install" is first by name
+    at.text_input(key="map_reason").input("same part, new SKU").run()
+    at.button(key="map_go").click().run()
+    assert not at.exception
+    assert any("1 of 1 waiting records now ready" in s.value for s in at.success)
+    assert store.rows("SELECT actor, action, target FROM audit_log") == [
+        ("admin@demo.local", "map", "item:GADGET-9")
+    ]

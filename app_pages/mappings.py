@@ -1,0 +1,71 @@
+"""Mappings: the gaps ranked by what they block, stale first; admins map values and accept suggestions."""
+
+from datetime import UTC, datetime
+
+import polars as pl
+import streamlit as st
+
+from pipelines.mappings import map_and_recheck
+from pipelines.page_data import get_settings, get_store, identity_of, mapping_gaps, qbo_choices
+
+settings = get_settings()
+store = get_store(str(settings.db_path))
+realm = st.session_state.get("realm", settings.realm_id)
+identity = identity_of(st.session_state.get("actor"), settings)
+gaps = mapping_gaps(store, realm)
+
+st.title("Mappings")
+if gaps.is_empty():
+    st.success(
+        "No mapping gaps: every account, tax code, item, payment method and category in use is mapped. "
+        "After a new snapshot or pull, run `synchealth check` to look again."
+    )
+    st.stop()
+
+top = gaps.row(0, named=True)
+n = top["records"]
+st.markdown(
+    f"**Fix first:** map {top['kind'].replace('_', ' ')} **{top['awra_value']}** — unblocks "
+    f"{n:,} record{'s' * (n != 1)}, ${top['dollars']:,.2f}."
+)
+st.dataframe(
+    gaps.drop("suggestion_id"),
+    hide_index=True,
+    column_config={
+        "dollars": st.column_config.NumberColumn("Dollars blocked", format="dollar"),
+        "records": st.column_config.NumberColumn("Records blocked", format="localized"),
+        "stale_target": st.column_config.TextColumn("Mapped to (inactive in QuickBooks)"),
+    },
+)
+
+st.subheader("Map a value")
+if not identity.can("map"):
+    st.caption(f"Read-only: mapping needs the admin role; you are signed in as a {identity.role}.")
+    st.stop()
+kind = st.selectbox("Kind", sorted(gaps["kind"].unique().to_list()), key="map_kind")
+values = gaps.filter(pl.col("kind") == kind)
+value = st.selectbox("AWRA value", values["awra_value"].to_list(), key="map_value")
+row = values.filter(pl.col("awra_value") == value).row(0, named=True)
+choices = qbo_choices(store, realm, kind)
+labels = [f"{r['name']} ({r['entity']} {r['qbo_id']})" for r in choices.iter_rows(named=True)]
+ids = choices["qbo_id"].to_list()
+default = ids.index(row["suggestion_id"]) if row["suggestion_id"] in ids else 0
+picked = st.selectbox(
+    "QuickBooks object",
+    range(len(ids)),
+    index=default,
+    format_func=labels.__getitem__,
+    key="map_target",
+    disabled=not ids,
+)
+reason = st.text_input("Reason (kept in the audit log)", key="map_reason")
+if st.button("Map and re-check", type="primary", disabled=not ids, key="map_go"):
+    with st.spinner("Re-checking every record..."):
+        done = map_and_recheck(
+            store, realm, kind, value, ids[picked], identity=identity, reason=reason or None, now=datetime.now(UTC)
+        )
+    st.success(
+        f"Mapped {value} to {done.mapping['qbo_name']}: {done.now_ready:,} of {done.waiting:,} waiting "
+        f"records now ready"
+        + (f"; {done.still_blocked:,} wait on something else." if done.still_blocked else ".")
+    )

@@ -1,0 +1,84 @@
+"""`make run`: start the local QBO sandbox with the demo company, connect, pull, check, then open the app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from pipelines.config import load_settings
+
+__all__ = ["main"]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the sandbox stopped at start (exit {proc.returncode}); see the lines above")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise SystemExit(f"the sandbox did not answer on {url} within {seconds:.0f} s")
+
+
+def _synchealth(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pipelines.cli", *args], check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    demo_dir = Path((argv or sys.argv[1:] or ["data/demo"])[0])
+    settings = load_settings()
+    port = settings.qbo_base_url.rsplit(":", 1)[-1].strip("/")
+    sandbox = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "sandbox",
+            "--port",
+            port,
+            "--company",
+            str(demo_dir / "qbo-company.json"),
+        ],
+    )
+    try:
+        _wait_for(f"{settings.qbo_base_url}/_sandbox/clock", sandbox)
+        _synchealth("--actor", "admin@demo.local", "connect")
+        _synchealth("pull")
+        _synchealth("check")
+        app_port = os.environ.get("PORT", "8501")
+        print(f"QBO Sync Health on http://localhost:{app_port} (Ctrl+C stops the app and the sandbox)", flush=True)
+        return subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                app_port,
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ]
+        )
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sandbox.terminate()
+        try:
+            sandbox.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
