@@ -288,6 +288,114 @@ CREATE TABLE duplicate_decisions (
 );
 """
 
+# The sync engine: runs, intents written before a request and settled after, every attempt, per-record retry
+# bookkeeping, and the one current exception per record and cause.
+_V5 = """
+CREATE SEQUENCE sync_run_seq START 1;
+CREATE TABLE sync_runs (
+  run_id BIGINT PRIMARY KEY,
+  realm_id VARCHAR NOT NULL,
+  trigger VARCHAR NOT NULL,      -- schedule | manual | retry
+  actor VARCHAR,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  status VARCHAR NOT NULL,       -- running | done | paused | failed
+  planned BIGINT NOT NULL DEFAULT 0,
+  sent BIGINT NOT NULL DEFAULT 0,
+  accepted BIGINT NOT NULL DEFAULT 0,
+  rejected BIGINT NOT NULL DEFAULT 0,
+  duplicate BIGINT NOT NULL DEFAULT 0,
+  "authorization" BIGINT NOT NULL DEFAULT 0,
+  throttled BIGINT NOT NULL DEFAULT 0,
+  transport BIGINT NOT NULL DEFAULT 0,
+  ambiguous BIGINT NOT NULL DEFAULT 0,
+  held BIGINT NOT NULL DEFAULT 0,
+  linked BIGINT NOT NULL DEFAULT 0,
+  seconds DOUBLE,
+  error VARCHAR
+);
+CREATE TABLE sync_intents (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,
+  generation INTEGER NOT NULL,
+  request_id VARCHAR NOT NULL,
+  qbo_entity VARCHAR NOT NULL,
+  operation VARCHAR NOT NULL,    -- create | update
+  payload VARCHAR NOT NULL,
+  run_id BIGINT NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL,
+  settled_at TIMESTAMPTZ,
+  outcome VARCHAR,
+  PRIMARY KEY (realm_id, request_id)
+);
+CREATE SEQUENCE sync_attempt_seq START 1;
+CREATE TABLE sync_attempts (
+  attempt_id BIGINT PRIMARY KEY,
+  run_id BIGINT NOT NULL,
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,
+  attempt_no INTEGER NOT NULL,
+  generation INTEGER NOT NULL,
+  request_id VARCHAR NOT NULL,
+  operation VARCHAR NOT NULL,    -- create | update | replay | lookup
+  started_at TIMESTAMPTZ NOT NULL,
+  duration_ms DOUBLE,
+  http_status INTEGER,
+  qbo_code VARCHAR,
+  message VARCHAR,
+  detail VARCHAR,
+  element VARCHAR,
+  intuit_tid VARCHAR,
+  outcome VARCHAR NOT NULL,      -- accepted | rejected | duplicate | authorization | throttled | transport | ambiguous
+  dimension VARCHAR,
+  reason VARCHAR NOT NULL,
+  external_id VARCHAR,
+  sync_token VARCHAR
+);
+CREATE TABLE sync_status (
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  version INTEGER NOT NULL,      -- the version the last attempt was about
+  generation INTEGER NOT NULL DEFAULT 0,
+  retry_count INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_retry_at TIMESTAMPTZ,
+  last_outcome VARCHAR,
+  last_reason VARCHAR,
+  last_attempt_at TIMESTAMPTZ,
+  PRIMARY KEY (realm_id, entity, record_id)
+);
+CREATE SEQUENCE exception_seq START 1;
+CREATE TABLE exceptions (
+  exception_id BIGINT PRIMARY KEY,
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,       -- 'connection' for a realm's authorization problem
+  record_id VARCHAR NOT NULL,
+  version INTEGER,
+  dimension VARCHAR NOT NULL,
+  reason VARCHAR NOT NULL,
+  detail VARCHAR,
+  owner_role VARCHAR NOT NULL,
+  owner VARCHAR,
+  status VARCHAR NOT NULL,       -- open | assigned | resolved
+  escalated BOOLEAN NOT NULL DEFAULT FALSE,
+  opened_at TIMESTAMPTZ NOT NULL,
+  last_seen_at TIMESTAMPTZ NOT NULL,
+  occurrences INTEGER NOT NULL DEFAULT 1,
+  amount DECIMAL(18,2),
+  evidence VARCHAR,              -- JSON: attempts with provider message, code and intuit_tid
+  resolved_at TIMESTAMPTZ,
+  resolved_by VARCHAR,
+  resolution VARCHAR
+);
+"""
+
+
 def current_view(name: str) -> str:
     """The view over one AWRA table holding only live records' current versions (lines: their header's)."""
     return f"cur_{name}"
@@ -311,6 +419,7 @@ MIGRATIONS: list[Migration] = [
     Migration(
         4, "Readiness findings, mappings, duplicate candidates, links to QBO objects", _V4 + _current_views()
     ),
+    Migration(5, "Sync engine: runs, intents, attempts, retry bookkeeping, exceptions", _V5),
 ]
 
 
