@@ -241,6 +241,75 @@ def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.connection import qbo_client
+    from pipelines.cycle import run_cycle
+
+    ctx.require("sync")
+    only = [_key(k) for k in args.only] if args.only else None
+    with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
+        result = run_cycle(
+            store,
+            client,
+            ctx.settings,
+            now=_now(),
+            trigger="manual",
+            actor=ctx.identity.email,
+            only=only,
+            progress=_Progress(sys.stderr.isatty()),
+        )
+    s = result.sync
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(s.counts.items())) or "nothing sent"
+    text = (
+        f"sync run {s.run_id} {s.status}: {s.planned:,} due, {counts}; {s.linked:,} settled by lookup, "
+        f"{s.held:,} held (waiting on a party or document) in {s.seconds:.1f}s"
+    )
+    _emit(
+        ctx,
+        {
+            "run_id": s.run_id,
+            "status": s.status,
+            "planned": s.planned,
+            "outcomes": s.counts,
+            "held": s.held,
+            "settled_by_lookup": s.linked,
+            "check_run_id": result.check.run_id,
+        },
+        text,
+    )
+    return EXIT_OK if s.status in ("done", "paused") else EXIT_FAILED
+
+
+def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.connection import qbo_client
+    from pipelines.sync import retry
+
+    keys = [":".join(_key(k)) for k in args.keys]
+    with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
+        answers = retry(
+            store,
+            client,
+            keys,
+            identity=ctx.identity,
+            now=_now(),
+            override_reason=args.override_reason,
+            schedule=ctx.settings.retry_schedule,
+        )
+    _emit(
+        ctx,
+        {"results": [a.__dict__ for a in answers]},
+        "\n".join(f"{a.key}: {'sent' if a.sent else 'refused'}: {a.message.removeprefix('sent: ')}" for a in answers),
+    )
+    return EXIT_OK if all(a.sent for a in answers) else EXIT_FAILED
+
+
+def _key(text: str) -> tuple[str, str]:
+    entity, sep, record_id = text.partition(":")
+    if not sep or not record_id:
+        raise UsageError(f"record key {text!r} must be <entity>:<awra id>, e.g. bill:BILL-000123")
+    return entity, record_id
+
+
 def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.metrics import record_chain
 
@@ -306,6 +375,15 @@ def _parser() -> argparse.ArgumentParser:
     mapc.add_argument("qbo_id")
     mapc.add_argument("--reason", default=None)
     mapc.set_defaults(func=cmd_map)
+
+    sync = sub.add_parser("sync", help="check, then send every ready record to QuickBooks (admin)")
+    sync.add_argument("--only", nargs="+", metavar="KEY", help="only these records, e.g. bill:BILL-000123")
+    sync.set_defaults(func=cmd_sync)
+
+    retryc = sub.add_parser("retry", help="re-check and resend these records if their cause changed (admin)")
+    retryc.add_argument("keys", nargs="+", metavar="KEY")
+    retryc.add_argument("--override-reason", default=None, help="send even though nothing changed (audited)")
+    retryc.set_defaults(func=cmd_retry)
 
     record = sub.add_parser("record", help="the whole chain of one record, e.g. bill:BILL-000123")
     record.add_argument("key")

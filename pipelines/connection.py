@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -32,21 +34,27 @@ class ConnectResult:
 
 @contextmanager
 def qbo_client(
-    settings: Settings, store: Store, realm_id: str | None = None, http: httpx.Client | None = None
+    settings: Settings,
+    store: Store,
+    realm_id: str | None = None,
+    http: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], datetime] | None = None,
 ) -> Iterator[QboClient]:
     """A client for one realm; the httpx.Client is built here (or injected by tests) and closed after."""
     own = http is None
     http = http or httpx.Client(timeout=_TIMEOUT)
     try:
-        yield QboClient(settings, TokenStore(store, settings), realm_id or settings.realm_id, http=http)
+        extra = {"clock": clock} if clock else {}
+        yield QboClient(
+            settings, TokenStore(store, settings), realm_id or settings.realm_id, http=http, sleep=sleep, **extra
+        )
     finally:
         if own:
             http.close()
 
 
-def connect(
-    settings: Settings, store: Store, *, actor: str, http: httpx.Client | None = None
-) -> ConnectResult:
+def connect(settings: Settings, store: Store, *, actor: str, http: httpx.Client | None = None) -> ConnectResult:
     """Run OAuth: against the local sandbox the whole round trip happens here; otherwise return the URL.
 
     The callback's `state` must be the one sent, or the code is refused (CSRF, ref §2).

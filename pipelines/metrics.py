@@ -8,6 +8,10 @@ from pipelines.store import Store, awra_table
 from schemas.awra import CONTRACT
 
 __all__ = [
+    "exceptions_by_dimension",
+    "records_by_state",
+    "run_attempts",
+    "sync_runs",
     "qbo_choices",
     "FUNNEL_STAGES",
     "last_check_run",
@@ -102,6 +106,18 @@ def ingest_problems(store: Store, run_id: int) -> pl.DataFrame:
     )
 
 
+def _connection(store: Store, realm_id: str) -> dict:
+    rows = store.rows(
+        "SELECT status, status_reason, environment, access_expires_at, refresh_expires_at, last_refresh_at "
+        "FROM qbo_connections WHERE realm_id = ?",
+        [realm_id],
+    )
+    if not rows:
+        return {"status": "not_connected"}
+    keys = ("status", "reason", "environment", "access_expires_at", "refresh_expires_at", "last_refresh_at")
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in zip(keys, rows[0], strict=True)}
+
+
 def status_summary(store: Store, realm_id: str) -> dict:
     """The object behind `synchealth status --json`."""
     by_entity = {
@@ -123,6 +139,7 @@ def status_summary(store: Store, realm_id: str) -> dict:
            FROM records WHERE realm_id = ?""",
         [realm_id],
     )[0]
+    dims = exceptions_by_dimension(store, realm_id)
     last = store.rows(
         """SELECT run_id, status, finished_at, error FROM ingest_runs WHERE realm_id = ?
            ORDER BY run_id DESC LIMIT 1""",
@@ -137,8 +154,11 @@ def status_summary(store: Store, realm_id: str) -> dict:
             "versions": int(versions),
             "removed": int(removed),
         },
-        "exceptions": {"open": 0, "by_dimension": {}},
-        "connection": {"status": "not_connected"},
+        "exceptions": {
+            "open": sum(v["count"] for v in dims.values()),
+            "by_dimension": dims,
+        },
+        "connection": _connection(store, realm_id),
         "last_ingest": (
             {
                 "run_id": last[0][0],
@@ -218,6 +238,25 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
         "WHERE realm_id = ? AND entity = ? AND record_id = ?",
         [realm_id, entity, record_id],
     )
+    attempts = store.frame(
+        """SELECT attempt_no, run_id, version, operation, request_id, started_at, duration_ms, http_status, qbo_code,
+                  message, detail, element, intuit_tid, outcome, dimension, reason, external_id, sync_token
+           FROM sync_attempts WHERE realm_id = ? AND entity = ? AND record_id = ? ORDER BY attempt_id""",
+        [realm_id, entity, record_id],
+    )
+    status = store.rows(
+        "SELECT retry_count, next_retry_at, generation FROM sync_status WHERE realm_id = ? AND entity = ? "
+        "AND record_id = ?",
+        [realm_id, entity, record_id],
+    )
+    exception = store.frame(
+        """SELECT exception_id, dimension, reason, detail, owner_role, owner, status, escalated, opened_at,
+                  last_seen_at, occurrences, amount FROM exceptions
+           WHERE realm_id = ? AND entity = ? AND record_id = ? AND status <> 'resolved'
+           ORDER BY CASE dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2
+                    ELSE 3 END, exception_id""",
+        [realm_id, entity, record_id],
+    )
     return {
         "key": key,
         "realm_id": realm_id,
@@ -233,8 +272,9 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
         "findings": _dicts(findings),
         "mappings": _dicts(mappings),
         "duplicate_candidates": _dicts(candidates),
-        "attempts": [],
-        "retry_count": 0,
+        "attempts": _dicts(attempts),
+        "retry_count": status[0][0] if status else 0,
+        "next_retry_at": status[0][1].isoformat() if status and status[0][1] else None,
         "external_id": ref[0][1] if ref else None,
         "external_ref": (
             dict(
@@ -247,7 +287,8 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
             if ref
             else None
         ),
-        "exception": None,
+        "exception": _dicts(exception)[0] if exception.height else None,
+        "exceptions": _dicts(exception),
     }
 
 
@@ -376,3 +417,42 @@ def records_for_reason(store: Store, realm_id: str, reason: str, limit: int = 50
            ORDER BY amount DESC NULLS LAST, txn_date LIMIT ?""",
         [run, reason, limit],
     )
+
+
+# -- sync ------------------------------------------------------------------------------------------------
+def sync_runs(store: Store, realm_id: str, limit: int = 200) -> pl.DataFrame:
+    """Sync run history: trigger, actor, duration and outcome counts."""
+    return store.frame(
+        """SELECT run_id, trigger, actor, started_at, round(seconds, 2) AS seconds, status, planned, accepted,
+                  rejected, duplicate, "authorization", throttled, transport, ambiguous, held, linked, error
+           FROM sync_runs WHERE realm_id = ? ORDER BY run_id DESC LIMIT ?""",
+        [realm_id, limit],
+    )
+
+
+def run_attempts(store: Store, run_id: int) -> pl.DataFrame:
+    """Every attempt of one run, with what QuickBooks said."""
+    return store.frame(
+        """SELECT entity || ':' || record_id AS key, attempt_no, operation, outcome, reason, http_status, qbo_code,
+                  message, detail, intuit_tid, external_id, round(duration_ms) AS ms
+           FROM sync_attempts WHERE run_id = ? ORDER BY attempt_id""",
+        [run_id],
+    )
+
+
+def records_by_state(store: Store, realm_id: str) -> dict[str, int]:
+    return dict(
+        store.rows(
+            "SELECT state, count(*) FROM records WHERE realm_id = ? AND removed_at IS NULL GROUP BY 1", [realm_id]
+        )
+    )
+
+
+def exceptions_by_dimension(store: Store, realm_id: str) -> dict[str, dict]:
+    """Open exceptions per dimension: how many, and the dollars at stake."""
+    rows = store.rows(
+        """SELECT dimension, count(*), coalesce(sum(amount), 0) FROM exceptions
+           WHERE realm_id = ? AND status <> 'resolved' GROUP BY 1 ORDER BY 1""",
+        [realm_id],
+    )
+    return {d: {"count": int(n), "amount": str(a)} for d, n, a in rows}

@@ -10,6 +10,7 @@ import pandera.errors
 import polars as pl
 
 from pipelines import duplicates
+from pipelines.actions import refresh_exceptions
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, current_view
 from schemas.readiness import RULES, readiness_schema
@@ -453,6 +454,7 @@ def run_check(
             )
     finally:
         cur.unregister("_findings")
+    refresh_exceptions(store, realm_id, now=now)
     by_reason = dict(findings.group_by("reason").len().iter_rows())
     return CheckResult(
         run_id,
@@ -478,16 +480,19 @@ def _set_states(tx, realm_id: str, run_id: int) -> None:
                      WHEN f.source_data > 0 THEN 'not_ready'
                      WHEN f.other > 0 THEN 'blocked'
                      WHEN r.entity IN ('item', 'account') THEN 'synced'
-                     ELSE 'ready' END AS state
+                     ELSE 'ready' END AS state,
+                ss.version AS engine_version
               FROM records r
               LEFT JOIN exclusions x USING (realm_id, entity, record_id)
               LEFT JOIN external_refs e USING (realm_id, entity, record_id)
+              LEFT JOIN sync_status ss USING (realm_id, entity, record_id)
               LEFT JOIN (SELECT entity, record_id, count(*) FILTER (WHERE dimension = 'source_data') AS source_data,
                                 count(*) FILTER (WHERE dimension <> 'source_data') AS other
                          FROM findings WHERE run_id = $run GROUP BY ALL) f USING (entity, record_id)
               WHERE r.realm_id = $realm AND r.removed_at IS NULL) s
             WHERE records.realm_id = $realm AND records.entity = s.entity AND records.record_id = s.record_id
               AND records.state <> s.state
-              AND (records.state NOT IN {_ENGINE_STATES} OR s.state IN ('synced', 'excluded'))""",
+              AND (records.state NOT IN {_ENGINE_STATES} OR s.state IN ('synced', 'excluded')
+                   OR s.engine_version IS DISTINCT FROM records.current_version)""",
         {"run": run_id, "realm": realm_id},
     )

@@ -283,8 +283,12 @@ def test_accepting_a_mapping_unblocks_exactly_the_records_that_only_lacked_it(tm
     assert found["invoice:INV-2"] == {"source_data.not_approved"}  # still not approved
     assert store.scalar("SELECT state FROM records WHERE record_id = 'INV-1'") == "ready"
     assert store.scalar("SELECT state FROM records WHERE record_id = 'PAY-1'") == "ready"
-    audit = store.rows("SELECT actor, role, action, target, reason FROM audit_log")
-    assert audit == [("admin@demo.local", "admin", "map", "item:GADGET-9", "same widget")]
+    audit = store.rows("SELECT actor, role, action, target, reason FROM audit_log ORDER BY audit_id")
+    assert audit[0] == ("admin@demo.local", "admin", "map", "item:GADGET-9", "same widget")
+    # the exceptions that only waited on the item resolve on their own, and the log says why
+    assert ("system", "system", "auto_resolve", "invoice:INV-1", "auto: the mapping is now in place") in audit
+    open_now = store.rows("SELECT entity, record_id, reason FROM exceptions WHERE status = 'open' ORDER BY ALL")
+    assert open_now == [("invoice", "INV-2", "source_data.not_approved")]
 
 
 def test_mapping_needs_the_admin_role_and_an_active_qbo_object(tmp_path: Path) -> None:

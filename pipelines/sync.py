@@ -1,0 +1,642 @@
+"""The sync engine: plan ready records, write the intent, send idempotently, classify, record, schedule retries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from pipelines.payloads import build_payloads
+from pipelines.qbo_pull import load_objects
+from pipelines.store import Store, crash_point
+from qbo.client import BatchItem, QboCallError, QboClient, QboResult, select
+from qbo.faults import ACCEPTED
+
+__all__ = [
+    "TIERS",
+    "RetryAnswer",
+    "retry",
+    "SyncResult",
+    "request_id_for",
+    "settle_open_intents",
+    "sync_run",
+]
+
+# Dependency order: parties before the documents that name them, documents before what pays them.
+TIERS: tuple[tuple[str, ...], ...] = (
+    ("vendor", "customer"),
+    ("purchase_order", "bill", "invoice"),
+    ("payment", "bill_payment", "journal_entry"),
+)
+_TIER_OF = {e: i for i, tier in enumerate(TIERS) for e in tier}
+_BATCH = 30  # items per QBO batch (ref §8); the client splits longer lists the same way
+_PARTIES = ("vendor", "customer")
+_locks: dict[str, threading.RLock] = {}
+_locks_guard = threading.Lock()
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class SyncResult:
+    """What one sync run did."""
+
+    run_id: int
+    status: str = "done"
+    planned: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    held: int = 0
+    linked: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def count(self, outcome: str) -> int:
+        return self.counts.get(outcome, 0)
+
+
+def request_id_for(realm_id: str, entity: str, record_id: str, version: int, generation: int) -> str:
+    """Deterministic per (realm, record, version, generation): a resend of one attempt replays, never creates."""
+    digest = hashlib.sha256(f"{realm_id}|{entity}:{record_id}|v{version}|g{generation}".encode()).hexdigest()
+    return f"sh-{digest[:32]}"  # 35 characters: inside QBO's 50 (and 36 for batches) (ref §1)
+
+
+def _realm_lock(realm_id: str) -> threading.RLock:
+    """Single flight per realm in this process (re-entrant: a retry holds it across check and send)."""
+    with _locks_guard:
+        return _locks.setdefault(realm_id, threading.RLock())
+
+
+def _body(payload: str) -> dict[str, Any]:
+    return json.loads(payload, parse_float=Decimal)
+
+
+# -- plan ------------------------------------------------------------------------------------------------
+def _due(store: Store, realm_id: str, now: datetime, only: Sequence[tuple[str, str]] | None) -> pl.DataFrame:
+    """Records to send now: ready ones, and scheduled retries whose time has come."""
+    frame = store.frame(
+        """SELECT r.entity, r.record_id, r.current_version AS version, coalesce(s.generation, 0) AS generation,
+                  coalesce(s.retry_count, 0) AS retry_count, coalesce(s.attempts, 0) AS attempts,
+                  s.version AS status_version
+           FROM records r LEFT JOIN sync_status s USING (realm_id, entity, record_id)
+           WHERE r.realm_id = $realm AND r.removed_at IS NULL
+             AND (r.state = 'ready' OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))
+             AND r.entity NOT IN ('item', 'account')""",
+        {"realm": realm_id, "now": now},
+    )
+    if only is not None:
+        keys = pl.DataFrame(
+            {"entity": [k[0] for k in only], "record_id": [k[1] for k in only]},
+            schema={"entity": pl.String, "record_id": pl.String},
+        )
+        frame = frame.join(keys, on=["entity", "record_id"])
+    # A new version starts its own generations: the old version's rejections do not carry over.
+    return frame.with_columns(
+        pl.when(pl.col("status_version") == pl.col("version"))
+        .then(pl.col("generation"))
+        .otherwise(0)
+        .alias("generation"),
+        pl.col("entity").replace_strict(_TIER_OF, return_dtype=pl.Int32).alias("tier"),
+    )
+
+
+# -- record outcomes -------------------------------------------------------------------------------------
+def _attempt_row(
+    run_id: int, realm_id: str, row: dict, result: QboResult, started: datetime, operation: str
+) -> list[Any]:
+    obj = result.object or {}
+    return [
+        run_id,
+        realm_id,
+        row["entity"],
+        row["record_id"],
+        row["version"],
+        row["attempts"] + 1,
+        row["generation"],
+        row["request_id"],
+        operation,
+        started,
+        round(result.duration * 1000, 1),
+        result.status,
+        result.code,
+        result.message,
+        result.detail,
+        result.element,
+        result.intuit_tid,
+        result.outcome.outcome,
+        result.outcome.dimension,
+        result.outcome.reason,
+        obj.get("Id"),
+        obj.get("SyncToken"),
+    ]
+
+
+def _schedule(retry_count: int, schedule: Sequence[int], now: datetime, rng: random.Random) -> datetime | None:
+    """Exponential backoff from configuration with +/-20% jitter; None once the schedule is used up."""
+    if retry_count > len(schedule):
+        return None
+    return now + timedelta(seconds=schedule[retry_count - 1] * rng.uniform(0.8, 1.2))
+
+
+def _record(
+    store: Store,
+    run_id: int,
+    realm_id: str,
+    row: dict,
+    result: QboResult,
+    now: datetime,
+    schedule: Sequence[int],
+    rng: random.Random,
+    operation: str,
+) -> str:
+    """Store one attempt and what it means for the record; returns the record's new state."""
+    outcome = result.outcome.outcome
+    obj = result.object or {}
+    retry_count, generation, next_at = row["retry_count"], row["generation"], None
+    if outcome == "accepted":
+        state = "synced"
+    elif outcome == "ambiguous":
+        state = "ambiguous"  # sent, outcome unknown: settled by looking it up, never by sending blindly
+    elif outcome in ("transport", "throttled"):
+        if outcome == "transport":
+            retry_count += 1
+        next_at = _schedule(max(retry_count, 1), schedule, now, rng)
+        state = "retry_scheduled" if next_at else "needs_fix"
+    elif outcome == "authorization":
+        state = "ready"  # nothing burned: it goes as soon as the realm is reconnected
+    else:  # rejected or duplicate: nothing more is sent until the cause changes
+        state = "needs_fix"  # a duplicate refused by QBO too: only a person's link or rename moves it
+        generation += 1  # the next try must not replay the rejected request id
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO sync_attempts VALUES (nextval('sync_attempt_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _attempt_row(run_id, realm_id, row, result, now, operation),
+        )
+        tx.execute(
+            "UPDATE sync_intents SET settled_at = ?, outcome = ? WHERE realm_id = ? AND request_id = ?",
+            [now, outcome, realm_id, row["request_id"]],
+        )
+        tx.execute(
+            """INSERT OR REPLACE INTO sync_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                realm_id,
+                row["entity"],
+                row["record_id"],
+                row["version"],
+                generation,
+                retry_count,
+                row["attempts"] + (outcome != "authorization"),
+                next_at,
+                outcome,
+                result.outcome.reason,
+                now,
+            ],
+        )
+        tx.execute(
+            "UPDATE records SET state = ? WHERE realm_id = ? AND entity = ? AND record_id = ? AND current_version = ?",
+            [state, realm_id, row["entity"], row["record_id"], row["version"]],
+        )
+        if outcome == "accepted" and obj.get("Id"):
+            _link(tx, realm_id, row, obj, now)
+    if outcome == "accepted" and obj:
+        load_objects(store, realm_id, row["qbo_entity"], [obj], now)
+    return state
+
+
+def _link(tx, realm_id: str, row: dict, obj: dict, now: datetime) -> None:
+    tx.execute(
+        "INSERT OR REPLACE INTO external_refs VALUES (?, ?, ?, ?, ?, ?, ?, 'sync', ?, NULL)",
+        [
+            realm_id,
+            row["entity"],
+            row["record_id"],
+            row["qbo_entity"],
+            obj["Id"],
+            obj.get("SyncToken"),
+            row["version"],
+            now,
+        ],
+    )
+    if row["entity"] in _PARTIES:
+        tx.execute(
+            "INSERT INTO mappings VALUES (?, ?, ?, ?, ?, ?, 'created_by_sync', 'mapped', 1.0, 'marker', NULL, ?) "
+            "ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET qbo_entity = excluded.qbo_entity, "
+            "qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name, status = 'mapped', set_at = excluded.set_at "
+            "WHERE mappings.source <> 'manual'",
+            [realm_id, row["entity"], row["record_id"], row["qbo_entity"], obj["Id"], obj.get("DisplayName"), now],
+        )
+
+
+# -- send ------------------------------------------------------------------------------------------------
+def _write_intents(store: Store, realm_id: str, run_id: int, rows: list[dict], now: datetime) -> None:
+    """The intent is durable before the request leaves: a crash after it is settled by lookup on restart."""
+    with store.transaction() as tx:
+        tx.executemany(
+            "INSERT OR IGNORE INTO sync_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            [
+                [
+                    realm_id,
+                    r["entity"],
+                    r["record_id"],
+                    r["version"],
+                    r["generation"],
+                    r["request_id"],
+                    r["qbo_entity"],
+                    r["operation"],
+                    r["payload"],
+                    run_id,
+                    now,
+                ]
+                for r in rows
+            ],
+        )
+        tx.executemany(
+            "UPDATE records SET state = 'queued' WHERE realm_id = ? AND entity = ? AND record_id = ?",
+            [[realm_id, r["entity"], r["record_id"]] for r in rows],
+        )
+
+
+def _call(send: Callable[[], QboResult]) -> QboResult:
+    try:
+        return send()
+    except QboCallError as err:
+        return err.result
+
+
+def _send_single(client: QboClient, row: dict) -> QboResult:
+    body = _body(row["payload"])
+    if row["operation"] != "update":
+        return _call(lambda: client.create(row["qbo_entity"], body, request_id=row["request_id"]))
+    result = _call(lambda: client.update(row["qbo_entity"], body, request_id=row["request_id"]))
+    if result.outcome.reason != "provider_rejection.stale_object":
+        return result
+    # 5010: someone changed it in QBO since we last saw it. Re-read for the current SyncToken, try once more
+    # (ref §11.4); a sparse update touches only our fields, so their edit stays.
+    current = _call(lambda: client.read(row["qbo_entity"], body["Id"]))
+    if not current.ok or not current.object:
+        return result
+    fresh = {**body, "SyncToken": current.object["SyncToken"]}
+    return _call(lambda: client.update(row["qbo_entity"], fresh, request_id=row["request_id"] + "r"))
+
+
+def _send_batch(client: QboClient, rows: list[dict]) -> list[QboResult]:
+    items = [
+        BatchItem(bid=f"b{i}", operation=r["operation"], entity=r["qbo_entity"], body=_body(r["payload"]))
+        for i, r in enumerate(rows)
+    ]
+    # The batch's request id is derived from its members' ids, so the same batch resent replays.
+    batch_id = "sb-" + hashlib.sha256("|".join(r["request_id"] for r in rows).encode()).hexdigest()[:32]
+    results = client.batch(items, request_id=batch_id)
+    return [results[f"b{i}"] for i in range(len(rows))]
+
+
+def _sendable(store: Store, realm_id: str, due: pl.DataFrame) -> tuple[list[dict], int]:
+    payloads = build_payloads(store, realm_id, list(zip(due["entity"], due["record_id"], strict=True)))
+    joined = due.join(payloads.drop("version"), on=["entity", "record_id"])
+    held = joined.filter(pl.col("problem").is_not_null()).height
+    rows = joined.filter(pl.col("problem").is_null()).to_dicts()
+    for r in rows:
+        r["request_id"] = request_id_for(realm_id, r["entity"], r["record_id"], r["version"], r["generation"])
+    return rows, held
+
+
+def _connected(store: Store, realm_id: str) -> bool:
+    status = store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id])
+    return status == "connected"
+
+
+def sync_run(
+    store: Store,
+    client: QboClient,
+    *,
+    now: datetime,
+    trigger: str = "manual",
+    actor: str | None = None,
+    only: Sequence[tuple[str, str]] | None = None,
+    schedule: Sequence[int] = (60, 300, 1800, 7200, 21600),
+    batch: bool = True,
+    seed: int | None = None,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Send every due record once, in dependency order; one run per realm at a time."""
+    realm_id = client.realm_id
+    clock = time.perf_counter()
+    say = progress or (lambda _f, _l: None)
+    rng = random.Random(seed)
+    with _realm_lock(realm_id):
+        run_id = int(store.scalar("SELECT nextval('sync_run_seq')"))
+        store.execute(
+            "INSERT INTO sync_runs (run_id, realm_id, trigger, actor, started_at, status) VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, realm_id, trigger, actor, now, "running"],
+        )
+        result = SyncResult(run_id)
+        try:
+            result.linked = settle_open_intents(store, client, now=now, run_id=run_id, schedule=schedule, rng=rng)
+            due = _due(store, realm_id, now, only)
+            result.planned = due.height
+            for tier_no, _tier in enumerate(TIERS):
+                if not _connected(store, realm_id):
+                    result.status = "paused"  # authorization: stop at once, burn no attempts
+                    break
+                tier_due = due.filter(pl.col("tier") == tier_no)
+                if tier_due.is_empty():
+                    continue
+                say(tier_no / len(TIERS), f"tier {tier_no + 1} of {len(TIERS)}: {tier_due.height:,} records")
+                rows, held = _sendable(store, realm_id, tier_due)
+                result.held += held
+                _send_rows(store, client, realm_id, run_id, rows, now, schedule, rng, batch, result)
+        except Exception as err:
+            result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            result.seconds = time.perf_counter() - clock
+            _finish_run(store, result)
+    say(1.0, "done")
+    return result
+
+
+def _send_rows(
+    store: Store,
+    client: QboClient,
+    realm_id: str,
+    run_id: int,
+    rows: list[dict],
+    now: datetime,
+    schedule: Sequence[int],
+    rng: random.Random,
+    batch: bool,
+    result: SyncResult,
+) -> None:
+    for start in range(0, len(rows), _BATCH):
+        chunk = rows[start : start + _BATCH]
+        if not _connected(store, realm_id):
+            result.status = "paused"
+            return
+        _write_intents(store, realm_id, run_id, chunk, now)
+        crash_point("sync.after_intent")
+        # Creates share a batch (its id derived from theirs); updates go alone, so a 5010 can be re-read.
+        creates = [i for i, r in enumerate(chunk) if r["operation"] == "create"]
+        answers: list[QboResult | None] = [None] * len(chunk)
+        if batch and len(creates) > 1:
+            for i, answer in zip(creates, _send_batch(client, [chunk[i] for i in creates]), strict=True):
+                answers[i] = answer
+        for i, row in enumerate(chunk):
+            if answers[i] is None:
+                answers[i] = _send_single(client, row)
+        crash_point("sync.after_send")
+        for row, answer in zip(chunk, answers, strict=True):
+            _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"])
+            key = answer.outcome.outcome
+            result.counts[key] = result.counts.get(key, 0) + 1
+
+
+def _finish_run(store: Store, result: SyncResult) -> None:
+    c = result.counts
+    store.execute(
+        """UPDATE sync_runs SET finished_at = now(), status = ?, planned = ?, sent = ?, accepted = ?, rejected = ?,
+             duplicate = ?, "authorization" = ?, throttled = ?, transport = ?, ambiguous = ?, held = ?, linked = ?,
+             seconds = ?, error = ? WHERE run_id = ?""",
+        [
+            result.status,
+            result.planned,
+            sum(c.values()),
+            c.get("accepted", 0),
+            c.get("rejected", 0),
+            c.get("duplicate", 0),
+            c.get("authorization", 0),
+            c.get("throttled", 0),
+            c.get("transport", 0),
+            c.get("ambiguous", 0),
+            result.held,
+            result.linked,
+            result.seconds,
+            result.error,
+            result.run_id,
+        ],
+    )
+
+
+# -- settle: intents with no outcome, and ambiguous attempts -----------------------------------------------
+def _marker_prefix(entity: str, record_id: str) -> str:
+    return f"awra:{entity}:{record_id}:v"
+
+
+def _lookup(client: QboClient, row: dict) -> dict | None:
+    """Find the object this intent may have created, by its source marker (never by guessing)."""
+    body = _body(row["payload"])
+    entity = row["qbo_entity"]
+    if entity in ("Vendor", "Customer"):
+        query = select(entity).where("DisplayName", "=", body.get("DisplayName", "")).include_inactive()
+        note_key = "Notes"
+    elif body.get("DocNumber"):
+        query = select(entity).where("DocNumber", "=", body["DocNumber"])
+        note_key = "PrivateNote"
+    else:
+        query = select(entity).where("TxnDate", "=", body.get("TxnDate", ""))
+        note_key = "PrivateNote"
+    marker = f"{_marker_prefix(row['entity'], row['record_id'])}{row['version']}"
+    try:
+        found = client.query(query)
+    except QboCallError:
+        return None
+    return next((o for o in found if str(o.get(note_key, "")).strip().endswith(marker)), None)
+
+
+def settle_open_intents(
+    store: Store, client: QboClient, *, now: datetime, run_id: int, schedule: Sequence[int], rng: random.Random
+) -> int:
+    """Intents sent but never settled (a crash) and ambiguous attempts: adopt what QBO has, else replay."""
+    realm_id = client.realm_id
+    open_rows = store.frame(
+        """SELECT i.entity, i.record_id, i.version, i.generation, i.request_id, i.qbo_entity, i.operation, i.payload,
+                  coalesce(s.retry_count, 0) AS retry_count, coalesce(s.attempts, 0) AS attempts
+           FROM sync_intents i
+           JOIN records r ON r.realm_id = i.realm_id AND r.entity = i.entity AND r.record_id = i.record_id
+           LEFT JOIN sync_status s ON s.realm_id = i.realm_id AND s.entity = i.entity AND s.record_id = i.record_id
+           WHERE i.realm_id = $realm AND (i.settled_at IS NULL OR (i.outcome = 'ambiguous' AND r.state = 'ambiguous'))
+           ORDER BY i.created_at""",
+        {"realm": realm_id},
+    ).to_dicts()
+    linked = 0
+    for row in open_rows:
+        if not _connected(store, realm_id):
+            break
+        found = _lookup(client, row)
+        if found is not None:
+            adopted = QboResult("lookup", row["qbo_entity"], ACCEPTED, data=found, request_id=row["request_id"])
+            _record(store, run_id, realm_id, row, adopted, now, schedule, rng, "lookup")
+            linked += 1
+            continue
+        # Not in QBO: resend with the same request id; if it did land after all, QBO replays the original.
+        _record(store, run_id, realm_id, row, _send_single(client, row), now, schedule, rng, "replay")
+    return linked
+
+
+# -- targeted retry --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RetryAnswer:
+    """Per record: sent (and what happened) or refused (and why)."""
+
+    key: str
+    sent: bool
+    message: str
+    state: str
+
+
+def _changed_since_attempt(store: Store, realm_id: str, entity: str, record_id: str) -> str | None:
+    """What changed after the record's last attempt that could cure a rejection: a mapping it uses."""
+    from pipelines.mappings import KINDS, mapping_usage_sql
+
+    usage = " UNION ALL ".join(
+        mapping_usage_sql(k).replace("SELECT realm_id,", f"SELECT realm_id, '{k.kind}' AS kind,")
+        for k in KINDS.values()
+    )
+    row = store.rows(
+        f"""SELECT m.kind, m.awra_value FROM ({usage}) u
+            JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
+            JOIN sync_status s ON s.realm_id = u.realm_id AND s.entity = u.entity AND s.record_id = u.record_id
+            WHERE u.realm_id = $realm AND u.entity = $entity AND u.record_id = $id AND m.set_at > s.last_attempt_at
+            LIMIT 1""",
+        {"realm": realm_id, "entity": entity, "id": record_id},
+    )
+    return f"the {row[0][0].replace('_', ' ')} mapping of {row[0][1]} changed" if row else None
+
+
+def _held_reason(store: Store, realm_id: str, entity: str, record_id: str) -> str:
+    problem = build_payloads(store, realm_id, [(entity, record_id)])["problem"].to_list()
+    return problem[0] if problem and problem[0] else "nothing was due (another run may have sent it)"
+
+
+def retry(
+    store: Store,
+    client: QboClient,
+    keys: Sequence[str],
+    *,
+    identity,
+    now: datetime,
+    override_reason: str | None = None,
+    schedule: Sequence[int] = (60, 300, 1800, 7200, 21600),
+) -> list[RetryAnswer]:
+    """Re-check exactly these records, then send the ones whose cause changed; refuse the rest with the reason."""
+    from pipelines.identity import require
+
+    require(identity, "retry")
+    if override_reason is not None:
+        require(identity, "override")
+        if not override_reason.strip():
+            raise ValueError("an override needs a reason (it is kept in the audit log)")
+    realm_id = client.realm_id
+    with _realm_lock(realm_id):  # two retries of one record at once: the second sees the first's result
+        return _retry_locked(
+            store, client, keys, identity=identity, now=now, override_reason=override_reason, schedule=schedule
+        )
+
+
+def _retry_locked(
+    store: Store,
+    client: QboClient,
+    keys: Sequence[str],
+    *,
+    identity,
+    now: datetime,
+    override_reason: str | None,
+    schedule: Sequence[int],
+) -> list[RetryAnswer]:
+    from pipelines.actions import refresh_exceptions
+    from pipelines.readiness import run_check
+
+    realm_id = client.realm_id
+    parsed = [(k.partition(":")[0], k.partition(":")[2]) for k in keys]
+    run_check(store, realm_id, now=now, trigger="retry", actor=identity.email)
+    answers: dict[str, RetryAnswer] = {}
+    allowed: list[tuple[str, str]] = []
+    for entity, record_id in parsed:
+        key = f"{entity}:{record_id}"
+        found = store.rows(
+            "SELECT state, current_version FROM records WHERE realm_id = ? AND entity = ? AND record_id = ? "
+            "AND removed_at IS NULL",
+            [realm_id, entity, record_id],
+        )
+        if not found:
+            answers[key] = RetryAnswer(key, False, "no such record in AWRA", "unknown")
+            continue
+        state = found[0][0]
+        detail = store.scalar(
+            "SELECT detail FROM findings WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = ?) "
+            "AND entity = ? AND record_id = ? ORDER BY dimension, reason LIMIT 1",
+            [realm_id, entity, record_id],
+        )
+        if state == "synced":
+            answers[key] = RetryAnswer(key, False, "already in QuickBooks: nothing to retry", state)
+        elif detail is not None:
+            answers[key] = RetryAnswer(key, False, f"still {detail}", state)
+        elif (
+            state in ("needs_fix", "blocked")
+            and override_reason is None
+            and not (_changed_since_attempt(store, realm_id, entity, record_id))
+        ):
+            last = store.rows(
+                "SELECT reason, message FROM sync_attempts WHERE realm_id = ? AND entity = ? AND record_id = ? "
+                "ORDER BY attempt_id DESC LIMIT 1",
+                [realm_id, entity, record_id],
+            )
+            why = f"{last[0][0]}: {last[0][1]}" if last else state
+            answers[key] = RetryAnswer(
+                key, False, f"QuickBooks refused it ({why}) and nothing has changed since; fix the cause first", state
+            )
+        else:
+            allowed.append((entity, record_id))
+    if allowed:
+        with store.transaction() as tx:
+            for entity, record_id in allowed:
+                tx.execute(
+                    "UPDATE records SET state = 'ready' WHERE realm_id = ? AND entity = ? AND record_id = ? "
+                    "AND state IN ('needs_fix', 'blocked', 'retry_scheduled', 'ambiguous', 'ready')",
+                    [realm_id, entity, record_id],
+                )
+                tx.execute(
+                    "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        realm_id,
+                        now,
+                        identity.email,
+                        identity.role,
+                        "override" if override_reason else "retry",
+                        f"{entity}:{record_id}",
+                        override_reason,
+                    ],
+                )
+        run = sync_run(
+            store, client, now=now, trigger="retry", actor=identity.email, only=allowed, schedule=schedule, batch=False
+        )
+        refresh_exceptions(store, realm_id, now=now)
+        for entity, record_id in allowed:
+            key = f"{entity}:{record_id}"
+            state = store.scalar(
+                "SELECT state FROM records WHERE realm_id = ? AND entity = ? AND record_id = ?",
+                [realm_id, entity, record_id],
+            )
+            ref = store.scalar(
+                "SELECT qbo_id FROM external_refs WHERE realm_id = ? AND entity = ? AND record_id = ?",
+                [realm_id, entity, record_id],
+            )
+            sent = store.scalar(
+                "SELECT count(*) FROM sync_attempts WHERE run_id = ? AND entity = ? AND record_id = ?",
+                [run.run_id, entity, record_id],
+            )
+            if not sent:
+                why = _held_reason(store, realm_id, entity, record_id)
+                answers[key] = RetryAnswer(key, False, f"not sent: {why}", state)
+                continue
+            message = f"sent: in QuickBooks as Id {ref}" if state == "synced" else f"sent: now {state}"
+            answers[key] = RetryAnswer(key, True, message, state)
+    return [answers[f"{e}:{r}"] for e, r in parsed]
