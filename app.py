@@ -45,6 +45,10 @@ def run() -> None:
                 st.Page(PAGES / "readiness.py", title="Readiness", icon=":material/fact_check:"),
                 st.Page(PAGES / "mappings.py", title="Mappings", icon=":material/link:"),
             ],
+            "Sync": [
+                st.Page(PAGES / "sync_runs.py", title="Sync runs", icon=":material/sync:"),
+                st.Page(PAGES / "record.py", title="Record", icon=":material/receipt_long:"),
+            ],
             "Data": [
                 st.Page(PAGES / "overview.py", title="Overview", icon=":material/database:", default=True),
             ],

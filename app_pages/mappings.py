@@ -66,6 +66,5 @@ if st.button("Map and re-check", type="primary", disabled=not ids, key="map_go")
         )
     st.success(
         f"Mapped {value} to {done.mapping['qbo_name']}: {done.now_ready:,} of {done.waiting:,} waiting "
-        f"records now ready"
-        + (f"; {done.still_blocked:,} wait on something else." if done.still_blocked else ".")
+        f"records now ready" + (f"; {done.still_blocked:,} wait on something else." if done.still_blocked else ".")
     )

@@ -11,6 +11,13 @@ from pipelines.identity import Identity, load_roles, resolve
 from pipelines.store import Store
 
 __all__ = [
+    "decide_duplicate",
+    "run_sync_now",
+    "retry_records",
+    "qbo_link",
+    "record_chain",
+    "run_attempts",
+    "sync_history",
     "get_settings",
     "get_store",
     "identity_of",
@@ -114,3 +121,81 @@ def qbo_choices(store: Store, realm_id: str, kind: str) -> pl.DataFrame:
 
 def qbo_summary(store: Store, realm_id: str) -> dict:
     return metrics.qbo_summary(store, realm_id)
+
+
+@st.cache_data(max_entries=32)
+def _sync_history(_store: Store, realm_id: str, version: tuple) -> pl.DataFrame:
+    return metrics.sync_runs(_store, realm_id)
+
+
+def sync_history(store: Store, realm_id: str) -> pl.DataFrame:
+    return _sync_history(store, realm_id, metrics.store_version(store))
+
+
+def run_attempts(store: Store, run_id: int) -> pl.DataFrame:
+    return metrics.run_attempts(store, run_id)
+
+
+def record_chain(store: Store, realm_id: str, key: str) -> dict | None:
+    """The record's whole chain, or None when there is no such record."""
+    try:
+        return metrics.record_chain(store, realm_id, key)
+    except (LookupError, ValueError):
+        return None
+
+
+def qbo_link(settings: Settings, realm_id: str, qbo_entity: str, qbo_id: str) -> str:
+    """Where a person sees the object: QuickBooks itself, or the local sandbox's control API."""
+    if settings.qbo_env == "local":
+        return f"{settings.qbo_base_url}/_sandbox/{realm_id}/entities/{qbo_entity}"
+    host = "app.sandbox.qbo.intuit.com" if settings.qbo_env == "sandbox" else "app.qbo.intuit.com"
+    return f"https://{host}/app/{qbo_entity.lower()}?txnId={qbo_id}"
+
+
+# -- actions from the pages: each goes through the engine, which checks the role and audits -----------------
+def retry_records(store: Store, settings: Settings, keys: list[str], identity: Identity, override: str | None = None):
+    from datetime import UTC, datetime
+
+    from pipelines.connection import qbo_client
+    from pipelines.sync import retry
+
+    with qbo_client(settings, store) as client:
+        return retry(
+            store,
+            client,
+            keys,
+            identity=identity,
+            now=datetime.now(UTC),
+            override_reason=override,
+            schedule=settings.retry_schedule,
+        )
+
+
+def run_sync_now(store: Store, settings: Settings, identity: Identity, progress=None):
+    from datetime import UTC, datetime
+
+    from pipelines.connection import qbo_client
+    from pipelines.cycle import run_cycle
+    from pipelines.identity import require
+
+    require(identity, "sync")
+    with qbo_client(settings, store) as client:
+        return run_cycle(
+            store, client, settings, now=datetime.now(UTC), trigger="manual", actor=identity.email, progress=progress
+        )
+
+
+def decide_duplicate(store: Store, realm_id: str, key: str, qbo_id: str | None, identity: Identity, reason: str):
+    """Link the record to a QBO object (qbo_id) or confirm it is new (qbo_id None); then re-check."""
+    from datetime import UTC, datetime
+
+    from pipelines.duplicates import confirm_create_new, link_duplicate
+    from pipelines.readiness import run_check
+
+    entity, _, record_id = key.partition(":")
+    now = datetime.now(UTC)
+    if qbo_id:
+        link_duplicate(store, realm_id, entity, record_id, qbo_id, identity=identity, reason=reason, now=now)
+    else:
+        confirm_create_new(store, realm_id, entity, record_id, identity=identity, reason=reason, now=now)
+    run_check(store, realm_id, now=now, trigger="check", actor=identity.email)
