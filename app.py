@@ -14,6 +14,32 @@ from pipelines.page_data import get_settings, get_store, identity_of, people, re
 PAGES = Path(__file__).parent / "app_pages"
 
 
+HOME = "overview.py"
+# Sections and pages in the order the close meeting reads them. A page file not present is left out, so the
+# router never points at a missing page.
+NAVIGATION = {
+    "Close": [
+        ("health.py", "Health", ":material/monitor_heart:"),
+        ("action_queue.py", "Action queue", ":material/assignment_late:"),
+        ("trends.py", "Trends", ":material/insights:"),
+    ],
+    "Before sync": [
+        ("readiness.py", "Readiness", ":material/fact_check:"),
+        ("mappings.py", "Mappings", ":material/link:"),
+    ],
+    "Sync": [
+        ("sync_runs.py", "Sync runs", ":material/sync:"),
+        ("record.py", "Record", ":material/receipt_long:"),
+        ("connection.py", "Connection", ":material/key:"),
+    ],
+    "Data": [
+        ("overview.py", "Overview", ":material/database:"),
+        ("audit.py", "Audit", ":material/history:"),
+        ("help.py", "Help", ":material/help:"),
+    ],
+}
+
+
 def _months(today: date, count: int = 12) -> list[str]:
     months, year, month = [], today.year, today.month
     for _ in range(count):
@@ -39,21 +65,11 @@ def sidebar() -> None:
 def run() -> None:
     # A function, so that an end-to-end test can drive the router (as Streamlit's own hello app does).
     st.set_page_config(page_title="QBO Sync Health", page_icon=":material/sync:", layout="wide")
-    page = st.navigation(
-        {
-            "Before sync": [
-                st.Page(PAGES / "readiness.py", title="Readiness", icon=":material/fact_check:"),
-                st.Page(PAGES / "mappings.py", title="Mappings", icon=":material/link:"),
-            ],
-            "Sync": [
-                st.Page(PAGES / "sync_runs.py", title="Sync runs", icon=":material/sync:"),
-                st.Page(PAGES / "record.py", title="Record", icon=":material/receipt_long:"),
-            ],
-            "Data": [
-                st.Page(PAGES / "overview.py", title="Overview", icon=":material/database:", default=True),
-            ],
-        }
-    )
+    sections = {
+        section: [st.Page(PAGES / f, title=t, icon=i, default=(f == HOME)) for f, t, i in pages if (PAGES / f).exists()]
+        for section, pages in NAVIGATION.items()
+    }
+    page = st.navigation({section: pages for section, pages in sections.items() if pages})
     # Shared widgets after st.navigation and before page.run(): created before navigation, a keyed
     # widget loses its new value on the rerun its own change triggers (seen in Streamlit 1.67).
     sidebar()
