@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import polars as pl
 import streamlit as st
 
-from pipelines.mappings import map_and_recheck
+from pipelines.mappings import accept_suggestions, map_and_recheck
 from pipelines.page_data import get_settings, get_store, identity_of, mapping_gaps, qbo_choices
 
 settings = get_settings()
@@ -37,6 +37,23 @@ st.dataframe(
         "stale_target": st.column_config.TextColumn("Mapped to (inactive in QuickBooks)"),
     },
 )
+
+suggested = gaps.filter(pl.col("status") == "suggested")
+if not suggested.is_empty():
+    st.subheader("Suggestions to accept")
+    picked_rows = st.dataframe(
+        suggested.select("kind", "awra_value", "suggestion", "records", "dollars"),
+        hide_index=True,
+        on_select="rerun" if identity.can("map") else "ignore",
+        selection_mode="multi-row",
+        key="suggestion_table",
+        column_config={"dollars": st.column_config.NumberColumn("Dollars blocked", format="dollar")},
+    )
+    rows = picked_rows.selection.rows if identity.can("map") else []
+    if identity.can("map") and st.button(f"Accept {len(rows)} selected", disabled=not rows, key="accept_go"):
+        pairs = [(suggested["kind"][i], suggested["awra_value"][i]) for i in rows]
+        done = accept_suggestions(store, realm, pairs, identity=identity, now=datetime.now(UTC))
+        st.success(f"Accepted {len(pairs)}: {done.now_ready:,} of {done.waiting:,} waiting records now ready.")
 
 st.subheader("Map a value")
 if not identity.can("map"):

@@ -16,6 +16,7 @@ __all__ = [
     "KINDS",
     "MappingKind",
     "MappingOutcome",
+    "accept_suggestions",
     "gap_inventory",
     "map_and_recheck",
     "mapping_usage_sql",
@@ -289,6 +290,35 @@ def map_and_recheck(
     ready = set(store.rows("SELECT entity, record_id FROM records WHERE realm_id = ? AND state = 'ready'", [realm_id]))
     now_ready = len(waiting & ready)
     return MappingOutcome(after, len(waiting), now_ready, len(waiting) - now_ready)
+
+
+def accept_suggestions(
+    store: Store, realm_id: str, pairs: list[tuple[str, str]], *, identity: Identity, now: datetime
+) -> MappingOutcome:
+    """A person accepts suggested mappings (kind, AWRA value) as they stand; one re-check for them all."""
+    from pipelines.readiness import run_check
+
+    require(identity, "map")
+    last = store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
+    waiting: set[tuple[str, str]] = set()
+    accepted = []
+    for kind, value in pairs:
+        row = store.rows(
+            "SELECT qbo_id FROM mappings WHERE realm_id = ? AND kind = ? AND awra_value = ? AND status = 'suggested'",
+            [realm_id, kind, value],
+        )
+        if not row:
+            raise ValueError(f"there is no suggestion for {kind} {value} to accept")
+        waiting |= _waiting_on(store, last, kind, value)
+        accepted.append(
+            set_mapping(
+                store, realm_id, kind, value, row[0][0], identity=identity, reason="accepted suggestion", now=now
+            )
+        )
+    run_check(store, realm_id, now=now, trigger="map", actor=identity.email)
+    ready = set(store.rows("SELECT entity, record_id FROM records WHERE realm_id = ? AND state = 'ready'", [realm_id]))
+    now_ready = len(waiting & ready)
+    return MappingOutcome({"accepted": accepted}, len(waiting), now_ready, len(waiting) - now_ready)
 
 
 def gap_inventory(store: Store, realm_id: str, run_id: int | None = None) -> pl.DataFrame:

@@ -317,3 +317,18 @@ def test_findings_are_kept_per_run_for_trends(tmp_path: Path) -> None:
     run_check(store, REALM, now=NOW)
     per_run = store.rows("SELECT run_id, count(*) FROM findings GROUP BY 1 ORDER BY 1")
     assert per_run == [(1, 1), (2, 1)]
+
+
+def test_accepting_suggestions_maps_them_and_rechecks_once(tmp_path: Path) -> None:
+    from pipelines.mappings import accept_suggestions
+
+    store = _checked(tmp_path, _set("payments", 0, payment_method="CHECK."))
+    runs_before = store.scalar("SELECT count(*) FROM check_runs")
+    done = accept_suggestions(store, REALM, [("payment_method", "CHECK.")], identity=ADMIN, now=NOW)
+    assert (done.waiting, done.now_ready) == (1, 1)
+    assert store.rows("SELECT status, source, qbo_name FROM mappings WHERE awra_value = 'CHECK.'") == [
+        ("mapped", "manual", "Check")
+    ]
+    assert store.scalar("SELECT count(*) FROM check_runs") == runs_before + 1
+    with pytest.raises(ValueError, match="no suggestion for payment_method CHECK."):
+        accept_suggestions(store, REALM, [("payment_method", "CHECK.")], identity=ADMIN, now=NOW)
