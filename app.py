@@ -56,10 +56,31 @@ def sidebar() -> None:
         st.selectbox("Company (QuickBooks realm)", realm_choices(store, settings), key="realm")
         st.selectbox("Period", _months(date.today()), key="period")
         st.divider()
-        st.caption("Identity — **demo sign-in** (no identity provider configured)")
+        if _identity_provider():
+            _signed_in(settings)
+            return
+        st.caption(":orange-badge[DEMO] Identity — **demo sign-in** (no identity provider configured)")
         choices = ["viewer@demo.local", *[p for p in people(settings) if p != "viewer@demo.local"]]
         email = st.selectbox("Acting as", choices, key="actor")
         st.caption(f"Role: **{identity_of(email, settings).role}**")
+
+
+def _identity_provider() -> bool:
+    """An OIDC provider is set up (`[auth]` in .streamlit/secrets.toml): people sign in, nobody picks a name."""
+    return st.secrets.load_if_toml_exists() and "auth" in st.secrets
+
+
+def _signed_in(settings) -> None:
+    """st.login / st.user: the email the provider vouches for is the actor; its role comes from the roles config."""
+    if st.user.get("is_logged_in"):
+        email = str(st.user.get("email") or "")
+        st.session_state["actor"] = email
+        st.caption(f"Signed in as **{email}** · role **{identity_of(email, settings).role}**")
+        st.button("Sign out", on_click=st.logout, key="sign_out")
+    else:
+        st.session_state["actor"] = None  # a viewer: reads everything, no write action without an identity
+        st.caption("Not signed in: you can read every page; sign in to act.")
+        st.button("Sign in", on_click=st.login, key="sign_in", type="primary")
 
 
 def run() -> None:

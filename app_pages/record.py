@@ -41,7 +41,7 @@ if ref:
 if exc := chain["exception"]:
     st.error(
         f"**{exc['reason']}** — {exc['detail']}  \nOwner: {exc['owner'] or exc['owner_role']} · open since "
-        f"{exc['opened_at'][:16]} · seen {exc['occurrences']} time(s)"
+        f"{exc['opened_at'][:16]} · seen {exc['occurrences']} time(s)  \nNext step: {exc['fix']}"
     )
 
 st.subheader("What needs fixing")

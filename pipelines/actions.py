@@ -1,13 +1,41 @@
-"""Exceptions: one open row per record and cause, kept in step with findings and sync outcomes; audited."""
+"""Exceptions: one open row per record and cause, routed, escalated and resolved (by people or on their own); audited.
+
+Lifecycle: open -> assigned -> resolved. A cause that disappears resolves its exception on its own (the audit log says
+what resolved it); a cause that comes back reopens the same row. A person's resolution holds until the store sees
+something new about the record (a pull, a snapshot, an attempt) and the cause is still there. An exception escalates
+when it passes its due-by or its record has used up its automatic retries.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+import duckdb
+
+from pipelines.catalogue import catalogue
+from pipelines.connection_health import warning_causes_sql
+from pipelines.identity import Identity, PermissionDeniedError, require, roles_for
+from pipelines.queue import stake_sql
+from pipelines.routing import Routing, load_routing, route
 from pipelines.store import Store
-from qbo.faults import CATALOGUE
 
-__all__ = ["DEFAULT_OWNER", "open_exceptions_sql", "refresh_exceptions"]
+__all__ = [
+    "DEFAULT_OWNER",
+    "RESOLUTION_CODES",
+    "ExceptionNotFoundError",
+    "act_on_many",
+    "assign",
+    "escalate",
+    "exclude",
+    "get_exception",
+    "mark_synced",
+    "open_exceptions_sql",
+    "refresh_exceptions",
+    "resolve",
+]
 
 # ARCHITECTURE.md "Health dimensions": who owns each kind of problem unless a routing rule says otherwise.
 DEFAULT_OWNER = {
@@ -20,14 +48,31 @@ DEFAULT_OWNER = {
 }
 _OWNER_CASE = "CASE dimension " + " ".join(f"WHEN '{d}' THEN '{o}'" for d, o in DEFAULT_OWNER.items()) + " END"
 
+# How a person closes an exception (each needs a reason, kept in the audit log).
+RESOLUTION_CODES = {
+    "fixed_in_qbo": "fixed in QuickBooks",
+    "excluded": "excluded from sync",
+    "marked_synced": "marked as synced",
+    "create_new": "create new despite a possible duplicate",
+}
+
+
+class ExceptionNotFoundError(LookupError):
+    """No exception with that id in this company."""
+
 
 def _catalogue_owner_sql() -> str:
-    rows = [f"('{reason}', '{r.owner if r.owner != 'system' else 'admin'}')" for reason, r in CATALOGUE.items()]
+    rows = [f"('{r}', '{o}')" for r, o in catalogue().select("reason", "owner_role").iter_rows()]
     return "SELECT * FROM (VALUES " + ", ".join(rows) + ") t(reason, owner_role)"
 
 
-# Every current cause: findings of the last check, the last sync outcome of records the engine holds, and a
-# realm whose connection needs an admin.
+# How much the store has seen about a record: pulls and applied snapshots of the company, attempts of the record.
+# Every part only grows, so a larger mark means something new was seen since.
+_DATA_MARK = """(coalesce((SELECT max(pull_id) FROM qbo_pulls WHERE realm_id = $realm AND status = 'done'), 0)
+  + coalesce((SELECT max(run_id) FROM ingest_runs WHERE realm_id = $realm AND status = 'applied'), 0))"""
+
+# Every current cause: findings of the last check, the last sync outcome of records the engine holds, a realm
+# whose connection needs an admin, and the connection warnings of pipelines.connection_health.
 _CAUSES = f"""
 WITH last_run AS (SELECT max(run_id) AS run_id FROM check_runs WHERE realm_id = $realm),
 found AS (
@@ -55,24 +100,38 @@ conn AS (
          'QuickBooks needs to be reconnected before anything more is sent' AS detail,
          NULL::DECIMAL(18,2) AS amount, NULL AS evidence
   FROM qbo_connections WHERE realm_id = $realm AND status <> 'connected'),
-causes AS (SELECT * FROM found UNION ALL SELECT * FROM engine UNION ALL SELECT * FROM conn)
-SELECT c.*, coalesce(o.owner_role, {_OWNER_CASE}) AS owner_role
+warned AS ({warning_causes_sql()}),  -- an admin must act while the connection still works (connection_health)
+causes AS (SELECT * FROM found UNION ALL SELECT * FROM engine UNION ALL SELECT * FROM conn
+           UNION ALL SELECT * FROM warned),
+attempted AS (SELECT entity, record_id, max(attempt_id) AS last_attempt FROM sync_attempts
+              WHERE realm_id = $realm GROUP BY ALL)
+SELECT c.*, coalesce(o.owner_role, {_OWNER_CASE}) AS owner_role,
+       {_DATA_MARK} + coalesce(att.last_attempt, 0) AS mark
 FROM causes c
 LEFT JOIN ({_catalogue_owner_sql()}) o USING (reason)
+LEFT JOIN attempted att ON att.entity = c.entity AND att.record_id = c.record_id
 LEFT JOIN records r ON r.realm_id = $realm AND r.entity = c.entity AND r.record_id = c.record_id
 WHERE c.entity = 'connection' OR (r.removed_at IS NULL AND r.state NOT IN ('synced', 'excluded'))
 """
+
+_RECORD_MARK = f"""SELECT {_DATA_MARK} + coalesce((SELECT max(attempt_id) FROM sync_attempts
+                   WHERE realm_id = $realm AND entity = $entity AND record_id = $id), 0)"""
 
 
 def open_exceptions_sql() -> str:
     return "SELECT * FROM exceptions WHERE realm_id = $realm AND status <> 'resolved'"
 
 
-def refresh_exceptions(store: Store, realm_id: str, *, now: datetime) -> dict[str, int]:
-    """Open, update, reopen and auto-resolve exceptions so that each current cause has exactly one open row."""
+def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: Routing | None = None) -> dict[str, int]:
+    """Open, update, reopen and auto-resolve exceptions so that each current cause has exactly one open row.
+
+    New and reopened exceptions are routed (owner, due-by) by the rules in config/routing.toml; then anything past
+    its due-by or its retry limit escalates.
+    """
+    routing = routing or load_routing()
     params = {"realm": realm_id, "now": now}
     with store.transaction() as tx:
-        tx.execute(f"CREATE OR REPLACE TEMP TABLE _causes AS {_CAUSES}", {"realm": realm_id})
+        tx.execute(f"CREATE OR REPLACE TEMP TABLE _causes AS {_CAUSES}", {"realm": realm_id}).fetchall()
         seen = tx.execute(
             """UPDATE exceptions SET last_seen_at = $now, occurrences = occurrences + 1, detail = c.detail,
                  version = c.version, amount = coalesce(c.amount, exceptions.amount),
@@ -83,60 +142,512 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime) -> dict[st
                  AND exceptions.reason = c.reason""",
             params,
         ).fetchall()[0][0]
-        reopened = tx.execute(
-            """UPDATE exceptions SET status = 'open', resolved_at = NULL, resolved_by = NULL, resolution = NULL,
-                 last_seen_at = $now, occurrences = occurrences + 1, detail = c.detail, version = c.version
-               FROM _causes c
-               WHERE exceptions.realm_id = $realm AND exceptions.status = 'resolved'
-                 AND exceptions.entity = c.entity AND exceptions.record_id = c.record_id
-                 AND exceptions.reason = c.reason AND exceptions.resolved_by = 'system'
-                 AND exceptions.exception_id = (SELECT max(exception_id) FROM exceptions e2
-                      WHERE e2.realm_id = $realm AND e2.entity = c.entity AND e2.record_id = c.record_id
-                        AND e2.reason = c.reason)
-                 AND NOT EXISTS (SELECT 1 FROM exceptions e3 WHERE e3.realm_id = $realm AND e3.status <> 'resolved'
-                                 AND e3.entity = c.entity AND e3.record_id = c.record_id AND e3.reason = c.reason)""",
-            params,
-        ).fetchall()[0][0]
-        opened = tx.execute(
-            """INSERT INTO exceptions (exception_id, realm_id, entity, record_id, version, dimension, reason, detail,
-                 owner_role, status, opened_at, last_seen_at, amount, evidence)
-               SELECT nextval('exception_seq'), $realm, c.entity, c.record_id, c.version, c.dimension, c.reason,
-                      c.detail, c.owner_role, 'open', $now, $now, c.amount, c.evidence
-               FROM _causes c
-               WHERE NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.realm_id = $realm AND e.status <> 'resolved'
-                                 AND e.entity = c.entity AND e.record_id = c.record_id AND e.reason = c.reason)""",
-            params,
-        ).fetchall()[0][0]
-        # Causes that are gone resolve on their own; the audit log says what resolved them.
+        # Causes without an open row: new ones, and ones whose latest row is resolved and may reopen (always when
+        # it resolved on its own; after a person's resolution only once something new was seen about the record).
         tx.execute(
-            """CREATE OR REPLACE TEMP TABLE _gone AS
-               SELECT e.exception_id, e.entity, e.record_id, e.reason, coalesce(r.state, 'removed') AS state
-               FROM exceptions e
-               LEFT JOIN records r ON r.realm_id = e.realm_id AND r.entity = e.entity AND r.record_id = e.record_id
-               WHERE e.realm_id = $realm AND e.status <> 'resolved'
-                 AND NOT EXISTS (SELECT 1 FROM _causes c WHERE c.entity = e.entity AND c.record_id = e.record_id
-                                 AND c.reason = e.reason)""",
+            """CREATE OR REPLACE TEMP TABLE _todo AS
+               SELECT c.*, l.exception_id AS reopen_id
+               FROM _causes c
+               LEFT JOIN (SELECT entity, record_id, reason, max(exception_id) AS exception_id FROM exceptions
+                          WHERE realm_id = $realm GROUP BY ALL) latest USING (entity, record_id, reason)
+               LEFT JOIN exceptions l ON l.exception_id = latest.exception_id
+               WHERE l.exception_id IS NULL
+                  OR (l.status = 'resolved' AND (l.resolved_mark IS NULL OR c.mark > l.resolved_mark))""",
             {"realm": realm_id},
+        ).fetchall()
+        # To route: those, and open rows no rule has routed yet (opened before routing existed, or by another step).
+        todo = tx.sql(
+            f"""WITH stake AS ({stake_sql()})
+                SELECT t.entity, t.record_id, t.version, t.dimension, t.reason, t.detail, t.evidence, t.owner_role,
+                       t.reopen_id, NULL::BIGINT AS backfill_id, t.amount AS own_amount,
+                       coalesce(s.at_stake, t.amount) AS amount
+                FROM _todo t LEFT JOIN stake s USING (entity, record_id)
+                UNION ALL
+                SELECT e.entity, e.record_id, e.version, e.dimension, e.reason, e.detail, e.evidence, e.owner_role,
+                       NULL, e.exception_id, e.amount, coalesce(s.at_stake, e.amount)
+                FROM exceptions e LEFT JOIN stake s USING (entity, record_id)
+                WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.routed_by IS NULL""",
+            params={"realm": realm_id},
+        ).pl()
+        opened = reopened = 0
+        if todo.height:
+            tx.register("_routed", route(todo, routing, now).to_arrow())
+            try:
+                reopened = _reopen(tx, params)
+                opened = tx.execute(
+                    """INSERT INTO exceptions (exception_id, realm_id, entity, record_id, version, dimension, reason,
+                         detail, owner_role, owner, status, opened_at, last_seen_at, amount, evidence, due_by,
+                         routed_by, last_activity_at)
+                       SELECT nextval('exception_seq'), $realm, r.entity, r.record_id, r.version, r.dimension,
+                              r.reason, r.detail, r.owner_role, r.owner, 'open', $now, $now, r.own_amount,
+                              r.evidence, r.due_by, r.routed_by, $now
+                       FROM _routed r WHERE r.reopen_id IS NULL AND r.backfill_id IS NULL""",
+                    params,
+                ).fetchall()[0][0]
+                tx.execute(
+                    """UPDATE exceptions SET owner_role = r.owner_role, owner = coalesce(exceptions.owner, r.owner),
+                         due_by = r.due_by, routed_by = r.routed_by,
+                         last_activity_at = coalesce(exceptions.last_activity_at, exceptions.opened_at)
+                       FROM _routed r WHERE exceptions.exception_id = r.backfill_id""",
+                ).fetchall()
+            finally:
+                tx.unregister("_routed")
+        resolved = _auto_resolve(tx, realm_id, now)
+        escalated = _escalate(tx, realm_id, now, None)
+    return {
+        "opened": int(opened),
+        "seen": int(seen),
+        "reopened": int(reopened),
+        "resolved": int(resolved),
+        "escalated": int(escalated),
+    }
+
+
+def _reopen(tx: duckdb.DuckDBPyConnection, params: dict) -> int:
+    tx.execute(
+        """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json)
+           SELECT $realm, $now, 'system', 'system', 'reopen', e.entity || ':' || e.record_id,
+                  'the cause is back: ' || e.reason,
+                  to_json({'exception_id': e.exception_id, 'status': e.status, 'resolved_by': e.resolved_by,
+                           'resolution_code': e.resolution_code, 'resolution': e.resolution})::VARCHAR,
+                  to_json({'exception_id': e.exception_id, 'status': 'open', 'owner_role': r.owner_role,
+                           'owner': r.owner, 'due_by': r.due_by, 'routed_by': r.routed_by})::VARCHAR
+           FROM exceptions e JOIN _routed r ON r.reopen_id = e.exception_id""",
+        params,
+    ).fetchall()
+    return tx.execute(
+        """UPDATE exceptions SET status = 'open', owner_role = r.owner_role, owner = r.owner, due_by = r.due_by,
+             routed_by = r.routed_by, escalated = FALSE, escalated_at = NULL, escalation_reason = NULL,
+             resolved_at = NULL, resolved_by = NULL, resolution = NULL, resolution_code = NULL, resolved_mark = NULL,
+             last_seen_at = $now, last_activity_at = $now, occurrences = occurrences + 1, detail = r.detail,
+             version = r.version, amount = coalesce(r.own_amount, exceptions.amount),
+             evidence = coalesce(r.evidence, exceptions.evidence)
+           FROM _routed r WHERE exceptions.realm_id = $realm AND exceptions.exception_id = r.reopen_id""",
+        params,
+    ).fetchall()[0][0]
+
+
+def _auto_resolve(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime) -> int:
+    """Causes that are gone resolve on their own; the audit log says what resolved them."""
+    tx.execute(
+        """CREATE OR REPLACE TEMP TABLE _gone AS
+           SELECT e.exception_id, e.entity, e.record_id, e.reason, e.status, e.owner,
+                  coalesce(r.state, 'removed') AS state
+           FROM exceptions e
+           LEFT JOIN records r ON r.realm_id = e.realm_id AND r.entity = e.entity AND r.record_id = e.record_id
+           WHERE e.realm_id = $realm AND e.status <> 'resolved'
+             AND NOT EXISTS (SELECT 1 FROM _causes c WHERE c.entity = e.entity AND c.record_id = e.record_id
+                             AND c.reason = e.reason)""",
+        {"realm": realm_id},
+    ).fetchall()
+    tx.execute(
+        """UPDATE exceptions SET status = 'resolved', resolved_at = $now, resolved_by = 'system',
+             resolution_code = 'auto', last_activity_at = $now,
+             resolution = 'auto: ' || CASE g.state WHEN 'synced' THEN 'the record synced'
+                                                   WHEN 'excluded' THEN 'the record was excluded'
+                                                   WHEN 'removed' THEN 'the record left AWRA'
+                                                   ELSE CASE split_part(g.reason, '.', 1)
+                                                     WHEN 'mapping' THEN 'the mapping is now in place'
+                                                     WHEN 'source_data' THEN 'the source record was corrected'
+                                                     WHEN 'duplicate_risk' THEN 'the duplicate risk was settled'
+                                                     WHEN 'authorization' THEN 'QuickBooks is connected again'
+                                                     ELSE 'the cause is no longer found' END END
+           FROM _gone g WHERE exceptions.exception_id = g.exception_id""",
+        {"now": now},
+    ).fetchall()
+    return tx.execute(
+        """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json)
+           SELECT $realm, $now, 'system', 'system', 'auto_resolve', g.entity || ':' || g.record_id, e.resolution,
+                  to_json({'exception_id': g.exception_id, 'cause': g.reason, 'status': g.status,
+                           'owner': g.owner})::VARCHAR,
+                  to_json({'exception_id': g.exception_id, 'cause': g.reason, 'status': 'resolved',
+                           'record_state': g.state})::VARCHAR
+           FROM _gone g JOIN exceptions e USING (exception_id)""",
+        {"realm": realm_id, "now": now},
+    ).fetchall()[0][0]
+
+
+# -- escalation ------------------------------------------------------------------------------------------
+def _escalate(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime, retry_limit: int | None) -> int:
+    """Flag open exceptions past their due-by, or whose record used up its automatic retries; audit each."""
+    tx.execute(
+        """CREATE OR REPLACE TEMP TABLE _escalate AS
+           SELECT e.exception_id, e.entity, e.record_id, e.reason, e.owner, e.owner_role, e.due_by,
+                  CASE WHEN (r.state = 'needs_fix' AND s.last_outcome IN ('transport', 'throttled'))
+                            OR s.retry_count >= $limit
+                       THEN 'retry limit: ' || s.retry_count || ' automatic retr'
+                            || CASE WHEN s.retry_count = 1 THEN 'y' ELSE 'ies' END || ' failed'
+                       ELSE 'overdue: due by ' || strftime(e.due_by, '%Y-%m-%d %H:%M UTC') END AS why
+           FROM exceptions e
+           LEFT JOIN records r ON r.realm_id = e.realm_id AND r.entity = e.entity AND r.record_id = e.record_id
+           LEFT JOIN sync_status s ON s.realm_id = e.realm_id AND s.entity = e.entity AND s.record_id = e.record_id
+           WHERE e.realm_id = $realm AND e.status <> 'resolved' AND NOT e.escalated
+             AND (e.due_by < $now OR (r.state = 'needs_fix' AND s.last_outcome IN ('transport', 'throttled'))
+                  OR s.retry_count >= $limit)""",
+        {"realm": realm_id, "now": now, "limit": retry_limit if retry_limit is not None else 2**31 - 1},
+    ).fetchall()
+    tx.execute(
+        """UPDATE exceptions SET escalated = TRUE, escalated_at = $now, escalation_reason = x.why,
+             last_activity_at = $now
+           FROM _escalate x WHERE exceptions.exception_id = x.exception_id""",
+        {"now": now},
+    ).fetchall()
+    return tx.execute(
+        """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json)
+           SELECT $realm, $now, 'system', 'system', 'escalate', x.entity || ':' || x.record_id, x.why,
+                  to_json({'exception_id': x.exception_id, 'escalated': FALSE, 'due_by': x.due_by})::VARCHAR,
+                  to_json({'exception_id': x.exception_id, 'escalated': TRUE, 'cause': x.reason,
+                           'owner': coalesce(x.owner, x.owner_role)})::VARCHAR
+           FROM _escalate x""",
+        {"realm": realm_id, "now": now},
+    ).fetchall()[0][0]
+
+
+def escalate(store: Store, realm_id: str, *, now: datetime, retry_limit: int | None = None) -> int:
+    """Escalate what is past its due-by or out of automatic retries (retry_limit: also at that many retries)."""
+    with store.transaction() as tx:
+        return int(_escalate(tx, realm_id, now, retry_limit))
+
+
+# -- a person's actions ----------------------------------------------------------------------------------
+_SNAPSHOT = ("status", "owner_role", "owner", "due_by", "escalated", "resolved_by", "resolution_code", "resolution")
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict[str, Any]]:
+    result = cur.execute(sql, params)
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def _load(cur: duckdb.DuckDBPyConnection, realm_id: str, exception_id: int) -> dict[str, Any]:
+    rows = _fetch(
+        cur,
+        """SELECT e.*, r.state, r.current_version FROM exceptions e
+           LEFT JOIN records r ON r.realm_id = e.realm_id AND r.entity = e.entity AND r.record_id = e.record_id
+           WHERE e.realm_id = ? AND e.exception_id = ?""",
+        [realm_id, int(exception_id)],
+    )
+    if not rows:
+        raise ExceptionNotFoundError(f"no exception {exception_id} in company {realm_id}")
+    return rows[0]
+
+
+def get_exception(store: Store, realm_id: str, exception_id: int) -> dict[str, Any]:
+    """One exception with its record's state."""
+    return _load(store.cursor(), realm_id, exception_id)
+
+
+def _key(row: dict[str, Any]) -> str:
+    return f"{row['entity']}:{row['record_id']}"
+
+
+def _snap(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"exception_id": row["exception_id"], "cause": row["reason"], **{k: row.get(k) for k in _SNAPSHOT}, **extra}
+
+
+def _audit(
+    cur: duckdb.DuckDBPyConnection,
+    realm_id: str,
+    identity: Identity,
+    action: str,
+    target: str,
+    reason: str | None,
+    before: dict,
+    after: dict,
+    now: datetime,
+) -> None:
+    cur.execute(
+        "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            realm_id,
+            now,
+            identity.email,
+            identity.role,
+            action,
+            target,
+            reason,
+            json.dumps(before, sort_keys=True, default=str),
+            json.dumps(after, sort_keys=True, default=str),
+        ],
+    ).fetchall()
+
+
+def _open(row: dict[str, Any]) -> None:
+    if row["status"] == "resolved":
+        raise ValueError(
+            f"exception {row['exception_id']} ({_key(row)}, {row['reason']}) is already resolved "
+            f"({row['resolution_code'] or 'auto'}: {row['resolution']})"
         )
-        tx.execute(
-            """UPDATE exceptions SET status = 'resolved', resolved_at = $now, resolved_by = 'system',
-                 resolution = 'auto: ' || CASE g.state WHEN 'synced' THEN 'the record synced'
-                                                       WHEN 'excluded' THEN 'the record was excluded'
-                                                       WHEN 'removed' THEN 'the record left AWRA'
-                                                       ELSE CASE split_part(g.reason, '.', 1)
-                                                         WHEN 'mapping' THEN 'the mapping is now in place'
-                                                         WHEN 'source_data' THEN 'the source record was corrected'
-                                                         WHEN 'duplicate_risk' THEN 'the duplicate risk was settled'
-                                                         WHEN 'authorization' THEN 'QuickBooks is connected again'
-                                                         ELSE 'the cause is no longer found' END END
-               FROM _gone g WHERE exceptions.exception_id = g.exception_id""",
-            {"now": now},
-        )
-        resolved = tx.execute(
-            """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, after_json)
-               SELECT $realm, $now, 'system', 'system', 'auto_resolve', g.entity || ':' || g.record_id,
-                      e.resolution, to_json({'exception_id': g.exception_id, 'cause': g.reason})::VARCHAR
-               FROM _gone g JOIN exceptions e USING (exception_id)""",
-            params,
+
+
+def _reason_text(reason: str | None, what: str) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise ValueError(f"{what} needs a reason (it is kept in the audit log)")
+    return text
+
+
+def assign(
+    store: Store,
+    realm_id: str,
+    exception_id: int,
+    *,
+    to: str,
+    identity: Identity,
+    now: datetime,
+    note: str | None = None,
+    roles: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Give an open exception to a person (who, with a roles config, must be able to act on it); audited."""
+    person = (to or "").strip().lower()
+    if "@" not in person:
+        raise ValueError(f"assign to a person's email, not {to!r}")
+    with store.transaction() as cur:
+        row = _load(cur, realm_id, exception_id)
+        require(identity, "assign", row["dimension"])
+        _open(row)
+        if roles is not None:
+            role = roles.get(person)
+            if role is None:
+                raise ValueError(f"{person} is not in the roles config; only a known person can own an exception")
+            if role not in roles_for("resolve", row["dimension"]):
+                needed = " or ".join(roles_for("resolve", row["dimension"]))
+                raise ValueError(
+                    f"{person} is a {role} and cannot act on a {row['dimension'].replace('_', ' ')} exception; "
+                    f"assign it to someone with the {needed} role"
+                )
+        cur.execute(
+            "UPDATE exceptions SET owner = ?, status = 'assigned', last_activity_at = ? WHERE exception_id = ?",
+            [person, now, row["exception_id"]],
+        ).fetchall()
+        after = _snap({**row, "owner": person, "status": "assigned"})
+        _audit(cur, realm_id, identity, "assign", _key(row), (note or "").strip() or None, _snap(row), after, now)
+    return after
+
+
+def _close(
+    cur: duckdb.DuckDBPyConnection,
+    realm_id: str,
+    rows: Sequence[dict[str, Any]],
+    code: str,
+    reason: str,
+    identity: Identity,
+    now: datetime,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """Resolve these exceptions by a person's decision, remembering how much the store had seen then."""
+    done = []
+    for row in rows:
+        mark = cur.execute(
+            _RECORD_MARK, {"realm": realm_id, "entity": row["entity"], "id": row["record_id"]}
         ).fetchall()[0][0]
-    return {"opened": int(opened), "seen": int(seen), "reopened": int(reopened), "resolved": int(resolved)}
+        cur.execute(
+            """UPDATE exceptions SET status = 'resolved', resolved_at = ?, resolved_by = ?, resolution_code = ?,
+                 resolution = ?, resolved_mark = ?, last_activity_at = ? WHERE exception_id = ?""",
+            [now, identity.email, code, reason, mark, now, row["exception_id"]],
+        ).fetchall()
+        after = _snap(
+            {**row, "status": "resolved", "resolved_by": identity.email, "resolution_code": code, "resolution": reason},
+            **extra,
+        )
+        _audit(cur, realm_id, identity, "resolve", _key(row), f"{RESOLUTION_CODES[code]}: {reason}", _snap(row),
+               after, now)  # fmt: skip
+        done.append(after)
+    return done
+
+
+def resolve(
+    store: Store,
+    realm_id: str,
+    exception_id: int,
+    *,
+    code: str,
+    reason: str,
+    identity: Identity,
+    now: datetime,
+    qbo_id: str | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    """A person closes an exception with a reason code and text; each code does what it says, then is audited.
+
+    fixed_in_qbo: the cause was fixed in QuickBooks; a record QuickBooks refused goes back to the next cycle.
+    excluded: the record is excluded from sync (all its open exceptions close). marked_synced: the record is
+    already in QuickBooks as qbo_id (verified, then linked). create_new: none of the possible duplicates is it.
+    """
+    if code not in RESOLUTION_CODES:
+        raise ValueError(f"resolution code must be one of {', '.join(RESOLUTION_CODES)}, not {code!r}")
+    text = _reason_text(reason, f"resolving as {RESOLUTION_CODES[code]}")
+    row = get_exception(store, realm_id, exception_id)
+    require(identity, "resolve", row["dimension"])
+    _open(row)
+    if row["dimension"] == "authorization":
+        raise ValueError(
+            "a connection problem resolves on its own once an admin reconnects QuickBooks (Connection page or "
+            "`synchealth connect`); it cannot be closed by hand"
+        )
+    if code == "excluded":
+        closed = exclude(store, realm_id, _key(row), reason=text, identity=identity, now=now)
+        return next(c for c in closed if c["exception_id"] == row["exception_id"])
+    if code == "marked_synced":
+        if not qbo_id:
+            raise ValueError("marking a record as synced needs the QuickBooks Id it already has (--qbo-id)")
+        return mark_synced(store, realm_id, exception_id, qbo_id, reason=text, identity=identity, now=now,
+                           client=client)  # fmt: skip
+    if code == "create_new":
+        if row["dimension"] != "duplicate_risk":
+            raise ValueError("'create new despite a duplicate' closes duplicate-risk exceptions only")
+        from pipelines.duplicates import confirm_create_new
+
+        confirm_create_new(store, realm_id, row["entity"], row["record_id"], identity=identity, reason=text, now=now)
+    requeued = False
+    with store.transaction() as cur:
+        row = _load(cur, realm_id, exception_id)
+        _open(row)
+        if code == "fixed_in_qbo" and row["state"] == "needs_fix":
+            # QuickBooks refused it and nothing here changed: the person's fix is the change; send it once more.
+            cur.execute(
+                "UPDATE records SET state = 'ready' WHERE realm_id = ? AND entity = ? AND record_id = ? "
+                "AND state = 'needs_fix'",
+                [realm_id, row["entity"], row["record_id"]],
+            ).fetchall()
+            requeued = True
+        return _close(cur, realm_id, [row], code, text, identity, now, requeued=requeued)[0]
+
+
+def _record(cur: duckdb.DuckDBPyConnection, realm_id: str, key: str) -> tuple[str, str, str]:
+    entity, sep, record_id = key.partition(":")
+    if not sep or not record_id:
+        raise ValueError(f"record key {key!r} must be <entity>:<awra id>, e.g. bill:BILL-000123")
+    state = cur.execute(
+        "SELECT state FROM records WHERE realm_id = ? AND entity = ? AND record_id = ? AND removed_at IS NULL",
+        [realm_id, entity, record_id],
+    ).fetchall()
+    if not state:
+        raise ExceptionNotFoundError(f"no live record {key} in company {realm_id}")
+    return entity, record_id, state[0][0]
+
+
+def exclude(
+    store: Store, realm_id: str, key: str, *, reason: str, identity: Identity, now: datetime
+) -> list[dict[str, Any]]:
+    """Exclude a record from sync (it is never sent) and close its open exceptions; returns what closed."""
+    text = _reason_text(reason, "excluding a record from sync")
+    require(identity, "exclude")
+    with store.transaction() as cur:
+        entity, record_id, state = _record(cur, realm_id, key)
+        if state == "synced":
+            raise ValueError(f"{key} is already in QuickBooks; excluding it would not take it out")
+        if state == "excluded":
+            raise ValueError(f"{key} is already excluded from sync")
+        rows = _fetch(
+            cur,
+            """SELECT e.*, r.state FROM exceptions e JOIN records r USING (realm_id, entity, record_id)
+               WHERE e.realm_id = ? AND e.entity = ? AND e.record_id = ? AND e.status <> 'resolved'
+               ORDER BY e.exception_id""",
+            [realm_id, entity, record_id],
+        )
+        for row in rows:
+            require(identity, "exclude", row["dimension"])
+        cur.execute(
+            "INSERT INTO exclusions VALUES (?, ?, ?, ?, ?, ?)", [realm_id, entity, record_id, identity.email, text, now]
+        ).fetchall()
+        # What the next check would set (exclusions come first there too); the queue reflects it at once.
+        cur.execute(
+            "UPDATE records SET state = 'excluded' WHERE realm_id = ? AND entity = ? AND record_id = ?",
+            [realm_id, entity, record_id],
+        ).fetchall()
+        _audit(cur, realm_id, identity, "exclude", key, text, {"state": state},
+               {"state": "excluded", "exceptions": [r["exception_id"] for r in rows]}, now)  # fmt: skip
+        return _close(cur, realm_id, rows, "excluded", text, identity, now)
+
+
+def mark_synced(
+    store: Store,
+    realm_id: str,
+    exception_id: int,
+    qbo_id: str,
+    *,
+    reason: str,
+    identity: Identity,
+    now: datetime,
+    client: Any = None,
+) -> dict[str, Any]:
+    """The record is already in QuickBooks as qbo_id: verify that object exists, link it, close the exception.
+
+    With a client the object is read from QuickBooks itself (and refreshed in the mirror); without one, the mirror
+    of the last pull is the evidence. An Id QuickBooks does not have is refused and nothing is linked.
+    """
+    from pipelines.duplicates import QBO_ENTITY, link_duplicate
+
+    text = _reason_text(reason, "marking a record as synced")
+    row = get_exception(store, realm_id, exception_id)
+    require(identity, "resolve", row["dimension"])
+    _open(row)
+    qbo_entity = QBO_ENTITY.get(row["entity"])
+    if qbo_entity is None or row["entity"] in ("item",):
+        raise ValueError(f"a {row['entity']} is not sent to QuickBooks, so it cannot be marked as synced")
+    qbo_id = str(qbo_id).strip()
+    if client is not None:
+        _verify_in_qbo(store, client, realm_id, qbo_entity, qbo_id, now)
+    link_duplicate(
+        store, realm_id, row["entity"], row["record_id"], qbo_id, identity=identity,
+        reason=f"marked as synced: {text}", now=now,
+    )  # fmt: skip
+    with store.transaction() as cur:
+        row = _load(cur, realm_id, exception_id)
+        cur.execute(
+            "UPDATE records SET state = 'synced' WHERE realm_id = ? AND entity = ? AND record_id = ?",
+            [realm_id, row["entity"], row["record_id"]],
+        ).fetchall()
+        others = _fetch(
+            cur,
+            """SELECT e.*, 'synced' AS state FROM exceptions e WHERE e.realm_id = ? AND e.entity = ?
+               AND e.record_id = ? AND e.status <> 'resolved' AND e.exception_id <> ?""",
+            [realm_id, row["entity"], row["record_id"], row["exception_id"]],
+        )
+        done = _close(cur, realm_id, [row, *others], "marked_synced", text, identity, now,
+                      qbo_entity=qbo_entity, qbo_id=qbo_id)  # fmt: skip
+    return done[0]
+
+
+def _verify_in_qbo(store: Store, client: Any, realm_id: str, qbo_entity: str, qbo_id: str, now: datetime) -> None:
+    from pipelines.qbo_pull import load_objects
+    from qbo.client import QboCallError
+
+    label = qbo_entity.lower()
+    try:
+        found = client.read(qbo_entity, qbo_id).object
+    except ValueError:
+        raise ValueError(f"{qbo_id!r} is not a QuickBooks Id (a number, e.g. 145)") from None
+    except QboCallError as err:
+        if err.result.status in (400, 404) or err.outcome.reason == "provider_rejection.object_not_found":
+            raise ValueError(f"QuickBooks has no {label} with Id {qbo_id}; nothing was linked") from None
+        raise
+    if not found or found.get("status") == "Deleted":
+        raise ValueError(f"QuickBooks {label} Id {qbo_id} is deleted; a record cannot be linked to it")
+    load_objects(store, realm_id, qbo_entity, [found], now)
+
+
+def act_on_many(action, items: Sequence[Any]) -> list[dict[str, Any]]:
+    """Run one action per item; a refusal or an error is that item's result, never the end of the others."""
+    results = []
+    for item in items:
+        try:
+            done = action(item)
+            results.append({"item": str(item), "done": True, "message": _describe(done)})
+        except (PermissionDeniedError, ValueError, LookupError) as err:
+            results.append({"item": str(item), "done": False, "message": f"refused: {err}"})
+    return results
+
+
+def _describe(done: Any) -> str:
+    rows = done if isinstance(done, list) else [done]
+    parts = []
+    for r in rows:
+        if r.get("status") == "resolved":
+            tail = " (sent again in the next cycle)" if r.get("requeued") else ""
+            parts.append(f"#{r['exception_id']} resolved: {RESOLUTION_CODES.get(r['resolution_code'], '')}{tail}")
+        else:
+            parts.append(f"#{r['exception_id']} {r.get('status')} to {r.get('owner') or r.get('owner_role')}")
+    return "; ".join(parts) or "nothing was open"

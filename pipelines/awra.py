@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -103,9 +104,7 @@ def _find_file(folder: Path, table: Table) -> Path:
         )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
-        raise SnapshotError(
-            [Problem(found[0].name, None, None, f"more than one file for this table: {names}")]
-        )
+        raise SnapshotError([Problem(found[0].name, None, None, f"more than one file for this table: {names}")])
     return found[0]
 
 
@@ -117,20 +116,14 @@ def _decode(path: Path, data: bytes, line_offset: int) -> str:
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + line_offset
         raise SnapshotError(
-            [
-                Problem(
-                    path.name, line, None, f"is not valid UTF-8 (byte 0x{data[err.start]:02x}); save as UTF-8"
-                )
-            ]
+            [Problem(path.name, line, None, f"is not valid UTF-8 (byte 0x{data[err.start]:02x}); save as UTF-8")]
         ) from None
 
 
 def _read_csv(path: Path, data: bytes) -> pl.DataFrame:
     text = _decode(path, data, 1)
     if not text.strip():
-        raise SnapshotError(
-            [Problem(path.name, None, None, "file is empty; expected at least the header row")]
-        )
+        raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
     try:
         return pl.read_csv(text.encode(), infer_schema=False)
     except pl.exceptions.PolarsError as err:
@@ -151,9 +144,7 @@ def _json_text(value: object) -> str | None:
 def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
     text = _decode(path, data, 1)
     if not text.strip():
-        raise SnapshotError(
-            [Problem(path.name, None, None, "file is empty; expected one JSON object per line")]
-        )
+        raise SnapshotError([Problem(path.name, None, None, "file is empty; expected one JSON object per line")])
     # Parsed line by line with numbers kept as their exact text: Polars and DuckDB read JSON numbers as
     # 64-bit floats, and 123456789012345678.99 would come back rounded. Money must not be rounded.
     rows: list[dict[str, str | None]] = []
@@ -168,9 +159,7 @@ def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
             raise SnapshotError([Problem(path.name, n, None, "each line must be a JSON object")])
         rows.append({k: _json_text(v) for k, v in obj.items()})
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    return pl.DataFrame(
-        {c: [row.get(c) for row in rows] for c in columns}, schema={c: pl.String for c in columns}
-    )
+    return pl.DataFrame({c: [row.get(c) for row in rows] for c in columns}, schema={c: pl.String for c in columns})
 
 
 def _read_parquet(path: Path, data: bytes, table: Table) -> pl.DataFrame:
@@ -201,9 +190,7 @@ def _read_parquet(path: Path, data: bytes, table: Table) -> pl.DataFrame:
 def _read_file(table: Table, path: Path) -> _RawFile:
     data = path.read_bytes()
     if not data.strip():
-        raise SnapshotError(
-            [Problem(path.name, None, None, "file is empty; expected at least the header row")]
-        )
+        raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
     if path.suffix == ".csv":
         return _RawFile(table, path, _read_csv(path, data), first_row=2)
     if path.suffix == ".jsonl":
@@ -211,13 +198,15 @@ def _read_file(table: Table, path: Path) -> _RawFile:
     return _RawFile(table, path, _read_parquet(path, data, table), first_row=1)
 
 
-def read_snapshot(folder: Path) -> dict[str, _RawFile]:
-    """Every contract table's file as text columns; refuses a missing, duplicated or unreadable file."""
+def read_snapshot(folder: Path, tables: set[str] | None = None) -> dict[str, _RawFile]:
+    """Every contract table's file (or these tables') as text; refuses a missing, duplicated or unreadable file."""
     if not folder.is_dir():
         raise SnapshotError([Problem(str(folder), None, None, "is not a folder")])
     problems: list[Problem] = []
     files: dict[str, _RawFile] = {}
     for table in CONTRACT.values():
+        if tables is not None and table.name not in tables:
+            continue
         try:
             files[table.name] = _read_file(table, _find_file(folder, table))
         except SnapshotError as err:
@@ -365,7 +354,7 @@ def _stage(store: Store, frames: dict[str, pl.DataFrame]) -> None:
         cur.execute(f"CREATE OR REPLACE TEMP TABLE stage_{name} AS SELECT {cols}, extra FROM _incoming")
         cur.unregister("_incoming")
     for name, table in CONTRACT.items():
-        if table.is_lines:
+        if table.is_lines or name not in frames:
             continue
         lines = [t for t in CONTRACT.values() if t.parent == name]
         header_hash = _hash_expr(table, "h")
@@ -467,6 +456,7 @@ def _record_run(
     files: dict[str, tuple[str | None, int, int, int, str | None]],
     totals: dict[str, int],
     error: str | None,
+    prints: dict[str, tuple[str, str]] | None = None,
 ) -> None:
     rows = sum(f[1] for f in files.values())
     accepted = sum(f[2] for f in files.values())
@@ -490,8 +480,11 @@ def _record_run(
         ],
     )
     cur.executemany(
-        "INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [[run_id, realm_id, name, f[0], f[1], f[2], f[3], f[4]] for name, f in files.items()],
+        "INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [run_id, realm_id, name, f[0], f[1], f[2], f[3], f[4], (prints or {}).get(name, (None, None))[1]]
+            for name, f in files.items()
+        ],
     )
 
 
@@ -521,6 +514,36 @@ def _refuse(
         _record_run(cur, run_id, realm_id, str(folder), started, "refused", files, {}, str(err))
 
 
+def _fingerprints(folder: Path) -> dict[str, tuple[str, str]]:
+    """table -> (file name, SHA-256 of its bytes) for every table whose one file is there."""
+    prints = {}
+    for table in CONTRACT.values():
+        try:
+            path = _find_file(folder, table)
+        except SnapshotError:
+            continue  # read_snapshot reports it, with the others
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        prints[table.name] = (path.name, digest.hexdigest())
+    return prints
+
+
+def _unchanged_tables(store: Store, realm_id: str, prints: dict[str, tuple[str, str]]) -> dict[str, int]:
+    """Tables of entities whose every file is byte-for-byte the one last applied, with their row counts."""
+    last = store.rows(
+        """SELECT f.table_name, f.file, f.sha256, f.rows FROM ingest_files f
+           WHERE f.run_id = (SELECT max(run_id) FROM ingest_runs WHERE realm_id = ? AND status <> 'refused')""",
+        [realm_id],
+    )
+    same = {t: rows for t, file, sha, rows in last if sha is not None and prints.get(t) == (file, sha)}
+    by_entity: dict[str, list[str]] = {}
+    for table in CONTRACT.values():
+        by_entity.setdefault(table.entity, []).append(table.name)
+    return {t: same[t] for names in by_entity.values() if all(n in same for n in names) for t in names}
+
+
 def ingest_snapshot(
     store: Store,
     folder: Path,
@@ -534,9 +557,12 @@ def ingest_snapshot(
     started = now or datetime.now(UTC)
     say = progress or (lambda _f, _l: None)
     raw: dict[str, _RawFile] | None = None
+    prints = _fingerprints(folder) if folder.is_dir() else {}
+    # An entity whose files did not change since the last applied snapshot cannot have changed records.
+    skipped = _unchanged_tables(store, realm_id, prints)
     try:
         say(0.05, "reading files")
-        raw = read_snapshot(folder)
+        raw = read_snapshot(folder, {t for t in CONTRACT if t not in skipped})
         say(0.35, "checking the contract")
         frames = validate_snapshot(raw)
     except SnapshotError as err:
@@ -550,18 +576,19 @@ def ingest_snapshot(
     with store.transaction() as cur:
         run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
         for table in CONTRACT.values():
-            if not table.is_lines:
+            if not table.is_lines and table.name in raw:
                 by_entity[table.entity] = _swap_table(cur, table, realm_id, run_id, started)
             crash_point("ingest.swap")
         totals = {k: sum(v[k] for v in by_entity.values()) for k in ("new", "changed", "removed", "restored")}
         status = "applied" if any(totals.values()) else "unchanged"
-        files = {n: (r.name, r.frame.height, r.frame.height, 0, None) for n, r in raw.items()}
-        _record_run(cur, run_id, realm_id, str(folder), started, status, files, totals, None)
+        rows = {n: r.frame.height for n, r in raw.items()} | skipped
+        files = {n: (prints[n][0], rows[n], rows[n], 0, None) for n in CONTRACT}
+        _record_run(cur, run_id, realm_id, str(folder), started, status, files, totals, None, prints)
     say(1.0, "done")
     return IngestResult(
         run_id=int(run_id),
         status=status,
-        rows={n: r.frame.height for n, r in raw.items()},
+        rows={n: rows[n] for n in CONTRACT},
         new=totals["new"],
         changed=totals["changed"],
         removed=totals["removed"],

@@ -14,7 +14,7 @@ import httpx
 
 from pipelines.config import Settings, load_settings
 from pipelines.identity import Identity, PermissionDeniedError, load_roles, require, resolve
-from pipelines.store import Store, StoreError
+from pipelines.store import Store, StoreBusyError, StoreError
 from qbo.client import QboCallError
 from qbo.oauth import OAuthError
 
@@ -36,7 +36,10 @@ class Context:
     as_json: bool
 
     def open_store(self) -> Store:
-        return Store(self.settings.db_path)
+        from pipelines.serving import borrow_store
+
+        # Run by the server for a CLI beside it (`/api/cli`): the server's own store, left open after.
+        return borrow_store(self.settings.db_path) or Store(self.settings.db_path)  # type: ignore[return-value]
 
     def require(self, action: str) -> None:
         require(self.identity, action)
@@ -330,6 +333,127 @@ def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.serving import serve
+
+    return serve(ctx.settings, host=args.host, port=args.port, interval=args.interval)
+
+
+# -- the action queue -------------------------------------------------------------------------------------
+def _realm_connected(store: Store, realm_id: str) -> bool:
+    return store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id]) == "connected"
+
+
+def _refused_input(err: Exception) -> UsageError:
+    return UsageError(str(err).strip("'\""))
+
+
+def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.actions import RESOLUTION_CODES, resolve
+
+    realm = ctx.settings.realm_id
+    with ctx.open_store() as store:
+        try:
+            if args.code == "marked_synced" and _realm_connected(store, realm):
+                from pipelines.connection import qbo_client
+
+                # The Id is read from QuickBooks itself before anything is linked.
+                with qbo_client(ctx.settings, store) as client:
+                    done = resolve(store, realm, args.exception_id, code=args.code, reason=args.reason,
+                                   identity=ctx.identity, now=_now(), qbo_id=args.qbo_id, client=client)  # fmt: skip
+            else:
+                done = resolve(store, realm, args.exception_id, code=args.code, reason=args.reason,
+                               identity=ctx.identity, now=_now(), qbo_id=args.qbo_id)  # fmt: skip
+        except (LookupError, ValueError) as err:
+            raise _refused_input(err) from None
+    tail = "; the record goes again in the next cycle" if done.get("requeued") else ""
+    _emit(
+        ctx,
+        {"resolved": done},
+        f"resolved #{done['exception_id']} ({done['cause']}) as {RESOLUTION_CODES[args.code]}{tail}",
+    )
+    return EXIT_OK
+
+
+def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.actions import assign
+
+    with ctx.open_store() as store:
+        try:
+            done = assign(store, ctx.settings.realm_id, args.exception_id, to=args.to, identity=ctx.identity,
+                          now=_now(), note=args.reason, roles=load_roles(ctx.settings.roles_file))  # fmt: skip
+        except (LookupError, ValueError) as err:
+            raise _refused_input(err) from None
+    _emit(ctx, {"assigned": done}, f"assigned #{done['exception_id']} ({done['cause']}) to {done['owner']}")
+    return EXIT_OK
+
+
+def cmd_exclude(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.actions import exclude
+
+    key = ":".join(_key(args.key))
+    with ctx.open_store() as store:
+        try:
+            closed = exclude(store, ctx.settings.realm_id, key, reason=args.reason, identity=ctx.identity, now=_now())
+        except (LookupError, ValueError) as err:
+            raise _refused_input(err) from None
+    ids = ", ".join(f"#{c['exception_id']}" for c in closed) or "none were open"
+    _emit(ctx, {"excluded": key, "resolved": closed}, f"excluded {key} from sync; exceptions resolved: {ids}")
+    return EXIT_OK
+
+
+def _queue_line(row: dict) -> str:
+    due = str(row["due_date"]) if row["due_date"] else "-"
+    flag = " ESCALATED" if row["escalated"] else (" OVERDUE" if row["overdue"] else "")
+    return (
+        f"{row['priority']:>5} #{row['exception_id']:<7}{row['key']:<30}{row['reason']:<38}"
+        f"{'$' + format(row['at_stake'], ',.2f'):>16}  due {due:<11}{row['owned_by']:<24}{row['status']}{flag}\n"
+        f"{'':>13}{row['detail']}\n{'':>13}fix: {row['fix']}"
+    )
+
+
+def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
+    from pipelines.queue import OPEN_STATUSES, action_queue, filter_queue, queue_summary
+
+    with ctx.open_store() as store:
+        frame = action_queue(store, ctx.settings.realm_id, now=_now(), statuses=args.status or OPEN_STATUSES)
+    frame = filter_queue(frame, owners=[args.owner] if args.owner else None, dimensions=args.dimension)
+    summary = queue_summary(frame)
+    limit = args.limit if args.limit is not None else (0 if ctx.as_json else 50)
+    shown = frame.head(limit) if limit else frame
+    if ctx.as_json:
+        from pipelines.metrics import _dicts
+
+        columns = [c for c in shown.columns if c != "link"]
+        _emit(ctx, {"count": frame.height, "summary": summary, "items": _dicts(shown.select(columns))}, "")
+        return EXIT_OK
+    who = f" for {args.owner}" if args.owner else ""
+    lines = [
+        f"{summary['items']:,} open item(s){who} on {summary['records']:,} record(s), ${summary['dollars']:,.2f}; "
+        f"{summary['overdue']:,} overdue, {summary['escalated']:,} escalated"
+    ]
+    lines += [_queue_line(row) for row in shown.iter_rows(named=True)]
+    if shown.height < frame.height:
+        lines.append(f"... {frame.height - shown.height:,} more (--limit 0 shows all)")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_digest(ctx: Context, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from pipelines.queue import digest, digest_html, digest_text
+
+    now = _now()
+    with ctx.open_store() as store:
+        d = digest(store, ctx.settings.realm_id, now=now, since=now - timedelta(hours=args.since_hours))
+    if args.html:
+        sys.stdout.write(digest_html(d))
+    else:
+        _emit(ctx, d, digest_text(d).rstrip("\n"))
+    return EXIT_OK
+
+
 def _now():
     from datetime import UTC, datetime
 
@@ -389,6 +513,48 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("key")
     record.set_defaults(func=cmd_record)
 
+    serve = sub.add_parser("serve", help="the one server: app, OAuth, webhooks, scheduler (uvicorn, st.App)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--interval", type=float, default=None, help="seconds between cycles (default 300)")
+    serve.set_defaults(func=cmd_serve)
+
+    resolvec = sub.add_parser("resolve", help="close an exception with a reason code and text (audited)")
+    resolvec.add_argument("exception_id", type=int, metavar="EXCEPTION_ID")
+    resolvec.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    resolvec.add_argument(
+        "--code",
+        choices=("fixed_in_qbo", "excluded", "marked_synced", "create_new"),
+        default="fixed_in_qbo",
+        help="fixed in QuickBooks (default), excluded from sync, marked as synced (with --qbo-id), create new "
+        "despite a possible duplicate",
+    )
+    resolvec.add_argument("--qbo-id", default=None, help="for marked_synced: the QuickBooks Id the record has")
+    resolvec.set_defaults(func=cmd_resolve)
+
+    assignc = sub.add_parser("assign", help="give an exception to a person (audited)")
+    assignc.add_argument("exception_id", type=int, metavar="EXCEPTION_ID")
+    assignc.add_argument("--to", required=True, metavar="EMAIL")
+    assignc.add_argument("--reason", default=None, help="a note for the audit log")
+    assignc.set_defaults(func=cmd_assign)
+
+    excludec = sub.add_parser("exclude", help="exclude a record from sync and close its exceptions (audited)")
+    excludec.add_argument("key", metavar="KEY")
+    excludec.add_argument("--reason", required=True)
+    excludec.set_defaults(func=cmd_exclude)
+
+    queuec = sub.add_parser("queue", help="the action queue: open exceptions by priority, with the fix")
+    queuec.add_argument("--owner", default=None, help="a person (email) or a role (finance, admin)")
+    queuec.add_argument("--dimension", nargs="+", default=None)
+    queuec.add_argument("--status", nargs="+", choices=("open", "assigned", "resolved"), default=None)
+    queuec.add_argument("--limit", type=int, default=None, help="items to list (default 50; 0: all)")
+    queuec.set_defaults(func=cmd_queue)
+
+    digestc = sub.add_parser("digest", help="per owner: new, overdue and escalated items (text, or --html)")
+    digestc.add_argument("--html", action="store_true", help="an HTML email body instead of plain text")
+    digestc.add_argument("--since-hours", type=float, default=24.0, help="what counts as new (default 24)")
+    digestc.set_defaults(func=cmd_digest)
+
     # Listed for --help only: main() hands `sandbox ...` to qbo.sandbox.server before parsing.
     sub.add_parser("sandbox", help="run the local QuickBooks Online sandbox (see `synchealth sandbox -h`)")
     return p
@@ -434,6 +600,10 @@ def main(argv: Sequence[str] | None = None, *, settings_loader: Callable[[], Set
     except PermissionDeniedError as err:
         print(f"synchealth: refused: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except StoreBusyError as err:  # the server holds the file: through its local API, or one line
+        from pipelines.serving import beside_server
+
+        return beside_server(raw, args.command, getattr(args, "dir", None), settings.db_path, err)
     except (StoreError, ValueError, LookupError, OAuthError, QboCallError) as err:
         print(f"synchealth: {err}", file=sys.stderr)
         return EXIT_FAILED

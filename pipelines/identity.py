@@ -6,7 +6,18 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ACTIONS", "ROLES", "Identity", "PermissionDeniedError", "load_roles", "require", "resolve"]
+__all__ = [
+    "ACTIONS",
+    "EXCEPTION_ACTIONS",
+    "FINANCE_DIMENSIONS",
+    "ROLES",
+    "Identity",
+    "PermissionDeniedError",
+    "load_roles",
+    "require",
+    "resolve",
+    "roles_for",
+]
 
 ROLES = ("viewer", "finance", "admin")
 
@@ -24,6 +35,18 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "connect": ("admin",),
     "pull": ("admin",),
 }
+# Exceptions finance acts on: the business's own data, what QuickBooks refused, possible duplicates. Mapping,
+# authorization and transport exceptions need an admin, whatever the action.
+FINANCE_DIMENSIONS = ("source_data", "provider_rejection", "duplicate_risk")
+EXCEPTION_ACTIONS = ("assign", "resolve", "exclude")
+
+
+def roles_for(action: str, dimension: str | None = None) -> tuple[str, ...]:
+    """The roles that may perform an action; on an exception, the dimension can narrow them to admin."""
+    roles = ACTIONS.get(action, ROLES)
+    if dimension is not None and action in EXCEPTION_ACTIONS and dimension not in FINANCE_DIMENSIONS:
+        roles = tuple(r for r in roles if r == "admin")
+    return roles
 
 
 class PermissionDeniedError(Exception):
@@ -37,8 +60,8 @@ class Identity:
     email: str
     role: str
 
-    def can(self, action: str) -> bool:
-        return self.role in ACTIONS.get(action, ROLES)
+    def can(self, action: str, dimension: str | None = None) -> bool:
+        return self.role in roles_for(action, dimension)
 
 
 def load_roles(path: Path) -> dict[str, str]:
@@ -59,9 +82,10 @@ def resolve(email: str | None, roles: dict[str, str]) -> Identity:
     return Identity(clean, roles.get(clean, "viewer"))
 
 
-def require(identity: Identity, action: str) -> None:
-    """Refuse, with the role needed, when the identity may not perform the action."""
-    if identity.can(action):
+def require(identity: Identity, action: str, dimension: str | None = None) -> None:
+    """Refuse, with the role needed, when the identity may not perform the action (on this dimension)."""
+    if identity.can(action, dimension):
         return
-    needed = " or ".join(ACTIONS[action])
-    raise PermissionDeniedError(f"{action} needs the {needed} role; {identity.email} is a {identity.role}")
+    needed = " or ".join(roles_for(action, dimension))
+    what = f"{action} of a {dimension.replace('_', ' ')} exception" if dimension else action
+    raise PermissionDeniedError(f"{what} needs the {needed} role; {identity.email} is a {identity.role}")

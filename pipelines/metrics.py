@@ -251,12 +251,15 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
     )
     exception = store.frame(
         """SELECT exception_id, dimension, reason, detail, owner_role, owner, status, escalated, opened_at,
-                  last_seen_at, occurrences, amount FROM exceptions
+                  last_seen_at, occurrences, amount, due_by, escalation_reason FROM exceptions
            WHERE realm_id = ? AND entity = ? AND record_id = ? AND status <> 'resolved'
            ORDER BY CASE dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2
                     ELSE 3 END, exception_id""",
         [realm_id, entity, record_id],
     )
+    from pipelines.catalogue import explain
+
+    exception = explain(exception, ("fix",))  # the next step, in the words of the Help page
     return {
         "key": key,
         "realm_id": realm_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import streamlit as st
 
@@ -11,6 +13,16 @@ from pipelines.identity import Identity, load_roles, resolve
 from pipelines.store import Store
 
 __all__ = [
+    "action_queue",
+    "health_view",
+    "trends_view",
+    "audit_log",
+    "csv_export",
+    "queue_assign",
+    "queue_exclude",
+    "queue_resolve",
+    "connect_link",
+    "connection_view",
     "decide_duplicate",
     "run_sync_now",
     "retry_records",
@@ -34,12 +46,23 @@ __all__ = [
 
 @st.cache_resource
 def get_settings() -> Settings:
-    return load_settings()
+    from pipelines.serving import current
+
+    served = current()  # under `synchealth serve`: the settings the lifespan opened the store with
+    return served.settings if served else load_settings()
 
 
 @st.cache_resource
 def get_store(db_path: str) -> Store:
-    """The app's one Store (one DuckDB connection; pages get a cursor per thread through it)."""
+    """The app's one Store (one DuckDB connection; pages get a cursor per thread through it).
+
+    Under `synchealth serve` it is the lifespan's Store: one connection for the pages and the scheduler.
+    """
+    from pipelines.serving import current
+
+    served = current()
+    if served is not None and Path(db_path).resolve() == served.store.path.resolve():
+        return served.store
     return Store(db_path)
 
 
@@ -199,3 +222,183 @@ def decide_duplicate(store: Store, realm_id: str, key: str, qbo_id: str | None, 
     else:
         confirm_create_new(store, realm_id, entity, record_id, identity=identity, reason=reason, now=now)
     run_check(store, realm_id, now=now, trigger="check", actor=identity.email)
+
+
+# -- the Connection page ---------------------------------------------------------------------------------------
+def connection_view(store: Store, settings: Settings, realm_id: str) -> dict:
+    """The realm's connection health, and its history newest first (no token is decrypted for it)."""
+    from datetime import UTC, datetime
+
+    from pipelines.connection_health import connection_health
+
+    health = connection_health(store, realm_id, now=datetime.now(UTC), host=settings.api_base_url)
+    events = store.frame(
+        "SELECT occurred_at, event, reason, actor, intuit_tid, rotated FROM qbo_connection_events "
+        "WHERE realm_id = ? ORDER BY event_id DESC LIMIT 50",
+        [realm_id],
+    )
+    return {"health": health, "events": events}
+
+
+def connect_link(identity: Identity) -> str | None:
+    """Where Connect / Reconnect sends an admin's browser: a one-time /oauth/connect link of the server.
+
+    None when the identity may not connect, or when the pages run without the server (`streamlit run`).
+    """
+    from pipelines.serving import current
+
+    served = current()
+    if served is None or not identity.can("connect"):
+        return None
+    return f"/oauth/connect?ticket={served.connect_ticket(identity.email)}"
+
+
+# -- the Action queue, Audit and Help pages ---------------------------------------------------------------------
+@st.cache_data(max_entries=16)
+def _action_queue(_store: Store, realm_id: str, version: tuple, minute: str) -> pl.DataFrame:
+    from datetime import datetime
+
+    from pipelines.queue import action_queue as queue
+
+    return queue(_store, realm_id, now=datetime.fromisoformat(minute))
+
+
+def action_queue(store: Store, realm_id: str) -> pl.DataFrame:
+    """Open and assigned exceptions by priority; recomputed when an exception changes, and each minute (ages)."""
+    from datetime import UTC, datetime
+
+    from pipelines.queue import queue_version
+
+    minute = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
+    return _action_queue(store, realm_id, queue_version(store, realm_id), minute)
+
+
+def queue_assign(
+    store: Store, settings: Settings, realm_id: str, ids: list[int], to: str, identity: Identity, note: str | None
+) -> pl.DataFrame:
+    """Assign each exception; one result row per item (a refusal says which role it needs)."""
+    from datetime import UTC, datetime
+
+    from pipelines.actions import act_on_many, assign
+
+    roles, now = people(settings), datetime.now(UTC)
+    return pl.DataFrame(
+        act_on_many(
+            lambda i: assign(store, realm_id, i, to=to, identity=identity, now=now, note=note, roles=roles), ids
+        )
+    )
+
+
+def queue_resolve(
+    store: Store,
+    settings: Settings,
+    realm_id: str,
+    ids: list[int],
+    code: str,
+    reason: str,
+    identity: Identity,
+    qbo_id: str | None = None,
+) -> pl.DataFrame:
+    """Resolve each exception with the code and reason; marked-as-synced reads the Id from QuickBooks first."""
+    from contextlib import nullcontext
+    from datetime import UTC, datetime
+
+    from pipelines.actions import act_on_many, resolve
+    from pipelines.connection import qbo_client
+
+    now = datetime.now(UTC)
+    connected = store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id]) == "connected"
+    live = code == "marked_synced" and connected
+    with qbo_client(settings, store, realm_id) if live else nullcontext() as client:
+
+        def one(exception_id: int) -> dict:
+            return resolve(store, realm_id, exception_id, code=code, reason=reason, identity=identity, now=now,
+                           qbo_id=qbo_id, client=client)  # fmt: skip
+
+        return pl.DataFrame(act_on_many(one, ids))
+
+
+def queue_exclude(store: Store, realm_id: str, keys: list[str], reason: str, identity: Identity) -> pl.DataFrame:
+    """Exclude each record from sync (closing its open exceptions); one result row per record."""
+    from datetime import UTC, datetime
+
+    from pipelines.actions import act_on_many, exclude
+
+    now = datetime.now(UTC)
+    return pl.DataFrame(
+        act_on_many(lambda k: exclude(store, realm_id, k, reason=reason, identity=identity, now=now), keys)
+    )
+
+
+@st.cache_data(max_entries=16)
+def _audit_log(_store: Store, realm_id: str, version: int) -> pl.DataFrame:
+    from pipelines.queue import audit_frame
+
+    return audit_frame(_store, realm_id)
+
+
+def audit_log(store: Store, realm_id: str) -> pl.DataFrame:
+    """The audit log, newest first; recomputed when a row is added (it is append-only)."""
+    return _audit_log(store, realm_id, int(store.scalar("SELECT coalesce(max(audit_id), 0) FROM audit_log")))
+
+
+def csv_export(frame: pl.DataFrame) -> bytes:
+    """A CSV download that a spreadsheet opens as text, never as formulas."""
+    from pipelines.queue import csv_bytes
+
+    return csv_bytes(frame)
+
+
+# -- the Health and Trends pages --------------------------------------------------------------------------------
+@st.cache_data(max_entries=16)
+def _health_view(_store: Store, realm_id: str, period: str, basis: str, version: tuple) -> dict:
+    from datetime import UTC, datetime
+
+    from pipelines import health
+
+    as_of = health.as_of(_store, realm_id)
+    now = as_of or datetime.now(UTC)
+    since, since_label = health.reference_time(_store, realm_id, basis, now)
+    with health.prepared(_store, realm_id):  # the facts and leading exceptions, computed once for all of them
+        return {
+            "as_of": as_of,
+            "since": since,
+            "since_label": since_label,
+            "headline": health.headline(_store, realm_id, since),
+            "states": health.records_by_state(_store, realm_id),
+            "connection": health.connection_badge(_store, realm_id, datetime.now(UTC)),
+            "funnel": health.funnel(_store, realm_id),
+            "close": health.period_close(_store, realm_id, period, now),
+            "controls": health.control_totals(_store, realm_id, period),
+            "top": health.top_fixes(_store, realm_id, now),
+        }
+
+
+def health_view(store: Store, realm_id: str, period: str, basis: str = "close") -> dict:
+    """Every read model of the Health page for a month; recomputed only when the store changed."""
+    from pipelines.health import version
+
+    return _health_view(store, realm_id, period, basis, version(store))
+
+
+@st.cache_data(max_entries=16)
+def _trends_view(_store: Store, realm_id: str, bucket: str, version: tuple) -> dict:
+    from pipelines import health, trends
+
+    with health.prepared(_store, realm_id):
+        return {
+            "failures": trends.failures_over_time(_store, realm_id),
+            "first_time_right": trends.first_time_right(_store, realm_id, bucket),
+            "retries": trends.retry_success(_store, realm_id, bucket),
+            "resolve": trends.time_to_resolve(_store, realm_id),
+            "codes": trends.top_error_codes(_store, realm_id),
+            "offenders": trends.recurring_offenders(_store, realm_id),
+            "throughput": trends.throughput(_store, realm_id),
+        }
+
+
+def trends_view(store: Store, realm_id: str, bucket: str = "day") -> dict:
+    """Every read model of the Trends page; recomputed only when the store changed."""
+    from pipelines.health import version
+
+    return _trends_view(store, realm_id, bucket, version(store))

@@ -1,4 +1,8 @@
-"""`make run`: start the local QBO sandbox with the demo company, connect, pull, check and sync, then the app."""
+"""`make run`: the local QBO sandbox with the demo company, a first connect, pull and sync, then the one server.
+
+The server (`synchealth serve`: the pages, OAuth, webhooks and the scheduler) then runs the cycles itself:
+it re-ingests the demo snapshot folder when a file in it changes, and re-reads what the sandbox's webhooks name.
+"""
 
 from __future__ import annotations
 
@@ -48,21 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         _synchealth("pull")
         _synchealth("--actor", "admin@demo.local", "sync")
         app_port = os.environ.get("PORT", "8501")
-        print(f"QBO Sync Health on http://localhost:{app_port} (Ctrl+C stops the app and the sandbox)", flush=True)
+        env = {
+            **os.environ,
+            "SYNCHEALTH_SNAPSHOT_DIR": str(demo_dir / "awra"),
+            "SYNCHEALTH_SERVER_URL": f"http://127.0.0.1:{app_port}",
+            "SYNCHEALTH_QBO_REDIRECT_URI": os.environ.get(
+                "SYNCHEALTH_QBO_REDIRECT_URI", f"http://localhost:{app_port}/oauth/callback"
+            ),
+        }
+        print(f"QBO Sync Health on http://localhost:{app_port} (Ctrl+C stops the server and the sandbox)", flush=True)
         return subprocess.call(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                app_port,
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ]
+            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", app_port], env=env
         )
     except KeyboardInterrupt:
         return 0

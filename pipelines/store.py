@@ -396,6 +396,59 @@ CREATE TABLE exceptions (
 """
 
 
+# The action queue: who owns an exception and by when, why it escalated, how a person resolved it. Explanation,
+# fix and the document's own due date are not stored: they are joined from the catalogue and AWRA when read.
+_V6 = """
+ALTER TABLE exceptions ADD COLUMN due_by TIMESTAMPTZ;          -- from the routing rule, at opening or reopening
+ALTER TABLE exceptions ADD COLUMN routed_by VARCHAR;           -- the rule that set owner and due-by
+ALTER TABLE exceptions ADD COLUMN last_activity_at TIMESTAMPTZ; -- opened, assigned, escalated, resolved, reopened
+ALTER TABLE exceptions ADD COLUMN escalated_at TIMESTAMPTZ;
+ALTER TABLE exceptions ADD COLUMN escalation_reason VARCHAR;   -- why: overdue, or the retry limit
+ALTER TABLE exceptions ADD COLUMN resolution_code VARCHAR;     -- auto, or a person's: see actions.RESOLUTION_CODES
+ALTER TABLE exceptions ADD COLUMN resolved_mark BIGINT;        -- what the store had seen when a person resolved it
+UPDATE exceptions SET last_activity_at = coalesce(resolved_at, opened_at),
+                      resolution_code = CASE WHEN resolved_by = 'system' THEN 'auto' END;
+"""
+
+
+# The server (server.py): webhook deliveries as received and processed, scheduler cycles, and the connection
+# warnings an admin must act on before the refresh token lapses (pipelines/connection_health.py).
+_V7 = """
+CREATE SEQUENCE webhook_event_seq START 1;
+CREATE TABLE webhook_events (
+  event_id BIGINT PRIMARY KEY,
+  received_at TIMESTAMPTZ NOT NULL,
+  signature VARCHAR NOT NULL,    -- valid | invalid | missing
+  format VARCHAR,                -- legacy | cloudevents (valid deliveries only)
+  realm_id VARCHAR,              -- one row per realm a valid delivery named
+  entities VARCHAR,              -- JSON {"Account": ["2"]}: the objects named, re-read after the answer
+  processed_at TIMESTAMPTZ,
+  cycle_id BIGINT,
+  error VARCHAR
+);
+CREATE SEQUENCE server_cycle_seq START 1;
+CREATE TABLE server_cycles (
+  cycle_id BIGINT NOT NULL,
+  realm_id VARCHAR NOT NULL,     -- one row per company the cycle went through
+  trigger VARCHAR NOT NULL,      -- schedule | webhook | manual
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ,
+  status VARCHAR NOT NULL,       -- running | done | failed | stopped
+  steps VARCHAR,                 -- JSON: per step, what it did or the error
+  error VARCHAR,
+  PRIMARY KEY (cycle_id, realm_id)
+);
+CREATE TABLE connection_warnings (
+  realm_id VARCHAR NOT NULL,
+  reason VARCHAR NOT NULL,       -- authorization.reconnect_soon, or the reason of a refused call
+  detail VARCHAR NOT NULL,
+  lapses_at TIMESTAMPTZ,
+  seen_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (realm_id, reason)
+);
+"""
+
+
 def current_view(name: str) -> str:
     """The view over one AWRA table holding only live records' current versions (lines: their header's)."""
     return f"cur_{name}"
@@ -420,6 +473,10 @@ MIGRATIONS: list[Migration] = [
         4, "Readiness findings, mappings, duplicate candidates, links to QBO objects", _V4 + _current_views()
     ),
     Migration(5, "Sync engine: runs, intents, attempts, retry bookkeeping, exceptions", _V5),
+    Migration(6, "Action queue: due-by, routing, escalation and resolution codes on exceptions", _V6),
+    Migration(7, "Server: webhook events, scheduler cycles, connection warnings", _V7),
+    # Each file's SHA-256, so a re-ingest skips every entity whose files are byte-for-byte the last ones.
+    Migration(8, "Ingest: a content fingerprint per snapshot file", "ALTER TABLE ingest_files ADD sha256 VARCHAR;"),
 ]
 
 

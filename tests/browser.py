@@ -98,3 +98,19 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def choose_actor(page, email: str) -> None:
+    """Pick the demo identity in the sidebar; a click that lands while the page still draws opens nothing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    actor = page.locator("[data-testid='stSelectbox']").filter(has_text="Acting as").locator("input")
+    option = page.get_by_role("option", name=email)
+    for _ in range(5):
+        actor.click()
+        try:
+            option.wait_for(timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    option.click()

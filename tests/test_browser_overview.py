@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from browser import browser_page, require_chromium, screenshot, served_app
+from browser import browser_page, choose_actor, require_chromium, screenshot, served_app
 from fixtures import REALM, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
@@ -32,9 +32,7 @@ def test_overview_shows_loaded_records_in_chromium(tmp_path: Path) -> None:
         page.locator("[data-testid='stDataFrame'] canvas").nth(2).wait_for()
         body = page.inner_text("body")
         shot = screenshot(page, "overview-1280x800")
-        actor = page.locator("[data-testid='stSelectbox']").filter(has_text="Acting as").locator("input")
-        actor.click()
-        page.get_by_role("option", name="admin@demo.local").click()
+        choose_actor(page, "admin@demo.local")
         page.get_by_text("Role: admin").wait_for()
 
     assert shot.stat().st_size > 10_000

@@ -25,8 +25,7 @@ def _dump(store: Store) -> dict[str, pl.DataFrame]:
     out = {}
     for name, table in CONTRACT.items():
         out[name] = store.frame(
-            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} "
-            f"ORDER BY {', '.join(table.key)}, version"
+            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} ORDER BY {', '.join(table.key)}, version"
         )
     out["records"] = store.frame(
         "SELECT realm_id, entity, record_id, current_version, content_hash, removed_at IS NULL AS live "
@@ -101,17 +100,13 @@ def test_a_changed_record_gets_version_two_and_the_old_version_stays(store: Stor
 def test_extra_columns_are_kept_and_do_not_make_a_new_version(store: Store, tmp_path: Path) -> None:
     ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
     folder = write_snapshot(tmp_path / "v2", tiny_snapshot())
-    vendors = pl.read_csv(folder / "vendors.csv", infer_schema=False).with_columns(
-        pl.lit("x").alias("crm_id")
-    )
+    vendors = pl.read_csv(folder / "vendors.csv", infer_schema=False).with_columns(pl.lit("x").alias("crm_id"))
     vendors.write_csv(folder / "vendors.csv")
     result = ingest_snapshot(store, folder, realm_id=REALM)
     assert result.status == "unchanged"
 
 
-def test_a_record_missing_from_a_newer_snapshot_is_marked_removed_not_deleted(
-    store: Store, tmp_path: Path
-) -> None:
+def test_a_record_missing_from_a_newer_snapshot_is_marked_removed_not_deleted(store: Store, tmp_path: Path) -> None:
     ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
     snap = tiny_snapshot()
     snap["vendors"] = snap["vendors"][:1]
@@ -222,9 +217,7 @@ def test_jsonl_money_keeps_every_digit(store: Store, tmp_path: Path) -> None:
     text = (folder / "bills.jsonl").read_text().replace('"total":"30.50"', '"total":12345678901234.99')
     (folder / "bills.jsonl").write_text(text)
     ingest_snapshot(store, folder, realm_id=REALM)
-    assert (
-        store.scalar("SELECT total::VARCHAR FROM awra_bills WHERE bill_id = 'BILL-1'") == "12345678901234.99"
-    )
+    assert store.scalar("SELECT total::VARCHAR FROM awra_bills WHERE bill_id = 'BILL-1'") == "12345678901234.99"
 
 
 def test_float_money_in_parquet_is_refused(store: Store, tmp_path: Path) -> None:
@@ -302,3 +295,20 @@ def test_mutating_helpers_do_not_leak_between_tests() -> None:
     b = copy.deepcopy(a)
     a["bills"][0]["total"] = "0.00"
     assert tiny_snapshot() == b
+
+
+def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tmp_path: Path, monkeypatch) -> None:
+    import pipelines.awra as awra
+
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    snap = tiny_snapshot()
+    snap["vendors"][0]["name"] = "Acme Supplies Ltd"
+    folder = write_snapshot(tmp_path / "v2", snap)
+    read: list[str] = []
+    real = awra._read_file
+    monkeypatch.setattr(awra, "_read_file", lambda table, path: read.append(table.name) or real(table, path))
+    result = ingest_snapshot(store, folder, realm_id=REALM)
+    assert read == ["vendors"]  # only the vendor file differs from the last applied snapshot
+    assert (result.changed, result.removed, result.rows["bill_lines"]) == (1, 0, 3)
+    read.clear()
+    assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged" and read == []

@@ -1,0 +1,81 @@
+"""Connection: the QuickBooks connection per company, its token lifetimes and webhooks; Connect for admins."""
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from pipelines.page_data import connect_link, connection_view, get_settings, get_store, identity_of
+
+
+def _left(at: datetime | None) -> str:
+    if at is None:
+        return "—"
+    seconds = (at - datetime.now(UTC)).total_seconds()
+    if seconds <= 0:
+        return "expired"
+    if seconds < 3 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds >= 2 * 365 * 86400:
+        return f"{seconds / (365 * 86400):.1f} years"
+    return f"{seconds / 86400:.0f} days" if seconds >= 2 * 86400 else f"{seconds / 3600:.0f} h"
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC" if at else "—"
+
+
+settings = get_settings()
+store = get_store(str(settings.db_path))
+realm = st.session_state.get("realm", settings.realm_id)
+identity = identity_of(st.session_state.get("actor"), settings)
+
+st.title("Connection")
+if connected := st.query_params.get("connected"):
+    st.success(f"QuickBooks company {connected} is connected.")
+
+
+@st.fragment(run_every="30s")  # the countdowns move without a rerun of the whole page
+def health_panel() -> None:
+    view = connection_view(store, settings, realm)
+    h = view["health"]
+    badge = {"connected": ":green[connected]", "reconnect_needed": ":red[reconnect needed]"}
+    st.markdown(f"**{h.company_name or realm}** — {badge.get(h.status, ':orange[' + h.status + ']')}")
+    if h.status != "connected":
+        st.error(f"{h.explanation or h.reason}  \nFix: an admin connects QuickBooks with the button below.")
+    for w in h.warnings:
+        st.warning(f"**{w['reason']}** — {w['detail']}")
+    cols = st.columns(4)
+    cols[0].metric("Access token expires in", _left(h.access_expires_at), help=_when(h.access_expires_at))
+    rolling = f"{_when(h.refresh_expires_at)}: 100 days after its last use; every refresh restarts it"
+    cols[1].metric("Refresh token lapses in", _left(h.refresh_expires_at), help=rolling)
+    hard = f"{_when(h.refresh_hard_expires_at)}: Intuit's 5-year cap; only a reconnect moves it"
+    cols[2].metric("Hard expiry (5-year cap) in", _left(h.refresh_hard_expires_at), help=hard)
+    cols[3].metric("Webhook signature failures", h.webhook["signature_failures"])
+    st.dataframe(
+        {
+            "what": ["Environment", "API host", "Realm", "Scopes", "Connected by", "Connected at", "Last refresh",
+                 "Last successful call", "Last webhook event", "Webhook events", "Last signature failure"],
+            "value": [h.environment or settings.qbo_env, h.host or "—", realm, " ".join(h.scopes) or "—",
+                      h.connected_by or "—", _when(h.connected_at), f"{_when(h.last_refresh_at)} ({h.refresh_count})",
+                      _when(h.last_call_at), f"{_when(h.webhook['last_event_at'])} {h.webhook['last_event'] or ''}",
+                      str(h.webhook["events"]), _when(h.webhook["last_failure_at"])],
+        },
+        hide_index=True,
+        height=12 * 35 + 3,  # every row, no inner scrolling
+    )
+    with st.expander("History"):
+        st.dataframe(view["events"], hide_index=True)
+
+
+health_panel()
+
+st.subheader("Connect")
+link = connect_link(identity)
+if not identity.can("connect"):
+    st.caption(f"Connecting QuickBooks needs the admin role; you are signed in as a {identity.role}.")
+elif link is None:
+    st.info("Connect runs through the server: start it with `synchealth serve` (or `make run`).")
+else:
+    ever = connection_view(store, settings, realm)["health"].connected_at is not None
+    st.link_button("Reconnect QuickBooks" if ever else "Connect QuickBooks", link, type="primary")
+    st.caption("Opens QuickBooks' sign-in in a new tab; it lands back on this page once the company is connected.")

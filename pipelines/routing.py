@@ -1,0 +1,187 @@
+"""Routing: the owner and due-by of a new exception, from ordered rules in config/routing.toml (first match wins)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines.identity import FINANCE_DIMENSIONS
+from qbo.faults import DIMENSIONS
+
+__all__ = [
+    "DEFAULT_DUE_DAYS",
+    "DEFAULT_ROUTING",
+    "Routing",
+    "RoutingRule",
+    "load_routing",
+    "route",
+    "routing_path",
+]
+
+# How long each kind of problem may stay open before it is overdue (and escalates), unless a rule says otherwise.
+DEFAULT_DUE_DAYS: dict[str, float] = {
+    "authorization": 1,
+    "mapping": 3,
+    "source_data": 5,
+    "provider_rejection": 3,
+    "duplicate_risk": 2,
+    "transport": 1,
+}
+_OWNER_ROLES = ("finance", "admin")
+_RULE_KEYS = {"name", "dimension", "reason_prefix", "entity", "amount_at_least", "owner_role", "owner", "due_days"}
+_ENTITIES = (
+    "vendor",
+    "customer",
+    "item",
+    "account",
+    "purchase_order",
+    "bill",
+    "invoice",
+    "payment",
+    "bill_payment",
+    "journal_entry",
+    "connection",
+)
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    """Conditions (all must hold; an empty one matches anything) and what a match sets."""
+
+    name: str
+    dimensions: tuple[str, ...] = ()
+    reason_prefixes: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+    amount_at_least: Decimal | None = None
+    owner_role: str | None = None
+    owner: str | None = None
+    due_days: float | None = None
+
+    def condition(self) -> pl.Expr:
+        parts = [pl.lit(True)]
+        if self.dimensions:
+            parts.append(pl.col("dimension").is_in(self.dimensions))
+        if self.reason_prefixes:
+            parts.append(pl.any_horizontal(pl.col("reason").str.starts_with(p) for p in self.reason_prefixes))
+        if self.entities:
+            parts.append(pl.col("entity").is_in(self.entities))
+        if self.amount_at_least is not None:
+            parts.append((pl.col("amount") >= pl.lit(self.amount_at_least)).fill_null(False))
+        return pl.all_horizontal(parts)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The ordered rules, the default due-by per dimension, and what counts as an urgent document."""
+
+    rules: tuple[RoutingRule, ...] = ()
+    due_days: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DUE_DAYS))
+    urgent_within_days: int = 7
+
+
+DEFAULT_ROUTING = Routing()
+
+
+def routing_path() -> Path:
+    """SYNCHEALTH_ROUTING_FILE, else config/routing.toml (relative to where the app runs, like the roles file)."""
+    return Path(os.environ.get("SYNCHEALTH_ROUTING_FILE") or "config/routing.toml")
+
+
+def _strings(rule: str, key: str, value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    values = (value,) if isinstance(value, str) else tuple(value)
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise ValueError(f"routing rule {rule!r}: {key} must be a text or a list of texts")
+    if allowed is not None and (bad := [v for v in values if v not in allowed]):
+        raise ValueError(f"routing rule {rule!r}: unknown {key} {', '.join(bad)}; one of {', '.join(allowed)}")
+    return values
+
+
+def _positive(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{where}: due_days must be a number of days above 0, not {value!r}")
+    return float(value)
+
+
+def _rule(number: int, raw: dict[str, Any]) -> RoutingRule:
+    name = str(raw.get("name") or f"rule {number}")
+    if unknown := sorted(set(raw) - _RULE_KEYS):
+        raise ValueError(f"routing rule {name!r}: unknown key(s) {', '.join(unknown)}; keys are {sorted(_RULE_KEYS)}")
+    dimensions = _strings(name, "dimension", raw["dimension"], DIMENSIONS) if "dimension" in raw else ()
+    prefixes = _strings(name, "reason_prefix", raw["reason_prefix"]) if "reason_prefix" in raw else ()
+    entities = _strings(name, "entity", raw["entity"], _ENTITIES) if "entity" in raw else ()
+    amount = None
+    if "amount_at_least" in raw:
+        try:
+            amount = Decimal(str(raw["amount_at_least"]))
+        except InvalidOperation:
+            raise ValueError(f'routing rule {name!r}: amount_at_least must be an amount like "10000.00"') from None
+    role, owner = raw.get("owner_role"), raw.get("owner")
+    if role is None and owner is None and "due_days" not in raw:
+        raise ValueError(f"routing rule {name!r} sets nothing: give it owner_role, owner or due_days")
+    if role is not None and role not in _OWNER_ROLES:
+        raise ValueError(f"routing rule {name!r}: owner_role must be finance or admin, not {role!r}")
+    if role == "finance" and (not dimensions or set(dimensions) - set(FINANCE_DIMENSIONS)):
+        raise ValueError(
+            f"routing rule {name!r} gives exceptions to the finance role but can match mapping, authorization or "
+            f"transport ones, which only an admin can act on; limit it with dimension = {list(FINANCE_DIMENSIONS)}"
+        )
+    if owner is not None and (not isinstance(owner, str) or "@" not in owner):
+        raise ValueError(f"routing rule {name!r}: owner must be a person's email, not {owner!r}")
+    due = _positive(f"routing rule {name!r}", raw["due_days"]) if "due_days" in raw else None
+    return RoutingRule(name, dimensions, prefixes, entities, amount, role, owner.lower() if owner else None, due)
+
+
+def load_routing(path: Path | None = None) -> Routing:
+    """The routing config; a missing file means the defaults (ARCHITECTURE.md owners, DEFAULT_DUE_DAYS)."""
+    path = path or routing_path()
+    if not path.is_file():
+        return DEFAULT_ROUTING
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    if unknown := sorted(set(raw) - {"rule", "defaults", "queue"}):
+        raise ValueError(f"{path}: unknown section(s) {', '.join(unknown)}; sections are rule, defaults, queue")
+    due = dict(DEFAULT_DUE_DAYS)
+    for dimension, days in raw.get("defaults", {}).get("due_days", {}).items():
+        if dimension not in DIMENSIONS:
+            raise ValueError(f"{path}: [defaults.due_days] names unknown dimension {dimension!r}")
+        due[dimension] = _positive(f"{path} [defaults.due_days] {dimension}", days)
+    urgent = raw.get("queue", {}).get("urgent_within_days", 7)
+    if isinstance(urgent, bool) or not isinstance(urgent, int) or urgent < 0:
+        raise ValueError(f"{path}: [queue] urgent_within_days must be a whole number of days, not {urgent!r}")
+    rules = tuple(_rule(i, r) for i, r in enumerate(raw.get("rule", []), start=1))
+    return Routing(rules, due, urgent)
+
+
+def _first_match(rules: tuple[RoutingRule, ...], values: list[Any], default: pl.Expr) -> pl.Expr:
+    """The value of the first rule whose condition holds; a matching rule that leaves it unset gives the default."""
+    chain = None
+    for rule, value in zip(rules, values, strict=True):
+        then = default if value is None else pl.lit(value)
+        chain = pl.when(rule.condition()).then(then) if chain is None else chain.when(rule.condition()).then(then)
+    return default if chain is None else chain.otherwise(default)
+
+
+def route(frame: pl.DataFrame, routing: Routing, now: datetime) -> pl.DataFrame:
+    """Set owner_role, owner, due_by and routed_by on each row (dimension, reason, entity, amount, owner_role).
+
+    The incoming owner_role is the default (the catalogue's, else the dimension's); the first matching rule
+    replaces what it sets, and a rule naming only a person keeps the default role (the role that may act).
+    """
+    rules = routing.rules
+    default_days = pl.col("dimension").replace_strict(routing.due_days, default=3.0, return_dtype=pl.Float64)
+    days = _first_match(rules, [r.due_days for r in rules], default_days)
+    return frame.with_columns(
+        _first_match(rules, [r.owner_role for r in rules], pl.col("owner_role")).alias("owner_role"),
+        _first_match(rules, [r.owner for r in rules], pl.lit(None, pl.String)).alias("owner"),
+        (pl.lit(now) + pl.duration(seconds=(days * 86400).round(0).cast(pl.Int64))).alias("due_by"),
+        _first_match(rules, [r.name for r in rules], pl.format("default for {}", pl.col("dimension"))).alias(
+            "routed_by"
+        ),
+    )

@@ -1,0 +1,277 @@
+"""The one server: `st.App` serves the pages (app.py) beside the OAuth, webhook, health and local API routes.
+
+Its lifespan owns the process's one Store and the scheduler. Run it with `synchealth serve` (or
+`uvicorn server:app`); this module is the ASGI entry, app.py stays the Streamlit script it serves.
+
+Routes:
+    GET  /oauth/connect?ticket=T   one-time link from the Connection page -> Intuit's authorize URL with a state
+    GET  /oauth/callback           checks the state, exchanges the code, stores the tokens encrypted
+    POST /webhooks/qbo             verifies intuit-signature, answers at once, the scheduler re-reads later
+    GET  /healthz                  store, scheduler, last cycle, last error, connections, webhooks
+    POST /api/cli, /api/connect    the local API (bearer token from the 0600 server file) for the CLI and scripts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import streamlit as st
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from pipelines import serving
+from pipelines.config import load_settings
+from pipelines.connection_health import connection_health
+from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
+from pipelines.scheduler import Scheduler, SchedulerConfig
+from pipelines.store import Store
+from pipelines.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookDelivery,
+    WebhookInbox,
+    WebhookPayloadError,
+    parse_notifications,
+    verify_signature,
+)
+from qbo.oauth import OAuthClient, OAuthError, authorize_url
+from qbo.tokens import TokenStore
+
+__all__ = ["app", "create_app"]
+
+log = logging.getLogger("synchealth.server")
+ROOT = Path(__file__).resolve().parent
+_HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def _state() -> serving.ServerState:
+    state = serving.current()
+    if state is None:  # a request before the lifespan finished or after it ended
+        raise RuntimeError("the server is not running")
+    return state
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- OAuth -------------------------------------------------------------------------------------------------
+async def oauth_connect(request: Request) -> Response:
+    state = _state()
+    actor = state.redeem_ticket(request.query_params.get("ticket"))
+    if actor is None:
+        return PlainTextResponse(
+            "This connect link is not valid (it works once, for ten minutes). Open the Connection page and "
+            "press Connect again, as an admin.",
+            status_code=403,
+        )
+    url = authorize_url(state.settings, state.begin_oauth(actor))
+    log.info("OAuth connect started by %s", actor)
+    return RedirectResponse(url, status_code=302)
+
+
+def _exchange(state: serving.ServerState, code: str, realm_id: str, actor: str) -> None:
+    with httpx.Client(timeout=_HTTP_TIMEOUT) as http:
+        oauth = OAuthClient(state.settings, TokenStore(state.store, state.settings), http=http)
+        oauth.exchange_code(code, realm_id, connected_by=actor)
+    identity = resolve(actor, load_roles(state.settings.roles_file))
+    state.store.execute(
+        "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [realm_id, _now(), identity.email, identity.role, "connect", f"connection:{realm_id}", "OAuth connect"],
+    )
+
+
+async def oauth_callback(request: Request) -> Response:
+    state = _state()
+    params = request.query_params
+    actor = state.finish_oauth(params.get("state"))
+    if actor is None:
+        log.warning("OAuth callback refused: unknown or reused state")
+        return PlainTextResponse(
+            "Refused: this callback does not belong to a connect started here (state mismatch); nothing was stored.",
+            status_code=400,
+        )
+    if params.get("error"):
+        return PlainTextResponse(f"QuickBooks did not grant access ({params['error']}).", status_code=400)
+    code, realm_id = params.get("code"), params.get("realmId")
+    if not code or not realm_id:
+        return PlainTextResponse("The callback carried no code or realmId.", status_code=400)
+    try:
+        await run_in_threadpool(_exchange, state, code, realm_id, actor)
+    except (OAuthError, ValueError) as err:
+        return PlainTextResponse(f"QuickBooks refused the connection: {err}", status_code=400)
+    state.scheduler.request_cycle()  # pull and sync what waited for the connection, now
+    return RedirectResponse(f"/connection?connected={realm_id}", status_code=303)
+
+
+# -- webhooks ----------------------------------------------------------------------------------------------
+async def qbo_webhook(request: Request) -> Response:
+    """Answer within QBO's 3 s: verify and queue here, re-read the named objects in the scheduler."""
+    state = _state()
+    body = await request.body()
+    received = _now()
+    verdict = verify_signature(state.config.webhook_verifier, body, request.headers.get(SIGNATURE_HEADER))
+    if verdict != "valid":
+        state.inbox.receive(WebhookDelivery(received, verdict))
+        state.scheduler.wake()
+        log.warning("webhook refused: signature %s", verdict)
+        return JSONResponse({"error": f"signature {verdict}"}, status_code=401)
+    try:
+        fmt, refs = parse_notifications(body)
+    except WebhookPayloadError as err:
+        state.inbox.receive(WebhookDelivery(received, verdict, error=str(err)))
+        state.scheduler.wake()
+        return JSONResponse({"error": str(err)}, status_code=400)
+    state.inbox.receive(WebhookDelivery(received, verdict, fmt, refs))
+    state.scheduler.wake()
+    named = sum(len(ids) for entities in refs.values() for ids in entities.values())
+    return JSONResponse({"accepted": named, "format": fmt})
+
+
+# -- health ------------------------------------------------------------------------------------------------
+def _health(state: serving.ServerState) -> tuple[int, dict[str, Any]]:
+    store: dict[str, Any] = {"path": str(state.store.path)}
+    realms: list[dict[str, Any]] = []
+    try:
+        store["schema_version"] = state.store.schema_version
+        store["ok"] = True
+        now = _now()
+        for (realm_id,) in state.store.rows("SELECT realm_id FROM qbo_connections ORDER BY 1"):
+            h = connection_health(state.store, realm_id, now=now, host=state.settings.api_base_url)
+            realms.append(
+                {
+                    "realm_id": realm_id,
+                    "status": h.status,
+                    "reason": h.reason,
+                    "connected_by": h.connected_by,
+                    "access_seconds_left": h.access_seconds_left,
+                    "days_to_lapse": h.days_to_lapse,
+                    "warnings": [w["reason"] for w in h.warnings],
+                }
+            )
+    except Exception as err:  # the health route reports a broken store; it does not become one more error
+        store.update(ok=False, error=f"{type(err).__name__}: {err}")
+    scheduler = state.scheduler.status()
+    ok = bool(store.get("ok")) and scheduler["running"]
+    return (200 if ok else 503), {
+        "status": "ok" if ok else "degraded",
+        "started_at": state.started_at.isoformat(),
+        "store": store,
+        "scheduler": scheduler,
+        "last_cycle": scheduler["last_cycle"],
+        "last_error": scheduler["last_error"],
+        "webhooks": scheduler["webhooks"],
+        "connections": realms,
+    }
+
+
+async def healthz(request: Request) -> Response:
+    code, body = await run_in_threadpool(_health, _state())
+    return JSONResponse(body, status_code=code)
+
+
+# -- local API ---------------------------------------------------------------------------------------------
+def _authorized(request: Request, state: serving.ServerState) -> bool:
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+    return hmac.compare_digest(given, state.api_token.encode())
+
+
+async def api_cli(request: Request) -> Response:
+    """Run a `synchealth` command on the server's store (the CLI's way in while the server holds the file)."""
+    state = _state()
+    if not _authorized(request, state):
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
+    argv = (await request.json()).get("argv")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return JSONResponse({"error": "argv must be a list of strings"}, status_code=400)
+    return JSONResponse(await run_in_threadpool(serving.run_cli_here, argv, state.settings))
+
+
+async def api_connect(request: Request) -> Response:
+    """A one-time /oauth/connect link for an admin (what the Connection page's button opens)."""
+    state = _state()
+    if not _authorized(request, state):
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
+    identity = resolve((await request.json()).get("actor"), load_roles(state.settings.roles_file))
+    try:
+        require(identity, "connect")
+    except PermissionDeniedError as err:
+        return JSONResponse({"error": str(err)}, status_code=403)
+    return JSONResponse({"url": f"/oauth/connect?ticket={state.connect_ticket(identity.email)}"})
+
+
+# -- lifespan ----------------------------------------------------------------------------------------------
+def _register_local_webhooks(state: serving.ServerState) -> None:
+    """Against the local sandbox, ask it to post its webhooks here (real QBO: the Intuit developer portal)."""
+    try:
+        httpx.post(
+            f"{state.settings.qbo_base_url.rstrip('/')}/_sandbox/webhooks",
+            json={
+                "url": f"{state.config.url}/webhooks/qbo",
+                "verifier_token": state.config.webhook_verifier,
+                "format": "legacy",
+            },
+            timeout=5,
+        ).raise_for_status()
+        log.info("the local sandbox posts its webhooks to %s/webhooks/qbo", state.config.url)
+    except httpx.HTTPError as err:
+        log.warning("could not register webhooks with the local sandbox (%s); changes arrive by CDC only", err)
+
+
+@asynccontextmanager
+async def lifespan(_app: st.App):
+    settings = load_settings()
+    config = serving.load_server_config(settings)
+    store = Store(settings.db_path)
+    inbox = WebhookInbox()
+    scheduler = Scheduler(
+        store,
+        settings,
+        SchedulerConfig(
+            interval=config.interval,
+            snapshot_dir=settings.snapshot_dir,
+            reconnect_warn_days=config.reconnect_warn_days,
+        ),
+        inbox=inbox,
+    )
+    state = serving.ServerState(settings, config, store, scheduler, inbox)
+    serving.install(state)
+    serving.write_server_file(settings.db_path, config.url, state.api_token)
+    if settings.qbo_env == "local":
+        await asyncio.to_thread(_register_local_webhooks, state)
+    scheduler.start()
+    log.info("QBO Sync Health serving %s on %s (cycle every %.0f s)", settings.db_path, config.url, config.interval)
+    try:
+        yield {"server": state}
+    finally:
+        # The scheduler ends its step under way first; only then does the store close (no half-written file).
+        await asyncio.to_thread(scheduler.stop)
+        serving.remove_server_file(settings.db_path)
+        serving.uninstall(state)
+        store.close()
+        log.info("QBO Sync Health stopped; the store is closed")
+
+
+ROUTES = [
+    Route("/oauth/connect", oauth_connect, methods=["GET"]),
+    Route("/oauth/callback", oauth_callback, methods=["GET"]),
+    Route("/webhooks/qbo", qbo_webhook, methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/api/cli", api_cli, methods=["POST"]),
+    Route("/api/connect", api_connect, methods=["POST"]),
+]
+
+
+def create_app() -> st.App:
+    return st.App(str(ROOT / "app.py"), routes=ROUTES, lifespan=lifespan)
+
+
+app = create_app()

@@ -1,0 +1,62 @@
+"""One catalogue behind the Help page and the queue: every reason the app can give has its words, fix and owner."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fixtures import REALM
+
+from pipelines.catalogue import DIMENSION_GUIDE, catalogue, explain, search
+from pipelines.mappings import KINDS
+from pipelines.store import Store
+from qbo.faults import CATALOGUE, DIMENSIONS
+from schemas.readiness import RULES
+
+
+def test_every_source_reason_is_in_the_catalogue_once_with_its_words() -> None:
+    frame = catalogue()
+    assert frame["reason"].is_unique
+    expected = (
+        {r.reason for r in RULES} | set(CATALOGUE) | {f"mapping.{k}_{s}" for k in KINDS for s in ("missing", "stale")}
+    )
+    assert expected <= set(frame["reason"])
+    assert set(frame["dimension"]) == set(DIMENSIONS) == set(DIMENSION_GUIDE)
+    for row in frame.iter_rows(named=True):
+        assert row["reason"].startswith(row["dimension"] + ".")
+        assert row["explanation"] and row["fix"] and row["escalate_to"] and row["evidence"], row["reason"]
+        assert row["owner_role"] in ("finance", "admin")
+    fault = frame.filter(frame["reason"] == "provider_rejection.business_rule").row(0, named=True)
+    assert fault["explanation"] == CATALOGUE["provider_rejection.business_rule"].explanation
+    assert fault["qbo_codes"] == "6000" and "intuit_tid" in fault["evidence"]
+    assert (
+        "readiness check; QuickBooks answer"
+        in frame.filter(frame["reason"] == "source_data.closed_period")["found_by"].item()
+    )
+
+
+def test_every_reason_a_demo_company_raises_has_a_catalogue_row(tmp_path: Path) -> None:
+    """The demo seeds every kind of problem; none may reach the queue without its words."""
+    from pipelines.awra import ingest_snapshot
+    from pipelines.demo import write_demo
+    from pipelines.qbo_pull import load_company_file
+    from pipelines.readiness import run_check
+
+    write_demo(tmp_path, scale=600, realm_id=REALM)
+    with Store(tmp_path / "demo.duckdb") as store:
+        ingest_snapshot(store, tmp_path / "awra", realm_id=REALM)
+        load_company_file(store, json.loads((tmp_path / "qbo-company.json").read_text()), datetime.now(UTC))
+        run_check(store, REALM, now=datetime.now(UTC))
+        raised = {r[0] for r in store.rows("SELECT DISTINCT reason FROM exceptions")}
+    assert len(raised) >= 15
+    assert raised - set(catalogue()["reason"]) == set()
+
+
+def test_explain_and_search() -> None:
+    import polars as pl
+
+    frame = explain(pl.DataFrame({"reason": ["mapping.item_missing", "made.up"]}))
+    assert frame["fix"][0].startswith("An admin maps the item SKU") and "no catalogue entry" in frame["fix"][1]
+    assert set(search("closed")["reason"]) >= {"source_data.closed_period"}
+    assert set(search(None, ["transport"])["dimension"]) == {"transport"}

@@ -1,0 +1,199 @@
+"""Action queue, Audit and Help pages through AppTest, against a sandbox on loopback: roles decide the buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fixtures import REALM, tiny_company, tiny_snapshot
+from streamlit.testing.v1 import AppTest
+from test_sync import ADMIN, World
+
+from pipelines.catalogue import catalogue
+from pipelines.mappings import set_mapping
+from pipelines.page_data import get_settings, get_store
+from qbo.sandbox import Sandbox
+from qbo.sandbox.server import start_in_thread
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snap: dict, after=None) -> Iterator[World]:
+    with start_in_thread(Sandbox(tiny_company())) as running:
+        world = World(tmp_path, snap, base_url=running.base_url, sandbox=running.sandbox)
+        world.cycle()
+        if after:
+            after(world)
+        world.store.close()
+        for name, value in {
+            "SYNCHEALTH_DB": str(world.settings.db_path),
+            "SYNCHEALTH_REALM_ID": REALM,
+            "SYNCHEALTH_QBO_BASE_URL": running.base_url,
+            "SYNCHEALTH_SECRET_KEY": world.settings.secret_key,
+            "SYNCHEALTH_ROUTING_FILE": str(ROOT / "config" / "routing.toml"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(ROOT)
+        get_settings.clear()
+        get_store.clear()
+        yield world
+        get_store.clear()
+        get_settings.clear()
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """BILL-1 waits on an unmapped item (admin's), BP-1 on BILL-1, BILL-2 is pending and unposted (finance's)."""
+    snap = tiny_snapshot()
+    snap["bill_lines"][0]["item_sku"] = "WID-220"
+    yield from _serve(tmp_path, monkeypatch, snap)
+
+
+def _page(page: str, actor: str = "viewer@demo.local") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["actor"] = actor
+    at.run()
+    at.switch_page(f"app_pages/{page}").run()
+    assert not at.exception
+    return at
+
+
+def _select(at: AppTest, key_text: str) -> AppTest:
+    """Filter the queue to the records whose key contains the text, and select every item shown."""
+    at.text_input(key="q_key").set_value(key_text).run()
+    at.checkbox(key="q_all").check().run()
+    return at
+
+
+def _keys(at: AppTest, index: int = 0) -> set[str]:
+    return set(at.dataframe[index].value["key"])
+
+
+def test_a_viewer_reads_the_queue_with_the_fix_and_a_link_and_gets_no_action(served: World) -> None:
+    at = _page("action_queue.py")
+    assert at.metric[0].value == "4"
+    table = at.dataframe[0].value
+    assert set(table["key"]) == {"bill:BILL-1", "bill:BILL-2", "bill_payment:BP-1"}
+    bill1 = table[table["key"] == "bill:BILL-1"].iloc[0]
+    assert bill1["reason"] == "mapping.item_missing" and bill1["fix"].startswith("An admin maps the item SKU")
+    assert bill1["link"] == "/record?key=bill:BILL-1" and bill1["owned_by"] == "admin"
+    assert len(at.button) == 0  # no assign, resolve, exclude or retry for a viewer
+    assert any("Read-only" in c.value and "you are signed in as a viewer" in c.value for c in at.caption)
+    assert at.get("download_button")  # reading includes exporting
+
+    at.multiselect(key="q_dim").select("mapping").run()
+    assert _keys(at) == {"bill:BILL-1"}
+
+
+def test_finance_resolves_a_source_data_item_but_not_a_mapping_one_and_cannot_retry_or_map(served: World) -> None:
+    at = _page("action_queue.py", actor="finance@demo.local")
+    assert not [b for b in at.button if b.key == "q_retry"]
+    assert any("Retry needs the admin role; you are signed in as a finance" in c.value for c in at.caption)
+
+    _select(at, "BILL-2")
+    at.text_input(key="q_reason").set_value("approved by AP on the phone").run()
+    at.button(key="q_resolve").click().run()
+    assert not at.exception
+    results = at.dataframe[0].value
+    assert len(results) == 2 and results["done"].all()
+    assert all("resolved: fixed in QuickBooks" in m for m in results["message"])
+    assert at.progress[0].value == 100
+    assert "bill:BILL-2" not in _keys(at, 1)  # the queue below no longer lists them
+
+    _select(at, "BILL-1")
+    assert any("acting on them needs the admin role" in i.value for i in at.info)
+    at.button(key="q_resolve").click().run()
+    (message,) = at.dataframe[0].value["message"]
+    assert message.startswith("refused: resolve of a mapping exception needs the admin role")
+
+    mappings = _page("mappings.py", actor="finance@demo.local")
+    assert not [b for b in mappings.button if b.key == "map_go"]
+    assert any("mapping needs the admin role" in c.value for c in mappings.caption)
+
+
+def test_an_admin_assigns_retries_and_maps_and_the_audit_page_shows_who_did_what(served: World) -> None:
+    at = _page("action_queue.py", actor="admin@demo.local")
+    _select(at, "BILL-1")
+    at.selectbox(key="q_assign_to").select("admin@demo.local").run()
+    at.button(key="q_assign").click().run()
+    (message,) = at.dataframe[0].value["message"]
+    assert message.endswith(" assigned to admin@demo.local")
+    table = at.dataframe[1].value
+    assert table[table["key"] == "bill:BILL-1"].iloc[0][["status", "owned_by"]].tolist() == [
+        "assigned",
+        "admin@demo.local",
+    ]
+    at.button(key="q_retry").click().run()  # still unmapped: refused with the reason, per record
+    retried = at.dataframe[0].value
+    assert retried["item"].tolist() == ["bill:BILL-1"] and not retried["done"].any()
+    assert "still line 1: item SKU WID-220 has no QuickBooks item" in retried["message"][0]
+    assert [b for b in _page("mappings.py", actor="admin@demo.local").button if b.key == "map_go"]
+
+    audit = _page("audit.py", actor="viewer@demo.local")
+    log = audit.dataframe[0].value
+    assert "assign" in set(log["action"])  # the refused retry changed nothing, so it left no entry
+    mine = log[log["actor"] == "admin@demo.local"].iloc[0]
+    assert (mine["role"], mine["action"], mine["target"]) == ("admin", "assign", "bill:BILL-1")
+    assert '"status": "open"' in mine["before_json"] and '"owner": "admin@demo.local"' in mine["after_json"]
+    audit.multiselect(key="audit_action").select("assign").run()
+    assert set(audit.dataframe[0].value["action"]) == {"assign"}
+    assert audit.get("download_button")
+
+
+def test_the_help_page_lists_every_reason_code_with_its_fix_owner_and_evidence() -> None:
+    at = AppTest.from_file(str(ROOT / "app_pages" / "help.py"), default_timeout=60).run()
+    assert not at.exception
+    shown = [frame.value for frame in at.dataframe]
+    reasons = {r for frame in shown for r in frame["reason"]}
+    assert reasons == set(catalogue()["reason"])
+    assert all(frame["fix"].str.len().min() > 10 and frame["owner"].notna().all() for frame in shown)
+    text = " ".join(m.value for m in at.markdown)
+    assert "intuit_tid" in text and "Escalate to" in text
+    at.text_input(key="help_search").set_value("6000").run()
+    assert [set(f.value["reason"]) for f in at.dataframe] == [{"provider_rejection.business_rule"}]
+
+
+# -- bulk work -------------------------------------------------------------------------------------------
+BULK, SENDABLE = 500, 30
+
+
+def _bulk_snapshot() -> dict:
+    """500 more bills for VEN-1: the first 30 use item WID-220, the rest WID-330; neither is mapped yet."""
+    snap = tiny_snapshot()
+    template = snap["bills"][0]
+    for n in range(1, BULK + 1):
+        bill_id = f"BULK-{n:04d}"
+        snap["bills"].append(
+            {**template, "bill_id": bill_id, "bill_number": f"B{n:04d}", "po_id": None, "total": "10.00"}
+        )
+        snap["bill_lines"].append(
+            {**snap["bill_lines"][0], "bill_id": bill_id, "item_sku": "WID-220" if n <= SENDABLE else "WID-330",
+             "qty": "1", "unit_price": "10.00", "amount": "10.00"}
+        )  # fmt: skip
+    return snap
+
+
+@pytest.fixture
+def bulk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    def map_one(world: World) -> None:  # WID-220 is mapped now; the records learn it when they are re-checked
+        set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+
+    yield from _serve(tmp_path, monkeypatch, _bulk_snapshot(), after=map_one)
+
+
+def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: World) -> None:
+    at = _page("action_queue.py", actor="admin@demo.local")
+    at.multiselect(key="q_dim").select("mapping").run()
+    at.checkbox(key="q_all").check().run()
+    assert at.button(key="q_retry").label == f"Retry {BULK} record(s)"
+    at.button(key="q_retry").click().run()
+    assert not at.exception
+    assert at.progress[0].value == 100 and at.progress[0].text == f"Retry: {BULK} of {BULK} processed"
+    results = at.dataframe[0].value
+    assert len(results) == BULK and results["item"].is_unique
+    sent = results[results["done"]]
+    assert len(sent) == SENDABLE and sent["message"].str.startswith("sent: in QuickBooks as Id").all()
+    refused = results[~results["done"]]
+    assert refused["message"].str.contains("item SKU WID-330 has no QuickBooks item").all()
+    assert f"{SENDABLE} done, {BULK - SENDABLE} refused" in at.warning[0].value

@@ -1,0 +1,211 @@
+"""The scheduler against the in-process sandbox: full cycles, webhook cycles, single flight, errors, a clean stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
+
+from pipelines import actions
+from pipelines import scheduler as scheduler_module
+from pipelines.config import Settings
+from pipelines.connection import connect, qbo_client
+from pipelines.identity import Identity
+from pipelines.scheduler import Scheduler, SchedulerConfig
+from pipelines.store import Store
+from pipelines.sync import retry
+from pipelines.webhooks import WebhookDelivery
+from qbo.sandbox import Sandbox
+
+ADMIN = Identity("admin@demo.local", "admin")
+
+
+class World:
+    """A connected store, the sandbox behind an in-process transport, and a scheduler that is not started."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sandbox = Sandbox(tiny_company())
+        self.settings = Settings(
+            db_path=tmp_path / "s.duckdb",
+            qbo_base_url="http://sandbox.local",
+            secret_key=Fernet.generate_key().decode(),
+            secret_key_file=tmp_path / "secret.key",
+            retry_schedule=(60, 120, 240),
+        )
+        self.http = httpx.Client(transport=self.sandbox.transport())
+        self.store = Store(self.settings.db_path)
+        self.snapshot = write_snapshot(tmp_path / "awra", tiny_snapshot())
+        connect(self.settings, self.store, actor=ADMIN.email, http=self.http)
+        self.scheduler = Scheduler(
+            self.store,
+            self.settings,
+            SchedulerConfig(interval=3600, snapshot_dir=self.snapshot, stop_grace=10),
+            client_factory=self.client,
+            clock=lambda: datetime.now(UTC),
+        )
+
+    def client(self, realm: str = REALM):
+        return qbo_client(self.settings, self.store, realm, http=self.http, sleep=self.sandbox.clock.advance)
+
+    def reads_since(self, mark: int) -> list[tuple[str, str]]:
+        return [(e["method"], e["path"]) for e in list(self.sandbox.request_log)[mark:]]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.scheduler.stop(timeout=10)
+    w.store.close()
+    w.sandbox.close()
+
+
+def _block(world: World, method: str) -> tuple[threading.Event, threading.Event]:
+    """Make one step of the scheduler wait until released; returns (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+    original = getattr(world.scheduler, method)
+
+    def held(*args, **kwargs):
+        entered.set()
+        assert release.wait(10), "the test never released the step"
+        return original(*args, **kwargs)
+
+    setattr(world.scheduler, method, held)
+    return entered, release
+
+
+def test_a_cycle_ingests_pulls_checks_syncs_and_the_next_skips_an_unchanged_snapshot(world: World) -> None:
+    first = world.scheduler.run_cycle("manual")
+    assert first.status == "done", first.errors
+    assert first.steps["ingest"]["status"] == "applied"
+    assert first.steps[f"{REALM}.pull"]["kind"] == "full"
+    assert first.steps[f"{REALM}.cycle"]["sent"].get("accepted", 0) > 0
+    second = world.scheduler.run_cycle("manual")
+    assert second.steps["ingest"] == "unchanged since the last ingest (not read)"
+    assert second.steps[f"{REALM}.pull"]["kind"] == "cdc"
+    assert world.store.rows("SELECT status FROM server_cycles ORDER BY cycle_id") == [("done",), ("done",)]
+
+    vendors = world.snapshot / "vendors.csv"
+    vendors.write_text(vendors.read_text().replace("Acme Supplies", "Acme Supplies Ltd"))
+    third = world.scheduler.run_cycle("manual")
+    assert third.steps["ingest"]["status"] == "applied" and third.steps["ingest"]["changed"] == 1
+
+
+def test_a_webhook_cycle_reads_exactly_the_named_objects_and_a_deactivated_account_goes_stale(world: World) -> None:
+    world.scheduler.run_cycle("manual")
+    assert world.store.scalar("SELECT status FROM mappings WHERE kind = 'account' AND awra_value = '5000'") == "mapped"
+    world.sandbox.user_patch(REALM, "Account", "3", {"Active": False})  # 5000 Cost of Goods, as a QBO user would
+    mark = len(world.sandbox.request_log)
+    world.scheduler.inbox.receive(
+        WebhookDelivery(datetime.now(UTC), "valid", "legacy", {REALM: {"Account": ["3"], "Estimate": ["9"]}})
+    )
+    report = world.scheduler.run_cycle("webhook")
+    assert report.status == "done", report.errors
+    assert world.reads_since(mark) == [("GET", f"/v3/company/{REALM}/account/3")]
+    assert report.steps[f"{REALM}.webhook_pull"]["ignored"] == ["Estimate"]
+    assert world.store.scalar("SELECT status FROM mappings WHERE kind = 'account' AND awra_value = '5000'") == "stale"
+    assert world.store.rows("SELECT signature, processed_at IS NOT NULL, cycle_id FROM webhook_events") == [
+        ("valid", True, report.cycle_id)
+    ]
+
+
+def test_single_flight_a_cycle_never_overlaps_itself_or_a_retry_of_the_same_realm(world: World) -> None:
+    world.scheduler.run_cycle("manual")
+    entered, release = _block(world, "_pull")
+    done: dict[str, float] = {}
+
+    def cycle() -> None:
+        world.scheduler.run_cycle("manual")
+        done["cycle"] = time.monotonic()
+
+    def page_retry() -> None:
+        with world.client() as client:
+            retry(world.store, client, ["bill:BILL-2"], identity=ADMIN, now=datetime.now(UTC))
+        done["retry"] = time.monotonic()
+
+    a = threading.Thread(target=cycle)
+    a.start()
+    assert entered.wait(10)
+    assert world.scheduler.run_cycle("manual") is None  # a second cycle is refused, not queued
+    c = threading.Thread(target=page_retry)
+    c.start()
+    time.sleep(0.5)
+    assert "retry" not in done, "the retry ran inside the cycle"
+    release.set()
+    a.join(20)
+    c.join(20)
+    assert done["retry"] >= done["cycle"]
+    assert world.store.scalar("SELECT count(*) FROM server_cycles") == 2
+
+
+def test_an_error_is_recorded_and_the_next_cycle_still_runs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real_pull = scheduler_module.pull
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("QuickBooks is down")
+        return real_pull(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler_module, "pull", flaky)
+    world.scheduler.config = SchedulerConfig(interval=0.05, snapshot_dir=world.snapshot, stop_grace=10)
+    world.scheduler.start()
+    deadline = time.monotonic() + 30
+    while world.scheduler.cycles < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert world.scheduler.stop(timeout=20)
+    statuses = [r[0] for r in world.store.rows("SELECT status FROM server_cycles ORDER BY cycle_id")]
+    assert statuses[0] == "failed" and "done" in statuses[1:]
+    assert "QuickBooks is down" in world.scheduler.last_error["error"]
+    failed = world.scheduler.status()
+    assert failed["failed_cycles"] == 1 and failed["cycles"] >= 2 and not failed["running"]
+    # the failed cycle still checked and synced after its pull failed
+    first = world.store.scalar("SELECT steps FROM server_cycles ORDER BY cycle_id LIMIT 1")
+    assert f'"{REALM}.cycle": {{' in first
+
+
+def test_a_broken_realm_is_recorded_and_the_loop_goes_on(world: World) -> None:
+    def broken(realm: str):
+        raise OSError("no route to QuickBooks")
+
+    world.scheduler._client = broken
+    report = world.scheduler.run_cycle("manual")
+    assert report.status == "failed" and "no route to QuickBooks" in report.errors[0]
+    world.scheduler._client = world.client
+    assert world.scheduler.run_cycle("manual").status == "done"
+
+
+def test_stop_finishes_the_step_under_way_skips_the_rest_and_leaves_the_store_whole(world: World) -> None:
+    entered, release = _block(world, "_pull")
+    world.scheduler.start()
+    assert entered.wait(10)
+    stopped: dict[str, bool] = {}
+    stopper = threading.Thread(target=lambda: stopped.setdefault("ok", world.scheduler.stop(timeout=20)))
+    stopper.start()
+    time.sleep(0.3)
+    assert stopper.is_alive(), "stop() returned while a step was under way"
+    release.set()
+    stopper.join(20)
+    assert stopped["ok"] and not world.scheduler.running
+    row = world.store.rows("SELECT status, steps FROM server_cycles")
+    assert row[0][0] == "stopped" and "skipped: stopping" in row[0][1]
+    path = world.store.path
+    world.store.close()
+    with Store(path) as again:  # the file opens cleanly and holds the finished pull
+        assert again.scalar("SELECT count(*) FROM qbo_pulls WHERE status = 'done'") == 1
+    world.store = Store(path)
+
+
+def test_the_escalation_hook_runs_when_actions_has_one(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr(actions, "escalate", lambda store, realm, now: seen.append(realm) or 0, raising=False)
+    world.scheduler.run_cycle("manual")
+    assert seen == [REALM]
