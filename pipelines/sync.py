@@ -274,7 +274,10 @@ def _call(send: Callable[[], QboResult]) -> QboResult:
 def _send_single(client: QboClient, row: dict) -> QboResult:
     body = _body(row["payload"])
     if row["operation"] != "update":
-        return _call(lambda: client.create(row["qbo_entity"], body, request_id=row["request_id"]))
+        allow = bool(row.get("allow_dup"))
+        return _call(
+            lambda: client.create(row["qbo_entity"], body, request_id=row["request_id"], allow_duplicate_docnum=allow)
+        )
     result = _call(lambda: client.update(row["qbo_entity"], body, request_id=row["request_id"]))
     if result.outcome.reason != "provider_rejection.stale_object":
         return result
@@ -289,7 +292,13 @@ def _send_single(client: QboClient, row: dict) -> QboResult:
 
 def _send_batch(client: QboClient, rows: list[dict]) -> list[QboResult]:
     items = [
-        BatchItem(bid=f"b{i}", operation=r["operation"], entity=r["qbo_entity"], body=_body(r["payload"]))
+        BatchItem(
+            bid=f"b{i}",
+            operation=r["operation"],
+            entity=r["qbo_entity"],
+            body=_body(r["payload"]),
+            options_data="allowduplicatedocnum" if r.get("allow_dup") else None,
+        )
         for i, r in enumerate(rows)
     ]
     # The batch's request id is derived from its members' ids, so the same batch resent replays.
@@ -302,6 +311,13 @@ def _sendable(store: Store, realm_id: str, due: pl.DataFrame) -> tuple[list[dict
     payloads = build_payloads(store, realm_id, list(zip(due["entity"], due["record_id"], strict=True)))
     joined = due.join(payloads.drop("version"), on=["entity", "record_id"])
     held = joined.filter(pl.col("problem").is_not_null()).height
+    # A person confirmed "create new" for this version: QBO's duplicate DocNumber check must not refuse it (ref §10).
+    decided = store.frame(
+        "SELECT entity, record_id, version, TRUE AS allow_dup FROM duplicate_decisions "
+        "WHERE realm_id = ? AND decision = 'create_new'",
+        [realm_id],
+    )
+    joined = joined.join(decided, on=["entity", "record_id", "version"], how="left")
     rows = joined.filter(pl.col("problem").is_null()).to_dicts()
     for r in rows:
         r["request_id"] = request_id_for(realm_id, r["entity"], r["record_id"], r["version"], r["generation"])

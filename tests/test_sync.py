@@ -73,8 +73,9 @@ class World:
 
     def client(self):
         # A throttle wait moves the sandbox clock instead of sleeping: the test stays fast and exact.
-        return qbo_client(self.settings, self.store, http=self.http, sleep=self.sandbox.clock.advance,
-                          clock=self.sandbox.clock.now)
+        return qbo_client(
+            self.settings, self.store, http=self.http, sleep=self.sandbox.clock.advance, clock=self.sandbox.clock.now
+        )
 
     def cycle(self, only=None):
         with self.client() as client:
@@ -174,7 +175,7 @@ def test_missing_item_mapping_is_not_sent_retry_refused_until_mapped(tmp_path: P
     assert w.store.scalar("SELECT resolution FROM exceptions WHERE record_id = 'BILL-1'").startswith("auto: ")
 
 
-def test_an_existing_doc_number_is_linked_not_created(tmp_path: Path) -> None:
+def _company_with_bill_inv9() -> dict:
     company = tiny_company()
     company["objects"]["Vendor"].append(
         {"Id": "70", "SyncToken": "0", "DisplayName": "Acme Supplies", "Notes": "awra:vendor:VEN-1:v1", "Active": True}
@@ -196,7 +197,11 @@ def test_an_existing_doc_number_is_linked_not_created(tmp_path: Path) -> None:
             ],
         }
     ]
-    w = World(tmp_path, company=company)
+    return company
+
+
+def test_an_existing_doc_number_is_linked_not_created(tmp_path: Path) -> None:
+    w = World(tmp_path, company=_company_with_bill_inv9())
     w.cycle()
     chain = record_chain(w.store, REALM, "bill:BILL-1")
     assert chain["state"] == "blocked"
@@ -209,6 +214,21 @@ def test_an_existing_doc_number_is_linked_not_created(tmp_path: Path) -> None:
     assert w.state("bill:BILL-1") == "synced"
     assert record_chain(w.store, REALM, "bill:BILL-1")["external_id"] == "500"
     assert len(w.sandbox.entities(REALM, "Bill")) == before  # nothing new was created
+
+
+def test_create_new_despite_a_duplicate_doc_number_is_sent_with_qbo_allowing_it(tmp_path: Path) -> None:
+    from pipelines.duplicates import confirm_create_new
+
+    w = World(tmp_path, company=_company_with_bill_inv9())
+    w.cycle()
+    assert w.state("bill:BILL-1") == "blocked"
+    confirm_create_new(
+        w.store, REALM, "bill", "BILL-1", identity=FINANCE, reason="two invoices, same number", now=w.now
+    )
+    w.cycle()
+    assert w.state("bill:BILL-1") == "synced"
+    numbers = [b.get("DocNumber") for b in w.sandbox.entities(REALM, "Bill")]
+    assert numbers.count("INV-9") == 2  # QBO's duplicate check was told to allow this one (ref §10)
 
 
 FAULTS = [
