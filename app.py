@@ -14,7 +14,7 @@ from pipelines.page_data import get_settings, get_store, identity_of, people, re
 PAGES = Path(__file__).parent / "app_pages"
 
 
-HOME = "overview.py"
+HOME = "health.py"
 # Sections and pages in the order the close meeting reads them. A page file not present is left out, so the
 # router never points at a missing page.
 NAVIGATION = {

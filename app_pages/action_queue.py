@@ -42,6 +42,12 @@ if last is not None:
     if st.button("Dismiss these results", key="q_dismiss"):
         del st.session_state["queue_last"]
         st.rerun()
+# Drill links from the Health and Trends charts arrive as ?dimension=...&owner=...&entity=...&reason=...
+for param, key in (("dimension", "q_dim"), ("owner", "q_owner"), ("entity", "q_entity")):
+    if param in st.query_params and key not in st.session_state:
+        st.session_state[key] = [st.query_params[param]]
+if "reason" in st.query_params:
+    queue = queue.filter(pl.col("reason") == st.query_params["reason"])
 if queue.is_empty():
     st.success(
         "Nothing waits on anyone: no open exception in this company. New ones appear after the next check or sync "

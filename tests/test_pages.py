@@ -46,7 +46,7 @@ def test_every_page_renders_on_an_empty_store(app_db: Path, page: str) -> None:
 
 
 def test_overview_empty_state_names_the_commands(app_db: Path) -> None:
-    at = _app()
+    at = _app("overview.py")
     assert any("synchealth ingest data/demo/awra" in i.value for i in at.info)
 
 
@@ -58,7 +58,7 @@ def test_overview_shows_what_is_loaded_and_refused_snapshots(app_db: Path, tmp_p
     with pytest.raises(SnapshotError):
         ingest_snapshot(store, write_snapshot(tmp_path / "bad", bad), realm_id=REALM)
 
-    at = _app()
+    at = _app("overview.py")
 
     assert not at.exception
     assert at.metric[0].value == "15"

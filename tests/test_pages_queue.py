@@ -197,3 +197,14 @@ def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: Wo
     refused = results[~results["done"]]
     assert refused["message"].str.contains("item SKU WID-330 has no QuickBooks item").all()
     assert f"{SENDABLE} done, {BULK - SENDABLE} refused" in at.warning[0].value
+
+
+
+def test_a_drill_link_from_the_health_page_arrives_filtered(served: World) -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["dimension"] = "mapping"
+    at.run()
+    at.switch_page("app_pages/action_queue.py").run()
+    assert not at.exception
+    assert at.multiselect(key="q_dim").value == ["mapping"]
+    assert _keys(at) == {"bill:BILL-1"}

@@ -1,0 +1,211 @@
+"""Benchmark: every read model of the Health and Trends pages at two store sizes, printed as a ratio.
+
+Each store is the demo company at N records (`write_demo`, as `synchealth demo --scale N` writes it), ingested, with
+the QuickBooks mirror loaded from the company file, then two real cycles (check, sync, exceptions) against the
+in-process sandbox: records, findings, exceptions, external references and the mirror grow with N. The sync itself is
+capped (`--sends`, the same at both sizes, with the demo history's transport faults on) because the engine sends about
+20 records a second; so the attempt and run tables do not grow with N. The stores are built in a child process; the
+read models are timed in this one, best of `--repeat`. Aim: the 100x larger store costs at most 5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from pipelines import health, trends
+from pipelines.store import Store
+
+__all__ = ["PREPARE", "READ_MODELS", "main", "measure", "setup"]
+
+AS_OF = date(2026, 11, 26)
+NOW = datetime(2026, 11, 26, 17, tzinfo=UTC)
+PERIOD = "2026-11"
+_QBO_TRANSACTIONS = ("PurchaseOrder", "Bill", "Invoice", "Payment", "BillPayment", "JournalEntry")
+
+
+def _gb(kilobytes: int) -> float:
+    return kilobytes / 1024 / 1024  # ru_maxrss is in KiB on Linux
+
+
+def setup(n: int, folder: Path, seed: int, sends: int) -> dict[str, Any]:
+    """The demo at about n records in folder/bench.duckdb, after two capped cycles against the in-process sandbox."""
+    import httpx
+    from cryptography.fernet import Fernet
+
+    from pipelines.awra import ingest_snapshot
+    from pipelines.config import Settings
+    from pipelines.connection import qbo_client
+    from pipelines.cycle import run_cycle
+    from pipelines.demo import write_demo
+    from pipelines.demo_history import DEFAULT_FAULTS, connect_in_process
+    from pipelines.qbo_pull import load_company_file
+    from pipelines.readiness import run_check
+    from qbo.sandbox import Sandbox, SandboxClock
+
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    summary = write_demo(folder / "demo", seed=seed, scale=n, as_of=AS_OF, fmt="parquet")
+    seconds["write_demo"] = time.perf_counter() - clock
+    company = json.loads(summary.company_file.read_text(encoding="utf-8"))
+    realm_id = company["realm_id"]
+    settings = Settings(
+        db_path=folder / "bench.duckdb",
+        realm_id=realm_id,
+        qbo_base_url="http://sandbox.local",
+        secret_key=Fernet.generate_key().decode(),
+        secret_key_file=folder / "secret.key",
+    )
+    # The sandbox needs the names and parties the sent records refer to, not the transactions already there.
+    reference = {**company, "objects": {k: v for k, v in company["objects"].items() if k not in _QBO_TRANSACTIONS}}
+    sandbox = Sandbox(reference, clock=SandboxClock(start=NOW - timedelta(hours=1)))
+    http = httpx.Client(transport=sandbox.transport())
+    with Store(settings.db_path) as store:
+        clock = time.perf_counter()
+        ingest_snapshot(store, summary.snapshot_dir, realm_id=realm_id, now=NOW - timedelta(days=1))
+        seconds["ingest"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        load_company_file(store, company, NOW - timedelta(days=1))
+        seconds["company file"] = time.perf_counter() - clock
+        connect_in_process(settings, store, http, sandbox)
+        clock = time.perf_counter()
+        run_check(store, realm_id, now=NOW - timedelta(days=1))
+        ready = store.rows(
+            "SELECT entity, record_id FROM records WHERE state = 'ready' ORDER BY entity, record_id LIMIT ?", [sends]
+        )
+        sandbox.set_faults(DEFAULT_FAULTS, seed=seed)
+        for at in (NOW - timedelta(hours=20), NOW):  # the second cycle retries what the faults held back
+            sandbox.clock.advance(max(0.0, (at - sandbox.clock.now()).total_seconds()))
+            with qbo_client(settings, store, http=http, sleep=sandbox.clock.advance, clock=sandbox.clock.now) as c:
+                run_cycle(store, c, settings, now=at, trigger="schedule", actor=None, only=ready)
+        seconds["checks and capped sync"] = time.perf_counter() - clock
+        counts = dict(
+            zip(
+                ("records", "findings", "exceptions", "attempts", "qbo_objects"),
+                store.rows(
+                    """SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM findings),
+                              (SELECT count(*) FROM exceptions), (SELECT count(*) FROM sync_attempts),
+                              (SELECT count(*) FROM qbo_objects)"""
+                )[0],
+                strict=True,
+            )
+        )
+    http.close()
+    return {
+        "realm_id": realm_id,
+        "records": summary.records,
+        "counts": counts,
+        "seconds": seconds,
+        "peak_gb": _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+    }
+
+
+def _read_models(realm_id: str) -> dict[str, Callable[[Store], Any]]:
+    since = NOW - timedelta(days=7)
+    return {
+        "health.version": lambda s: health.version(s),
+        "health.as_of": lambda s: health.as_of(s, realm_id),
+        "health.reference_time": lambda s: health.reference_time(s, realm_id, "close", NOW),
+        "health.headline": lambda s: health.headline(s, realm_id, since),
+        "health.records_by_state": lambda s: health.records_by_state(s, realm_id),
+        "health.connection_badge": lambda s: health.connection_badge(s, realm_id, NOW),
+        "health.funnel": lambda s: health.funnel(s, realm_id),
+        "health.period_close": lambda s: health.period_close(s, realm_id, PERIOD, NOW),
+        "health.control_totals": lambda s: health.control_totals(s, realm_id, PERIOD),
+        "health.top_fixes": lambda s: health.top_fixes(s, realm_id, NOW),
+        "trends.failures_over_time": lambda s: trends.failures_over_time(s, realm_id),
+        "trends.first_time_right": lambda s: trends.first_time_right(s, realm_id),
+        "trends.retry_success": lambda s: trends.retry_success(s, realm_id),
+        "trends.time_to_resolve": lambda s: trends.time_to_resolve(s, realm_id),
+        "trends.top_error_codes": lambda s: trends.top_error_codes(s, realm_id),
+        "trends.recurring_offenders": lambda s: trends.recurring_offenders(s, realm_id),
+        "trends.throughput": lambda s: trends.throughput(s, realm_id),
+    }
+
+
+READ_MODELS = ("prepared (working tables)", *_read_models(""))
+
+
+PREPARE = "prepared (working tables)"
+
+
+def measure(db: Path, realm_id: str, repeat: int) -> dict[str, float]:
+    """Seconds per read model as the pages run them: inside `health.prepared` (its own line), fastest of `repeat`."""
+    models = _read_models(realm_id)
+    best = dict.fromkeys([PREPARE, *models], float("inf"))
+    with Store(db) as store:
+        for fn in models.values():
+            fn(store)  # the first call pays for DuckDB loading the columns it reads
+        for _ in range(repeat):
+            clock = time.perf_counter()
+            with health.prepared(store, realm_id):
+                best[PREPARE] = min(best[PREPARE], time.perf_counter() - clock)
+                for name, fn in models.items():
+                    clock = time.perf_counter()
+                    fn(store)
+                    best[name] = min(best[name], time.perf_counter() - clock)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=10_000, help="records in the small store")
+    parser.add_argument("--large", type=int, default=1_000_000, help="records in the large store")
+    parser.add_argument("--sends", type=int, default=1_500, help="records the capped sync may send (both sizes)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dir", type=Path, default=None, help="where the demo and DuckDB files go (default: temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores in --dir/<N>/ and reuse them next time")
+    args = parser.parse_args(argv)
+
+    times = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for n in (args.small, args.large):
+            folder = (args.dir if args.keep and args.dir else Path(tmp)) / str(n)
+            info = folder / "bench.json"
+            if not info.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                    info.write_text(json.dumps(pool.submit(setup, n, folder, args.seed, args.sends).result()))
+            built = json.loads(info.read_text())
+            took = ", ".join(f"{k} {v:.1f} s" for k, v in built["seconds"].items())
+            rows = ", ".join(f"{k} {v:,}" for k, v in built["counts"].items())
+            print(f"{n:>9,} records: {rows}; setup {took}", flush=True)
+            times[n] = measure(folder / "bench.duckdb", built["realm_id"], args.repeat)
+    small, large = times[args.small], times[args.large]
+    print(f"\n{'read model':<30}{f'{args.small:,} (ms)':>14}{f'{args.large:,} (ms)':>16}{'ratio':>8}")
+    for name in READ_MODELS:
+        print(f"{name:<30}{small[name] * 1000:>14.1f}{large[name] * 1000:>16.1f}{large[name] / small[name]:>7.1f}x")
+    # both pages prepare their own working tables: twice in all
+    total_small, total_large = sum(small.values()) + small[PREPARE], sum(large.values()) + large[PREPARE]
+    pages = {"Health": "health.", "Trends": "trends."}
+    for page, prefix in pages.items():  # each page prepares its own working tables
+        s = sum(v for k, v in small.items() if k.startswith(prefix) or k == PREPARE)
+        big = sum(v for k, v in large.items() if k.startswith(prefix) or k == PREPARE)
+        print(f"{page + ' page (with its tables)':<30}{s * 1000:>14.1f}{big * 1000:>16.1f}{big / s:>7.1f}x")
+    ratio = total_large / total_small
+    print(
+        f"{'both pages':<30}{total_small * 1000:>14.1f}{total_large * 1000:>16.1f}{ratio:>7.1f}x  "
+        f"(store {args.large / args.small:.0f}x larger; aim: at most 5x) -> {'met' if ratio <= 5 else 'NOT met'}"
+    )
+    cache = sum(v for k, v in large.items() if k == "health.version")
+    print(
+        f"a page shown again on an unchanged store pays only the cache key (health.version): "
+        f"{cache * 1000:.1f} ms at {args.large:,}"
+    )
+    peak = _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    setup_peak = _gb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(f"peak RSS: {peak:.2f} GB measuring, {setup_peak:.2f} GB setup")
+
+
+if __name__ == "__main__":
+    main()

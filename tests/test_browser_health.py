@@ -1,0 +1,169 @@
+"""The Health page in Debian's Chromium against `synchealth serve`: every section, presentation mode at 1920x1080,
+normal mode at 1280x800 (PNG screenshots kept in test-artifacts/), Top ten to the Record page, an admin's retry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from browser import ARTIFACTS, browser_page, free_port, require_chromium
+from fixtures import REALM, tiny_company, tiny_snapshot
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from test_sync import World
+
+from pipelines import health
+from pipelines.store import Store
+from qbo.sandbox import Sandbox
+from qbo.sandbox.server import start_in_thread
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[1]
+PERIOD = "2026-11"
+SECTIONS = ("Records by state", "Readiness funnel to synced", "Close of November 2026", "Control totals for November",
+            "Top ten to fix")  # fmt: skip
+
+
+@contextmanager
+def served(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`synchealth serve` (uvicorn, st.App, the scheduler) on a free loopback port until the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNCHEALTH_")}, **env,
+            "SYNCHEALTH_SERVER_URL": url, "SYNCHEALTH_QBO_REDIRECT_URI": f"{url}/oauth/callback",
+            "SYNCHEALTH_CYCLE_SECONDS": "3600"}  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"synchealth serve stopped: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("synchealth serve did not answer /healthz within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _shot(page, name: str, full: bool) -> Path:
+    """A PNG in test-artifacts/: the screen as shared, or (full) the whole page, however long it is."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    if full:  # Streamlit scrolls inside its main block, not the document: grow the window to the content
+        size = page.viewport_size
+        height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+        page.set_viewport_size({"width": size["width"], "height": height + 40})
+        time.sleep(1.5)  # the charts redraw at the new size
+        page.screenshot(path=str(path))
+        page.set_viewport_size(size)
+    else:
+        page.screenshot(path=str(path))
+    return path
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick an option of a select box; a click that lands while the page redraws is tried again."""
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label).locator("input")
+    for _ in range(5):
+        box.click()
+        try:
+            page.get_by_role("option", name=option).click(timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"the {label} box never offered {option}")
+
+
+def _wait_for_sections(page) -> None:
+    for section in SECTIONS:
+        page.get_by_text(section).first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").nth(1).wait_for()
+    time.sleep(1.5)  # the charts finish drawing
+
+
+def test_health_page_in_chromium(tmp_path: Path) -> None:
+    require_chromium()
+    snap = tiny_snapshot()
+    snap["bill_lines"][0]["item_sku"] = "WID-220"  # one bill (and its payment) blocked on a missing item
+    with start_in_thread(Sandbox(tiny_company())) as running:
+        world = World(tmp_path, snap, base_url=running.base_url, sandbox=running.sandbox)
+        world.now = datetime.now(UTC)  # the server's own cycles run on the wall clock
+        running.sandbox.set_faults("http_503_html@write=1", seed=1)  # QuickBooks is down for the first send
+        world.cycle()
+        running.sandbox.set_faults(None)
+        top = health.top_fixes(world.store, REALM, world.now)
+        target = next(r for r in top.iter_rows(named=True) if r["entity"] in ("customer", "vendor"))
+        assert world.state(target["key"]) == "retry_scheduled"
+        world.store.close()
+        env = {
+            "SYNCHEALTH_DB": str(world.settings.db_path),
+            "SYNCHEALTH_REALM_ID": REALM,
+            "SYNCHEALTH_QBO_BASE_URL": running.base_url,
+            "SYNCHEALTH_SECRET_KEY": world.settings.secret_key,
+        }
+        with served(env, tmp_path / "serve.log") as url:
+            with browser_page(1920, 1080) as page:
+                page.goto(f"{url}/?present=1&period={PERIOD}")  # Health is the home page
+                _wait_for_sections(page)
+                assert not page.locator("[data-testid='stSidebar']").is_visible()  # presentation: no sidebar
+                size = page.evaluate("getComputedStyle(document.querySelector('[data-testid=\"stMetricValue\"] p'))"
+                                     ".fontSize")  # fmt: skip
+                present = [_shot(page, "health-present-1920x1080", full=False),
+                           _shot(page, "health-present-1920x1080-full", full=True)]  # fmt: skip
+            with browser_page(1280, 800) as page:
+                page.goto(f"{url}/?period={PERIOD}")
+                _wait_for_sections(page)
+                body = page.inner_text("body")
+                assert page.locator("[data-testid='stSidebar']").is_visible()
+                # an admin (the sidebar's demo sign-in) follows Top ten to the record's page and retries it there
+                _choose(page, "Acting as", "admin@demo.local")
+                page.get_by_text("Role: admin").wait_for()
+                normal = [_shot(page, "health-1280x800", full=False), _shot(page, "health-1280x800-full", full=True)]
+                page.get_by_role("link", name=target["record_id"]).first.click()
+                page.get_by_text("Retry now").wait_for(timeout=60_000)
+                assert f"key={target['key'].replace(':', '%3A')}" in page.url or target["key"] in page.url
+                state = page.locator("[data-testid='stMetric']").filter(has_text="State")
+                assert "retry scheduled" in state.inner_text()
+                page.get_by_role("button", name="Retry now").click()
+                page.get_by_text("sent: in QuickBooks as Id").wait_for(timeout=60_000)
+                record_shot = _shot(page, "health-record-after-retry-1280x800", full=False)
+                page.reload()
+                page.get_by_text("Retry now").or_(page.get_by_text("Attempts")).first.wait_for(timeout=60_000)
+                page.locator("[data-testid='stMetric']").filter(has_text="synced").wait_for(timeout=30_000)
+        with Store(world.settings.db_path) as store:
+            assert (
+                store.scalar(
+                    "SELECT state FROM records WHERE entity = ? AND record_id = ?",
+                    [target["entity"], target["record_id"]],
+                )
+                == "synced"
+            )
+
+    assert float(size.removesuffix("px")) >= 48  # large type when shared
+    assert "Sync health — close of November 2026" in body and "Dollars blocked" in body
+    for shot in (*present, *normal, record_shot):
+        assert shot.stat().st_size > 20_000
