@@ -167,24 +167,37 @@ _MARKER_PARTS = r"^awra:([a-z_]+):(.+):v([0-9]+)$"
 def adopt_marked(store: Store, realm_id: str, *, now: datetime) -> int:
     """Link every unlinked live record whose QBO object carries its marker; returns how many were linked."""
     cur = store.cursor()
-    # Markers parsed once; an id may itself hold colons, so the version is taken from the end.
+    # Only a live record without an external ref can be adopted, so those are found first. A marker is
+    # awra:<entity>:<id>:v<version> and the id may itself hold colons, so only the full pattern parses it (the
+    # version is taken from the end). It runs once per marker, and only on markers that may name such a
+    # record: their second and third ':'-separated parts are its entity and the part of its id before any
+    # colon. That cheap test keeps every marker the pattern would match to an unlinked record.
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE _adopt AS
         WITH entities(entity, qbo_entity) AS (VALUES {_entity_values()}),
-        marked AS (
+        open AS MATERIALIZED (
+          SELECT r.entity, r.record_id FROM records r
+          ANTI JOIN external_refs x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
+          WHERE r.realm_id = $realm AND r.removed_at IS NULL
+        ),
+        marked AS MATERIALIZED (
           SELECT o.entity AS qbo_entity, o.qbo_id, o.sync_token, o.active, o.name, o.last_updated,
-                 regexp_extract(o.marker, '{_MARKER_PARTS}', 1) AS entity,
-                 regexp_extract(o.marker, '{_MARKER_PARTS}', 2) AS record_id,
-                 TRY_CAST(regexp_extract(o.marker, '{_MARKER_PARTS}', 3) AS INTEGER) AS version
+                 regexp_extract(o.marker, '{_MARKER_PARTS}', ['entity', 'record_id', 'version']) AS part
           FROM qbo_objects o
+          SEMI JOIN (SELECT DISTINCT entity, split_part(record_id, ':', 1) AS head FROM open) k
+            ON k.entity = split_part(o.marker, ':', 2) AND k.head = split_part(o.marker, ':', 3)
           WHERE o.realm_id = $realm AND o.marker IS NOT NULL AND NOT o.deleted
+        ),
+        parsed AS (
+          SELECT qbo_entity, qbo_id, sync_token, active, name, last_updated, part.entity AS entity,
+                 part.record_id AS record_id, TRY_CAST(part.version AS INTEGER) AS version
+          FROM marked
         )
         SELECT r.entity, r.record_id, m.qbo_entity, m.qbo_id, m.sync_token, m.version, m.active, m.name
-        FROM marked m
+        FROM parsed m
         JOIN entities e ON e.entity = m.entity AND e.qbo_entity = m.qbo_entity
-        JOIN records r ON r.realm_id = $realm AND r.entity = m.entity AND r.record_id = m.record_id
-        ANTI JOIN external_refs x ON x.realm_id = $realm AND x.entity = r.entity AND x.record_id = r.record_id
-        WHERE r.removed_at IS NULL AND m.version IS NOT NULL
+        JOIN open r ON r.entity = m.entity AND r.record_id = m.record_id
+        WHERE m.version IS NOT NULL
         -- Two objects with one record's marker (a create repeated after a timeout): adopt the newest.
         QUALIFY row_number() OVER (PARTITION BY r.entity, r.record_id
                                    ORDER BY m.version DESC, m.last_updated DESC NULLS LAST, m.qbo_id) = 1""",

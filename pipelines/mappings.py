@@ -116,8 +116,11 @@ def _values_sql(kind: MappingKind) -> str:
     return sql
 
 
-def _matches_sql(kind: MappingKind) -> str:
-    """Every (value -> QBO object) match a rule finds, with the rule's confidence; the best wins later."""
+def _matches_sql(kind: MappingKind, values: str) -> str:
+    """Every (value -> QBO object) match a rule finds, with the rule's confidence; the best wins later.
+
+    values names a table holding the kind's values (_values_sql), which every rule reads.
+    """
     entities = ", ".join(f"'{e}'" for e in kind.qbo_entities)
     name = "v.value"
     join_names = ""
@@ -135,7 +138,7 @@ def _matches_sql(kind: MappingKind) -> str:
     selects = [
         f"""SELECT v.value, o.entity AS qbo_entity, o.qbo_id, o.name AS qbo_name, o.active, '{rule}' AS rule,
                    {conf} AS confidence, {rank} AS rank
-            FROM ({_values_sql(kind)}) v {join_names}
+            FROM {values} v {join_names}
             JOIN qbo_objects o ON o.realm_id = $realm AND o.entity IN ({entities}) AND NOT o.deleted
              AND {cond}"""
         for rank, (cond, rule, conf) in enumerate(rules)
@@ -156,7 +159,11 @@ def refresh_mappings(store: Store, realm_id: str, *, now: datetime) -> dict[str,
     params = {"realm": realm_id, "now": now}
     with store.transaction() as cur:
         for kind in KINDS.values():
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE _match AS {_matches_sql(kind)}", {"realm": realm_id})
+            # The values in use, found once: every match rule and the insert below read them.
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE _values AS {_values_sql(kind)}", {"realm": realm_id}).fetchall()
+            cur.execute(
+                f"CREATE OR REPLACE TEMP TABLE _match AS {_matches_sql(kind, '_values')}", {"realm": realm_id}
+            ).fetchall()
             cur.execute(
                 f"""INSERT INTO mappings
                 SELECT $realm, '{kind.kind}', v.value, m.qbo_entity, m.qbo_id, m.qbo_name, 'auto',
@@ -164,7 +171,7 @@ def refresh_mappings(store: Store, realm_id: str, *, now: datetime) -> dict[str,
                             WHEN m.confidence < 0.9 THEN 'suggested'
                             WHEN NOT m.active THEN 'stale' ELSE 'mapped' END,
                        m.confidence, m.rule, NULL, $now
-                FROM ({_values_sql(kind)}) v LEFT JOIN _match m ON m.value = v.value
+                FROM _values v LEFT JOIN _match m ON m.value = v.value
                 ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET
                   qbo_entity = excluded.qbo_entity, qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name,
                   status = excluded.status, confidence = excluded.confidence, match_rule = excluded.match_rule,

@@ -11,8 +11,9 @@ import polars as pl
 
 from pipelines import duplicates
 from pipelines.actions import refresh_exceptions
-from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
-from pipelines.store import Store, current_view
+from pipelines.mappings import KINDS, MappingKind, refresh_mappings
+from pipelines.store import Store, awra_table, current_view
+from schemas.awra import CONTRACT
 from schemas.readiness import RULES, readiness_schema
 
 __all__ = [
@@ -62,17 +63,22 @@ class CheckResult:
 
 
 # -- readiness frames ------------------------------------------------------------------------------------
+# Lines are aggregated only for the headers still to send (`todo`, see _frame_sql): the AWRA line table is joined
+# to them on the header's current version, as its current view joins records. A mismatch is formatted only on the
+# lines that mismatch: string_agg's FILTER alone still formats every line, then drops the text.
+_MISMATCH = """qty IS NOT NULL AND unit_price IS NOT NULL AND amount IS NOT NULL
+              AND round(qty * unit_price, 2) <> amount"""
+
 _LINE_AGG = """
   SELECT {pid} AS rid, count(*) AS line_count, sum(amount) AS lines_total,
     string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE {missing_ref}) AS lines_missing_ref,
     string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE amount IS NULL) AS lines_missing_amount,
-    string_agg(format('line {{}}: {{}} x {{}} = {{}}, not {{}}', line_no,
+    string_agg(CASE WHEN {mismatch} THEN format('line {{}}: {{}} x {{}} = {{}}, not {{}}', line_no,
                       regexp_replace(qty::VARCHAR, '\\.?0+$', ''), regexp_replace(unit_price::VARCHAR, '\\.?0+$', ''),
-                      round(qty * unit_price, 2)::DECIMAL(18,2)::VARCHAR, amount::VARCHAR), '; ' ORDER BY line_no)
-      FILTER (WHERE qty IS NOT NULL AND unit_price IS NOT NULL AND amount IS NOT NULL
-              AND round(qty * unit_price, 2) <> amount) AS lines_amount_mismatch,
+                      round(qty * unit_price, 2)::DECIMAL(18,2)::VARCHAR, amount::VARCHAR) END,
+               '; ' ORDER BY line_no) FILTER (WHERE {mismatch}) AS lines_amount_mismatch,
     NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits
-  FROM {lines} WHERE realm_id = $realm GROUP BY 1"""
+  FROM {lines} a JOIN todo t ON t.rid = a.{pid} AND t.version = a.version WHERE a.realm_id = $realm GROUP BY 1"""
 
 _JE_LINE_AGG = """
   SELECT je_id AS rid, count(*) AS line_count, NULL::DECIMAL(18,2) AS lines_total,
@@ -81,7 +87,7 @@ _JE_LINE_AGG = """
     NULL::VARCHAR AS lines_amount_mismatch,
     coalesce(sum(amount) FILTER (WHERE posting_type = 'debit'), 0)::DECIMAL(18,2) AS debits,
     coalesce(sum(amount) FILTER (WHERE posting_type = 'credit'), 0)::DECIMAL(18,2) AS credits
-  FROM cur_journal_lines WHERE realm_id = $realm GROUP BY 1"""
+  FROM {lines} a JOIN todo t ON t.rid = a.je_id AND t.version = a.version WHERE a.realm_id = $realm GROUP BY 1"""
 
 _NO_LINES = """SELECT NULL::VARCHAR AS rid, 0::BIGINT AS line_count, NULL::DECIMAL(18,2) AS lines_total,
   NULL::VARCHAR AS lines_missing_ref, NULL::VARCHAR AS lines_missing_amount, NULL::VARCHAR AS lines_amount_mismatch,
@@ -164,11 +170,13 @@ _LINES_OF = {"purchase_order": "po_lines", "bill": "bill_lines", "invoice": "inv
 
 def _lines_sql(entity: str, id_col: str) -> str:
     if entity == "journal_entry":
-        return _JE_LINE_AGG
+        return _JE_LINE_AGG.format(lines=awra_table("journal_lines"))
     if entity in _LINES_OF:
         # Invoice lines become SalesItemLineDetail, which needs an item; other lines take an account.
         missing = "item_sku IS NULL" if entity == "invoice" else "item_sku IS NULL AND account_code IS NULL"
-        return _LINE_AGG.format(pid=id_col, lines=current_view(_LINES_OF[entity]), missing_ref=missing)
+        return _LINE_AGG.format(
+            pid=id_col, lines=awra_table(_LINES_OF[entity]), missing_ref=missing, mismatch=_MISMATCH
+        )
     return _NO_LINES
 
 
@@ -186,7 +194,19 @@ def _frame_sql(entity: str) -> str:
     )
     party_known = f"p.{party[1]} IS NOT NULL" if party else "FALSE"
     doc_known = f"d.{document[1]} IS NOT NULL" if document else "FALSE"
-    return f"""WITH l AS ({_lines_sql(entity, id_col)})
+    # The records still to send: not excluded, and never synced or changed since. Only their lines are read.
+    to_send = f"""LEFT JOIN exclusions x ON x.realm_id = h.realm_id AND x.entity = '{entity}'
+         AND x.record_id = h.{id_col}
+        LEFT JOIN external_refs e ON e.realm_id = h.realm_id AND e.entity = '{entity}'
+         AND e.record_id = h.{id_col}
+        WHERE h.realm_id = $realm AND x.record_id IS NULL
+          AND (e.record_id IS NULL OR e.synced_version < h.version)"""
+    todo = (
+        f"todo AS MATERIALIZED (SELECT h.{id_col} AS rid, h.version FROM {current_view(view)} h {to_send}),"
+        if entity in _LINES_OF or entity == "journal_entry"
+        else ""
+    )
+    return f"""WITH {todo} l AS ({_lines_sql(entity, id_col)})
         SELECT '{entity}' AS entity, h.{id_col} AS record_id, h.version, h.approval_status, h.currency,
                {cols}, {party_known} AS party_known, {doc_known} AS document_known,
                coalesce(l.line_count, 0) AS line_count, l.lines_total, l.lines_missing_ref, l.lines_missing_amount,
@@ -197,10 +217,7 @@ def _frame_sql(entity: str) -> str:
         {doc_join}
         LEFT JOIN l ON l.rid = h.{id_col}
         LEFT JOIN qbo_company co ON co.realm_id = h.realm_id
-        LEFT JOIN exclusions x ON x.realm_id = h.realm_id AND x.entity = '{entity}' AND x.record_id = h.{id_col}
-        LEFT JOIN external_refs e ON e.realm_id = h.realm_id AND e.entity = '{entity}' AND e.record_id = h.{id_col}
-        WHERE h.realm_id = $realm AND x.record_id IS NULL
-          AND (e.record_id IS NULL OR e.synced_version < h.version)"""
+        {to_send}"""
 
 
 def readiness_frames(store: Store, realm_id: str) -> dict[str, pl.DataFrame]:
@@ -224,12 +241,10 @@ def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
             continue
         except pandera.errors.SchemaErrors as err:
             cases = err.failure_cases.filter(pl.col("index").is_not_null())
-        indexed = frame.with_row_index("_row")
-        for check_name, failed in cases.group_by("check"):
-            rule = RULES[int(str(check_name[0]).split(":", 1)[0])]
-            rows = indexed.join(failed.select(pl.col("index").cast(pl.UInt32).alias("_row")), on="_row")
+        for (check_name,), failed in cases.group_by("check", maintain_order=True):
+            rule = RULES[int(str(check_name).split(":", 1)[0])]
             out.append(
-                rows.select(
+                frame[failed["index"]].select(
                     pl.col("entity"),
                     pl.col("record_id"),
                     pl.col("version").cast(pl.Int32),
@@ -245,6 +260,27 @@ def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 # -- mapping gaps ----------------------------------------------------------------------------------------
+def _to_send_uses_sql(kind: MappingKind) -> str:
+    """mapping_usage_sql(kind) over the records still to send (`todo`) only.
+
+    Each AWRA table is joined to todo on the record's current version, as its current view joins records: the
+    uses of records already synced are never read, grouped or looked up.
+    """
+    parts = []
+    for view, column, line_col in kind.uses:
+        table = CONTRACT[view]
+        line = f"a.{line_col}" if line_col else "NULL::INTEGER"
+        parts.append(
+            f"""SELECT a.realm_id, '{table.entity}' AS entity, a.{table.record_id} AS record_id, {line} AS line_no,
+                       a.{column} AS value
+                FROM {awra_table(view)} a
+                JOIN todo t ON t.entity = '{table.entity}' AND t.record_id = a.{table.record_id}
+                 AND t.current_version = a.version
+                WHERE a.realm_id = $realm AND a.{column} IS NOT NULL"""
+        )
+    return " UNION ALL ".join(parts)
+
+
 def _mapping_findings_sql() -> str:
     parts = []
     for kind in KINDS.values():
@@ -252,7 +288,7 @@ def _mapping_findings_sql() -> str:
             f"""SELECT u.entity, u.record_id, '{kind.kind}' AS kind, u.value, min(u.line_no) AS line_no,
                        any_value(m.status) AS status, any_value(m.qbo_name) AS qbo_name,
                        any_value(m.confidence) AS confidence, '{kind.noun}' AS noun, '{kind.qbo_noun}' AS qbo_noun
-                FROM ({mapping_usage_sql(kind)}) u
+                FROM ({_to_send_uses_sql(kind)}) u
                 LEFT JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = '{kind.kind}' AND m.awra_value = u.value
                 WHERE u.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')
                 GROUP BY u.entity, u.record_id, u.value"""
@@ -284,7 +320,18 @@ def _mapping_findings_sql() -> str:
                 WHERE h.realm_id = $realm"""
         )
     union = " UNION ALL ".join(parts)
-    return f"""SELECT g.entity, g.record_id, r.current_version::INTEGER AS version, 'mapped' AS check_name,
+    # todo: the records still to send, with their version. The item and account masters are never sent: every
+    # one not excluded counts.
+    mapped = ", ".join(f"'{e}'" for e in MAPPED_ENTITIES)
+    return f"""WITH todo AS MATERIALIZED (
+                 SELECT r.entity, r.record_id, r.current_version FROM records r
+                 LEFT JOIN external_refs e ON e.realm_id = r.realm_id AND e.entity = r.entity
+                  AND e.record_id = r.record_id
+                 LEFT JOIN exclusions x ON x.realm_id = r.realm_id AND x.entity = r.entity
+                  AND x.record_id = r.record_id
+                 WHERE r.realm_id = $realm AND r.removed_at IS NULL AND x.record_id IS NULL
+                   AND (r.entity IN ({mapped}) OR e.record_id IS NULL OR e.synced_version < r.current_version))
+               SELECT g.entity, g.record_id, t.current_version::INTEGER AS version, 'mapped' AS check_name,
                       'mapping' AS dimension,
                       'mapping.' || g.kind || CASE WHEN g.status = 'stale' THEN '_stale' ELSE '_missing' END AS reason,
                       CASE WHEN g.line_no IS NULL THEN '' ELSE 'line ' || g.line_no || ': ' END || g.noun || ' '
@@ -297,13 +344,7 @@ def _mapping_findings_sql() -> str:
                           ELSE ' has no QuickBooks ' || g.qbo_noun END AS detail,
                       g.kind AS mapping_kind, g.value AS mapping_value
                FROM ({union}) g
-               JOIN records r ON r.realm_id = $realm AND r.entity = g.entity AND r.record_id = g.record_id
-               LEFT JOIN external_refs e ON e.realm_id = $realm AND e.entity = g.entity
-                AND e.record_id = g.record_id
-               LEFT JOIN exclusions x ON x.realm_id = $realm AND x.entity = g.entity AND x.record_id = g.record_id
-               WHERE x.record_id IS NULL
-                 AND (g.entity IN ('item', 'account') OR e.record_id IS NULL
-                      OR e.synced_version < r.current_version)"""
+               JOIN todo t ON t.entity = g.entity AND t.record_id = g.record_id"""
 
 
 def mapping_findings(store: Store, realm_id: str) -> pl.DataFrame:

@@ -256,6 +256,7 @@ def rules_for(entity: str) -> list[Rule]:
 
 def _as_check(rule: Rule, index: int) -> pa.Check:
     def check(data: pa.PolarsData) -> pl.LazyFrame:
+        # The rule reads the whole row (data.lazyframe), not only the column the check is attached to.
         return data.lazyframe.select(rule.passes.fill_null(True))
 
     # The name carries the rule's position: several rules share a reason code (e.g. incomplete).
@@ -264,8 +265,18 @@ def _as_check(rule: Rule, index: int) -> pa.Check:
 
 
 def readiness_schema(entity: str) -> pa.DataFrameSchema:
-    """The Pandera schema of one entity's readiness frame: every rule that applies to it, as a check."""
+    """The Pandera schema of one entity's readiness frame: every rule that applies to it, as a check.
+
+    The checks hang on the record_id column, not on the frame: for a failing frame-level check Pandera turns
+    every failing row, all its columns, into Python dicts for its report, while a column-level check reports
+    only the record_id (and the row index, which is what source_findings reads). Each check still evaluates
+    its rule over the whole row. nullable=True: the schema adds no check of its own.
+    """
     return pa.DataFrameSchema(
-        checks=[_as_check(r, i) for i, r in enumerate(RULES) if entity in r.entities],
+        {
+            "record_id": pa.Column(
+                checks=[_as_check(r, i) for i, r in enumerate(RULES) if entity in r.entities], nullable=True
+            )
+        },
         name=f"readiness:{entity}",
     )
