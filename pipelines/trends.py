@@ -172,13 +172,13 @@ def recurring_offenders(store: Store, realm_id: str, min_failures: int = 2, limi
               SELECT f.mapping_kind AS kind, f.mapping_value AS value, f.entity, f.record_id,
                      max(f.amount) AS amount, count(DISTINCT f.run_id) AS runs, max(c.started_at) AS last_seen,
                      bool_or(f.run_id = (SELECT run_id FROM last_run)) AS open_now,
-                     count(DISTINCT f.reason) AS reasons, any_value(f.reason) AS reason
+                     count(DISTINCT f.reason) AS reasons, min(f.reason) AS reason
               FROM findings f JOIN check_runs c USING (run_id)
               WHERE c.realm_id = $realm AND f.mapping_kind IS NOT NULL GROUP BY ALL),
             ref_rows AS (
               SELECT kind, value, count(*) AS failures, count(*) AS records, max(runs) AS runs,
                      sum(amount) AS dollars, max(last_seen) AS last_seen, bool_or(open_now) AS open_now,
-                     mode(reason) AS reason
+                     min(reason) AS reason
               FROM refs GROUP BY ALL),
             party_of AS (
               SELECT CASE WHEN entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS kind,
@@ -190,7 +190,7 @@ def recurring_offenders(store: Store, realm_id: str, min_failures: int = 2, limi
               SELECT p.kind, p.value, count(*) AS failures, count(DISTINCT (p.entity, p.record_id)) AS records,
                      NULL::BIGINT AS runs, sum(p.amount) FILTER (WHERE e.rn = 1) AS dollars,
                      max(e.last_seen_at) AS last_seen, bool_or(e.status <> 'resolved') AS open_now,
-                     mode(e.reason) AS reason
+                     min(e.reason) AS reason
               FROM party_of p
               JOIN (SELECT *, row_number() OVER (PARTITION BY entity, record_id ORDER BY exception_id) AS rn
                     FROM exceptions WHERE realm_id = $realm) e ON e.entity = p.entity AND e.record_id = p.record_id
@@ -205,7 +205,7 @@ def recurring_offenders(store: Store, realm_id: str, min_failures: int = 2, limi
             FROM (SELECT * FROM ref_rows UNION ALL SELECT * FROM party_rows) o
             LEFT JOIN names n USING (kind, value)
             WHERE o.failures >= $min
-            ORDER BY o.records DESC, dollars DESC, o.kind, o.value LIMIT $limit""",
+            ORDER BY o.records DESC, dollars DESC, o.kind, o.value, o.failures DESC, o.reason LIMIT $limit""",
         {"realm": realm_id, "min": min_failures, "limit": limit},
     )
 
