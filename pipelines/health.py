@@ -12,7 +12,8 @@ import polars as pl
 
 from pipelines.catalogue import explain
 from pipelines.duplicates import QBO_ENTITY
-from pipelines.metrics import store_version
+from pipelines.metrics import RECORD_FACTS, store_version
+from pipelines.metrics import STAGE_OF_CHECK as _STAGE_OF_CHECK
 from pipelines.store import Store
 from qbo.faults import CATALOGUE, DIMENSIONS
 
@@ -63,24 +64,6 @@ FUNNEL = (
     "no duplicate risk",
     "synced",
 )
-_STAGE_OF_CHECK = {"complete": 1, "approved": 2, "posted": 3, "eligible": 4, "mapped": 5, "no_duplicate": 6}
-
-# One row per live transaction: its number, party, money, date and AWRA owner (a journal entry's money is its
-# debits). Parties have no money or date of their own.
-RECORD_FACTS = """
-  SELECT realm_id, 'purchase_order' AS entity, po_id AS record_id, po_number AS number, vendor_id AS party_id,
-         total AS amount, txn_date, owner FROM cur_purchase_orders
-  UNION ALL SELECT realm_id, 'bill', bill_id, bill_number, vendor_id, total, txn_date, owner FROM cur_bills
-  UNION ALL SELECT realm_id, 'invoice', invoice_id, invoice_number, customer_id, total, txn_date, owner
-            FROM cur_invoices
-  UNION ALL SELECT realm_id, 'payment', payment_id, payment_number, customer_id, amount, txn_date, owner
-            FROM cur_payments
-  UNION ALL SELECT realm_id, 'bill_payment', bill_payment_id, NULL, vendor_id, amount, txn_date, owner
-            FROM cur_bill_payments
-  UNION ALL SELECT j.realm_id, 'journal_entry', j.je_id, any_value(j.je_number), NULL,
-                   sum(l.amount) FILTER (WHERE l.posting_type = 'debit'), any_value(j.txn_date), any_value(j.owner)
-            FROM cur_journal_entries j LEFT JOIN cur_journal_lines l USING (realm_id, je_id) GROUP BY 1, 2, 3"""
-
 _LIVE = f"""
   SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner
   FROM records r LEFT JOIN ({RECORD_FACTS}) f

@@ -8,6 +8,9 @@ from pipelines.store import Store, awra_table
 from schemas.awra import CONTRACT
 
 __all__ = [
+    "RECORD_AMOUNTS",
+    "RECORD_FACTS",
+    "STAGE_OF_CHECK",
     "exceptions_by_dimension",
     "records_by_state",
     "run_attempts",
@@ -341,17 +344,23 @@ FUNNEL_STAGES = (
     "no duplicate risk",
     "ready or synced",
 )
-_STAGE_OF_CHECK = {"complete": 1, "approved": 2, "posted": 3, "eligible": 4, "mapped": 5, "no_duplicate": 6}
-# The money each record carries: a document's total, a payment's amount, a journal entry's debits.
-RECORD_AMOUNTS = """
-  SELECT realm_id, 'purchase_order' AS entity, po_id AS record_id, total AS amount, txn_date FROM cur_purchase_orders
-  UNION ALL SELECT realm_id, 'bill', bill_id, total, txn_date FROM cur_bills
-  UNION ALL SELECT realm_id, 'invoice', invoice_id, total, txn_date FROM cur_invoices
-  UNION ALL SELECT realm_id, 'payment', payment_id, amount, txn_date FROM cur_payments
-  UNION ALL SELECT realm_id, 'bill_payment', bill_payment_id, amount, txn_date FROM cur_bill_payments
-  UNION ALL SELECT j.realm_id, 'journal_entry', j.je_id, sum(l.amount) FILTER (WHERE l.posting_type = 'debit'),
-                   any_value(j.txn_date)
+STAGE_OF_CHECK = {"complete": 1, "approved": 2, "posted": 3, "eligible": 4, "mapped": 5, "no_duplicate": 6}
+# One row per live transaction: its number, party, money, date and AWRA owner (a journal entry's money is its
+# debits). Parties have no money or date of their own. The Health page and the readiness funnel both read it.
+RECORD_FACTS = """
+  SELECT realm_id, 'purchase_order' AS entity, po_id AS record_id, po_number AS number, vendor_id AS party_id,
+         total AS amount, txn_date, owner FROM cur_purchase_orders
+  UNION ALL SELECT realm_id, 'bill', bill_id, bill_number, vendor_id, total, txn_date, owner FROM cur_bills
+  UNION ALL SELECT realm_id, 'invoice', invoice_id, invoice_number, customer_id, total, txn_date, owner
+            FROM cur_invoices
+  UNION ALL SELECT realm_id, 'payment', payment_id, payment_number, customer_id, amount, txn_date, owner
+            FROM cur_payments
+  UNION ALL SELECT realm_id, 'bill_payment', bill_payment_id, NULL, vendor_id, amount, txn_date, owner
+            FROM cur_bill_payments
+  UNION ALL SELECT j.realm_id, 'journal_entry', j.je_id, any_value(j.je_number), NULL,
+                   sum(l.amount) FILTER (WHERE l.posting_type = 'debit'), any_value(j.txn_date), any_value(j.owner)
             FROM cur_journal_entries j LEFT JOIN cur_journal_lines l USING (realm_id, je_id) GROUP BY 1, 2, 3"""
+RECORD_AMOUNTS = f"SELECT realm_id, entity, record_id, amount, txn_date FROM ({RECORD_FACTS})"
 
 
 def last_check_run(store: Store, realm_id: str) -> int | None:
@@ -361,7 +370,7 @@ def last_check_run(store: Store, realm_id: str) -> int | None:
 def readiness_funnel(store: Store, realm_id: str) -> pl.DataFrame:
     """Per entity and stage: how many records (and dollars) pass every check up to that stage."""
     run = last_check_run(store, realm_id) or -1
-    stage_case = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _STAGE_OF_CHECK.items())
+    stage_case = " ".join(f"WHEN '{k}' THEN {v}" for k, v in STAGE_OF_CHECK.items())
     frame = store.frame(
         f"""WITH firsts AS (
               SELECT entity, record_id, min(CASE check_name {stage_case} END) AS first_fail
