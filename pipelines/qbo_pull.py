@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from pipelines.store import Store
+from qbo.client import NAME_LISTS
 
 __all__ = [
     "CDC_ENTITIES",
@@ -23,19 +24,8 @@ __all__ = [
     "pull_entities",
 ]
 
-NAME_LIST_ENTITIES = (
-    "Account",
-    "TaxCode",
-    "TaxRate",
-    "PaymentMethod",
-    "Class",
-    "Department",
-    "Term",
-    "Vendor",
-    "Customer",
-    "Employee",
-    "Item",
-)
+# The client knows which entities are name lists (they carry Active); the pull reads them all, in a stable order.
+NAME_LIST_ENTITIES = tuple(sorted(NAME_LISTS))
 TRANSACTION_ENTITIES = ("PurchaseOrder", "Bill", "Invoice", "Payment", "BillPayment", "JournalEntry")
 PULLED_ENTITIES = NAME_LIST_ENTITIES + TRANSACTION_ENTITIES
 # TaxCode and TaxRate are not in CDC (ref §7): they are small, so each pull re-reads them whole.
