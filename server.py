@@ -34,14 +34,7 @@ from pipelines.connection_health import connection_health
 from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
 from pipelines.scheduler import Scheduler, SchedulerConfig
 from pipelines.store import Store
-from pipelines.webhooks import (
-    SIGNATURE_HEADER,
-    WebhookDelivery,
-    WebhookInbox,
-    WebhookPayloadError,
-    parse_notifications,
-    verify_signature,
-)
+from pipelines.webhooks import SIGNATURE_HEADER, WebhookInbox, handle_delivery
 from qbo.oauth import OAuthClient, OAuthError, authorize_url
 from qbo.tokens import TokenStore
 
@@ -117,23 +110,15 @@ async def qbo_webhook(request: Request) -> Response:
     """Answer within QBO's 3 s: verify and queue here, re-read the named objects in the scheduler."""
     state = _state()
     body = await request.body()
-    received = _now()
-    verdict = verify_signature(state.config.webhook_verifier, body, request.headers.get(SIGNATURE_HEADER))
-    if verdict != "valid":
-        state.inbox.receive(WebhookDelivery(received, verdict))
-        state.scheduler.wake()
-        log.warning("webhook refused: signature %s", verdict)
-        return JSONResponse({"error": f"signature {verdict}"}, status_code=401)
-    try:
-        fmt, refs = parse_notifications(body)
-    except WebhookPayloadError as err:
-        state.inbox.receive(WebhookDelivery(received, verdict, error=str(err)))
-        state.scheduler.wake()
-        return JSONResponse({"error": str(err)}, status_code=400)
-    state.inbox.receive(WebhookDelivery(received, verdict, fmt, refs))
+    status, answer = handle_delivery(
+        state.inbox, state.config.webhook_verifier, body, request.headers.get(SIGNATURE_HEADER), _now()
+    )
     state.scheduler.wake()
-    named = sum(len(ids) for entities in refs.values() for ids in entities.values())
-    return JSONResponse({"accepted": named, "format": fmt})
+    if status == 401:
+        log.warning("webhook refused: %s", answer["error"])
+    elif answer.get("ignored"):
+        log.warning("webhook ignored: %s delivery (acknowledged, nothing re-read)", answer["ignored"])
+    return JSONResponse(answer, status_code=status)
 
 
 # -- health ------------------------------------------------------------------------------------------------
@@ -232,6 +217,7 @@ async def lifespan(_app: st.App):
     config = serving.load_server_config(settings)
     store = Store(settings.db_path)
     inbox = WebhookInbox()
+    inbox.recall(store, _now())  # a delivery replayed across a restart is still recognised
     scheduler = Scheduler(
         store,
         settings,

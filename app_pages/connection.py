@@ -30,7 +30,8 @@ realm = st.session_state.get("realm", settings.realm_id)
 identity = identity_of(st.session_state.get("actor"), settings)
 
 st.title("Connection")
-if connected := st.query_params.get("connected"):
+# Only a realm id (digits) is echoed: the parameter comes from a link, and st.success renders Markdown.
+if (connected := st.query_params.get("connected", "")).isdigit():
     st.success(f"QuickBooks company {connected} is connected.")
 
 

@@ -27,7 +27,8 @@ if not key:
     st.stop()
 chain = record_chain(store, realm, key)
 if chain is None:
-    st.warning(f"No record {key} in this company. Keys look like `bill:BILL-000123` (entity, colon, AWRA id).")
+    # The key is not echoed: it may come from a link (?key=...), and a warning renders Markdown, not text.
+    st.warning("No record with this key in this company. Keys look like `bill:BILL-000123` (entity, colon, AWRA id).")
     st.stop()
 
 cols = st.columns(4)

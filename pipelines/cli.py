@@ -162,6 +162,7 @@ def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.connection import qbo_client
     from pipelines.qbo_pull import pull
 
+    ctx.require("pull")
     with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
         result = pull(store, client, full=args.full, progress=_Progress(sys.stderr.isatty()))
     text = (

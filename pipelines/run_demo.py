@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_for(f"{settings.qbo_base_url}/_sandbox/clock", sandbox)
         _synchealth("--actor", "admin@demo.local", "connect")
-        _synchealth("pull")
+        _synchealth("--actor", "admin@demo.local", "pull")
         _synchealth("--actor", "admin@demo.local", "sync")
         app_port = os.environ.get("PORT", "8501")
         env = {

@@ -477,6 +477,8 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "Server: webhook events, scheduler cycles, connection warnings", _V7),
     # Each file's SHA-256, so a re-ingest skips every entity whose files are byte-for-byte the last ones.
     Migration(8, "Ingest: a content fingerprint per snapshot file", "ALTER TABLE ingest_files ADD sha256 VARCHAR;"),
+    # Each signed webhook delivery's SHA-256, so a replayed delivery is ignored, also after a restart.
+    Migration(9, "Webhooks: a digest per delivery", "ALTER TABLE webhook_events ADD digest VARCHAR;"),
 ]
 
 

@@ -2,6 +2,8 @@
 
 The route answers at once; the scheduler re-reads the named objects afterwards (QBO wants a reply within 3 s).
 Nothing here touches the store on the request path: the inbox is memory, persisted by the scheduler.
+A signed delivery seen before (same bytes) or whose newest event is older than REPLAY_WINDOW is acknowledged
+and ignored: QBO retries until it gets a 200, so a replay must not be refused with an error, only not acted on.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.qbo_pull import PULLED_ENTITIES
 from pipelines.store import Store
 
 __all__ = [
+    "REPLAY_WINDOW",
     "SIGNATURE_HEADER",
     "WebhookDelivery",
     "WebhookInbox",
     "WebhookPayloadError",
+    "delivery_digest",
+    "handle_delivery",
+    "newest_event_time",
     "parse_notifications",
     "persist_deliveries",
     "sign",
@@ -31,6 +37,9 @@ __all__ = [
 ]
 
 SIGNATURE_HEADER = "intuit-signature"
+# How long a delivery's digest is remembered, and the age past which its events are stale. QBO retries a delivery
+# for hours (ref §9: 0 s ... 6 h); a later one is ignored, and the scheduled CDC pull still brings the change.
+REPLAY_WINDOW = timedelta(hours=24)
 Refs = dict[str, dict[str, list[str]]]  # realm -> QBO entity -> ids, in the order they were named
 
 # CloudEvents carry the entity in lower case inside `type` (qbo.account.updated.v1); QBO's names are CamelCase.
@@ -99,6 +108,36 @@ def parse_notifications(body: bytes) -> tuple[str, Refs]:
     raise WebhookPayloadError("neither eventNotifications (legacy) nor a CloudEvents array")
 
 
+def delivery_digest(body: bytes) -> str:
+    """SHA-256 of the raw body: the same signed bytes twice are the same delivery."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None  # a time without an offset cannot be compared safely
+
+
+def newest_event_time(body: bytes) -> datetime | None:
+    """The latest `lastUpdated` (legacy) or `time` (CloudEvents) in a delivery; None when it carries none."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    found: list[Any] = []
+    if isinstance(payload, dict):
+        for note in payload.get("eventNotifications") or []:
+            for change in (((note or {}).get("dataChangeEvent") or {}).get("entities")) or []:
+                found.append((change or {}).get("lastUpdated"))
+    elif isinstance(payload, list):
+        found = [event.get("time") for event in payload if isinstance(event, dict)]
+    times = [t for t in map(_parse_time, found) if t is not None]
+    return max(times) if times else None
+
+
 @dataclass
 class WebhookDelivery:
     """One delivery as received: its verdict and, when valid, what it named."""
@@ -108,6 +147,8 @@ class WebhookDelivery:
     format: str | None = None
     refs: Refs = field(default_factory=dict)
     error: str | None = None
+    digest: str | None = None
+    ignored: str | None = None  # "replay" or "stale": acknowledged, not acted on
 
 
 class WebhookInbox:
@@ -117,22 +158,48 @@ class WebhookInbox:
         self._lock = threading.Lock()
         self._pending: dict[str, dict[str, list[str]]] = {}
         self._unsaved: list[WebhookDelivery] = []
-        self.counts = {"valid": 0, "invalid": 0, "missing": 0, "unreadable": 0}
+        self._seen: dict[str, datetime] = {}  # digest -> until when a repeat of it counts as a replay
+        self.counts = {"valid": 0, "invalid": 0, "missing": 0, "unreadable": 0, "replay": 0, "stale": 0}
         self.last_valid_at: datetime | None = None
         self.last_failure_at: datetime | None = None
 
+    def screen(self, digest: str, newest: datetime | None, now: datetime) -> str | None:
+        """None for a fresh signed delivery (remembered from now on); "replay" or "stale" for one to ignore."""
+        with self._lock:
+            for known in [d for d, until in self._seen.items() if until < now]:
+                del self._seen[known]
+            if newest is not None and newest < now - REPLAY_WINDOW:
+                return "stale"
+            if digest in self._seen:
+                return "replay"
+            # Kept until the delivery's own events are stale too, so a replay is always one or the other.
+            self._seen[digest] = max(now, newest or now) + REPLAY_WINDOW
+            return None
+
+    def recall(self, store: Store, now: datetime) -> int:
+        """After a restart: the digests of deliveries received within the window, so a replay stays ignored."""
+        rows = store.rows(
+            "SELECT digest, max(received_at) FROM webhook_events "
+            "WHERE digest IS NOT NULL AND received_at >= ? GROUP BY digest",
+            [now - REPLAY_WINDOW],
+        )
+        with self._lock:
+            for digest, received in rows:
+                self._seen[digest] = max(self._seen.get(digest, received), received + REPLAY_WINDOW)
+        return len(rows)
+
     def receive(self, delivery: WebhookDelivery) -> None:
         with self._lock:
-            kind = delivery.signature if delivery.error is None else "unreadable"
+            kind = delivery.ignored or (delivery.signature if delivery.error is None else "unreadable")
             self.counts[kind] = self.counts.get(kind, 0) + 1
-            if delivery.signature == "valid" and delivery.error is None:
+            if delivery.signature != "valid" or delivery.error is not None:
+                self.last_failure_at = delivery.received_at
+            elif not delivery.ignored:  # a replay or a stale delivery is recorded, and nothing is re-read
                 self.last_valid_at = delivery.received_at
                 for realm, entities in delivery.refs.items():
                     for entity, ids in entities.items():
                         known = self._pending.setdefault(realm, {}).setdefault(entity, [])
                         known.extend(i for i in ids if i not in known)
-            else:
-                self.last_failure_at = delivery.received_at
             self._unsaved.append(delivery)
 
     def has_pending(self) -> bool:
@@ -175,14 +242,42 @@ class WebhookInbox:
             return {
                 "received": dict(self.counts),
                 "signature_failures": self.counts["invalid"] + self.counts["missing"],
+                "ignored": {"replay": self.counts["replay"], "stale": self.counts["stale"]},
                 "pending_objects": sum(len(ids) for e in self._pending.values() for ids in e.values()),
                 "last_valid_at": self.last_valid_at.isoformat() if self.last_valid_at else None,
                 "last_failure_at": self.last_failure_at.isoformat() if self.last_failure_at else None,
             }
 
 
+def handle_delivery(
+    inbox: WebhookInbox, verifier_token: str | None, body: bytes, signature: str | None, received: datetime
+) -> tuple[int, dict[str, Any]]:
+    """The webhook route's answer (HTTP status, JSON) after the delivery went into the inbox.
+
+    Bad or missing signature: 401. Signed but unreadable: 400. A replay or stale delivery: 200 and ignored,
+    because QBO retries anything else and holds later events back until the first is acknowledged (ref §9).
+    """
+    verdict = verify_signature(verifier_token, body, signature)
+    if verdict != "valid":
+        inbox.receive(WebhookDelivery(received, verdict))
+        return 401, {"error": f"signature {verdict}"}
+    try:
+        fmt, refs = parse_notifications(body)
+    except WebhookPayloadError as err:
+        inbox.receive(WebhookDelivery(received, verdict, error=str(err)))
+        return 400, {"error": str(err)}
+    digest = delivery_digest(body)
+    ignored = inbox.screen(digest, newest_event_time(body), received)
+    if ignored:
+        inbox.receive(WebhookDelivery(received, verdict, fmt, digest=digest, ignored=ignored))
+        return 200, {"accepted": 0, "format": fmt, "ignored": ignored}
+    inbox.receive(WebhookDelivery(received, verdict, fmt, refs, digest=digest))
+    named = sum(len(ids) for entities in refs.values() for ids in entities.values())
+    return 200, {"accepted": named, "format": fmt}
+
+
 def persist_deliveries(store: Store, deliveries: list[WebhookDelivery]) -> list[int]:
-    """Write deliveries to webhook_events (one row per realm named; one row for a refused delivery)."""
+    """Write deliveries to webhook_events (one row per realm named; one row for a refused or ignored delivery)."""
     ids: list[int] = []
     if not deliveries:
         return ids
@@ -192,8 +287,8 @@ def persist_deliveries(store: Store, deliveries: list[WebhookDelivery]) -> list[
             for realm, entities in rows:
                 event_id = int(tx.execute("SELECT nextval('webhook_event_seq')").fetchall()[0][0])
                 tx.execute(
-                    "INSERT INTO webhook_events (event_id, received_at, signature, format, realm_id, entities, error) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO webhook_events (event_id, received_at, signature, format, realm_id, entities, "
+                    "error, digest, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         event_id,
                         d.received_at,
@@ -201,7 +296,9 @@ def persist_deliveries(store: Store, deliveries: list[WebhookDelivery]) -> list[
                         d.format,
                         realm,
                         json.dumps(entities) if entities else None,
-                        d.error,
+                        d.error or (f"ignored: {d.ignored}" if d.ignored else None),
+                        d.digest,
+                        d.received_at if d.ignored else None,  # nothing left to do for it
                     ],
                 ).fetchall()
                 ids.append(event_id)

@@ -82,4 +82,4 @@ def test_an_admin_retry_on_the_record_page_is_refused_until_the_cause_changes(se
 
 def test_an_unknown_key_says_what_a_key_looks_like(served: World) -> None:
     at = _page("record.py", key="bill:NOPE")
-    assert "No record bill:NOPE" in at.warning[0].value
+    assert "No record with this key" in at.warning[0].value and "bill:BILL-000123" in at.warning[0].value

@@ -135,7 +135,7 @@ def test_cli_connect_and_pull_over_loopback_http(
         assert main(["--db", str(db), "--actor", "viewer@demo.local", "connect"]) == 1
         assert "connect needs the admin role" in capsys.readouterr().err
         assert main(["--db", str(db), "--actor", "admin@demo.local", "connect"]) == 0
-        assert main(["--db", str(db), "--json", "pull"]) == 0
+        assert main(["--db", str(db), "--actor", "admin@demo.local", "--json", "pull"]) == 0
     out = capsys.readouterr().out
     assert f"connected to QuickBooks company {REALM}" in out
     assert '"kind": "full"' in out
