@@ -20,11 +20,11 @@ demo: install
 	$(BIN)/synchealth demo --dir $(DEMO_DIR)
 	$(BIN)/synchealth ingest $(DEMO_DIR)/awra
 
-# The demo store is rebuilt each time: the sandbox starts from the demo company file again.
+# The demo store is rebuilt each time, with six simulated weeks of history from the real engine (about 2 minutes),
+# so that Trends has something true to show; the sandbox then starts from the company file the history left.
 run: install
 	rm -f data/synchealth.duckdb data/synchealth.duckdb.wal
-	$(BIN)/synchealth demo --dir $(DEMO_DIR)
-	$(BIN)/synchealth ingest $(DEMO_DIR)/awra
+	$(BIN)/python -m pipelines.demo_history --dir $(DEMO_DIR)
 	PORT=$(PORT) $(BIN)/python -m pipelines.run_demo $(DEMO_DIR)
 
 test: install
