@@ -397,7 +397,7 @@ def parse_body(content: bytes, content_type: str | None = None) -> Parsed:
         try:
             # Amounts stay exact: money is Decimal, never float (ARCHITECTURE.md; pqb PR#356).
             body = json.loads(head.decode("utf-8"), parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting overflows the parser
             return Parsed("malformed", summary=_snippet(head))
         return Parsed("json", body, _fault_from_json(body))
     if _HTML.match(head):
@@ -516,12 +516,16 @@ class RateLimiter:
         batch_per_minute: int = 40,
         window_seconds: float = 60.0,
         max_wait_seconds: float = 600.0,
+        margin_seconds: float = 1.0,
     ) -> None:
         self._clock, self._sleep = clock, sleep
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._lock = threading.Lock()
         self._per_minute, self._batch_per_minute = per_minute, batch_per_minute
-        self._window = window_seconds
+        # QBO counts a request when it arrives, a little after we stamp it and not always equally late; a window
+        # that ends exactly where QBO's does gets the next request refused (then every call waits 60 s). A window
+        # a margin longer costs under 2% of the rate.
+        self._window = window_seconds + margin_seconds
         self._max_wait = max_wait_seconds
         self._starts: deque[float] = deque()
         self._batch_starts: deque[float] = deque()
@@ -573,7 +577,7 @@ def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # '²'.isdigit() is True, and float('²') fails
         return float(value)
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
@@ -727,16 +731,15 @@ class QboClient:
     def read(self, entity: str, id: str) -> QboResult:
         name = _entity_name(entity)
         req = _Request("read", name, "GET", f"{name.lower()}/{_check_id(id)}", {})
-        return self._unwrap(self._call(req), name)
+        return self._unwrap(self._call(req), name, req)
 
     def company_info(self) -> QboResult:
         req = _Request("read", "CompanyInfo", "GET", f"companyinfo/{self.realm_id}", {})
-        return self._unwrap(self._call(req), "CompanyInfo")
+        return self._unwrap(self._call(req), "CompanyInfo", req)
 
     def preferences(self) -> QboResult:
-        return self._unwrap(
-            self._call(_Request("read", "Preferences", "GET", "preferences", {})), "Preferences"
-        )
+        req = _Request("read", "Preferences", "GET", "preferences", {})
+        return self._unwrap(self._call(req), "Preferences", req)
 
     def _entity_call(
         self,
@@ -760,12 +763,15 @@ class QboClient:
             rid,
             write=True,
         )
-        return self._unwrap(self._call(req), name)
+        return self._unwrap(self._call(req), name, req)
 
-    def _unwrap(self, result: QboResult, name: str) -> QboResult:
+    def _unwrap(self, result: QboResult, name: str, req: _Request) -> QboResult:
         if not result.ok:
             raise QboCallError(result)
-        return replace(result, data=_envelope(result.data, name))
+        obj = _entity_object(result.data, name, needs_id=req.operation in ("create", "update"))
+        if obj is None:  # a 2xx that does not name the object: a write may or may not have landed
+            raise QboCallError(_malformed(result, req.write))
+        return replace(result, data=obj)
 
     # queries
     def query(self, sql: str | Select) -> list[dict[str, Any]]:
@@ -807,7 +813,10 @@ class QboClient:
         result = self._call(_Request("query", query.entity, "GET", "query", {"query": query.sql()}))
         if not result.ok:
             raise QboCallError(result)
-        return int(((result.data or {}).get("QueryResponse") or {}).get("totalCount", 0))
+        total = _query_response(result).get("totalCount", 0)
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise QboCallError(_malformed(result, False))
+        return total
 
     @staticmethod
     def _select(
@@ -826,9 +835,11 @@ class QboClient:
         result = self._call(_Request("query", None, "GET", "query", {"query": sql}))
         if not result.ok:
             raise QboCallError(result)
-        response = (result.data or {}).get("QueryResponse") or {}
         # With no matches the entity key is absent (ref §6).
-        return next((v for v in response.values() if isinstance(v, list)), [])
+        rows = next((v for v in _query_response(result).values() if isinstance(v, list)), [])
+        if not all(isinstance(r, dict) for r in rows):
+            raise QboCallError(_malformed(result, False))
+        return rows
 
     # change data capture
     def cdc(
@@ -892,12 +903,10 @@ class QboClient:
         result = self._call(_Request("cdc", ",".join(names), "GET", "cdc", params))
         if not result.ok:
             raise QboCallError(result)
-        found: dict[str, list[dict[str, Any]]] = {}
-        for block in (result.data or {}).get("CDCResponse") or []:
-            for response in block.get("QueryResponse") or []:
-                for key, value in response.items():
-                    if isinstance(value, list):
-                        found.setdefault(_entity_name(key), []).extend(value)
+        try:
+            found = _cdc_objects(result.data)
+        except (TypeError, ValueError):  # not the shape of ref §7: nothing in it can be trusted
+            raise QboCallError(_malformed(result, False)) from None
         return found, sum(len(v) for v in found.values()) >= CDC_MAX_OBJECTS
 
     # batch
@@ -945,10 +954,9 @@ class QboClient:
         return results
 
     def _batch_results(self, result: QboResult, chunk: list[dict[str, Any]]) -> dict[str, QboResult]:
+        listed = (result.data or {}).get("BatchItemResponse")
         answers = {
-            str(a.get("bId")): a
-            for a in (result.data or {}).get("BatchItemResponse") or []
-            if isinstance(a, Mapping)
+            str(a.get("bId")): a for a in (listed if isinstance(listed, list) else []) if isinstance(a, Mapping)
         }
         out: dict[str, QboResult] = {}
         for item in chunk:
@@ -967,9 +975,12 @@ class QboClient:
                 )
             elif (fault := _fault_from_json(answer)) is not None:
                 out[bid] = replace(base, **_fault_fields(fault), outcome=_classify_fault(200, fault, write))
+            elif "Query" in item:
+                out[bid] = replace(base, data=answer.get("QueryResponse"))
             else:
-                data = answer.get("QueryResponse") if "Query" in item else _envelope(answer, entity or "")
-                out[bid] = replace(base, data=data)
+                obj = _entity_object(answer, entity or "", needs_id=item.get("operation") != "delete")
+                # An answer that names no object proves nothing: for a write, the outcome is unknown.
+                out[bid] = replace(base, data=obj) if obj is not None else _malformed(base, write)
         return out
 
     # the exchange
@@ -1137,7 +1148,9 @@ def _fault_fields(fault: Fault) -> dict[str, Any]:
 
 def _classify_fault(status: int, fault: Fault, write: bool) -> Outcome:
     first = fault.first
-    return classify(status, first.code, fault.type, first.message, first.detail, write=write)
+    outcome = classify(status, first.code, fault.type, first.message, first.detail, write=write)
+    # A body that carries a fault is never a success, not even a 200 whose fault has no code (ref §3).
+    return outcome_for("provider_rejection.unknown_fault") if outcome.accepted else outcome
 
 
 def _each_item(chunk: list[dict[str, Any]], result: QboResult) -> dict[str, QboResult]:
@@ -1153,13 +1166,48 @@ def _each_item(chunk: list[dict[str, Any]], result: QboResult) -> dict[str, QboR
     }
 
 
-def _envelope(body: Any, name: str) -> Any:
-    """`{"Bill": {...}, "time": ..}` -> the Bill (ref §5); the key's case is not trusted."""
+def _malformed(result: QboResult, write: bool) -> QboResult:
+    """A 2xx whose JSON is not the shape QBO documents: unreadable, and for a write, outcome unknown."""
+    return replace(result, outcome=classify(result.status, transport_error="malformed", write=write), data=None)
+
+
+def _query_response(result: QboResult) -> Mapping[str, Any]:
+    response = (result.data or {}).get("QueryResponse")
+    if not isinstance(response, Mapping):
+        raise QboCallError(_malformed(result, False))
+    return response
+
+
+def _cdc_objects(body: Any) -> dict[str, list[dict[str, Any]]]:
+    """`{"CDCResponse":[{"QueryResponse":[{"Customer":[..]},..]}]}` (ref §7); TypeError for any other shape."""
+    blocks = body.get("CDCResponse") if isinstance(body, Mapping) else None
+    if not isinstance(blocks, list):
+        raise TypeError("CDCResponse is not a list")
+    found: dict[str, list[dict[str, Any]]] = {}
+    for block in blocks:
+        responses = (block.get("QueryResponse") or []) if isinstance(block, Mapping) else None
+        if not isinstance(responses, list) or not all(isinstance(r, Mapping) for r in responses):
+            raise TypeError("a CDC block is not a list of query responses")
+        for response in responses:
+            for key, value in response.items():
+                if isinstance(value, list):
+                    if not all(isinstance(o, dict) for o in value):
+                        raise TypeError(f"a CDC {key} entry is not an object")
+                    found.setdefault(_entity_name(key), []).extend(value)
+    return found
+
+
+def _entity_object(body: Any, name: str, *, needs_id: bool) -> dict[str, Any] | None:
+    """The entity of `{"Bill": {...}, "time": ..}` (ref §5), or None when the body names none.
+
+    Creates and updates must also carry the object's Id: a record is marked synced by it.
+    """
     if not isinstance(body, dict):
-        return body
-    if name in body:
-        return body[name]
-    return next((v for k, v in body.items() if k.lower() == name.lower()), body)
+        return None
+    obj = body.get(name, next((v for k, v in body.items() if k.lower() == name.lower()), None))
+    if not isinstance(obj, dict) or (needs_id and not obj.get("Id")):
+        return None
+    return obj
 
 
 def _check_request_id(request_id: str, limit: int) -> str:

@@ -208,6 +208,8 @@ class OAuthClient:
                 )
             except httpx.TransportError as exc:
                 raise OAuthError(classify(None, transport_error=transport_error_kind(exc))) from None
+            except httpx.DecodingError:
+                raise OAuthError(classify(None, transport_error="malformed")) from None
             # 400 means the token was already dead: the outcome the admin wanted.
             if response.status_code >= 500:
                 raise OAuthError(
@@ -308,10 +310,12 @@ class OAuthClient:
             # Retried later with the same refresh token. Should the lost answer have rotated it, Intuit
             # refuses the old one with invalid_grant, and the realm then asks for a reconnect (ref §2).
             raise OAuthError(classify(None, transport_error=transport_error_kind(exc))) from None
+        except httpx.DecodingError:  # a body its Content-Encoding cannot undo: an answer, unreadable
+            raise OAuthError(classify(None, transport_error="malformed")) from None
         tid = response.headers.get("intuit_tid")
         try:
             payload = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             payload = None
         if response.status_code == 200 and isinstance(payload, dict) and "access_token" in payload:
             return _TokenAnswer(payload, tid)

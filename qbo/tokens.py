@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import Mapping
@@ -117,6 +118,13 @@ class Secret:
         raise TypeError("secrets are not pickled")
 
 
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, as OAuth 2.0 tokens are (RFC 6749 A.12)
+
+
+def _is_token(value: object) -> bool:
+    return isinstance(value, str) and _TOKEN_TEXT.match(value) is not None
+
+
 @dataclass(frozen=True)
 class TokenSet:
     """One answer of the token endpoint, with lifetimes turned into absolute times (ref §2)."""
@@ -134,11 +142,17 @@ class TokenSet:
 
         def after(key: str) -> datetime | None:
             seconds = payload.get(key)
-            return None if seconds in (None, "") else now + timedelta(seconds=float(seconds))
+            if seconds in (None, ""):
+                return None
+            try:  # a list, "soon", NaN or 1e300 seconds is no lifetime: the answer is malformed
+                return now + timedelta(seconds=float(seconds))
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"the token endpoint answered a {key} that is no number of seconds") from None
 
         access, refresh = payload.get("access_token"), payload.get("refresh_token")
-        if not isinstance(access, str) or not access or not isinstance(refresh, str) or not refresh:
-            raise ValueError("the token endpoint answered without an access and a refresh token")
+        if not _is_token(access) or not _is_token(refresh):
+            # A token with other characters could not even be sent in an Authorization header.
+            raise ValueError("the token endpoint answered without a usable access and refresh token")
         return cls(
             access_token=Secret(access),
             refresh_token=Secret(refresh),
