@@ -66,10 +66,15 @@ class _RawFile:
     path: Path
     frame: pl.DataFrame  # every column as text
     first_row: int  # the row number a person sees for the first data row (CSV counts its header as row 1)
+    positions: pl.Series | None = None  # when only some rows are kept: each kept row's position in the file
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    def row_number(self, index: int) -> int:
+        """The row a person sees in the file for row `index` of `frame`."""
+        return (index if self.positions is None else int(self.positions[index])) + self.first_row
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ def _read_csv(path: Path, data: bytes) -> pl.DataFrame:
     if not text.strip():
         raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
     try:
-        return pl.read_csv(text.encode(), infer_schema=False)
+        # The bytes, now known to be UTF-8, not the text encoded again (a second copy of the whole file).
+        return pl.read_csv(data.removeprefix(b"\xef\xbb\xbf"), infer_schema=False)
     except pl.exceptions.PolarsError as err:
         detail = str(err).strip().splitlines()[0]
         raise SnapshotError([Problem(path.name, None, None, f"is not readable CSV: {detail}")]) from None
@@ -139,6 +145,19 @@ def _json_text(value: object) -> str | None:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+def _refuse_surrogates(path: Path, line: int, row: dict[str, str | None]) -> None:
+    # A "\\ud800" escape decodes to half a UTF-16 pair, which no UTF-8 text (nor the store) can hold.
+    for key, value in row.items():
+        for text in (key, value or ""):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                column = key if text is value else None
+                raise SnapshotError(
+                    [Problem(path.name, line, column, "holds an unpaired \\u surrogate escape; save as UTF-8")]
+                ) from None
 
 
 def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
@@ -155,9 +174,13 @@ def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
             obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
         except json.JSONDecodeError as err:
             raise SnapshotError([Problem(path.name, n, None, f"is not valid JSON: {err.msg}")]) from None
+        except RecursionError:
+            raise SnapshotError([Problem(path.name, n, None, "is not valid JSON: nested too deeply")]) from None
         if not isinstance(obj, dict):
             raise SnapshotError([Problem(path.name, n, None, "each line must be a JSON object")])
-        rows.append({k: _json_text(v) for k, v in obj.items()})
+        row = {k: _json_text(v) for k, v in obj.items()}
+        _refuse_surrogates(path, n, row)
+        rows.append(row)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     return pl.DataFrame({c: [row.get(c) for row in rows] for c in columns}, schema={c: pl.String for c in columns})
 
@@ -184,7 +207,21 @@ def _read_parquet(path: Path, data: bytes, table: Table) -> pl.DataFrame:
                     )
                 ]
             )
-    return frame.select(pl.all().cast(pl.String))
+    return frame.select(_as_text(path, frame[name], name in kinds) for name in frame.columns)
+
+
+def _as_text(path: Path, column: pl.Series, in_contract: bool) -> pl.Series:
+    """One Parquet column as text; a nested column is kept as JSON if extra, refused if in the contract."""
+    try:
+        return column.cast(pl.String)
+    except pl.exceptions.PolarsError:
+        if in_contract:
+            raise SnapshotError(
+                [Problem(path.name, None, column.name, f"holds {column.dtype} values; expected text or numbers")]
+            ) from None
+    # Unknown extra columns are kept and ignored (contract): keep what they hold, as JSON text.
+    values = [None if v is None else json.dumps(v, sort_keys=True, default=repr) for v in column.to_list()]
+    return pl.Series(column.name, values, dtype=pl.String)
 
 
 def _read_file(table: Table, path: Path) -> _RawFile:
@@ -246,7 +283,7 @@ def _failure_problems(raw: _RawFile, cases: pl.DataFrame, columns: dict[str, Col
     problems = []
     cases = cases.sort("index", nulls_last=True)
     for case in cases.iter_rows(named=True):
-        row = None if case["index"] is None else int(case["index"]) + raw.first_row
+        row = None if case["index"] is None else raw.row_number(int(case["index"]))
         check = str(case["check"])
         column = case["column"]
         if check == "multiple_fields_uniqueness" or column == raw.table.name:
@@ -285,7 +322,8 @@ def _validate_file(raw: _RawFile) -> tuple[pl.DataFrame, list[Problem], int]:
 def _orphan_lines(raw: _RawFile, frame: pl.DataFrame, parents: pl.DataFrame) -> list[Problem]:
     parent_id = raw.table.record_id
     orphans = (
-        frame.with_row_index("_i")
+        frame.select(parent_id)  # alone, so an extra column named like the row index cannot collide
+        .with_row_index("_i")
         .join(parents.select(pl.col(parent_id)), on=parent_id, how="anti")
         .head(_MAX_PROBLEMS_KEPT)
     )
@@ -293,7 +331,7 @@ def _orphan_lines(raw: _RawFile, frame: pl.DataFrame, parents: pl.DataFrame) -> 
     return [
         Problem(
             raw.name,
-            int(r["_i"]) + raw.first_row,
+            raw.row_number(int(r["_i"])),
             parent_id,
             f"{_shown(r[parent_id])} has no row in {parent_file}",
         )
@@ -324,6 +362,91 @@ def validate_snapshot(files: dict[str, _RawFile]) -> dict[str, pl.DataFrame]:
     return frames
 
 
+# -- what changed ----------------------------------------------------------------------------------------
+# 64 bits are enough: a record's hash is only compared with the same record's last one, so a change goes unseen
+# only if its new text hashes to exactly its old value (2^-64 per changed record), not by a birthday collision.
+_SEED = 0x5EED_0001
+
+
+def _row_hash(frame: pl.DataFrame) -> pl.Expr:
+    # The column names take part, so a renamed or reordered header changes every row's hash.
+    names = sorted(frame.columns)
+    # Fields named by position: a file may have a column of any name, "_columns" included.
+    fields = [pl.col(n).alias(str(i)) for i, n in enumerate(names, start=1)]
+    return pl.struct(pl.lit("\x1f".join(names)).alias("0"), *fields).hash(_SEED).alias("raw_hash")
+
+
+def _unhashable(raw: _RawFile) -> bool:
+    """A file whose records cannot be told apart by their id: it lacks the id, or (a header) repeats one.
+
+    Repeated lines need no check: a second copy of a line adds its hash to its record's sum, so the record differs
+    from what was applied and is validated, where the contract reports the duplicate."""
+    if not set(raw.table.key) <= set(raw.frame.columns):
+        return True
+    return not raw.table.is_lines and raw.frame[raw.table.record_id].is_duplicated().any()
+
+
+def _raw_hashes(raw: dict[str, _RawFile]) -> dict[str, pl.DataFrame]:
+    """Per header table read: record_id and raw_hash, a hash of each record's raw text with its lines.
+
+    A table whose keys are missing or repeated (in its file or its lines' file) gets none: every row is then
+    validated, and the contract reports the problem with its rows."""
+    hashes = {}
+    for name, head in raw.items():
+        table = head.table
+        lines = [raw[t.name] for t in CONTRACT.values() if t.parent == name and t.name in raw]
+        if table.is_lines or any(_unhashable(r) for r in (head, *lines)):
+            continue
+        frame = head.frame.select(pl.col(table.record_id).alias("record_id"), _row_hash(head.frame))
+        for line in lines:
+            # A wrapping sum: the line set in any order gives one value (each line's hash includes its line_no).
+            # Grouped by a hash of the id, which is cheaper than the text; two ids that share one only share
+            # their sum, so a change to either still changes both (more work, never a missed change).
+            per_record = (
+                line.frame.select(pl.col(line.table.record_id).hash(_SEED).alias("id_hash"), _row_hash(line.frame))
+                .group_by("id_hash")
+                .agg(pl.col("raw_hash").sum().alias("lines_hash"))
+            )
+            frame = (
+                frame.with_columns(pl.col("record_id").hash(_SEED).alias("id_hash"))
+                .join(per_record, on="id_hash", how="left")
+                .select("record_id", pl.struct("raw_hash", "lines_hash").hash(_SEED).alias("raw_hash"))
+            )
+        hashes[name] = frame
+    return hashes
+
+
+def _unchanged_ids(store: Store, realm_id: str, hashes: dict[str, pl.DataFrame]) -> dict[str, pl.Series]:
+    """Per header table: the ids of live records whose raw text is the text last applied."""
+    cur = store.cursor()
+    out = {}
+    for name, frame in hashes.items():
+        cur.register("_raw_hashes", frame.to_arrow())
+        out[name] = store.frame(
+            """SELECT h.record_id FROM _raw_hashes h JOIN records r
+               ON r.realm_id = ? AND r.entity = ? AND r.record_id = h.record_id
+              AND r.removed_at IS NULL AND r.raw_hash = h.raw_hash""",
+            [realm_id, CONTRACT[name].entity],
+        )["record_id"]
+        cur.unregister("_raw_hashes")
+    return out
+
+
+def _only_changed(raw: dict[str, _RawFile], unchanged: dict[str, pl.Series]) -> dict[str, _RawFile]:
+    """The files with the rows of unchanged records left out; each kept row remembers its place in the file."""
+    kept = {}
+    for name, r in raw.items():
+        head = r.table.parent or name
+        if head not in unchanged:
+            kept[name] = r
+            continue
+        keep = ~r.frame[r.table.record_id].is_in(unchanged[head])
+        # Positions kept beside the frame, not in it: a file may have a column named like any index.
+        positions = pl.Series("_position", range(r.frame.height), dtype=pl.UInt32).filter(keep)
+        kept[name] = _RawFile(r.table, r.path, r.frame.filter(keep), r.first_row, positions)
+    return kept
+
+
 # -- staging and swap ------------------------------------------------------------------------------------
 def _cast(col: Column) -> str:
     if col.sql_type == "VARCHAR":
@@ -344,8 +467,11 @@ def _hash_expr(table: Table, alias: str = "") -> str:
     return f"md5(concat_ws(chr(31), {parts}))"
 
 
-def _stage(store: Store, frames: dict[str, pl.DataFrame]) -> None:
-    """Typed copies of every table plus one content hash per record, in this thread's temp tables."""
+def _stage(
+    store: Store, frames: dict[str, pl.DataFrame], raw: dict[str, _RawFile], hashes: dict[str, pl.DataFrame]
+) -> None:
+    """Typed copies of the rows to apply, one content hash per record, its raw-text hash, and every record id
+    in the files (removals are told by ids, not by the rows staged), in this thread's temp tables."""
     cur = store.cursor()
     for name, frame in frames.items():
         table = CONTRACT[name]
@@ -356,6 +482,11 @@ def _stage(store: Store, frames: dict[str, pl.DataFrame]) -> None:
     for name, table in CONTRACT.items():
         if table.is_lines or name not in frames:
             continue
+        ids = raw[name].frame.select(pl.col(table.record_id).alias("record_id"))
+        raw_hash = hashes.get(name, ids.with_columns(raw_hash=pl.lit(None, pl.UInt64)))
+        cur.register("_incoming", raw_hash.to_arrow())
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE stage_raw_{name} AS SELECT * FROM _incoming")
+        cur.unregister("_incoming")
         lines = [t for t in CONTRACT.values() if t.parent == name]
         header_hash = _hash_expr(table, "h")
         if lines:
@@ -367,20 +498,22 @@ def _stage(store: Store, frames: dict[str, pl.DataFrame]) -> None:
                          md5(string_agg({_hash_expr(line)}, ',' ORDER BY line_no)) AS lines_hash
                   FROM stage_{line.name} GROUP BY 1)
                 SELECT h.{table.record_id} AS record_id,
-                       md5({header_hash} || '|' || coalesce(lh.lines_hash, '')) AS content_hash
-                FROM stage_{name} h LEFT JOIN lh ON lh.rid = h.{table.record_id}"""
+                       md5({header_hash} || '|' || coalesce(lh.lines_hash, '')) AS content_hash, x.raw_hash
+                FROM stage_{name} h LEFT JOIN lh ON lh.rid = h.{table.record_id}
+                LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
             )
         else:
             cur.execute(
                 f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
-                SELECT h.{table.record_id} AS record_id, {header_hash} AS content_hash FROM stage_{name} h"""
+                SELECT h.{table.record_id} AS record_id, {header_hash} AS content_hash, x.raw_hash
+                FROM stage_{name} h LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
             )
 
 
 def _diff(cur, table: Table, realm_id: str) -> None:
     cur.execute(
         f"""CREATE OR REPLACE TEMP TABLE diff_{table.name} AS
-        SELECT s.record_id, s.content_hash, r.current_version,
+        SELECT s.record_id, s.content_hash, s.raw_hash, r.current_version,
                CASE WHEN r.record_id IS NULL THEN 'new'
                     WHEN r.content_hash <> s.content_hash THEN 'changed'
                     WHEN r.removed_at IS NOT NULL THEN 'restored'
@@ -411,21 +544,22 @@ def _swap_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) ->
         [realm_id, table.entity, run_id, now],
     )
     cur.execute(
-        f"""INSERT INTO records
-        SELECT ?, ?, record_id, 1, content_hash, ?, ?, NULL, 'not_ready' FROM diff_{table.name}
+        f"""INSERT INTO records (realm_id, entity, record_id, current_version, content_hash, first_seen_at,
+                                 changed_at, removed_at, state, raw_hash)
+        SELECT ?, ?, record_id, 1, content_hash, ?, ?, NULL, 'not_ready', raw_hash FROM diff_{table.name}
         WHERE change = 'new'""",
         [realm_id, table.entity, now, now],
     )
     cur.execute(
         f"""UPDATE records SET current_version = d.new_version, content_hash = d.content_hash,
-                               changed_at = ?, removed_at = NULL
+                               changed_at = ?, removed_at = NULL, raw_hash = d.raw_hash
         FROM diff_{table.name} d
         WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
           AND d.change = 'changed'""",
         [now, realm_id, table.entity],
     )
     cur.execute(
-        f"""UPDATE records SET removed_at = NULL, changed_at = ?
+        f"""UPDATE records SET removed_at = NULL, changed_at = ?, raw_hash = d.raw_hash
         FROM diff_{table.name} d
         WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
           AND d.change = 'restored'""",
@@ -434,9 +568,17 @@ def _swap_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) ->
     removed = cur.execute(
         f"""UPDATE records SET removed_at = ?, changed_at = ?
         WHERE realm_id = ? AND entity = ? AND removed_at IS NULL
-          AND record_id NOT IN (SELECT record_id FROM stage_hash_{table.name})""",
+          AND record_id NOT IN (SELECT record_id FROM stage_raw_{table.name})""",
         [now, now, realm_id, table.entity],
     ).fetchall()[0][0]
+    # Text that changed without changing a value (e.g. 12.5 written as 12.50): remember the new text.
+    cur.execute(
+        f"""UPDATE records SET raw_hash = d.raw_hash
+        FROM diff_{table.name} d
+        WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
+          AND d.change = 'same' AND records.raw_hash IS DISTINCT FROM d.raw_hash""",
+        [realm_id, table.entity],
+    )
     counts = dict(cur.execute(f"SELECT change, count(*) FROM diff_{table.name} GROUP BY 1").fetchall())
     return {
         "new": counts.get("new", 0),
@@ -563,13 +705,16 @@ def ingest_snapshot(
     try:
         say(0.05, "reading files")
         raw = read_snapshot(folder, {t for t in CONTRACT if t not in skipped})
+        say(0.3, "finding changed records")
+        hashes = _raw_hashes(raw)
+        todo = _only_changed(raw, _unchanged_ids(store, realm_id, hashes))
         say(0.35, "checking the contract")
-        frames = validate_snapshot(raw)
+        frames = validate_snapshot(todo)
     except SnapshotError as err:
         _refuse(store, folder, realm_id, started, err, raw)
         raise
     say(0.6, "staging")
-    _stage(store, frames)
+    _stage(store, frames, raw, hashes)
     crash_point("ingest.staged")
     say(0.8, "applying")
     by_entity: dict[str, dict[str, int]] = {}

@@ -312,3 +312,70 @@ def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tm
     assert (result.changed, result.removed, result.rows["bill_lines"]) == (1, 0, 3)
     read.clear()
     assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged" and read == []
+
+
+def _staged(monkeypatch) -> dict[str, int]:
+    """Rows handed to validation per table on the next ingest (what a re-ingest really reads past the files)."""
+    import pipelines.awra as awra
+
+    seen: dict[str, int] = {}
+    real = awra.validate_snapshot
+
+    def spy(files):
+        seen.update({name: raw.frame.height for name, raw in files.items()})
+        return real(files)
+
+    monkeypatch.setattr(awra, "validate_snapshot", spy)
+    return seen
+
+
+def test_a_reingest_validates_and_stages_only_the_records_whose_text_changed(
+    store: Store, tmp_path: Path, monkeypatch
+) -> None:
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    snap = tiny_snapshot()
+    snap["bills"][1]["owner"] = "someone@else.example"  # BILL-2: its header row changed
+    snap["bill_lines"][0]["description"] = "Blue widgets"  # BILL-1: one of its lines changed
+    snap["vendors"][1]["name"] = "Beta Corp 2"
+    seen = _staged(monkeypatch)
+    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+    assert seen["bills"] == 2 and seen["vendors"] == 1
+    assert seen["bill_lines"] == sum(1 for line in snap["bill_lines"] if line["bill_id"] in ("BILL-1", "BILL-2"))
+    assert (result.changed, result.new, result.removed) == (3, 0, 0)
+    assert result.rows["bills"] == len(snap["bills"])  # the run still counts every row of the file
+    versions = dict(store.rows("SELECT record_id, current_version FROM records WHERE entity IN ('bill', 'vendor')"))
+    assert versions == {"BILL-1": 2, "BILL-2": 2, "VEN-1": 1, "VEN-2": 2}
+
+
+def test_a_bad_value_in_a_changed_row_is_reported_at_its_row_in_the_file(store: Store, tmp_path: Path) -> None:
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    before = _dump(store)
+    snap = tiny_snapshot()
+    snap["bills"][1]["total"] = "12.345"  # the second data row: row 3 of bills.csv, after its header
+    with pytest.raises(SnapshotError) as err:
+        ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+    assert str(err.value).startswith("bills.csv row 3 column total:")
+    _assert_same(before, _dump(store))
+
+
+def test_a_duplicate_of_an_unchanged_record_is_refused(store: Store, tmp_path: Path) -> None:
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    snap = tiny_snapshot()
+    snap["vendors"].append(dict(snap["vendors"][0]))  # an exact copy of a row already applied
+    with pytest.raises(SnapshotError, match=r"vendors.csv row \d+ column vendor_id: duplicate vendor_id"):
+        ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+
+
+def test_new_text_for_the_same_values_is_no_new_version_and_is_skipped_next_time(
+    store: Store, tmp_path: Path, monkeypatch
+) -> None:
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    snap = tiny_snapshot()
+    snap["bills"][0]["total"] = "30.5"  # 30.50 written another way
+    folder = write_snapshot(tmp_path / "v2", snap)
+    assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged"
+    assert store.scalar("SELECT current_version FROM records WHERE record_id = 'BILL-1'") == 1
+    (folder / "bills.csv").write_text((folder / "bills.csv").read_text() + "\n")  # new bytes, same rows
+    seen = _staged(monkeypatch)
+    assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged"
+    assert seen["bills"] == 0 and seen["bill_lines"] == 0
