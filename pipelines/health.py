@@ -3,11 +3,14 @@ control totals AWRA vs QuickBooks, and the top items to fix. DuckDB aggregates o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
+import duckdb
 import polars as pl
 
 from pipelines.catalogue import explain
@@ -27,11 +30,13 @@ __all__ = [
     "connection_badge",
     "control_totals",
     "funnel",
+    "exceptions",
     "facts",
     "headline",
     "period_bounds",
     "period_close",
     "prepared",
+    "refresh_read_model",
     "primary",
     "records_by_state",
     "reference_time",
@@ -64,11 +69,7 @@ FUNNEL = (
     "no duplicate risk",
     "synced",
 )
-_LIVE = f"""
-  SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner
-  FROM records r LEFT JOIN ({RECORD_FACTS}) f
-    ON f.realm_id = r.realm_id AND f.entity = r.entity AND f.record_id = r.record_id
-  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
+_STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _STAGE_OF_CHECK.items())
 _DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
 # The one open exception that explains a record (the same order the Record page uses), with its owner: a person
 # it was assigned to, else the record's AWRA owner when finance owns the step, else the owning role.
@@ -79,53 +80,121 @@ _PRIMARY = f"""
   WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'
   QUALIFY row_number() OVER (PARTITION BY e.entity, e.record_id ORDER BY {_DIM_ORDER}, e.exception_id) = 1"""
 _OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
+# Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
+# its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
+# person's exclusion; p_* its leading open exception and that one's owner.
+_LIVE = f"""
+  SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
+         coalesce(ff.first_fail, 99) AS first_fail,
+         x.qbo_entity AS link_entity, x.qbo_id AS link_id, x.synced_version,
+         xc.reason AS excluded_because, xc.actor AS excluded_by,
+         p.exception_id AS p_exception_id, p.dimension AS p_dimension, p.reason AS p_reason, p.detail AS p_detail,
+         p.opened_at AS p_opened_at, {_OWNER} AS p_owner
+  FROM records r LEFT JOIN ({RECORD_FACTS}) f
+    ON f.realm_id = r.realm_id AND f.entity = r.entity AND f.record_id = r.record_id
+  LEFT JOIN (
+    SELECT entity, record_id, min(CASE check_name {_STAGE_CASE} END) AS first_fail FROM findings
+    WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
+    ON ff.entity = r.entity AND ff.record_id = r.record_id
+  LEFT JOIN external_refs x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
+  LEFT JOIN exclusions xc ON xc.realm_id = r.realm_id AND xc.entity = r.entity AND xc.record_id = r.record_id
+  LEFT JOIN ({_PRIMARY}) p ON p.entity = r.entity AND p.record_id = r.record_id
+  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
+# Every exception of the company with the money it stands for: its record's AWRA amount, else its own.
+_EXCEPTIONS = """
+  SELECT e.*, coalesce(f.amount, e.amount, 0) AS money
+  FROM exceptions e LEFT JOIN {facts} f ON f.entity = e.entity AND f.record_id = e.record_id
+  WHERE e.realm_id = $realm"""
 _local = threading.local()
 
 
 def facts() -> str:
     """Every live record the sync moves (not items or accounts) with its state and, for a transaction, its number,
-    party, money, date and AWRA owner: this thread's working table, or the query itself (it needs $realm)."""
+    party, money, date and AWRA owner: the read-model table when prepared, or the query itself (it needs $realm)."""
     if getattr(_local, "realm", None) is not None:
-        return "hx_records"
+        return "rm_records"
     return f"({_LIVE})"
 
 
 def _own_params(realm_id: str, **params: object) -> dict:
-    """The parameters of a query whose only $realm is in `facts()`: without it once the working table stands in."""
-    return params if facts() == "hx_records" else {**params, "realm": realm_id}
+    """The parameters of a query whose only $realm is in `facts()`: without it once the read model stands in."""
+    return params if facts() == "rm_records" else {**params, "realm": realm_id}
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+def exceptions() -> str:
+    """What a query reads the company's exceptions with their money from (needs $realm)."""
+    if getattr(_local, "realm", None) is not None:
+        return "(SELECT * FROM rm_exceptions WHERE realm_id = $realm)"
+    return f"({_EXCEPTIONS.format(facts=facts())})"
+
+
 def primary() -> str:
     """What a query reads each record's leading open exception from (needs $realm when not prepared)."""
-    return "hx_primary" if getattr(_local, "realm", None) is not None else f"({_PRIMARY})"
+    return "rm_primary" if getattr(_local, "realm", None) is not None else f"({_PRIMARY})"
+
+
+def _version_key(store: Store) -> str:
+    # The queries' own text takes part: tables built by an older release of them are not current.
+    shape = hashlib.sha256((_LIVE + _PRIMARY + _EXCEPTIONS).encode()).hexdigest()[:16]
+    return json.dumps([shape, *version(store)], default=str)
+
+
+def refresh_read_model(store: Store, realm_id: str) -> bool:
+    """Bring the read-model tables (each record's facts, its leading open exception) up to the store's version.
+
+    They hold one company: the last one shown. The engine calls this after each cycle, so that the first page
+    shown after a change does not pay for it; a page calls it too, and it costs nothing when they are current.
+    Returns False when another process was rebuilding them at the same moment (the page then reads live).
+    """
+    if _current(store, realm_id):
+        return True
+    try:
+        with store.transaction():
+            params = {"realm": realm_id}
+            store.execute(f"CREATE OR REPLACE TABLE rm_records AS SELECT *, $realm AS realm_id FROM ({_LIVE})", params)
+            store.execute(
+                f"CREATE OR REPLACE TABLE rm_primary AS SELECT *, $realm AS realm_id FROM ({_PRIMARY})", params
+            )
+            store.execute(f"CREATE OR REPLACE TABLE rm_exceptions AS {_EXCEPTIONS.format(facts='rm_records')}", params)
+            # labelled inside the transaction: the version of exactly the data the tables were built from
+            store.execute(
+                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, now() AS built_at",
+                {"realm": realm_id, "version": _version_key(store)},
+            )
+    except duckdb.TransactionException:
+        return False
+    return True
+
+
+def _current(store: Store, realm_id: str) -> bool:
+    if not store.table_exists("rm_state"):
+        return False
+    return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
 
 
 @contextmanager
 def prepared(store: Store, realm_id: str) -> Iterator[None]:
-    """Read models called inside share working tables: the facts and leading exceptions, computed once.
+    """Read models called inside read one state of the store, from the read-model tables when they are current.
 
-    The tables are temporary and belong to this thread's cursor (the one every query of this thread uses); the
-    numbers are the same without them, only each model computes its own.
+    Every query of this thread's cursor inside sees the same snapshot, so the numbers of one page agree with each
+    other even while the engine writes; the numbers are the same without the read model, only slower.
     """
     if getattr(_local, "realm", None) == realm_id:
         yield
         return
     if getattr(_local, "realm", None) is not None:
         raise RuntimeError("read models are already prepared for another company on this thread")
-    params = {"realm": realm_id}
-    store.execute(f"CREATE OR REPLACE TEMP TABLE hx_records AS {_LIVE}", params)
-    store.execute(f"CREATE OR REPLACE TEMP TABLE hx_primary AS {_PRIMARY}", params)
-    _local.realm = realm_id
-    try:
-        yield
-    finally:
-        _local.realm = None
-        store.execute("DROP TABLE IF EXISTS temp.hx_records")
-        store.execute("DROP TABLE IF EXISTS temp.hx_primary")
+    refresh_read_model(store, realm_id)
+    with store.snapshot():
+        _local.realm = realm_id if _current(store, realm_id) else None
+        try:
+            yield
+        finally:
+            _local.realm = None
 
 
 def version(store: Store) -> tuple:
@@ -173,13 +242,11 @@ def headline(store: Store, realm_id: str, since: datetime) -> pl.DataFrame:
     """
     dims = ", ".join(f"('{d}', {i})" for i, d in enumerate(DIMENSIONS))
     return store.frame(
-        f"""WITH facts AS (SELECT entity, record_id, amount FROM {facts()}),
-            ex AS (
-              SELECT e.dimension, e.entity, e.record_id, any_value(coalesce(f.amount, e.amount, 0)) AS amount,
+        f"""WITH ex AS (
+              SELECT e.dimension, e.entity, e.record_id, any_value(e.money) AS amount,
                      bool_or(e.status <> 'resolved') AS open_now,
                      bool_or(e.opened_at <= $since AND (e.resolved_at IS NULL OR e.resolved_at > $since)) AS open_then
-              FROM exceptions e LEFT JOIN facts f USING (entity, record_id)
-              WHERE e.realm_id = $realm GROUP BY ALL),
+              FROM {exceptions()} e GROUP BY ALL),
             per_dim AS (
               SELECT dimension,
                      count(*) FILTER (WHERE open_now AND entity <> 'connection') AS records,
@@ -254,8 +321,6 @@ def connection_badge(store: Store, realm_id: str, now: datetime | None) -> dict:
 
 def funnel(store: Store, realm_id: str) -> pl.DataFrame:
     """Records (and dollars) that pass every stage up to each one, from the source to synced; exclusions left out."""
-    run = store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id]) or -1
-    stage_case = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _STAGE_OF_CHECK.items())
     last = len(FUNNEL) - 1
     passes = [f"first_fail > {i}" for i in range(last)] + ["first_fail > 98 AND state = 'synced'"]
     columns = ", ".join(
@@ -263,12 +328,10 @@ def funnel(store: Store, realm_id: str) -> pl.DataFrame:
         for i, c in enumerate(passes)
     )
     row = store.frame(
-        f"""WITH firsts AS (SELECT entity, record_id, min(CASE check_name {stage_case} END) AS first_fail
-                            FROM findings WHERE run_id = $run GROUP BY ALL)
-            SELECT {columns}
-            FROM (SELECT r.state, coalesce(x.first_fail, 99) AS first_fail, coalesce(r.amount, 0) AS amount
-                  FROM {facts()} r LEFT JOIN firsts x USING (entity, record_id) WHERE r.state <> 'excluded')""",
-        _own_params(realm_id, run=run),
+        f"""SELECT {columns}
+            FROM (SELECT r.state, r.first_fail, coalesce(r.amount, 0) AS amount
+                  FROM {facts()} r WHERE r.state <> 'excluded')""",
+        _own_params(realm_id),
     ).row(0, named=True)
     frame = pl.DataFrame(
         {
@@ -298,12 +361,11 @@ def _period_records() -> str:
     return f"""
     SELECT f.entity, f.record_id, f.number, coalesce(f.amount, 0) AS amount, f.txn_date, f.state,
            CASE f.state WHEN 'synced' THEN 'synced' WHEN 'excluded' THEN 'excluded' ELSE 'open' END AS status,
-           x.reason AS excluded_because, x.actor AS excluded_by, p.dimension, p.reason, p.detail, p.opened_at,
+           f.excluded_because, f.excluded_by, f.p_dimension AS dimension, f.p_reason AS reason,
+           f.p_detail AS detail, f.p_opened_at AS opened_at,
            CASE WHEN f.state IN ('synced', 'excluded') THEN NULL
-                WHEN p.reason IS NULL THEN 'system' ELSE {_OWNER} END AS owner
+                WHEN f.p_reason IS NULL THEN 'system' ELSE f.p_owner END AS owner
     FROM {facts()} f
-    LEFT JOIN exclusions x ON x.realm_id = $realm AND x.entity = f.entity AND x.record_id = f.record_id
-    LEFT JOIN {primary()} p ON p.entity = f.entity AND p.record_id = f.record_id
     WHERE f.txn_date >= $start AND f.txn_date < $end"""
 
 
@@ -325,7 +387,7 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
     `limit`).
     """
     start, end = period_bounds(period)
-    with _working(store, "hx_period", _period_records(), {"realm": realm_id, "start": start, "end": end}) as recs:
+    with _working(store, "hx_period", _period_records(), _own_params(realm_id, start=start, end=end)) as recs:
         by_entity = store.frame(
             f"""SELECT entity, count(*) AS records, count(*) FILTER (WHERE status = 'synced') AS synced,
                        count(*) FILTER (WHERE status = 'excluded') AS excluded,
@@ -392,23 +454,21 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
     rows = f"""
       WITH ents(entity, qbo_entity) AS (VALUES {ents}),
       a AS (
-        SELECT f.entity, f.record_id, coalesce(f.amount, 0) AS amount, f.txn_date, f.state, f.current_version
-        FROM {facts()} f WHERE f.txn_date >= $start AND f.txn_date < $end),
+        SELECT f.entity, f.record_id, coalesce(f.amount, 0) AS amount, f.txn_date, f.state, f.current_version,
+               f.link_entity, f.link_id, f.synced_version, f.excluded_because, f.excluded_by, f.p_reason, f.p_detail
+        FROM {facts()} f
+        WHERE f.txn_date >= $start AND f.txn_date < $end AND f.entity IN (SELECT entity FROM ents)),
       q AS (
         SELECT o.entity AS qbo_entity, o.qbo_id, coalesce(o.total_amt, 0) AS amount, o.doc_number, o.marker
         FROM qbo_objects o
         WHERE o.realm_id = $realm AND NOT o.deleted AND o.txn_date >= $start AND o.txn_date < $end
           AND o.entity IN (SELECT qbo_entity FROM ents)),
-      x AS (SELECT entity, record_id, qbo_entity, qbo_id, synced_version FROM external_refs
-            WHERE realm_id = $realm AND entity IN (SELECT entity FROM ents)),
-      ax AS (
-        SELECT a.*, x.qbo_entity AS link_entity, x.qbo_id AS link_id, x.synced_version
-        FROM a LEFT JOIN x USING (entity, record_id)),
       pairs AS (
         SELECT coalesce(ax.entity, e.entity) AS entity, ax.record_id, ax.amount AS awra_amount, ax.state,
                ax.current_version, ax.synced_version, ax.link_id, q.qbo_id, q.amount AS qbo_amount, q.doc_number,
-               q.marker, coalesce(ax.link_entity, q.qbo_entity) AS qbo_entity
-        FROM ax FULL OUTER JOIN q ON q.qbo_entity = ax.link_entity AND q.qbo_id = ax.link_id
+               q.marker, coalesce(ax.link_entity, q.qbo_entity) AS qbo_entity, ax.excluded_because, ax.excluded_by,
+               ax.p_reason, ax.p_detail
+        FROM a ax FULL OUTER JOIN q ON q.qbo_entity = ax.link_entity AND q.qbo_id = ax.link_id
         LEFT JOIN ents e ON e.qbo_entity = q.qbo_entity),
       -- what only the one-sided rows need, looked up for those rows alone (the big tables are probed, not built)
       lo AS (
@@ -417,8 +477,11 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
           ON k.qbo_entity = o.entity AND k.link_id = o.qbo_id
         WHERE o.realm_id = $realm),
       rx AS (
-        SELECT x.* FROM x SEMI JOIN (SELECT qbo_entity, qbo_id FROM pairs WHERE record_id IS NULL) k
-          ON k.qbo_entity = x.qbo_entity AND k.qbo_id = x.qbo_id),
+        SELECT x.entity, x.record_id, x.qbo_entity, x.qbo_id, rr.removed_at
+        FROM external_refs x SEMI JOIN (SELECT qbo_entity, qbo_id FROM pairs WHERE record_id IS NULL) k
+          ON k.qbo_entity = x.qbo_entity AND k.qbo_id = x.qbo_id
+        LEFT JOIN records rr ON rr.realm_id = x.realm_id AND rr.entity = x.entity AND rr.record_id = x.record_id
+        WHERE x.realm_id = $realm AND x.entity IN (SELECT entity FROM ents)),
       explained AS (
         SELECT pr.*,
                (pr.record_id IS NOT NULL)::INTEGER - (pr.qbo_id IS NOT NULL)::INTEGER AS count_effect,
@@ -435,13 +498,14 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
                  WHEN pr.record_id IS NOT NULL THEN 'QuickBooks dates it in another month'
                  WHEN rx.record_id IS NULL AND pr.marker IS NOT NULL THEN 'carries our marker but is not linked'
                  WHEN rx.record_id IS NULL THEN 'only in QuickBooks (no AWRA record)'
-                 WHEN rr.removed_at IS NOT NULL THEN 'its AWRA record was removed'
+                 WHEN rx.removed_at IS NOT NULL THEN 'its AWRA record was removed'
                  ELSE 'AWRA dates it in another month' END AS explanation,
                CASE
                  WHEN pr.record_id IS NOT NULL AND pr.qbo_id IS NOT NULL THEN
                    'AWRA v' || pr.current_version || ', QuickBooks has v' || pr.synced_version
                  WHEN pr.record_id IS NOT NULL AND pr.link_id IS NULL THEN
-                   coalesce(xc.reason || ': ' || xc.actor, pe.reason || ': ' || pe.detail, 'due in the next sync run')
+                   coalesce(pr.excluded_because || ': ' || pr.excluded_by, pr.p_reason || ': ' || pr.p_detail,
+                            'due in the next sync run')
                  WHEN pr.record_id IS NOT NULL THEN
                    lo.entity || ' ' || pr.link_id || coalesce(' dated ' || lo.txn_date, '')
                  WHEN rx.record_id IS NOT NULL THEN rx.entity || ':' || rx.record_id
@@ -450,10 +514,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
         FROM pairs pr
         LEFT JOIN lo ON lo.entity = pr.qbo_entity AND lo.qbo_id = pr.link_id AND pr.qbo_id IS NULL
         LEFT JOIN rx ON rx.qbo_entity = pr.qbo_entity AND rx.qbo_id = pr.qbo_id AND pr.record_id IS NULL
-        LEFT JOIN records rr ON rr.realm_id = $realm AND rr.entity = rx.entity AND rr.record_id = rx.record_id
-        LEFT JOIN exclusions xc ON xc.realm_id = $realm AND xc.entity = pr.entity AND xc.record_id = pr.record_id
-        LEFT JOIN {primary()} pe ON pe.entity = pr.entity AND pe.record_id = pr.record_id
-             AND pr.qbo_id IS NULL AND pr.link_id IS NULL)
+        )
       SELECT * FROM explained"""
     with _working(store, "hx_explained", rows, {"realm": realm_id, "start": start, "end": end}) as explained:
         totals = store.frame(
@@ -509,7 +570,9 @@ def top_fixes(store: Store, realm_id: str, now: datetime | None, limit: int = 10
               FROM waiting WHERE party_id IS NOT NULL GROUP BY ALL
               UNION ALL SELECT 'connection', $realm, sum(amount) FROM waiting),
             p AS (
-              SELECT * FROM {primary()}
+              SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
+                     escalated, amount
+              FROM {primary()}
               UNION ALL
               SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
                      e.opened_at, e.escalated, e.amount

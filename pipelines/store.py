@@ -564,6 +564,16 @@ class Store:
                 raise
             cur.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Reads on this thread's cursor that all see one state of the store (a read-only transaction)."""
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        finally:
+            cur.execute("ROLLBACK")
+
     # -- schema ---------------------------------------------------------------------------------------
     @property
     def schema_version(self) -> int:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import polars as pl
 
-from pipelines.health import facts
+from pipelines.health import exceptions, facts
 from pipelines.store import Store
 from qbo.faults import DIMENSIONS
 
@@ -63,11 +63,9 @@ def failures_over_time(store: Store, realm_id: str) -> pl.DataFrame:
     dims = ", ".join(f"('{d}', {i})" for i, d in enumerate(DIMENSIONS))
     return store.frame(
         f"""WITH runs AS (SELECT DISTINCT started_at AS checked_at FROM check_runs WHERE realm_id = $realm),
-            facts AS (SELECT entity, record_id, amount FROM {facts()}),
             ex AS (
-              SELECT e.dimension, e.entity, e.record_id, e.opened_at, e.resolved_at, e.status,
-                     coalesce(f.amount, e.amount, 0) AS amount
-              FROM exceptions e LEFT JOIN facts f USING (entity, record_id) WHERE e.realm_id = $realm),
+              SELECT e.dimension, e.entity, e.record_id, e.opened_at, e.resolved_at, e.status, e.money AS amount
+              FROM {exceptions()} e),
             open_at AS (
               SELECT r.checked_at, x.dimension, x.entity, x.record_id, any_value(x.amount) AS amount
               FROM runs r JOIN ex x ON x.opened_at <= r.checked_at
