@@ -333,16 +333,32 @@ def test_prepared_working_tables_give_the_same_numbers(world: World) -> None:
             "offenders": trends.recurring_offenders(world.store, REALM, min_failures=1),
         }
 
+    def agree(plain: dict, shared: dict) -> None:
+        for name, value in plain.items():
+            parts = value.items() if isinstance(value, dict) else [(name, value)]
+            for part, frame in parts:
+                other = shared[name][part] if isinstance(value, dict) else shared[name]
+                assert (frame == other) if not isinstance(frame, pl.DataFrame) else frame.equals(other), (name, part)
+
     plain = models()
     with health.prepared(world.store, REALM):
+        assert health.facts() == "rm_records"  # the persisted read model, current for this version
         with health.prepared(world.store, REALM):  # nested: the same tables
             shared = models()
         with pytest.raises(RuntimeError, match="another company"):
             with health.prepared(world.store, "another-realm"):
                 pass
-    assert health.facts() != "hx_facts"  # dropped after the block
-    for name, value in plain.items():
-        parts = value.items() if isinstance(value, dict) else [(name, value)]
-        for part, frame in parts:
-            other = shared[name][part] if isinstance(value, dict) else shared[name]
-            assert (frame == other) if not isinstance(frame, pl.DataFrame) else frame.equals(other), (name, part)
+    assert health.facts() != "rm_records"  # outside the block: the live queries
+    agree(plain, shared)
+
+    # A change to the store makes the read model stale; the next view rebuilds it and still agrees with live SQL.
+    built = world.store.scalar("SELECT built_at FROM rm_state")
+    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, now=now, reason="the widget we sell")
+    world.cycle()
+    assert not health._current(world.store, REALM)
+    plain = models()
+    with health.prepared(world.store, REALM):
+        assert health.facts() == "rm_records"
+        shared = models()
+    assert world.store.scalar("SELECT built_at FROM rm_state") > built
+    agree(plain, shared)
