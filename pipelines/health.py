@@ -3,20 +3,25 @@ control totals AWRA vs QuickBooks, and the top items to fix. DuckDB aggregates o
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
-import duckdb
 import polars as pl
 
 from pipelines.catalogue import explain
 from pipelines.duplicates import QBO_ENTITY
-from pipelines.metrics import RECORD_FACTS, store_version
-from pipelines.metrics import STAGE_OF_CHECK as _STAGE_OF_CHECK
+from pipelines.metrics import RECORD_FACTS
+from pipelines.read_model import (
+    exceptions,
+    facts,
+    own_params,
+    prepared,
+    primary,
+    refresh_read_model,
+    stake,
+    version,
+)
 from pipelines.store import Store
 from qbo.faults import CATALOGUE, DIMENSIONS
 
@@ -69,146 +74,8 @@ FUNNEL = (
     "no duplicate risk",
     "synced",
 )
-_STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _STAGE_OF_CHECK.items())
-_DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
-# The one open exception that explains a record (the same order the Record page uses), with its owner: a person
-# it was assigned to, else the record's AWRA owner when finance owns the step, else the owning role.
-_PRIMARY = f"""
-  SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
-         e.opened_at, e.escalated, e.amount
-  FROM exceptions e
-  WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'
-  QUALIFY row_number() OVER (PARTITION BY e.entity, e.record_id ORDER BY {_DIM_ORDER}, e.exception_id) = 1"""
-_OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
-# Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
-# its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
-# person's exclusion; p_* its leading open exception and that one's owner.
-_LIVE = f"""
-  SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
-         coalesce(ff.first_fail, 99) AS first_fail,
-         x.qbo_entity AS link_entity, x.qbo_id AS link_id, x.synced_version,
-         xc.reason AS excluded_because, xc.actor AS excluded_by,
-         p.exception_id AS p_exception_id, p.dimension AS p_dimension, p.reason AS p_reason, p.detail AS p_detail,
-         p.opened_at AS p_opened_at, {_OWNER} AS p_owner
-  FROM records r LEFT JOIN ({RECORD_FACTS}) f
-    ON f.realm_id = r.realm_id AND f.entity = r.entity AND f.record_id = r.record_id
-  LEFT JOIN (
-    SELECT entity, record_id, min(CASE check_name {_STAGE_CASE} END) AS first_fail FROM findings
-    WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
-    ON ff.entity = r.entity AND ff.record_id = r.record_id
-  LEFT JOIN external_refs x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
-  LEFT JOIN exclusions xc ON xc.realm_id = r.realm_id AND xc.entity = r.entity AND xc.record_id = r.record_id
-  LEFT JOIN ({_PRIMARY}) p ON p.entity = r.entity AND p.record_id = r.record_id
-  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
-# Every exception of the company with the money it stands for: its record's AWRA amount, else its own.
-_EXCEPTIONS = """
-  SELECT e.*, coalesce(f.amount, e.amount, 0) AS money
-  FROM exceptions e LEFT JOIN {facts} f ON f.entity = e.entity AND f.record_id = e.record_id
-  WHERE e.realm_id = $realm"""
-_local = threading.local()
-
-
-def facts() -> str:
-    """Every live record the sync moves (not items or accounts) with its state and, for a transaction, its number,
-    party, money, date and AWRA owner: the read-model table when prepared, or the query itself (it needs $realm)."""
-    if getattr(_local, "realm", None) is not None:
-        return "rm_records"
-    return f"({_LIVE})"
-
-
-def _own_params(realm_id: str, **params: object) -> dict:
-    """The parameters of a query whose only $realm is in `facts()`: without it once the read model stands in."""
-    return params if facts() == "rm_records" else {**params, "realm": realm_id}
-
-
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
-
-
-def exceptions() -> str:
-    """What a query reads the company's exceptions with their money from (needs $realm)."""
-    if getattr(_local, "realm", None) is not None:
-        return "(SELECT * FROM rm_exceptions WHERE realm_id = $realm)"
-    return f"({_EXCEPTIONS.format(facts=facts())})"
-
-
-def primary() -> str:
-    """What a query reads each record's leading open exception from (needs $realm when not prepared)."""
-    return "rm_primary" if getattr(_local, "realm", None) is not None else f"({_PRIMARY})"
-
-
-def _version_key(store: Store) -> str:
-    # The queries' own text takes part: tables built by an older release of them are not current.
-    shape = hashlib.sha256((_LIVE + _PRIMARY + _EXCEPTIONS).encode()).hexdigest()[:16]
-    return json.dumps([shape, *version(store)], default=str)
-
-
-def refresh_read_model(store: Store, realm_id: str) -> bool:
-    """Bring the read-model tables (each record's facts, its leading open exception) up to the store's version.
-
-    They hold one company: the last one shown. The engine calls this after each cycle, so that the first page
-    shown after a change does not pay for it; a page calls it too, and it costs nothing when they are current.
-    Returns False when another process was rebuilding them at the same moment (the page then reads live).
-    """
-    if _current(store, realm_id):
-        return True
-    try:
-        with store.transaction():
-            params = {"realm": realm_id}
-            store.execute(f"CREATE OR REPLACE TABLE rm_records AS SELECT *, $realm AS realm_id FROM ({_LIVE})", params)
-            store.execute(
-                f"CREATE OR REPLACE TABLE rm_primary AS SELECT *, $realm AS realm_id FROM ({_PRIMARY})", params
-            )
-            store.execute(f"CREATE OR REPLACE TABLE rm_exceptions AS {_EXCEPTIONS.format(facts='rm_records')}", params)
-            # labelled inside the transaction: the version of exactly the data the tables were built from
-            store.execute(
-                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, now() AS built_at",
-                {"realm": realm_id, "version": _version_key(store)},
-            )
-    except duckdb.TransactionException:
-        return False
-    return True
-
-
-def _current(store: Store, realm_id: str) -> bool:
-    if not store.table_exists("rm_state"):
-        return False
-    return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
-
-
-@contextmanager
-def prepared(store: Store, realm_id: str) -> Iterator[None]:
-    """Read models called inside read one state of the store, from the read-model tables when they are current.
-
-    Every query of this thread's cursor inside sees the same snapshot, so the numbers of one page agree with each
-    other even while the engine writes; the numbers are the same without the read model, only slower.
-    """
-    if getattr(_local, "realm", None) == realm_id:
-        yield
-        return
-    if getattr(_local, "realm", None) is not None:
-        raise RuntimeError("read models are already prepared for another company on this thread")
-    refresh_read_model(store, realm_id)
-    with store.snapshot():
-        _local.realm = realm_id if _current(store, realm_id) else None
-        try:
-            yield
-        finally:
-            _local.realm = None
-
-
-def version(store: Store) -> tuple:
-    """The page-cache key: the store's fingerprint plus what a sync run changes (attempts, runs, exceptions)."""
-    extra = store.rows(
-        """SELECT (SELECT coalesce(max(attempt_id), 0) FROM sync_attempts),
-                  (SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) FROM sync_runs),
-                  (SELECT count(*) FROM exceptions),
-                  (SELECT count(*) FILTER (WHERE status = 'resolved') FROM exceptions),
-                  (SELECT max(last_seen_at) FROM exceptions), (SELECT max(last_activity_at) FROM exceptions),
-                  (SELECT count(*) FROM exclusions),
-                  (SELECT max(status_changed_at) FROM qbo_connections)"""
-    )[0]
-    return (*store_version(store), *extra)
 
 
 def as_of(store: Store, realm_id: str) -> datetime | None:
@@ -286,7 +153,7 @@ def records_by_state(store: Store, realm_id: str) -> pl.DataFrame:
         f"""WITH per AS (SELECT state, count(*) AS records, sum(amount) AS dollars FROM {facts()} GROUP BY 1)
             SELECT s.state, coalesce(p.records, 0) AS records, coalesce(p.dollars, 0)::DECIMAL(18,2) AS dollars
             FROM (VALUES {order}) s(state, ord) LEFT JOIN per p USING (state) ORDER BY s.ord""",
-        _own_params(realm_id),
+        own_params(realm_id),
     )
 
 
@@ -322,16 +189,19 @@ def connection_badge(store: Store, realm_id: str, now: datetime | None) -> dict:
 def funnel(store: Store, realm_id: str) -> pl.DataFrame:
     """Records (and dollars) that pass every stage up to each one, from the source to synced; exclusions left out."""
     last = len(FUNNEL) - 1
-    passes = [f"first_fail > {i}" for i in range(last)] + ["first_fail > 98 AND state = 'synced'"]
+    passes = [f"first_fail > {i}" for i in range(last)] + ["first_fail > 98 AND synced"]
     columns = ", ".join(
-        f"count(*) FILTER (WHERE {c}) AS r{i}, coalesce(sum(amount) FILTER (WHERE {c}), 0)::DECIMAL(18,2) AS d{i}"
+        f"coalesce(sum(n) FILTER (WHERE {c}), 0) AS r{i}, "
+        f"coalesce(sum(amount) FILTER (WHERE {c}), 0)::DECIMAL(18,2) AS d{i}"
         for i, c in enumerate(passes)
     )
+    # One pass groups the records by their first failed stage (a dozen groups); the stages add the groups up.
     row = store.frame(
-        f"""SELECT {columns}
-            FROM (SELECT r.state, r.first_fail, coalesce(r.amount, 0) AS amount
-                  FROM {facts()} r WHERE r.state <> 'excluded')""",
-        _own_params(realm_id),
+        f"""WITH g AS (
+              SELECT r.first_fail, r.state = 'synced' AS synced, count(*) AS n, sum(coalesce(r.amount, 0)) AS amount
+              FROM {facts()} r WHERE r.state <> 'excluded' GROUP BY ALL)
+            SELECT {columns} FROM g""",
+        own_params(realm_id),
     ).row(0, named=True)
     frame = pl.DataFrame(
         {
@@ -387,7 +257,7 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
     `limit`).
     """
     start, end = period_bounds(period)
-    with _working(store, "hx_period", _period_records(), _own_params(realm_id, start=start, end=end)) as recs:
+    with _working(store, "hx_period", _period_records(), own_params(realm_id, start=start, end=end)) as recs:
         by_entity = store.frame(
             f"""SELECT entity, count(*) AS records, count(*) FILTER (WHERE status = 'synced') AS synced,
                        count(*) FILTER (WHERE status = 'excluded') AS excluded,
@@ -415,7 +285,7 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
         f"""SELECT count(*) FROM {facts()} f
             WHERE f.txn_date IS NULL AND f.entity IN ({_sql_list(TRANSACTIONS)})
               AND f.state NOT IN ('synced', 'excluded')""",
-        _own_params(realm_id),
+        own_params(realm_id),
     )
     total = int(by_entity["records"].sum()) if by_entity.height else 0
     done = int(by_entity["synced"].sum() + by_entity["excluded"].sum()) if by_entity.height else 0
@@ -561,28 +431,20 @@ def top_fixes(store: Store, realm_id: str, now: datetime | None, limit: int = 10
     documents still waiting, everything waiting for a broken connection; one item per record (its leading exception).
     """
     frame = store.frame(
-        f"""WITH waiting AS (
-              SELECT f.entity, f.party_id, f.amount FROM {facts()} f
-              WHERE f.state NOT IN ('synced', 'excluded') AND f.amount IS NOT NULL),
-            stake AS (
-              SELECT CASE WHEN entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS entity,
-                     party_id AS record_id, sum(amount) AS at_stake
-              FROM waiting WHERE party_id IS NOT NULL GROUP BY ALL
-              UNION ALL SELECT 'connection', $realm, sum(amount) FROM waiting),
-            p AS (
+        f"""WITH p AS (
               SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
-                     escalated, amount
+                     escalated, amount, record_amount, record_owner
               FROM {primary()}
               UNION ALL
               SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
-                     e.opened_at, e.escalated, e.amount
+                     e.opened_at, e.escalated, e.amount, NULL, NULL
               FROM exceptions e WHERE e.realm_id = $realm AND e.entity = 'connection' AND e.status <> 'resolved')
             SELECT CASE WHEN p.entity = 'connection' THEN 'connection' ELSE p.entity || ':' || p.record_id END AS key,
-                   p.entity, p.record_id, p.dimension, p.reason, {_OWNER} AS owner,
-                   coalesce(f.amount, s.at_stake, p.amount, 0)::DECIMAL(18,2) AS at_stake, p.escalated,
+                   p.entity, p.record_id, p.dimension, p.reason,
+                   coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN p.record_owner END, p.owner_role) AS owner,
+                   coalesce(p.record_amount, s.at_stake, p.amount, 0)::DECIMAL(18,2) AS at_stake, p.escalated,
                    round(date_diff('minute', p.opened_at, $now) / 1440.0, 1) AS age_days, p.detail, p.exception_id
-            FROM p LEFT JOIN {facts()} f ON f.entity = p.entity AND f.record_id = p.record_id
-            LEFT JOIN stake s ON s.entity = p.entity AND s.record_id = p.record_id
+            FROM p LEFT JOIN {stake()} s ON s.entity = p.entity AND s.record_id = p.record_id
             ORDER BY p.entity = 'connection' DESC, at_stake DESC, p.opened_at, key LIMIT $limit""",
         {"realm": realm_id, "now": now, "limit": limit},
     )

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines import actions, health
+from pipelines import actions, read_model
 from pipelines.awra import FORMATS, SnapshotError, ingest_snapshot
 from pipelines.config import Settings
 from pipelines.connection import qbo_client
@@ -198,7 +198,7 @@ class Scheduler:
                 self._realm_cycle(report, realm, trigger)
             if realms:  # so the first page shown after the cycle finds the read model current
                 shown = self.settings.realm_id if self.settings.realm_id in realms else realms[0]
-                self._step(report, "read_model", lambda: health.refresh_read_model(self.store, shown))
+                self._step(report, "read_model", lambda: read_model.refresh_read_model(self.store, shown))
         finally:
             report.finished_at = self._clock()
             stopped = self._stopping.is_set() and any(v == "skipped: stopping" for v in report.steps.values())

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import polars as pl
 
-from pipelines.health import exceptions, facts
+from pipelines.read_model import exceptions, offenders
 from pipelines.store import Store
 from qbo.faults import DIMENSIONS
 
@@ -164,43 +164,14 @@ def recurring_offenders(store: Store, realm_id: str, min_failures: int = 2, limi
     customer counts the exceptions on its own record and on its documents.
     """
     return store.frame(
-        f"""WITH facts AS (SELECT * FROM {facts()}),
-            last_run AS (SELECT max(run_id) AS run_id FROM check_runs WHERE realm_id = $realm),
-            refs AS (
-              SELECT f.mapping_kind AS kind, f.mapping_value AS value, f.entity, f.record_id,
-                     max(f.amount) AS amount, count(DISTINCT f.run_id) AS runs, max(c.started_at) AS last_seen,
-                     bool_or(f.run_id = (SELECT run_id FROM last_run)) AS open_now,
-                     count(DISTINCT f.reason) AS reasons, min(f.reason) AS reason
-              FROM findings f JOIN check_runs c USING (run_id)
-              WHERE c.realm_id = $realm AND f.mapping_kind IS NOT NULL GROUP BY ALL),
-            ref_rows AS (
-              SELECT kind, value, count(*) AS failures, count(*) AS records, max(runs) AS runs,
-                     sum(amount) AS dollars, max(last_seen) AS last_seen, bool_or(open_now) AS open_now,
-                     min(reason) AS reason
-              FROM refs GROUP BY ALL),
-            party_of AS (
-              SELECT CASE WHEN entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS kind,
-                     party_id AS value, entity, record_id, amount
-              FROM facts WHERE party_id IS NOT NULL
-              UNION ALL SELECT entity, record_id, entity, record_id, NULL FROM records
-              WHERE realm_id = $realm AND entity IN ('vendor', 'customer') AND removed_at IS NULL),
-            party_rows AS (
-              SELECT p.kind, p.value, count(*) AS failures, count(DISTINCT (p.entity, p.record_id)) AS records,
-                     NULL::BIGINT AS runs, sum(p.amount) FILTER (WHERE e.rn = 1) AS dollars,
-                     max(e.last_seen_at) AS last_seen, bool_or(e.status <> 'resolved') AS open_now,
-                     min(e.reason) AS reason
-              FROM party_of p
-              JOIN (SELECT *, row_number() OVER (PARTITION BY entity, record_id ORDER BY exception_id) AS rn
-                    FROM exceptions WHERE realm_id = $realm) e ON e.entity = p.entity AND e.record_id = p.record_id
-              GROUP BY ALL),
-            names AS (
+        f"""WITH names AS (
               SELECT 'vendor' AS kind, vendor_id AS value, name FROM cur_vendors WHERE realm_id = $realm
               UNION ALL SELECT 'customer', customer_id, name FROM cur_customers WHERE realm_id = $realm
               UNION ALL SELECT 'item', item_sku, name FROM cur_items WHERE realm_id = $realm
               UNION ALL SELECT 'account', account_code, name FROM cur_accounts WHERE realm_id = $realm)
             SELECT o.kind, o.value, n.name, o.failures, o.records, o.runs,
                    coalesce(o.dollars, 0)::DECIMAL(18,2) AS dollars, o.last_seen, o.open_now, o.reason
-            FROM (SELECT * FROM ref_rows UNION ALL SELECT * FROM party_rows) o
+            FROM {offenders()} o
             LEFT JOIN names n USING (kind, value)
             WHERE o.failures >= $min
             ORDER BY o.records DESC, dollars DESC, o.kind, o.value, o.failures DESC, o.reason LIMIT $limit""",

@@ -14,7 +14,7 @@ import pytest
 from fixtures import REALM, tiny_snapshot
 from test_sync import ADMIN, World
 
-from pipelines import health, trends
+from pipelines import health, read_model, trends
 from pipelines.cycle import run_cycle
 from pipelines.mappings import set_mapping
 
@@ -355,7 +355,7 @@ def test_prepared_working_tables_give_the_same_numbers(world: World) -> None:
     built = world.store.scalar("SELECT built_at FROM rm_state")
     set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, now=now, reason="the widget we sell")
     world.cycle()
-    assert not health._current(world.store, REALM)
+    assert not read_model.is_current(world.store, REALM)
     plain = models()
     with health.prepared(world.store, REALM):
         assert health.facts() == "rm_records"

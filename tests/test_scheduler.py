@@ -13,7 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines import actions, health
+from pipelines import actions, read_model
 from pipelines import scheduler as scheduler_module
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
@@ -87,7 +87,7 @@ def test_a_cycle_ingests_pulls_checks_syncs_and_the_next_skips_an_unchanged_snap
     assert first.steps["ingest"]["status"] == "applied"
     assert first.steps[f"{REALM}.pull"]["kind"] == "full"
     assert first.steps[f"{REALM}.cycle"]["sent"].get("accepted", 0) > 0
-    assert first.steps["read_model"] is True and health._current(world.store, REALM)  # built for the first view
+    assert first.steps["read_model"] is True and read_model.is_current(world.store, REALM)  # built for the first view
     second = world.scheduler.run_cycle("manual")
     assert second.steps["ingest"] == "unchanged since the last ingest (not read)"
     assert second.steps[f"{REALM}.pull"]["kind"] == "cdc"

@@ -1,0 +1,243 @@
+"""The read model the Health and Trends pages scan: per-record and per-party tables rebuilt once per store version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+from pipelines.metrics import RECORD_FACTS, STAGE_OF_CHECK, store_version
+from pipelines.store import Store
+
+__all__ = [
+    "exceptions",
+    "facts",
+    "is_current",
+    "offenders",
+    "own_params",
+    "prepared",
+    "primary",
+    "refresh_read_model",
+    "stake",
+    "version",
+]
+
+_STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in STAGE_OF_CHECK.items())
+_DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
+# The one open exception that explains a record (the same order the Record page uses), with its owner: a person
+# it was assigned to, else the record's AWRA owner when finance owns the step, else the owning role.
+_PRIMARY = f"""
+  SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
+         e.opened_at, e.escalated, e.amount
+  FROM exceptions e
+  WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'
+  QUALIFY row_number() OVER (PARTITION BY e.entity, e.record_id ORDER BY {_DIM_ORDER}, e.exception_id) = 1"""
+OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
+# Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
+# its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
+# person's exclusion; p_* its leading open exception and that one's owner.
+_LIVE = f"""
+  SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
+         coalesce(ff.first_fail, 99) AS first_fail,
+         x.qbo_entity AS link_entity, x.qbo_id AS link_id, x.synced_version,
+         xc.reason AS excluded_because, xc.actor AS excluded_by,
+         p.exception_id AS p_exception_id, p.dimension AS p_dimension, p.reason AS p_reason, p.detail AS p_detail,
+         p.opened_at AS p_opened_at, {OWNER} AS p_owner
+  FROM records r LEFT JOIN ({RECORD_FACTS}) f
+    ON f.realm_id = r.realm_id AND f.entity = r.entity AND f.record_id = r.record_id
+  LEFT JOIN (
+    SELECT entity, record_id, min(CASE check_name {_STAGE_CASE} END) AS first_fail FROM findings
+    WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
+    ON ff.entity = r.entity AND ff.record_id = r.record_id
+  LEFT JOIN external_refs x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
+  LEFT JOIN exclusions xc ON xc.realm_id = r.realm_id AND xc.entity = r.entity AND xc.record_id = r.record_id
+  LEFT JOIN ({_PRIMARY}) p ON p.entity = r.entity AND p.record_id = r.record_id
+  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
+
+
+def _exceptions(records: str) -> str:
+    """Every exception of the company with the money it stands for: its record's AWRA amount, else its own."""
+    return f"""
+  SELECT e.*, coalesce(f.amount, e.amount, 0) AS money
+  FROM exceptions e LEFT JOIN {records} f ON f.entity = e.entity AND f.record_id = e.record_id
+  WHERE e.realm_id = $realm"""
+
+
+def _leading(records: str) -> str:
+    """Each record's leading open exception (items, accounts and removed records too) with the record's money."""
+    return f"""
+  SELECT p.*, f.amount AS record_amount, f.owner AS record_owner
+  FROM ({_PRIMARY}) p LEFT JOIN {records} f ON f.entity = p.entity AND f.record_id = p.record_id"""
+
+
+def _stake(records: str) -> str:
+    """Money waiting per vendor and customer (their documents not synced or excluded), and for the connection."""
+    return f"""
+  WITH waiting AS (
+    SELECT entity, party_id, amount FROM {records}
+    WHERE state NOT IN ('synced', 'excluded') AND amount IS NOT NULL)
+  SELECT CASE WHEN entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS entity,
+         party_id AS record_id, sum(amount) AS at_stake
+  FROM waiting WHERE party_id IS NOT NULL GROUP BY ALL
+  UNION ALL SELECT 'connection', $realm, sum(amount) FROM waiting"""
+
+
+def _offenders(records: str) -> str:
+    """Per reference value and per vendor or customer: the failures behind them, over every check run."""
+    return f"""
+  WITH last_run AS (SELECT max(run_id) AS run_id FROM check_runs WHERE realm_id = $realm),
+  refs AS (
+    SELECT f.mapping_kind AS kind, f.mapping_value AS value, f.entity, f.record_id,
+           max(f.amount) AS amount, count(DISTINCT f.run_id) AS runs, max(c.started_at) AS last_seen,
+           bool_or(f.run_id = (SELECT run_id FROM last_run)) AS open_now,
+           count(DISTINCT f.reason) AS reasons, min(f.reason) AS reason
+    FROM findings f JOIN check_runs c USING (run_id)
+    WHERE c.realm_id = $realm AND f.mapping_kind IS NOT NULL GROUP BY ALL),
+  ref_rows AS (
+    SELECT kind, value, count(*) AS failures, count(*) AS records, max(runs) AS runs,
+           sum(amount) AS dollars, max(last_seen) AS last_seen, bool_or(open_now) AS open_now,
+           min(reason) AS reason
+    FROM refs GROUP BY ALL),
+  party_of AS (
+    SELECT CASE WHEN entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS kind,
+           party_id AS value, entity, record_id, amount
+    FROM {records} WHERE party_id IS NOT NULL
+    UNION ALL SELECT entity, record_id, entity, record_id, NULL FROM records
+    WHERE realm_id = $realm AND entity IN ('vendor', 'customer') AND removed_at IS NULL),
+  party_rows AS (
+    SELECT p.kind, p.value, count(*) AS failures, count(DISTINCT (p.entity, p.record_id)) AS records,
+           NULL::BIGINT AS runs, sum(p.amount) FILTER (WHERE e.rn = 1) AS dollars,
+           max(e.last_seen_at) AS last_seen, bool_or(e.status <> 'resolved') AS open_now,
+           min(e.reason) AS reason
+    FROM party_of p
+    JOIN (SELECT *, row_number() OVER (PARTITION BY entity, record_id ORDER BY exception_id) AS rn
+          FROM exceptions WHERE realm_id = $realm) e ON e.entity = p.entity AND e.record_id = p.record_id
+    GROUP BY ALL)
+  SELECT * FROM ref_rows UNION ALL SELECT * FROM party_rows"""
+
+
+# Each table of the read model and how it is built from the records table (named in the call).
+_TABLES = {
+    # In date order: a month's records then sit in a few row groups, and DuckDB's min/max per group skips the rest.
+    "rm_records": lambda records: f"SELECT *, $realm AS realm_id FROM ({_LIVE}) ORDER BY txn_date, entity, record_id",
+    "rm_leading": lambda records: f"SELECT *, $realm AS realm_id FROM ({_leading(records)})",
+    "rm_exceptions": _exceptions,
+    "rm_stake": lambda records: f"SELECT *, $realm AS realm_id FROM ({_stake(records)})",
+    "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records)})",
+}
+# The queries' own text takes part in the version: tables built by an older release of them are not current.
+_SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
+_local = threading.local()
+
+
+def _live(name: str) -> str:
+    """A read-model table by name when prepared, or the query that builds it (it needs $realm)."""
+    if getattr(_local, "realm", None) is not None:
+        return f"(SELECT * FROM {name} WHERE realm_id = $realm)"
+    return f"({_TABLES[name](facts())})"
+
+
+def facts() -> str:
+    """Every live record the sync moves (not items or accounts) with its state and, for a transaction, its number,
+    party, money, date and AWRA owner: the read-model table when prepared, or the query itself (it needs $realm)."""
+    if getattr(_local, "realm", None) is not None:
+        return "rm_records"
+    return f"({_LIVE})"
+
+
+def own_params(realm_id: str, **params: object) -> dict:
+    """The parameters of a query whose only $realm is in `facts()`: without it once the read model stands in."""
+    return params if facts() == "rm_records" else {**params, "realm": realm_id}
+
+
+def exceptions() -> str:
+    """The company's exceptions with their money (needs $realm)."""
+    return _live("rm_exceptions")
+
+
+def primary() -> str:
+    """Each record's leading open exception with its record's amount and owner (needs $realm)."""
+    return _live("rm_leading")
+
+
+def stake() -> str:
+    """Money waiting per vendor, customer and the connection (needs $realm)."""
+    return _live("rm_stake")
+
+
+def offenders() -> str:
+    """Failures per reference value and per party over every check run (needs $realm)."""
+    return _live("rm_offenders")
+
+
+def version(store: Store) -> tuple:
+    """The page-cache key: the store's fingerprint plus what a sync run changes (attempts, runs, exceptions)."""
+    extra = store.rows(
+        """SELECT (SELECT coalesce(max(attempt_id), 0) FROM sync_attempts),
+                  (SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) FROM sync_runs),
+                  (SELECT count(*) FROM exceptions),
+                  (SELECT count(*) FILTER (WHERE status = 'resolved') FROM exceptions),
+                  (SELECT max(last_seen_at) FROM exceptions), (SELECT max(last_activity_at) FROM exceptions),
+                  (SELECT count(*) FROM exclusions),
+                  (SELECT max(status_changed_at) FROM qbo_connections)"""
+    )[0]
+    return (*store_version(store), *extra)
+
+
+def _version_key(store: Store) -> str:
+    return json.dumps([_SHAPE, *version(store)], default=str)
+
+
+def is_current(store: Store, realm_id: str) -> bool:
+    """Whether the read-model tables hold this company at the store's present version."""
+    if not store.table_exists("rm_state"):
+        return False
+    return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
+
+
+def refresh_read_model(store: Store, realm_id: str) -> bool:
+    """Bring the read-model tables up to the store's version (a no-op when they are current).
+
+    They hold one company: the last one shown. The engine calls this after each cycle, so that the first page
+    shown after a change does not pay for it; a page calls it too. Returns False when another process was
+    rebuilding them at the same moment (the page then reads live).
+    """
+    if is_current(store, realm_id):
+        return True
+    try:
+        with store.transaction():
+            for name, build in _TABLES.items():  # rm_records first: the others are built from it
+                store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
+            # labelled inside the transaction: the version of exactly the data the tables were built from
+            store.execute(
+                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, now() AS built_at",
+                {"realm": realm_id, "version": _version_key(store)},
+            )
+    except duckdb.TransactionException:
+        return False
+    return True
+
+
+@contextmanager
+def prepared(store: Store, realm_id: str) -> Iterator[None]:
+    """Read models called inside read one state of the store, from the read-model tables when they are current.
+
+    Every query of this thread's cursor inside sees the same snapshot, so the numbers of one page agree with each
+    other even while the engine writes; the numbers are the same without the read model, only slower.
+    """
+    if getattr(_local, "realm", None) == realm_id:
+        yield
+        return
+    if getattr(_local, "realm", None) is not None:
+        raise RuntimeError("read models are already prepared for another company on this thread")
+    refresh_read_model(store, realm_id)
+    with store.snapshot():
+        _local.realm = realm_id if is_current(store, realm_id) else None
+        try:
+            yield
+        finally:
+            _local.realm = None
