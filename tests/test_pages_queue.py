@@ -6,40 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, tiny_company, tiny_snapshot
+from fixtures import REALM, tiny_snapshot
+from served import open_page, serve
 from streamlit.testing.v1 import AppTest
 from test_sync import ADMIN, World
 
 from pipelines.catalogue import catalogue
 from pipelines.mappings import set_mapping
-from pipelines.page_data import get_settings, get_store
-from qbo.sandbox import Sandbox
-from qbo.sandbox.server import start_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snap: dict, after=None) -> Iterator[World]:
-    with start_in_thread(Sandbox(tiny_company())) as running:
-        world = World(tmp_path, snap, base_url=running.base_url, sandbox=running.sandbox)
-        world.cycle()
-        if after:
-            after(world)
-        world.store.close()
-        for name, value in {
-            "SYNCHEALTH_DB": str(world.settings.db_path),
-            "SYNCHEALTH_REALM_ID": REALM,
-            "SYNCHEALTH_QBO_BASE_URL": running.base_url,
-            "SYNCHEALTH_SECRET_KEY": world.settings.secret_key,
-            "SYNCHEALTH_ROUTING_FILE": str(ROOT / "config" / "routing.toml"),
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.chdir(ROOT)
-        get_settings.clear()
-        get_store.clear()
-        yield world
-        get_store.clear()
-        get_settings.clear()
 
 
 @pytest.fixture
@@ -47,14 +22,11 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """BILL-1 waits on an unmapped item (admin's), BP-1 on BILL-1, BILL-2 is pending and unposted (finance's)."""
     snap = tiny_snapshot()
     snap["bill_lines"][0]["item_sku"] = "WID-220"
-    yield from _serve(tmp_path, monkeypatch, snap)
+    yield from serve(tmp_path, monkeypatch, snap)
 
 
 def _page(page: str, actor: str = "viewer@demo.local") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["actor"] = actor
-    at.run()
-    at.switch_page(f"app_pages/{page}").run()
+    at = open_page(page, actor)
     assert not at.exception
     return at
 
@@ -179,7 +151,7 @@ def bulk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     def map_one(world: World) -> None:  # WID-220 is mapped now; the records learn it when they are re-checked
         set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
 
-    yield from _serve(tmp_path, monkeypatch, _bulk_snapshot(), after=map_one)
+    yield from serve(tmp_path, monkeypatch, _bulk_snapshot(), after=map_one)
 
 
 def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: World) -> None:

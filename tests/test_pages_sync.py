@@ -6,15 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, tiny_company, tiny_snapshot
-from streamlit.testing.v1 import AppTest
+from fixtures import tiny_snapshot
+from served import open_page, serve
 from test_sync import World
-
-from pipelines.page_data import get_settings, get_store
-from qbo.sandbox import Sandbox
-from qbo.sandbox.server import start_in_thread
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -22,33 +16,10 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """A synced tiny company (one bill waiting on an unmapped item), with the app pointed at it."""
     snap = tiny_snapshot()
     snap["bill_lines"][0]["item_sku"] = "WID-220"
-    with start_in_thread(Sandbox(tiny_company())) as running:
-        world = World(tmp_path, snap, base_url=running.base_url, sandbox=running.sandbox)
-        world.cycle()
-        world.store.close()
-        for name, value in {
-            "SYNCHEALTH_DB": str(world.settings.db_path),
-            "SYNCHEALTH_REALM_ID": REALM,
-            "SYNCHEALTH_QBO_BASE_URL": running.base_url,
-            "SYNCHEALTH_SECRET_KEY": world.settings.secret_key,
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.chdir(ROOT)
-        get_settings.clear()
-        get_store.clear()
-        yield world
-        get_store.clear()
-        get_settings.clear()
+    yield from serve(tmp_path, monkeypatch, snap)
 
 
-def _page(page: str, actor: str = "viewer@demo.local", **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["actor"] = actor
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(f"app_pages/{page}").run()
-    return at
+_page = open_page
 
 
 def test_sync_runs_page_lists_runs_and_their_attempts(served: World) -> None:

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fixtures import REALM, tiny_snapshot
+from served import open_page, serve
 from starlette.applications import Starlette
 from starlette.routing import Route
 from streamlit.testing.v1 import AppTest
-from test_pages_queue import _serve
 from test_sync import ADMIN, FINANCE, World
 
 from pipelines import serving
@@ -73,7 +73,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             if row["bill_id"] == "BILL-2":
                 row["bill_id"] = HOSTILE_ID
     snap["bill_lines"][0]["item_sku"] = HOSTILE_SKU
-    yield from _serve(tmp_path, monkeypatch, snap)
+    yield from serve(tmp_path, monkeypatch, snap)
 
 
 def _table_counts(store: Store) -> dict[str, int]:
@@ -94,12 +94,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _page(page: str, actor: str = "viewer@demo.local", **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["actor"] = actor
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page(f"app_pages/{page}").run()
+    at = open_page(page, actor, **query)
     assert not at.exception, (page, at.exception)
     return at
 
