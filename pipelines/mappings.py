@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.duplicates import normalize_name_sql
 from pipelines.identity import Identity, require
-from pipelines.store import Store, current_view
+from pipelines.store import Store, awra_table, current_view
 
 __all__ = [
     "KINDS",
@@ -94,15 +94,25 @@ _TABLE_ENTITY = {
 }
 
 
-def mapping_usage_sql(kind: MappingKind) -> str:
-    """SELECT entity, record_id, line_no, value for every use of a kind's values in live records."""
+def mapping_usage_sql(kind: MappingKind, only: str | None = None) -> str:
+    """SELECT realm_id, entity, record_id, line_no, value for every use of a kind's values in live records.
+
+    With `only` (a table of entity, record_id, current_version), just those records' uses are read: each AWRA
+    table is joined to it on the record's current version, so no other record's rows are looked up.
+    """
     parts = []
     for view, column, line_col in kind.uses:
         entity, id_col = _TABLE_ENTITY[view]
-        line = line_col or "NULL::INTEGER"
+        line = f"a.{line_col}" if line_col else "NULL::INTEGER"
+        source = (
+            f"{current_view(view)} a"
+            if only is None
+            else f"""{awra_table(view)} a JOIN {only} t ON t.entity = '{entity}' AND t.record_id = a.{id_col}
+                 AND t.current_version = a.version"""
+        )
         parts.append(
-            f"SELECT realm_id, '{entity}' AS entity, {id_col} AS record_id, {line} AS line_no, "
-            f"{column} AS value FROM {current_view(view)} WHERE {column} IS NOT NULL"
+            f"SELECT a.realm_id, '{entity}' AS entity, a.{id_col} AS record_id, {line} AS line_no, "
+            f"a.{column} AS value FROM {source} WHERE a.{column} IS NOT NULL"
         )
     return " UNION ALL ".join(parts)
 

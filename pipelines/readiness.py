@@ -11,9 +11,8 @@ import polars as pl
 
 from pipelines import duplicates
 from pipelines.actions import refresh_exceptions
-from pipelines.mappings import KINDS, MappingKind, refresh_mappings
+from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
-from schemas.awra import CONTRACT
 from schemas.readiness import RULES, readiness_schema
 
 __all__ = [
@@ -260,27 +259,6 @@ def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 # -- mapping gaps ----------------------------------------------------------------------------------------
-def _to_send_uses_sql(kind: MappingKind) -> str:
-    """mapping_usage_sql(kind) over the records still to send (`todo`) only.
-
-    Each AWRA table is joined to todo on the record's current version, as its current view joins records: the
-    uses of records already synced are never read, grouped or looked up.
-    """
-    parts = []
-    for view, column, line_col in kind.uses:
-        table = CONTRACT[view]
-        line = f"a.{line_col}" if line_col else "NULL::INTEGER"
-        parts.append(
-            f"""SELECT a.realm_id, '{table.entity}' AS entity, a.{table.record_id} AS record_id, {line} AS line_no,
-                       a.{column} AS value
-                FROM {awra_table(view)} a
-                JOIN todo t ON t.entity = '{table.entity}' AND t.record_id = a.{table.record_id}
-                 AND t.current_version = a.version
-                WHERE a.realm_id = $realm AND a.{column} IS NOT NULL"""
-        )
-    return " UNION ALL ".join(parts)
-
-
 def _mapping_findings_sql() -> str:
     parts = []
     for kind in KINDS.values():
@@ -288,7 +266,7 @@ def _mapping_findings_sql() -> str:
             f"""SELECT u.entity, u.record_id, '{kind.kind}' AS kind, u.value, min(u.line_no) AS line_no,
                        any_value(m.status) AS status, any_value(m.qbo_name) AS qbo_name,
                        any_value(m.confidence) AS confidence, '{kind.noun}' AS noun, '{kind.qbo_noun}' AS qbo_noun
-                FROM ({_to_send_uses_sql(kind)}) u
+                FROM ({mapping_usage_sql(kind, only='todo')}) u
                 LEFT JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = '{kind.kind}' AND m.awra_value = u.value
                 WHERE u.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')
                 GROUP BY u.entity, u.record_id, u.value"""
