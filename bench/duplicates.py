@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"N    = {args.n:>9,} bills each side: find_candidates {full:7.2f} s, {full_rows:,} candidates")
         print(f"       ({sizes['vendors']:,} vendors, {sizes['open_bills']:,} bills not yet in QuickBooks)")
         print(f"ratio N / (N/10) = {full / small:.1f}x (near-linear is about 10x)")
+    # One process builds and measures both sizes (no setup child): its peak is the N store's build plus the join.
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GB")
 
 
 if __name__ == "__main__":

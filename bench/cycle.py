@@ -1,0 +1,218 @@
+"""Benchmark: a cycle (ingest, pull, check, plan) after 1% of records changed, as a fraction of a full cycle.
+
+The demo company at N records (`write_demo`, as `synchealth demo --scale N` writes it) and a copy of its snapshot
+with 1% of every header table's records edited (`bench.ingest`'s helper) are written in a child process. This
+process then runs, on an empty store, the full cycle: ingest the snapshot, a full pull from the in-process sandbox
+serving the demo's QBO company, the readiness check (`run_check`), and the plan (`build_payloads`: the body of
+every record that is ready, which is what the sync builds before it sends; nothing is sent). An hour later (sandbox
+and engine clocks) it runs the same cycle on the edited copy: the ingest finds the changed records, the pull is a
+CDC, the check and the plan run again. Aim: the second cycle costs at most 10% of the first.
+
+The sandbox stands in for QBO's servers and the network: the time spent inside it is measured and left out of the
+pull's figure (and shown apart), because real QBO's time is not ours to cut. Nothing is sent between the cycles,
+so the second plan covers the records ready before (not sent) plus the changed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["main", "run_cycle_stages", "setup"]
+
+AS_OF = date(2026, 11, 26)
+NOW = datetime(2026, 11, 26, 17, tzinfo=UTC)
+STAGES = ("ingest", "pull", "check", "plan")
+_SHARE = 0.01
+
+
+def _gb(kilobytes: int) -> float:
+    return kilobytes / 1024 / 1024  # ru_maxrss is in KiB on Linux
+
+
+def _rss_now_gb() -> float:
+    """Resident set size right now (Linux), to tell how much of the peak the in-process sandbox holds."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024**3
+
+
+# -- setup (in a child process) ------------------------------------------------------------------------------
+def setup(n: int, folder: Path, seed: int, fmt: str) -> dict[str, Any]:
+    """Write the demo at about n records and its 1%-changed copy; nothing is ingested here."""
+    from bench.ingest import _changed_copy
+    from pipelines.demo import write_demo
+
+    clock = time.perf_counter()
+    summary = write_demo(folder / "demo", seed=seed, scale=n, as_of=AS_OF, fmt=fmt)
+    written = time.perf_counter() - clock
+    clock = time.perf_counter()
+    edited = _changed_copy(summary.snapshot_dir, folder / "changed", fmt, _SHARE)
+    return {
+        "snapshot": str(summary.snapshot_dir),
+        "changed": str(folder / "changed"),
+        "company_file": str(summary.company_file),
+        "records": summary.records,
+        "lines": sum(summary.counts.values()) - summary.records,
+        "edited": edited,
+        "seconds": {"write_demo": written, "1% changed copy": time.perf_counter() - clock},
+        "peak_gb": _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+    }
+
+
+# -- the cycle ---------------------------------------------------------------------------------------------------
+class _TimedTransport(httpx.BaseTransport):
+    """The sandbox's in-process transport, adding up the seconds spent inside the sandbox (QBO's side)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        clock = time.perf_counter()
+        try:
+            return self.inner.handle_request(request)
+        finally:
+            self.seconds += time.perf_counter() - clock
+            self.requests += 1
+
+
+def run_cycle_stages(store, settings, http, transport: _TimedTransport, sandbox, folder: Path, now: datetime):
+    """One cycle, each stage timed: (seconds per stage, sandbox seconds inside the pull, what each stage did)."""
+    from pipelines.awra import ingest_snapshot
+    from pipelines.connection import qbo_client
+    from pipelines.payloads import build_payloads
+    from pipelines.qbo_pull import pull
+    from pipelines.readiness import run_check
+
+    realm_id = settings.realm_id
+    seconds: dict[str, float] = {}
+    facts: dict[str, str] = {}
+
+    clock = time.perf_counter()
+    ingested = ingest_snapshot(store, folder, realm_id=realm_id, now=now)
+    seconds["ingest"] = time.perf_counter() - clock
+    facts["ingest"] = f"{ingested.status}: {ingested.new:,} new, {ingested.changed:,} changed"
+
+    inside, requests = transport.seconds, transport.requests
+    # Limiter waits move the sandbox clock instead of sleeping: the pull's requests per minute stay within QBO's
+    # limits and the bench does not idle.
+    with qbo_client(settings, store, http=http, sleep=sandbox.clock.advance, clock=sandbox.clock.now) as client:
+        clock = time.perf_counter()
+        pulled = pull(store, client, now=now)
+        seconds["pull"] = time.perf_counter() - clock
+    emulator = transport.seconds - inside
+    facts["pull"] = f"{pulled.kind}, {pulled.objects:,} objects, {transport.requests - requests:,} requests"
+
+    clock = time.perf_counter()
+    checked = run_check(store, realm_id, now=now)
+    seconds["check"] = time.perf_counter() - clock
+    facts["check"] = f"{checked.records:,} records, {checked.ready:,} ready, {checked.findings:,} findings"
+
+    clock = time.perf_counter()
+    plan = build_payloads(store, realm_id)
+    seconds["plan"] = time.perf_counter() - clock
+    sendable = plan.filter(plan["problem"].is_null())
+    updates = sendable.filter(sendable["operation"] == "update").height
+    facts["plan"] = f"{sendable.height:,} bodies ({updates:,} updates), {plan.height - sendable.height:,} held"
+    return seconds, emulator, facts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000, help="demo company size (header records)")
+    parser.add_argument("--format", default="parquet", choices=["csv", "parquet", "jsonl"], help="snapshot files")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dir", type=Path, default=None, help="where the demo and DuckDB files go (default: temp)")
+    args = parser.parse_args(argv)
+
+    from cryptography.fernet import Fernet
+
+    from pipelines.config import Settings
+    from pipelines.demo_history import connect_in_process
+    from pipelines.store import Store
+    from qbo.sandbox import Sandbox, SandboxClock
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            built = pool.submit(setup, args.records, folder, args.seed, args.format).result()
+        setup_peak = _gb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        took = ", ".join(f"{k} {v:.1f} s" for k, v in built["seconds"].items())
+        print(
+            f"demo company: {built['records']:,} records (+ {built['lines']:,} lines), {args.format}; "
+            f"{built['edited']:,} records edited in the changed copy; setup: {took}",
+            flush=True,
+        )
+
+        company = json.loads(Path(built["company_file"]).read_text(encoding="utf-8"))
+        realm_id = company["realm_id"]
+        before_sandbox = _rss_now_gb()
+        sandbox = Sandbox(company, clock=SandboxClock(start=NOW))
+        del company
+        sandbox_gb = _rss_now_gb() - before_sandbox
+        transport = _TimedTransport(sandbox.transport())
+        http = httpx.Client(transport=transport, base_url="http://sandbox.local")
+        settings = Settings(
+            db_path=folder / "cycle.duckdb",
+            realm_id=realm_id,
+            qbo_base_url="http://sandbox.local",
+            secret_key=Fernet.generate_key().decode(),
+            secret_key_file=folder / "secret.key",
+        )
+        runs = {}
+        with Store(settings.db_path) as store:
+            connect_in_process(settings, store, http, sandbox)  # OAuth once, as an admin would: not a cycle stage
+            runs["full"] = run_cycle_stages(store, settings, http, transport, sandbox, Path(built["snapshot"]), NOW)
+            sandbox.clock.advance(3600)  # the next scheduled cycle, an hour later on both clocks
+            runs["1% changed"] = run_cycle_stages(
+                store, settings, http, transport, sandbox, Path(built["changed"]), NOW + timedelta(hours=1)
+            )
+        http.close()
+    peak = _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+    (full, full_emu, full_facts), (inc, inc_emu, inc_facts) = runs["full"], runs["1% changed"]
+    # The pull's own cost: its seconds minus those spent inside the sandbox (QBO's servers and the network).
+    full["pull"] -= full_emu
+    inc["pull"] -= inc_emu
+    print(f"\n{'stage':<8}{'full (s)':>10}{'1% changed (s)':>16}{'ratio':>8}   full / 1% changed")
+    for stage in STAGES:
+        print(
+            f"{stage:<8}{full[stage]:>10.2f}{inc[stage]:>16.2f}{inc[stage] / full[stage]:>8.1%}   "
+            f"{full_facts[stage]} / {inc_facts[stage]}"
+        )
+    total_full, total_inc = sum(full.values()), sum(inc.values())
+    print(f"{'cycle':<8}{total_full:>10.2f}{total_inc:>16.2f}{total_inc / total_full:>8.1%}")
+    print(
+        f"(time inside the sandbox, left out of the pull above: {full_emu:.2f} s full, {inc_emu:.2f} s 1% changed; "
+        f"with it the cycles take {total_full + full_emu:.2f} s and {total_inc + inc_emu:.2f} s, "
+        f"{(total_inc + inc_emu) / (total_full + full_emu):.1%})"
+    )
+    ratio = total_inc / total_full
+    print(
+        f"ratio: cycle after 1% changed / full cycle = {ratio:.3f} (aim: at most 0.10) -> "
+        f"{'met' if ratio <= 0.10 else 'NOT met'}; largest share: "
+        f"{max(STAGES, key=lambda s: inc[s])} {max(inc.values()):.2f} s of {total_inc:.2f} s"
+    )
+    print(
+        f"peak RSS: {peak:.2f} GB measuring (of which the in-process sandbox holding the QBO company "
+        f"~{sandbox_gb:.2f} GB after loading), {setup_peak:.2f} GB setup child"
+    )
+
+
+if __name__ == "__main__":
+    main()
