@@ -3,6 +3,7 @@
 import polars as pl
 import streamlit as st
 
+from pipelines.health_charts import plain
 from pipelines.page_data import get_settings, get_store, overview, qbo_summary
 
 settings = get_settings()
@@ -30,7 +31,7 @@ cols[2].metric("Removed in AWRA", f"{entities['removed'].sum():,}")
 when = f"run {last['run_id']} at {last['finished_at']:%Y-%m-%d %H:%M} UTC"
 cols[3].metric("Last snapshot", last["status"], help=when)
 if last["status"] == "refused":
-    st.error(f"The latest snapshot was refused, nothing of it applied: {last['error']}")
+    st.error(f"The latest snapshot was refused, nothing of it applied: {plain(last['error'])}")
 
 st.subheader("Records by entity")
 st.dataframe(
@@ -60,7 +61,7 @@ else:
         help="multicurrency on" if company and company["multicurrency"] else "multicurrency off",
     )
     if pulled and pulled["error"]:
-        st.error(f"The last pull failed: {pulled['error']}")
+        st.error(f"The last pull failed: {plain(pulled['error'])}")
     if company:
         st.caption(
             f"{company['company_name']} · duplicate document number check "

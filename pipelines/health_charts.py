@@ -448,9 +448,13 @@ def queue_page_path() -> str | None:
     return "app_pages/action_queue.py" if path.exists() else None
 
 
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:"})
+
+
 def plain(text: object) -> str:
-    """Text for st.markdown that must not turn into a link: an email's @ gets a zero-width space before it."""
-    return str(text or "—").replace("@", "\u200b@\u200b")
+    """Text (from AWRA, QuickBooks or a person) for st.markdown, shown as it is: Markdown's characters escaped, so
+    it cannot become a link, an image or formatting, and an email's @ wrapped in zero-width spaces."""
+    return str(text or "—").translate(_MARKDOWN).replace("@", "\u200b@\u200b")
 
 
 _ROW_STYLE = {

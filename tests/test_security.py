@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fixtures import REALM, tiny_snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from served import open_page, serve
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -23,6 +26,7 @@ from pipelines import serving
 from pipelines.actions import RESOLUTION_CODES
 from pipelines.catalogue import search
 from pipelines.cli import main
+from pipelines.health_charts import plain
 from pipelines.identity import Identity, PermissionDeniedError
 from pipelines.mappings import accept_suggestions, set_mapping
 from pipelines.page_data import csv_export, decide_duplicate, retry_records, run_sync_now
@@ -448,3 +452,13 @@ def test_hostile_text_on_the_pages_is_shown_as_text(served: World, capsys: pytes
     helped = _page("help.py")
     helped.text_input(key="help_search").set_value("%' OR '1'='1").run()
     assert not helped.exception
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.sampled_from(["a\u200b@\u200bb", "\\[x](y)", "", "@@"]))
+def test_text_shown_through_markdown_is_escaped_and_reads_back_exactly(text: str) -> None:
+    """Whatever AWRA, QuickBooks or a person wrote: no link, image or formatting; unescaped, it is the same text."""
+    shown = plain(text)
+    assert re.sub(r"\\(.)", r"\1", shown.replace("\u200b@\u200b", "@"), flags=re.S) == (text or "—")
+    bare = re.sub(r"\\.", "", shown, flags=re.S)  # what is left once every escaped character is taken out
+    assert not set(bare) & set("[]()<>`*_!#|~$\\")
