@@ -203,20 +203,22 @@ def pull(
     try:
         say(0.05, "company and preferences")
         _load_company(store, realm_id, client.company_info().object or {}, client.preferences().object or {}, started)
+        # Read everything first, then store it in one transaction: a transaction open across the calls would hold
+        # the write lock over the network, and a token refresh on the way (a 401) could not save the new token.
+        fetched: dict[str, list[dict[str, Any]]] = {}
+        if kind == "full":
+            for i, entity in enumerate(PULLED_ENTITIES):
+                say(0.1 + 0.8 * i / len(PULLED_ENTITIES), f"{entity}")
+                fetched[entity] = client.query_all(entity, include_inactive=entity in NAME_LIST_ENTITIES)
+        else:
+            say(0.2, "changes since the last pull")
+            fetched.update(client.cdc(CDC_ENTITIES, since))
+            for entity in ("TaxCode", "TaxRate"):
+                fetched[entity] = client.query_all(entity, include_inactive=True)
+        say(0.9, "storing")
         with store.transaction():
-            if kind == "full":
-                for i, entity in enumerate(PULLED_ENTITIES):
-                    say(0.1 + 0.85 * i / len(PULLED_ENTITIES), f"{entity}")
-                    rows = client.query_all(entity, include_inactive=entity in NAME_LIST_ENTITIES)
-                    counts[entity] = load_objects(store, realm_id, entity, rows, started)
-            else:
-                say(0.2, "changes since the last pull")
-                for entity, rows in client.cdc(CDC_ENTITIES, since).items():
-                    counts[entity] = load_objects(store, realm_id, entity, rows, started)
-                for entity in ("TaxCode", "TaxRate"):
-                    counts[entity] = load_objects(
-                        store, realm_id, entity, client.query_all(entity, include_inactive=True), started
-                    )
+            for entity, rows in fetched.items():
+                counts[entity] = load_objects(store, realm_id, entity, rows, started)
     except Exception as err:
         _finish(store, pull_id, counts, f"{type(err).__name__}: {err}")
         raise

@@ -155,8 +155,13 @@ def _record(
     schedule: Sequence[int],
     rng: random.Random,
     operation: str,
+    mirror: list[tuple[str, dict]] | None = None,
 ) -> str:
-    """Store one attempt and what it means for the record; returns the record's new state."""
+    """Store one attempt and what it means for the record; returns the record's new state.
+
+    With `mirror`, an accepted object is appended there for the caller to load into the QBO mirror once per chunk
+    (one load per record cost more than the rest of the bookkeeping); without it, it is loaded here.
+    """
     outcome = result.outcome.outcome
     obj = result.object or {}
     retry_count, generation, next_at = row["retry_count"], row["generation"], None
@@ -207,7 +212,10 @@ def _record(
         if outcome == "accepted" and obj.get("Id"):
             _link(tx, realm_id, row, obj, now)
     if outcome == "accepted" and obj:
-        load_objects(store, realm_id, row["qbo_entity"], [obj], now)
+        if mirror is None:
+            load_objects(store, realm_id, row["qbo_entity"], [obj], now)
+        else:
+            mirror.append((row["qbo_entity"], obj))
     return state
 
 
@@ -237,10 +245,16 @@ def _link(tx, realm_id: str, row: dict, obj: dict, now: datetime) -> None:
 
 # -- send ------------------------------------------------------------------------------------------------
 def _write_intents(store: Store, realm_id: str, run_id: int, rows: list[dict], now: datetime) -> None:
-    """The intent is durable before the request leaves: a crash after it is settled by lookup on restart."""
+    """The intent is durable before the request leaves: a crash after it is settled by lookup on restart.
+
+    A retry after a transport failure resends the same request id, whose intent is already settled: it is opened
+    again, or a crash after this point would leave the record `queued` with nothing to settle it.
+    """
     with store.transaction() as tx:
         tx.executemany(
-            "INSERT OR IGNORE INTO sync_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            "INSERT INTO sync_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+            "ON CONFLICT (realm_id, request_id) DO UPDATE SET payload = excluded.payload, run_id = excluded.run_id, "
+            "created_at = excluded.created_at, settled_at = NULL, outcome = NULL",
             [
                 [
                     realm_id,
@@ -408,10 +422,14 @@ def _send_rows(
             if answers[i] is None:
                 answers[i] = _send_single(client, row)
         crash_point("sync.after_send")
+        mirror: list[tuple[str, dict]] = []
         for row, answer in zip(chunk, answers, strict=True):
-            _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"])
+            _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"], mirror)
             key = answer.outcome.outcome
             result.counts[key] = result.counts.get(key, 0) + 1
+        # The links are already stored with each attempt; the mirror only caches the objects until the next pull.
+        for qbo_entity in dict.fromkeys(e for e, _ in mirror):
+            load_objects(store, realm_id, qbo_entity, [o for e, o in mirror if e == qbo_entity], now)
 
 
 def _finish_run(store: Store, result: SyncResult) -> None:
@@ -446,7 +464,10 @@ def _marker_prefix(entity: str, record_id: str) -> str:
 
 
 def _lookup(client: QboClient, row: dict) -> dict | None:
-    """Find the object this intent may have created, by its source marker (never by guessing)."""
+    """Find the object this intent may have created, by its source marker (never by guessing).
+
+    None only when QBO answered and holds no such object; a lookup QBO did not answer raises QboCallError.
+    """
     body = _body(row["payload"])
     entity = row["qbo_entity"]
     if entity in ("Vendor", "Customer"):
@@ -459,10 +480,7 @@ def _lookup(client: QboClient, row: dict) -> dict | None:
         query = select(entity).where("TxnDate", "=", body.get("TxnDate", ""))
         note_key = "PrivateNote"
     marker = f"{_marker_prefix(row['entity'], row['record_id'])}{row['version']}"
-    try:
-        found = client.query(query)
-    except QboCallError:
-        return None
+    found = client.query(query)
     return next((o for o in found if str(o.get(note_key, "")).strip().endswith(marker)), None)
 
 
@@ -485,7 +503,12 @@ def settle_open_intents(
     for row in open_rows:
         if not _connected(store, realm_id):
             break
-        found = _lookup(client, row)
+        try:
+            found = _lookup(client, row)
+        except QboCallError:
+            # No answer is not "not there": a resend now could create it twice (a batch member's own request id
+            # was never sent, so QBO has nothing to replay). The intent stays open and the next run looks again.
+            continue
         if found is not None:
             adopted = QboResult("lookup", row["qbo_entity"], ACCEPTED, data=found, request_id=row["request_id"])
             _record(store, run_id, realm_id, row, adopted, now, schedule, rng, "lookup")
