@@ -440,7 +440,7 @@ def _only_changed(raw: dict[str, _RawFile], unchanged: dict[str, pl.Series]) -> 
         if head not in unchanged:
             kept[name] = r
             continue
-        keep = ~r.frame[r.table.record_id].is_in(unchanged[head])
+        keep = ~r.frame[r.table.record_id].is_in(unchanged[head].implode())
         # Positions kept beside the frame, not in it: a file may have a column named like any index.
         positions = pl.Series("_position", range(r.frame.height), dtype=pl.UInt32).filter(keep)
         kept[name] = _RawFile(r.table, r.path, r.frame.filter(keep), r.first_row, positions)
