@@ -10,6 +10,7 @@ import polars as pl
 from pipelines.duplicates import QBO_ENTITY
 from pipelines.mappings import KINDS
 from pipelines.store import Store, current_view
+from schemas.awra import SEND_ORDER
 
 __all__ = ["PAYLOAD_COLUMNS", "SEND_ORDER", "build_payloads"]
 
@@ -24,17 +25,6 @@ PAYLOAD_COLUMNS = {
     "payload": pl.String,
     "problem": pl.String,
 }
-# Parties before the documents that name them, documents before the payments that settle them.
-SEND_ORDER = (
-    "vendor",
-    "customer",
-    "purchase_order",
-    "bill",
-    "invoice",
-    "payment",
-    "bill_payment",
-    "journal_entry",
-)
 _LABEL = {e: e.replace("_", " ") for e in SEND_ORDER}
 
 

@@ -13,6 +13,7 @@ from pipelines import duplicates
 from pipelines.actions import refresh_exceptions
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
+from schemas.awra import SEND_ORDER
 from schemas.readiness import RULES, readiness_schema
 
 __all__ = [
@@ -35,16 +36,7 @@ FINDING_COLUMNS = {
     "mapping_value": pl.String,
 }
 # The records a sync creates or updates, and the reference records that are only ever mapped.
-SYNCED_ENTITIES = (
-    "vendor",
-    "customer",
-    "purchase_order",
-    "bill",
-    "invoice",
-    "payment",
-    "bill_payment",
-    "journal_entry",
-)
+SYNCED_ENTITIES = SEND_ORDER
 MAPPED_ENTITIES = {"item": "item", "account": "account"}
 
 

@@ -20,6 +20,7 @@ from pipelines.qbo_pull import load_objects
 from pipelines.store import Store, crash_point
 from qbo.client import BatchItem, QboCallError, QboClient, QboResult, select
 from qbo.faults import ACCEPTED
+from schemas.awra import SEND_TIERS
 
 __all__ = [
     "TIERS",
@@ -31,12 +32,7 @@ __all__ = [
     "sync_run",
 ]
 
-# Dependency order: parties before the documents that name them, documents before what pays them.
-TIERS: tuple[tuple[str, ...], ...] = (
-    ("vendor", "customer"),
-    ("purchase_order", "bill", "invoice"),
-    ("payment", "bill_payment", "journal_entry"),
-)
+TIERS = SEND_TIERS  # dependency order, from the contract
 _TIER_OF = {e: i for i, tier in enumerate(TIERS) for e in tier}
 _BATCH = 30  # items per QBO batch (ref §8); the client splits longer lists the same way
 _PARTIES = ("vendor", "customer")

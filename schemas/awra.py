@@ -11,6 +11,8 @@ __all__ = [
     "APPROVAL_STATUSES",
     "CONTRACT",
     "ENTITY_TABLES",
+    "SEND_ORDER",
+    "SEND_TIERS",
     "KINDS",
     "POSTING_STATUSES",
     "POSTING_TYPES",
@@ -301,8 +303,16 @@ _TABLES = (
 
 CONTRACT: dict[str, Table] = {t.name: t for t in _TABLES}
 
-# The header table of each record entity, in the order a sync must respect (parties and items first).
+# The header table of each record entity.
 ENTITY_TABLES: dict[str, str] = {t.entity: t.name for t in _TABLES if not t.is_lines}
+# The entities a sync sends, in dependency tiers: parties before the documents that name them, documents before
+# what pays them. Items and accounts are only mapped, never sent.
+SEND_TIERS: tuple[tuple[str, ...], ...] = (
+    ("vendor", "customer"),
+    ("purchase_order", "bill", "invoice"),
+    ("payment", "bill_payment", "journal_entry"),
+)
+SEND_ORDER: tuple[str, ...] = tuple(entity for tier in SEND_TIERS for entity in tier)
 
 
 def table_for_entity(entity: str) -> Table:
