@@ -18,16 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.common import in_child, peak_gb
 
 __all__ = ["main", "run_cycle_stages", "setup"]
 
@@ -35,10 +34,6 @@ AS_OF = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 17, tzinfo=UTC)
 STAGES = ("ingest", "pull", "check", "plan")
 _SHARE = 0.01
-
-
-def _gb(kilobytes: int) -> float:
-    return kilobytes / 1024 / 1024  # ru_maxrss is in KiB on Linux
 
 
 def _rss_now_gb() -> float:
@@ -69,7 +64,7 @@ def setup(n: int, folder: Path, seed: int, fmt: str) -> dict[str, Any]:
         "lines": sum(summary.counts.values()) - summary.records,
         "edited": edited,
         "seconds": {"write_demo": written, "1% changed copy": time.perf_counter() - clock},
-        "peak_gb": _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "peak_gb": peak_gb(),
     }
 
 
@@ -149,9 +144,8 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            built = pool.submit(setup, args.records, folder, args.seed, args.format).result()
-        setup_peak = _gb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        built = in_child(setup, args.records, folder, args.seed, args.format)
+        setup_peak = peak_gb(children=True)
         took = ", ".join(f"{k} {v:.1f} s" for k, v in built["seconds"].items())
         print(
             f"demo company: {built['records']:,} records (+ {built['lines']:,} lines), {args.format}; "
@@ -183,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                 store, settings, http, transport, sandbox, Path(built["changed"]), NOW + timedelta(hours=1)
             )
         http.close()
-    peak = _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    peak = peak_gb()
 
     (full, full_emu, full_facts), (inc, inc_emu, inc_facts) = runs["full"], runs["1% changed"]
     # The pull's own cost: its seconds minus those spent inside the sandbox (QBO's servers and the network).

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from bench.common import in_child, peak_gb
 from pipelines import health, read_model, trends
 from pipelines.store import Store
 
@@ -35,10 +33,6 @@ AS_OF = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 17, tzinfo=UTC)
 PERIOD = "2026-11"
 _QBO_TRANSACTIONS = ("PurchaseOrder", "Bill", "Invoice", "Payment", "BillPayment", "JournalEntry")
-
-
-def _gb(kilobytes: int) -> float:
-    return kilobytes / 1024 / 1024  # ru_maxrss is in KiB on Linux
 
 
 def setup(n: int, folder: Path, seed: int, sends: int) -> dict[str, Any]:
@@ -109,7 +103,7 @@ def setup(n: int, folder: Path, seed: int, sends: int) -> dict[str, Any]:
         "records": summary.records,
         "counts": counts,
         "seconds": seconds,
-        "peak_gb": _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "peak_gb": peak_gb(),
     }
 
 
@@ -186,8 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             info = folder / "bench.json"
             if not info.exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-                    info.write_text(json.dumps(pool.submit(setup, n, folder, args.seed, args.sends).result()))
+                info.write_text(json.dumps(in_child(setup, n, folder, args.seed, args.sends)))
             built = json.loads(info.read_text())
             took = ", ".join(f"{k} {v:.1f} s" for k, v in built["seconds"].items())
             rows = ", ".join(f"{k} {v:,}" for k, v in built["counts"].items())
@@ -224,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         f"a page shown again on an unchanged store pays only the cache key (health.version): "
         f"{cache * 1000:.1f} ms at {args.large:,}"
     )
-    peak = _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    setup_peak = _gb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak = peak_gb()
+    setup_peak = peak_gb(children=True)
     print(f"peak RSS: {peak:.2f} GB measuring, {setup_peak:.2f} GB setup")
 
 

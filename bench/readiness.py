@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pandera.errors
 import polars as pl
 
+from bench.common import in_child, peak_gb
 from pipelines import duplicates
 from pipelines.mappings import refresh_mappings
 from pipelines.readiness import (
@@ -61,10 +59,6 @@ NOT_POSTED = "source_data.not_posted"
 VOID = "source_data.void"
 CLOSED_PERIOD = "source_data.closed_period"
 CURRENCY_MISMATCH = "source_data.currency_mismatch"
-
-
-def _gb(kilobytes: int) -> float:
-    return kilobytes / 1024 / 1024  # ru_maxrss is in KiB on Linux
 
 
 def _faster(slow: float, fast: float) -> str:
@@ -107,7 +101,7 @@ def setup(n: int, folder: Path, seed: int) -> dict[str, Any]:
         "records": summary.records,
         "lines": sum(summary.counts.values()) - summary.records,
         "seconds": seconds,
-        "peak_gb": _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "peak_gb": peak_gb(),
     }
 
 
@@ -324,9 +318,8 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            built = pool.submit(setup, args.records, folder, args.seed).result()
-        setup_peak = _gb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        built = in_child(setup, args.records, folder, args.seed)
+        setup_peak = peak_gb(children=True)
         realm_id = built["realm_id"]
         took = ", ".join(f"{k} {v:.1f} s" for k, v in built["seconds"].items())
         print(f"demo company: {built['records']:,} records (+ {built['lines']:,} lines); setup: {took}")
@@ -365,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         looped = pl.DataFrame(loop_pairs(rows), schema=PAIR, orient="row")
         _same_pairs("per-record loop vs source_findings (sample)", looped, source_findings(sample))
         sampled = sum(len(r) for r in rows.values())
-    peak = _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    peak = peak_gb()
 
     print(
         f"full check (run_check): first run {first:.2f} s, best of {args.repeat} more: {full:.2f} s; "

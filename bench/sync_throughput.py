@@ -26,17 +26,16 @@ import inspect
 import json
 import math
 import re
-import resource
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.common import in_child, peak_gb
 
 __all__ = ["ceiling_per_minute", "main", "setup"]
 
@@ -45,10 +44,6 @@ NOW = datetime(2026, 11, 26, 17, tzinfo=UTC)
 _READY_SHARE = 0.8  # about this share of the demo's records is ready when QBO holds none of its transactions
 _QBO_TRANSACTIONS = ("PurchaseOrder", "Bill", "Invoice", "Payment", "BillPayment", "JournalEntry")
 _MARKER = re.compile(r"awra:([a-z_]+):(\S+):v([0-9]+)")
-
-
-def _gb(kilobytes: int) -> float:
-    return kilobytes / 1024 / 1024  # ru_maxrss is in KiB on Linux
 
 
 def _reference(company: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +107,7 @@ def setup(n: int, folder: Path, seed: int, key: str) -> dict[str, Any]:
         "ready": check.ready,
         "keys": [list(k) for k in keys],
         "seconds": time.perf_counter() - clock,
-        "peak_gb": _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "peak_gb": peak_gb(),
     }
 
 
@@ -195,9 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     key = Fernet.generate_key().decode()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            built = pool.submit(setup, args.records, folder, args.seed, key).result()
-        setup_peak = _gb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        built = in_child(setup, args.records, folder, args.seed, key)
+        setup_peak = peak_gb(children=True)
         keys = [tuple(k) for k in built["keys"]]
         print(
             f"demo company {built['demo_records']:,} records, {built['ready']:,} ready; syncing {len(keys):,} "
@@ -239,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         found = _in_qbo(http, built["realm_id"], set(qbo_entity.values()))
         http.close()
-    peak = _gb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    peak = peak_gb()
 
     accepted = result.count("accepted")
     overall = accepted / (span / 60)
