@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/synchealth demo --dir $(DEMO_DIR)
 	$(BIN)/synchealth ingest $(DEMO_DIR)/awra
 
-# The demo store is rebuilt each time, with six simulated weeks of history from the real engine (about 2 minutes),
+# The demo store is rebuilt each time, with six simulated weeks of history from the real engine (36 s to 2 minutes),
 # so that Trends has something true to show; the sandbox then starts from the company file the history left.
 run: install
 	rm -f data/synchealth.duckdb data/synchealth.duckdb.wal
