@@ -8,11 +8,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from pipelines.payloads import build_payloads
@@ -152,11 +154,13 @@ def _record(
     rng: random.Random,
     operation: str,
     mirror: list[tuple[str, dict]] | None = None,
+    tx: duckdb.DuckDBPyConnection | None = None,
 ) -> str:
     """Store one attempt and what it means for the record; returns the record's new state.
 
     With `mirror`, an accepted object is appended there for the caller to load into the QBO mirror once per chunk
-    (one load per record cost more than the rest of the bookkeeping); without it, it is loaded here.
+    (one load per record cost more than the rest of the bookkeeping); without it, it is loaded here. With `tx`, the
+    statements join the caller's transaction (a chunk's outcomes commit together) instead of one of their own.
     """
     outcome = result.outcome.outcome
     obj = result.object or {}
@@ -175,7 +179,7 @@ def _record(
     else:  # rejected or duplicate: nothing more is sent until the cause changes
         state = "needs_fix"  # a duplicate refused by QBO too: only a person's link or rename moves it
         generation += 1  # the next try must not replay the rejected request id
-    with store.transaction() as tx:
+    with nullcontext(tx) if tx is not None else store.transaction() as tx:
         tx.execute(
             "INSERT INTO sync_attempts VALUES (nextval('sync_attempt_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -419,10 +423,13 @@ def _send_rows(
                 answers[i] = _send_single(client, row)
         crash_point("sync.after_send")
         mirror: list[tuple[str, dict]] = []
-        for row, answer in zip(chunk, answers, strict=True):
-            _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"], mirror)
-            key = answer.outcome.outcome
-            result.counts[key] = result.counts.get(key, 0) + 1
+        # One commit per chunk, not per record: a crash before it leaves the chunk's intents open, and the next run
+        # settles them by lookup, exactly as after a crash between two records.
+        with store.transaction() as tx:
+            for row, answer in zip(chunk, answers, strict=True):
+                _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"], mirror, tx)
+                key = answer.outcome.outcome
+                result.counts[key] = result.counts.get(key, 0) + 1
         # The links are already stored with each attempt; the mirror only caches the objects until the next pull.
         for qbo_entity in dict.fromkeys(e for e, _ in mirror):
             load_objects(store, realm_id, qbo_entity, [o for e, o in mirror if e == qbo_entity], now)
