@@ -86,7 +86,11 @@ def _due(store: Store, realm_id: str, now: datetime, only: Sequence[tuple[str, s
            FROM records r LEFT JOIN sync_status s USING (realm_id, entity, record_id)
            WHERE r.realm_id = $realm AND r.removed_at IS NULL
              AND (r.state = 'ready' OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))
-             AND r.entity NOT IN ('item', 'account')""",
+             AND r.entity NOT IN ('item', 'account')
+             -- a send whose outcome is unknown (a crash before it was recorded, a lookup QBO did not answer) is
+             -- settled by looking it up first: sending the record again could create it twice
+             AND NOT EXISTS (SELECT 1 FROM sync_intents i WHERE i.realm_id = r.realm_id AND i.entity = r.entity
+                             AND i.record_id = r.record_id AND i.settled_at IS NULL)""",
         {"realm": realm_id, "now": now},
     )
     if only is not None:

@@ -92,3 +92,30 @@ def test_a_lookup_qbo_does_not_answer_sends_nothing_and_the_next_run_finds_the_r
     left = w.store.rows("SELECT entity, record_id, state FROM records WHERE state NOT IN ('synced', 'not_ready')")
     assert left == []
     w.store.close()
+
+
+def test_a_record_whose_send_is_unsettled_is_not_sent_again_while_its_lookup_goes_unanswered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed after a first batch was sent but before its outcomes were stored, the records sat `queued` with open
+    # intents and no sync status, so the next check saw no engine version and set them `ready` again. The lookup
+    # failed (the intent kept open, rightly), but the plan then sent them again under member ids QBO had never
+    # seen: a refused duplicate DocNumber for an invoice, or a second copy where QBO has no uniqueness rule (found
+    # by the quick chaos run, seed 961313641).
+    w = World(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(pipelines.sync, "crash_point", _die_at("sync.after_send"))
+        with pytest.raises(_Died):
+            w.cycle()
+    unsettled = w.store.scalar("SELECT count(*) FROM sync_intents WHERE settled_at IS NULL")
+    assert unsettled > 0 and w.state("vendor:VEN-1") == "queued"
+    w.sandbox.set_faults("http_500@query=1.0", seed=1)  # every lookup fails; writes would go through
+    w.now += timedelta(minutes=10)
+    with w.client() as client:
+        run_cycle(w.store, client, w.settings, now=w.now, trigger="manual", actor="admin@demo.local")
+    assert w.store.scalar("SELECT count(*) FROM sync_attempts WHERE entity = 'vendor' AND record_id = 'VEN-1'") == 0
+    assert w.in_qbo()["Vendor"]["VEN-1"] == 1  # the one copy the killed run created
+    w.sandbox.set_faults(None)
+    w.drain()
+    _exactly_once(w)
+    w.store.close()
