@@ -14,7 +14,7 @@ from pipelines.page_data import get_settings, get_store
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
 
-__all__ = ["ROOT", "open_page", "serve"]
+__all__ = ["ROOT", "open_page", "point_app_at", "serve"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,20 +29,28 @@ def serve(
         if after:
             after(world)
         world.store.close()
-        for name, value in {
-            "SYNCHEALTH_DB": str(world.settings.db_path),
-            "SYNCHEALTH_REALM_ID": REALM,
-            "SYNCHEALTH_QBO_BASE_URL": running.base_url,
-            "SYNCHEALTH_SECRET_KEY": world.settings.secret_key,
-            "SYNCHEALTH_ROUTING_FILE": str(ROOT / "config" / "routing.toml"),
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.chdir(ROOT)
-        get_settings.clear()
-        get_store.clear()
-        yield world
-        get_store.clear()
-        get_settings.clear()
+        yield from point_app_at(
+            monkeypatch,
+            world.settings.db_path,
+            SYNCHEALTH_QBO_BASE_URL=running.base_url,
+            SYNCHEALTH_SECRET_KEY=world.settings.secret_key,
+            SYNCHEALTH_ROUTING_FILE=str(ROOT / "config" / "routing.toml"),
+            result=world,
+        )
+
+
+def point_app_at(monkeypatch: pytest.MonkeyPatch, db: Path, result: object = None, **env: str) -> Iterator:
+    """The app's settings (the company's store, more SYNCHEALTH_* from env) for one test; yields result (else db).
+
+    The cached store and settings are cleared on the way in and out, so no test sees another's store."""
+    for name, value in {"SYNCHEALTH_DB": str(db), "SYNCHEALTH_REALM_ID": REALM, **env}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(ROOT)
+    get_settings.clear()
+    get_store.clear()
+    yield db if result is None else result
+    get_store.clear()
+    get_settings.clear()
 
 
 def open_page(page: str, actor: str = "viewer@demo.local", **query: str) -> AppTest:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from fixtures import REALM, tiny_snapshot, write_snapshot
+from served import point_app_at
 from streamlit.testing.v1 import AppTest
 
 from pipelines.awra import SnapshotError, ingest_snapshot
 from pipelines.health_charts import plain
-from pipelines.page_data import get_settings, get_store
+from pipelines.page_data import get_store
 from pipelines.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,15 +21,7 @@ PAGES = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
 @pytest.fixture
 def app_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the app at a fresh store; caches are cleared so no test sees another's store."""
-    db = tmp_path / "app.duckdb"
-    monkeypatch.setenv("SYNCHEALTH_DB", str(db))
-    monkeypatch.setenv("SYNCHEALTH_REALM_ID", REALM)
-    monkeypatch.chdir(ROOT)
-    get_settings.clear()
-    get_store.clear()
-    yield db
-    get_store.clear()
-    get_settings.clear()
+    yield from point_app_at(monkeypatch, tmp_path / "app.duckdb")
 
 
 def _app(page: str | None = None) -> AppTest:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from fixtures import REALM, tiny_snapshot
+from served import point_app_at
 from streamlit.testing.v1 import AppTest
 from test_sync import ADMIN, World
 
@@ -59,14 +60,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def app_env(db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SYNCHEALTH_DB", str(db))
-    monkeypatch.setenv("SYNCHEALTH_REALM_ID", REALM)
-    monkeypatch.chdir(ROOT)
-    get_settings.clear()
-    get_store.clear()
-    yield db
-    get_store.clear()
-    get_settings.clear()
+    yield from point_app_at(monkeypatch, db)
 
 
 def _page(page: str, **query: str) -> AppTest:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import REALM
+from served import point_app_at
 from streamlit.testing.v1 import AppTest
-
-from pipelines.page_data import get_settings, get_store
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = {
@@ -21,15 +20,8 @@ AUTH = {
 
 
 @pytest.fixture(autouse=True)
-def app_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SYNCHEALTH_DB", str(tmp_path / "app.duckdb"))
-    monkeypatch.setenv("SYNCHEALTH_REALM_ID", REALM)
-    monkeypatch.chdir(ROOT)
-    get_settings.clear()
-    get_store.clear()
-    yield
-    get_store.clear()
-    get_settings.clear()
+def app_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from point_app_at(monkeypatch, tmp_path / "app.duckdb")
 
 
 def _app(user: dict | None = None, auth: bool = True) -> AppTest:
