@@ -11,7 +11,7 @@ import polars as pl
 
 from pipelines.catalogue import explain
 from pipelines.duplicates import QBO_ENTITY
-from pipelines.metrics import RECORD_FACTS
+from pipelines.metrics import FUNNEL_STAGES, RECORD_FACTS
 from pipelines.read_model import (
     exceptions,
     facts,
@@ -64,16 +64,8 @@ STATES = (
     "not_ready",
     "excluded",
 )
-FUNNEL = (
-    "source",
-    "complete",
-    "approved",
-    "posted",
-    "eligible",
-    "mapped",
-    "no duplicate risk",
-    "synced",
-)
+# The readiness funnel's stages, ending at synced instead of "ready or synced".
+FUNNEL = (*FUNNEL_STAGES[:-1], "synced")
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
