@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pipelines import page_data
 from pipelines.page_data import get_settings, get_store, identity_of, people, realm_choices
 
 # Not "pages/": Streamlit treats that folder as the old automatic navigation and, on a first visit to a
@@ -54,7 +55,7 @@ def sidebar() -> None:
     store = get_store(str(settings.db_path))
     with st.sidebar:
         st.selectbox("Company (QuickBooks realm)", realm_choices(store, settings), key="realm")
-        st.selectbox("Period", _months(date.today()), key="period")
+        st.selectbox("Period", _months(page_data.page_now().date()), key="period")
         st.divider()
         if _identity_provider():
             _signed_in(settings)

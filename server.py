@@ -17,7 +17,6 @@ import asyncio
 import hmac
 import logging
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from pipelines import serving
+from pipelines.clock import system_clock
 from pipelines.config import load_settings
 from pipelines.connection_health import connection_health
 from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
@@ -50,10 +50,6 @@ def _state() -> serving.ServerState:
     if state is None:  # a request before the lifespan finished or after it ended
         raise RuntimeError("the server is not running")
     return state
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- OAuth -------------------------------------------------------------------------------------------------
@@ -78,7 +74,7 @@ def _exchange(state: serving.ServerState, code: str, realm_id: str, actor: str) 
     identity = resolve(actor, load_roles(state.settings.roles_file))
     state.store.execute(
         "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [realm_id, _now(), identity.email, identity.role, "connect", f"connection:{realm_id}", "OAuth connect"],
+        [realm_id, state.now(), identity.email, identity.role, "connect", f"connection:{realm_id}", "OAuth connect"],
     )
 
 
@@ -111,7 +107,7 @@ async def qbo_webhook(request: Request) -> Response:
     state = _state()
     body = await request.body()
     status, answer = handle_delivery(
-        state.inbox, state.config.webhook_verifier, body, request.headers.get(SIGNATURE_HEADER), _now()
+        state.inbox, state.config.webhook_verifier, body, request.headers.get(SIGNATURE_HEADER), state.now()
     )
     state.scheduler.wake()
     if status == 401:
@@ -128,7 +124,7 @@ def _health(state: serving.ServerState) -> tuple[int, dict[str, Any]]:
     try:
         store["schema_version"] = state.store.schema_version
         store["ok"] = True
-        now = _now()
+        now = state.now()
         for (realm_id,) in state.store.rows("SELECT realm_id FROM qbo_connections ORDER BY 1"):
             h = connection_health(state.store, realm_id, now=now, host=state.settings.api_base_url)
             realms.append(
@@ -216,8 +212,9 @@ async def lifespan(_app: st.App):
     settings = load_settings()
     config = serving.load_server_config(settings)
     store = Store(settings.db_path)
+    clock = system_clock  # the server's one clock: routes, webhooks and the scheduler all read this one
     inbox = WebhookInbox()
-    inbox.recall(store, _now())  # a delivery replayed across a restart is still recognised
+    inbox.recall(store, clock())  # a delivery replayed across a restart is still recognised
     scheduler = Scheduler(
         store,
         settings,
@@ -227,8 +224,9 @@ async def lifespan(_app: st.App):
             reconnect_warn_days=config.reconnect_warn_days,
         ),
         inbox=inbox,
+        clock=clock,
     )
-    state = serving.ServerState(settings, config, store, scheduler, inbox)
+    state = serving.ServerState(settings, config, store, scheduler, inbox, clock=clock)
     serving.install(state)
     serving.write_server_file(settings.db_path, config.url, state.api_token)
     if settings.qbo_env == "local":

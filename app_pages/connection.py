@@ -1,16 +1,17 @@
 """Connection: the QuickBooks connection per company, its token lifetimes and webhooks; Connect for admins."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import streamlit as st
 
+from pipelines import page_data
 from pipelines.page_data import connect_link, connection_view, get_settings, get_store, identity_of
 
 
 def _left(at: datetime | None) -> str:
     if at is None:
         return "—"
-    seconds = (at - datetime.now(UTC)).total_seconds()
+    seconds = (at - page_data.page_now()).total_seconds()
     if seconds <= 0:
         return "expired"
     if seconds < 3 * 3600:
@@ -54,12 +55,32 @@ def health_panel() -> None:
     cols[3].metric("Webhook signature failures", h.webhook["signature_failures"])
     st.dataframe(
         {
-            "what": ["Environment", "API host", "Realm", "Scopes", "Connected by", "Connected at", "Last refresh",
-                 "Last successful call", "Last webhook event", "Webhook events", "Last signature failure"],
-            "value": [h.environment or settings.qbo_env, h.host or "—", realm, " ".join(h.scopes) or "—",
-                      h.connected_by or "—", _when(h.connected_at), f"{_when(h.last_refresh_at)} ({h.refresh_count})",
-                      _when(h.last_call_at), f"{_when(h.webhook['last_event_at'])} {h.webhook['last_event'] or ''}",
-                      str(h.webhook["events"]), _when(h.webhook["last_failure_at"])],
+            "what": [
+                "Environment",
+                "API host",
+                "Realm",
+                "Scopes",
+                "Connected by",
+                "Connected at",
+                "Last refresh",
+                "Last successful call",
+                "Last webhook event",
+                "Webhook events",
+                "Last signature failure",
+            ],
+            "value": [
+                h.environment or settings.qbo_env,
+                h.host or "—",
+                realm,
+                " ".join(h.scopes) or "—",
+                h.connected_by or "—",
+                _when(h.connected_at),
+                f"{_when(h.last_refresh_at)} ({h.refresh_count})",
+                _when(h.last_call_at),
+                f"{_when(h.webhook['last_event_at'])} {h.webhook['last_event'] or ''}",
+                str(h.webhook["events"]),
+                _when(h.webhook["last_failure_at"]),
+            ],
         },
         hide_index=True,
         height=12 * 35 + 3,  # every row, no inner scrolling

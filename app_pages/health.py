@@ -1,10 +1,11 @@
 """Health: the close meeting's page. What synced, what did not, why, what it costs, who owns the next step."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from textwrap import shorten
 
 import streamlit as st
 
+from pipelines import page_data
 from pipelines.health_charts import (
     DIMENSION_TITLES,
     PRESENT_CSS,
@@ -22,12 +23,12 @@ store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
 params = st.query_params
 present = params.get("present") == "1"
-period = params.get("period") or st.session_state.get("period") or f"{datetime.now(UTC):%Y-%m}"
+period = params.get("period") or st.session_state.get("period") or f"{page_data.page_now():%Y-%m}"
 basis = params.get("since") if params.get("since") in ("close", "week") else "close"
 try:
     month = datetime.strptime(period, "%Y-%m").strftime("%B %Y")
 except ValueError:
-    period, month = f"{datetime.now(UTC):%Y-%m}", f"{datetime.now(UTC):%B %Y}"
+    period, month = f"{page_data.page_now():%Y-%m}", f"{page_data.page_now():%B %Y}"
 
 
 def enter_presentation() -> None:

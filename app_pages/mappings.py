@@ -1,10 +1,9 @@
 """Mappings: the gaps ranked by what they block, stale first; admins map values and accept suggestions."""
 
-from datetime import UTC, datetime
-
 import polars as pl
 import streamlit as st
 
+from pipelines import page_data
 from pipelines.mappings import accept_suggestions, map_and_recheck
 from pipelines.page_data import get_settings, get_store, identity_of, mapping_gaps, qbo_choices
 
@@ -52,7 +51,7 @@ if not suggested.is_empty():
     rows = picked_rows.selection.rows if identity.can("map") else []
     if identity.can("map") and st.button(f"Accept {len(rows)} selected", disabled=not rows, key="accept_go"):
         pairs = [(suggested["kind"][i], suggested["awra_value"][i]) for i in rows]
-        done = accept_suggestions(store, realm, pairs, identity=identity, now=datetime.now(UTC))
+        done = accept_suggestions(store, realm, pairs, identity=identity, now=page_data.page_now())
         st.success(f"Accepted {len(pairs)}: {done.now_ready:,} of {done.waiting:,} waiting records now ready.")
 
 st.subheader("Map a value")
@@ -79,7 +78,7 @@ reason = st.text_input("Reason (kept in the audit log)", key="map_reason")
 if st.button("Map and re-check", type="primary", disabled=not ids, key="map_go"):
     with st.spinner("Re-checking every record..."):
         done = map_and_recheck(
-            store, realm, kind, value, ids[picked], identity=identity, reason=reason or None, now=datetime.now(UTC)
+            store, realm, kind, value, ids[picked], identity=identity, reason=reason or None, now=page_data.page_now()
         )
     st.success(
         f"Mapped {value} to {done.mapping['qbo_name']}: {done.now_ready:,} of {done.waiting:,} waiting "

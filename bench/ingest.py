@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.awra import ingest_snapshot
+from pipelines.clock import system_clock
 from pipelines.demo import write_demo
 from pipelines.store import Store
 from schemas.awra import CONTRACT
@@ -44,7 +45,7 @@ def _changed_copy(src: Path, dst: Path, fmt: str, share: float) -> int:
 
 def _timed(store: Store, folder: Path) -> tuple[float, object]:
     start = time.perf_counter()
-    result = ingest_snapshot(store, folder, realm_id=REALM)
+    result = ingest_snapshot(store, folder, realm_id=REALM, now=system_clock())
     return time.perf_counter() - start, result
 
 

@@ -7,12 +7,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandera.errors
 import polars as pl
 
+from pipelines.clock import elapsed_from
 from pipelines.store import Store, awra_table, crash_point
 from schemas.awra import CONTRACT, Column, Table, contract_schema
 
@@ -594,6 +595,7 @@ def _record_run(
     realm_id: str,
     source: str,
     started: datetime,
+    finished: datetime,
     status: str,
     files: dict[str, tuple[str | None, int, int, int, str | None]],
     totals: dict[str, int],
@@ -610,7 +612,7 @@ def _record_run(
             realm_id,
             source,
             started,
-            datetime.now(UTC),
+            finished,
             status,
             rows,
             accepted,
@@ -635,6 +637,7 @@ def _refuse(
     folder: Path,
     realm_id: str,
     started: datetime,
+    finished: datetime,
     err: SnapshotError,
     raw: dict[str, _RawFile] | None,
 ) -> None:
@@ -653,7 +656,7 @@ def _refuse(
         files[name] = (fname, rows, max(rows - bad, 0) if probs else rows, bad if probs else 0, msg)
     with store.transaction() as cur:
         run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
-        _record_run(cur, run_id, realm_id, str(folder), started, "refused", files, {}, str(err))
+        _record_run(cur, run_id, realm_id, str(folder), started, finished, "refused", files, {}, str(err))
 
 
 def _fingerprints(folder: Path) -> dict[str, tuple[str, str]]:
@@ -691,12 +694,12 @@ def ingest_snapshot(
     folder: Path,
     *,
     realm_id: str,
-    now: datetime | None = None,
+    now: datetime,
     progress: Progress | None = None,
 ) -> IngestResult:
     """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError."""
     clock = time.perf_counter()
-    started = now or datetime.now(UTC)
+    started = now
     say = progress or (lambda _f, _l: None)
     raw: dict[str, _RawFile] | None = None
     prints = _fingerprints(folder) if folder.is_dir() else {}
@@ -711,7 +714,7 @@ def ingest_snapshot(
         say(0.35, "checking the contract")
         frames = validate_snapshot(todo)
     except SnapshotError as err:
-        _refuse(store, folder, realm_id, started, err, raw)
+        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw)
         raise
     say(0.6, "staging")
     _stage(store, frames, raw, hashes)
@@ -728,7 +731,19 @@ def ingest_snapshot(
         status = "applied" if any(totals.values()) else "unchanged"
         rows = {n: r.frame.height for n, r in raw.items()} | skipped
         files = {n: (prints[n][0], rows[n], rows[n], 0, None) for n in CONTRACT}
-        _record_run(cur, run_id, realm_id, str(folder), started, status, files, totals, None, prints)
+        _record_run(
+            cur,
+            run_id,
+            realm_id,
+            str(folder),
+            started,
+            elapsed_from(started, clock),
+            status,
+            files,
+            totals,
+            None,
+            prints,
+        )
     say(1.0, "done")
     return IngestResult(
         run_id=int(run_id),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings, load_settings
 from pipelines.identity import Identity, PermissionDeniedError, load_roles, require, resolve
 from pipelines.store import Store, StoreBusyError, StoreError
@@ -34,6 +35,10 @@ class Context:
     settings: Settings
     identity: Identity
     as_json: bool
+    clock: Clock = system_clock
+
+    def now(self):
+        return self.clock()
 
     def open_store(self) -> Store:
         from pipelines.serving import borrow_store
@@ -69,7 +74,7 @@ def _emit(ctx: Context, payload: dict, text: str) -> None:
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.demo import write_demo
 
-    as_of = date.fromisoformat(args.as_of) if args.as_of else None
+    as_of = date.fromisoformat(args.as_of) if args.as_of else ctx.now().date()
     summary = write_demo(Path(args.dir), seed=args.seed, scale=args.scale, as_of=as_of, fmt=args.format)
     total = sum(summary.counts.values())
     _emit(
@@ -86,7 +91,11 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.open_store() as store:
         try:
             result = ingest_snapshot(
-                store, Path(args.dir), realm_id=ctx.settings.realm_id, progress=_Progress(sys.stderr.isatty())
+                store,
+                Path(args.dir),
+                realm_id=ctx.settings.realm_id,
+                progress=_Progress(sys.stderr.isatty()),
+                now=ctx.now(),
             )
         except SnapshotError as err:
             raise UsageError(f"snapshot refused, nothing applied: {err}") from None
@@ -164,7 +173,7 @@ def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
 
     ctx.require("pull")
     with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
-        result = pull(store, client, full=args.full, progress=_Progress(sys.stderr.isatty()))
+        result = pull(store, client, full=args.full, progress=_Progress(sys.stderr.isatty()), now=ctx.now())
     text = (
         f"{result.kind} pull {result.pull_id}: {result.objects:,} objects "
         f"({result.deleted:,} deleted); {result.inactive:,} inactive objects in QuickBooks"
@@ -187,7 +196,7 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.readiness import run_check
 
     with ctx.open_store() as store:
-        result = run_check(store, ctx.settings.realm_id, now=_now(), actor=ctx.identity.email)
+        result = run_check(store, ctx.settings.realm_id, now=ctx.now(), actor=ctx.identity.email)
     lines = [
         f"check {result.run_id}: {result.records:,} records, {result.ready:,} ready, "
         f"{result.findings:,} findings in {result.seconds:.1f}s",
@@ -222,7 +231,7 @@ def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
                 args.qbo_id,
                 identity=ctx.identity,
                 reason=args.reason,
-                now=_now(),
+                now=ctx.now(),
             )
         except ValueError as err:
             raise UsageError(str(err)) from None
@@ -256,7 +265,7 @@ def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
             store,
             client,
             ctx.settings,
-            now=_now(),
+            now=ctx.now(),
             trigger="manual",
             actor=ctx.identity.email,
             only=only,
@@ -295,7 +304,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
             client,
             keys,
             identity=ctx.identity,
-            now=_now(),
+            now=ctx.now(),
             override_reason=args.override_reason,
             schedule=ctx.settings.retry_schedule,
         )
@@ -361,10 +370,10 @@ def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
                 # The Id is read from QuickBooks itself before anything is linked.
                 with qbo_client(ctx.settings, store) as client:
                     done = resolve(store, realm, args.exception_id, code=args.code, reason=args.reason,
-                                   identity=ctx.identity, now=_now(), qbo_id=args.qbo_id, client=client)  # fmt: skip
+                                   identity=ctx.identity, now=ctx.now(), qbo_id=args.qbo_id, client=client)  # fmt: skip
             else:
                 done = resolve(store, realm, args.exception_id, code=args.code, reason=args.reason,
-                               identity=ctx.identity, now=_now(), qbo_id=args.qbo_id)  # fmt: skip
+                               identity=ctx.identity, now=ctx.now(), qbo_id=args.qbo_id)  # fmt: skip
         except (LookupError, ValueError) as err:
             raise _refused_input(err) from None
     tail = "; the record goes again in the next cycle" if done.get("requeued") else ""
@@ -382,7 +391,7 @@ def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.open_store() as store:
         try:
             done = assign(store, ctx.settings.realm_id, args.exception_id, to=args.to, identity=ctx.identity,
-                          now=_now(), note=args.reason, roles=load_roles(ctx.settings.roles_file))  # fmt: skip
+                          now=ctx.now(), note=args.reason, roles=load_roles(ctx.settings.roles_file))  # fmt: skip
         except (LookupError, ValueError) as err:
             raise _refused_input(err) from None
     _emit(ctx, {"assigned": done}, f"assigned #{done['exception_id']} ({done['cause']}) to {done['owner']}")
@@ -395,7 +404,9 @@ def cmd_exclude(ctx: Context, args: argparse.Namespace) -> int:
     key = ":".join(_key(args.key))
     with ctx.open_store() as store:
         try:
-            closed = exclude(store, ctx.settings.realm_id, key, reason=args.reason, identity=ctx.identity, now=_now())
+            closed = exclude(
+                store, ctx.settings.realm_id, key, reason=args.reason, identity=ctx.identity, now=ctx.now()
+            )
         except (LookupError, ValueError) as err:
             raise _refused_input(err) from None
     ids = ", ".join(f"#{c['exception_id']}" for c in closed) or "none were open"
@@ -417,7 +428,7 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.queue import OPEN_STATUSES, action_queue, filter_queue, queue_summary
 
     with ctx.open_store() as store:
-        frame = action_queue(store, ctx.settings.realm_id, now=_now(), statuses=args.status or OPEN_STATUSES)
+        frame = action_queue(store, ctx.settings.realm_id, now=ctx.now(), statuses=args.status or OPEN_STATUSES)
     frame = filter_queue(frame, owners=[args.owner] if args.owner else None, dimensions=args.dimension)
     summary = queue_summary(frame)
     limit = args.limit if args.limit is not None else (0 if ctx.as_json else 50)
@@ -445,7 +456,7 @@ def cmd_digest(ctx: Context, args: argparse.Namespace) -> int:
 
     from pipelines.queue import digest, digest_html, digest_text
 
-    now = _now()
+    now = ctx.now()
     with ctx.open_store() as store:
         d = digest(store, ctx.settings.realm_id, now=now, since=now - timedelta(hours=args.since_hours))
     if args.html:
@@ -453,12 +464,6 @@ def cmd_digest(ctx: Context, args: argparse.Namespace) -> int:
     else:
         _emit(ctx, d, digest_text(d).rstrip("\n"))
     return EXIT_OK
-
-
-def _now():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 # -- parser ----------------------------------------------------------------------------------------------
@@ -582,7 +587,12 @@ def _global_values(argv: list[str]) -> set[str]:
     return {argv[i + 1] for i, t in enumerate(argv[:-1]) if t in ("--db", "--actor")}
 
 
-def main(argv: Sequence[str] | None = None, *, settings_loader: Callable[[], Settings] = load_settings) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    settings_loader: Callable[[], Settings] = load_settings,
+    clock: Clock = system_clock,
+) -> int:
     raw = _split_global(list(sys.argv[1:] if argv is None else argv))
     command = next((t for t in raw if not t.startswith("-") and t not in _global_values(raw)), None)
     if command == "sandbox":  # its options are its own: hand them over unparsed
@@ -593,7 +603,7 @@ def main(argv: Sequence[str] | None = None, *, settings_loader: Callable[[], Set
     try:
         settings = settings_loader().with_overrides(db_path=Path(args.db) if args.db else None)
         identity = resolve(args.actor, load_roles(settings.roles_file))
-        ctx = Context(settings, identity, args.json)
+        ctx = Context(settings, identity, args.json, clock)
         return args.func(ctx, args)
     except UsageError as err:
         print(f"synchealth: {err}", file=sys.stderr)

@@ -403,8 +403,7 @@ def demo_sizes(scale: int | None = None) -> dict[str, int]:
     fixed = DEFAULT_SIZES["accounts"]  # a chart of accounts does not grow with volume
     factor = max(scale - fixed, 0) / (sum(DEFAULT_SIZES.values()) - fixed)
     return {
-        name: n if name == "accounts" else max(_MIN_SIZES[name], round(n * factor))
-        for name, n in DEFAULT_SIZES.items()
+        name: n if name == "accounts" else max(_MIN_SIZES[name], round(n * factor)) for name, n in DEFAULT_SIZES.items()
     }
 
 
@@ -422,9 +421,9 @@ def presync_cutoff(as_of: date) -> date:
 def write_demo(
     out_dir: Path,
     *,
+    as_of: date,
     seed: int = 7,
     scale: int | None = None,
-    as_of: date | None = None,
     fmt: str = "csv",
     realm_id: str = DEMO_REALM_ID,
     progress: Callable[[str], None] | None = None,
@@ -434,7 +433,6 @@ def write_demo(
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, not {seed}")
-    as_of = as_of or date.today()
     say = progress or (lambda _message: None)
     out_dir = Path(out_dir)
     demo = _generate(seed, demo_sizes(scale), as_of, say)
@@ -648,9 +646,7 @@ def _items(rng: np.random.Generator, n: int, cal: _Calendar) -> pl.DataFrame:
     ).join(families, on="family", **_KEEP_ORDER)
     service = pl.col("type") == "service"
     grade_name = (
-        pl.when(service)
-        .then(_label(_SERVICE_GRADES, "service_grade"))
-        .otherwise(_label(_GOODS_GRADES, "goods_grade"))
+        pl.when(service).then(_label(_SERVICE_GRADES, "service_grade")).otherwise(_label(_GOODS_GRADES, "goods_grade"))
     )
     role = (
         pl.when(pl.col("problem") == ITEM_MISSING).then(pl.lit("missing"))
@@ -883,9 +879,7 @@ def _seed_line_problems(
                 lines[cleared][at] = -1
 
 
-def _frame(
-    columns: dict[str, np.ndarray | pl.Series], problem: np.ndarray, presync: np.ndarray
-) -> pl.DataFrame:
+def _frame(columns: dict[str, np.ndarray | pl.Series], problem: np.ndarray, presync: np.ndarray) -> pl.DataFrame:
     """A typed header frame: the columns, the problem's name (null when clean) and the QuickBooks Id."""
     extra = {"problem": _problem_names(problem), "presync": presync, "qbo": _qbo_ids(presync)}
     return pl.DataFrame({**columns, **extra})
@@ -1640,9 +1634,7 @@ def _document_json(kind: _Kind, ref: _Reference) -> pl.Expr:
     return pl.struct(**fields, Line=pl.col("Line"))
 
 
-def _qbo_documents(
-    records: _Records, parties: _Parties, ref: _Reference, payments: _Records | None
-) -> pl.Series:
+def _qbo_documents(records: _Records, parties: _Parties, ref: _Reference, payments: _Records | None) -> pl.Series:
     """Documents synced before (our marker, lines as in AWRA), then look-alikes keyed into QuickBooks."""
     kind = records.kind
     lines = (

@@ -30,6 +30,7 @@ import httpx
 import polars as pl
 
 from pipelines.awra import ingest_snapshot
+from pipelines.clock import system_clock
 from pipelines.config import Settings, load_settings
 from pipelines.connection import qbo_client
 from pipelines.cycle import run_cycle
@@ -399,12 +400,11 @@ def build_history(
     return result
 
 
-def _end_time(as_of: date | None) -> datetime:
-    """The last cycle: the as-of day at 09:00 west-coast time, and never in the future of the wall clock."""
-    wall = datetime.now(UTC)
-    day = as_of or wall.date()
+def _end_time(as_of: date | None, now: datetime) -> datetime:
+    """The last cycle: the as-of day at 09:00 west-coast time, and never in the future of `now`."""
+    day = as_of or now.date()
     end = datetime.combine(day, time(CYCLE_HOUR), tzinfo=UTC)
-    while end > wall:
+    while end > now:
         end -= timedelta(days=1)
     return end
 
@@ -413,6 +413,7 @@ def write_history_demo(
     out_dir: Path,
     settings: Settings,
     *,
+    now: datetime,
     weeks: int = 6,
     seed: int = 7,
     scale: int | None = 6000,
@@ -423,7 +424,7 @@ def write_history_demo(
     """The demo with history: write the company, run the engine over the weeks into `settings.db_path`, then leave
     out_dir/awra (the last snapshot) and out_dir/qbo-company.json (QuickBooks as the history left it)."""
     say = progress or (lambda _message: None)
-    end = _end_time(as_of)
+    end = _end_time(as_of, now)
     summary = write_demo(out_dir, seed=seed, scale=scale, as_of=end.date(), fmt="parquet")
     plan = plan_history(summary, weeks, end, per_week=per_week, seed=seed)
     say(f"demo written ({summary.records:,} records); {len(plan.cycles)} cycles from {plan.start:%Y-%m-%d}")
@@ -471,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     result = write_history_demo(
         Path(args.dir),
         settings,
+        now=system_clock(),
         weeks=args.weeks,
         seed=args.seed,
         scale=args.scale,

@@ -66,6 +66,8 @@ STATES = (
 )
 # The readiness funnel's stages, ending at synced instead of "ready or synced".
 FUNNEL = (*FUNNEL_STAGES[:-1], "synced")
+
+
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 

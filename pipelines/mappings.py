@@ -19,6 +19,7 @@ __all__ = [
     "accept_suggestions",
     "gap_inventory",
     "map_and_recheck",
+    "all_mapping_usage_sql",
     "mapping_usage_sql",
     "refresh_mappings",
     "set_mapping",
@@ -95,7 +96,7 @@ _TABLE_ENTITY = {
 
 
 def mapping_usage_sql(kind: MappingKind, only: str | None = None) -> str:
-    """SELECT realm_id, entity, record_id, line_no, value for every use of a kind's values in live records.
+    """SELECT realm_id, kind, entity, record_id, line_no, value for every use of a kind's values in live records.
 
     With `only` (a table of entity, record_id, current_version), just those records' uses are read: each AWRA
     table is joined to it on the record's current version, so no other record's rows are looked up.
@@ -111,10 +112,16 @@ def mapping_usage_sql(kind: MappingKind, only: str | None = None) -> str:
                  AND t.current_version = a.version"""
         )
         parts.append(
-            f"SELECT a.realm_id, '{entity}' AS entity, a.{id_col} AS record_id, {line} AS line_no, "
+            f"SELECT a.realm_id, '{kind.kind}' AS kind, '{entity}' AS entity, a.{id_col} AS record_id, "
+            f"{line} AS line_no, "
             f"a.{column} AS value FROM {source} WHERE a.{column} IS NOT NULL"
         )
     return " UNION ALL ".join(parts)
+
+
+def all_mapping_usage_sql(only: str | None = None) -> str:
+    """mapping_usage_sql over every kind: each use of a mapped value, tagged with its kind."""
+    return " UNION ALL ".join(mapping_usage_sql(kind, only) for kind in KINDS.values())
 
 
 def _values_sql(kind: MappingKind) -> str:

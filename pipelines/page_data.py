@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import streamlit as st
 
 from pipelines import metrics
+from pipelines.clock import system_clock
 from pipelines.config import Settings, load_settings
 from pipelines.identity import Identity, load_roles, resolve
 from pipelines.store import Store
@@ -31,6 +33,7 @@ __all__ = [
     "run_attempts",
     "sync_history",
     "get_settings",
+    "page_now",
     "get_store",
     "identity_of",
     "mapping_gaps",
@@ -64,6 +67,14 @@ def get_store(db_path: str) -> Store:
     if served is not None and Path(db_path).resolve() == served.store.path.resolve():
         return served.store
     return Store(db_path)
+
+
+def page_now() -> datetime:
+    """The pages' clock: the server's under `synchealth serve`, else the system clock."""
+    from pipelines.serving import current
+
+    served = current()
+    return served.now() if served else system_clock()
 
 
 def people(settings: Settings) -> dict[str, str]:
@@ -177,8 +188,6 @@ def qbo_link(settings: Settings, realm_id: str, qbo_entity: str, qbo_id: str) ->
 
 # -- actions from the pages: each goes through the engine, which checks the role and audits -----------------
 def retry_records(store: Store, settings: Settings, keys: list[str], identity: Identity, override: str | None = None):
-    from datetime import UTC, datetime
-
     from pipelines.connection import qbo_client
     from pipelines.sync import retry
 
@@ -188,15 +197,13 @@ def retry_records(store: Store, settings: Settings, keys: list[str], identity: I
             client,
             keys,
             identity=identity,
-            now=datetime.now(UTC),
+            now=page_now(),
             override_reason=override,
             schedule=settings.retry_schedule,
         )
 
 
 def run_sync_now(store: Store, settings: Settings, identity: Identity, progress=None):
-    from datetime import UTC, datetime
-
     from pipelines.connection import qbo_client
     from pipelines.cycle import run_cycle
     from pipelines.identity import require
@@ -204,19 +211,17 @@ def run_sync_now(store: Store, settings: Settings, identity: Identity, progress=
     require(identity, "sync")
     with qbo_client(settings, store) as client:
         return run_cycle(
-            store, client, settings, now=datetime.now(UTC), trigger="manual", actor=identity.email, progress=progress
+            store, client, settings, now=page_now(), trigger="manual", actor=identity.email, progress=progress
         )
 
 
 def decide_duplicate(store: Store, realm_id: str, key: str, qbo_id: str | None, identity: Identity, reason: str):
     """Link the record to a QBO object (qbo_id) or confirm it is new (qbo_id None); then re-check."""
-    from datetime import UTC, datetime
-
     from pipelines.duplicates import confirm_create_new, link_duplicate
     from pipelines.readiness import run_check
 
     entity, _, record_id = key.partition(":")
-    now = datetime.now(UTC)
+    now = page_now()
     if qbo_id:
         link_duplicate(store, realm_id, entity, record_id, qbo_id, identity=identity, reason=reason, now=now)
     else:
@@ -227,11 +232,9 @@ def decide_duplicate(store: Store, realm_id: str, key: str, qbo_id: str | None, 
 # -- the Connection page ---------------------------------------------------------------------------------------
 def connection_view(store: Store, settings: Settings, realm_id: str) -> dict:
     """The realm's connection health, and its history newest first (no token is decrypted for it)."""
-    from datetime import UTC, datetime
-
     from pipelines.connection_health import connection_health
 
-    health = connection_health(store, realm_id, now=datetime.now(UTC), host=settings.api_base_url)
+    health = connection_health(store, realm_id, now=page_now(), host=settings.api_base_url)
     events = store.frame(
         "SELECT occurred_at, event, reason, actor, intuit_tid, rotated FROM qbo_connection_events "
         "WHERE realm_id = ? ORDER BY event_id DESC LIMIT 50",
@@ -256,8 +259,6 @@ def connect_link(identity: Identity) -> str | None:
 # -- the Action queue, Audit and Help pages ---------------------------------------------------------------------
 @st.cache_data(max_entries=16)
 def _action_queue(_store: Store, realm_id: str, version: tuple, minute: str) -> pl.DataFrame:
-    from datetime import datetime
-
     from pipelines.queue import action_queue as queue
 
     return queue(_store, realm_id, now=datetime.fromisoformat(minute))
@@ -265,11 +266,9 @@ def _action_queue(_store: Store, realm_id: str, version: tuple, minute: str) -> 
 
 def action_queue(store: Store, realm_id: str) -> pl.DataFrame:
     """Open and assigned exceptions by priority; recomputed when an exception changes, and each minute (ages)."""
-    from datetime import UTC, datetime
-
     from pipelines.queue import queue_version
 
-    minute = datetime.now(UTC).replace(second=0, microsecond=0).isoformat()
+    minute = page_now().replace(second=0, microsecond=0).isoformat()
     return _action_queue(store, realm_id, queue_version(store, realm_id), minute)
 
 
@@ -277,11 +276,9 @@ def queue_assign(
     store: Store, settings: Settings, realm_id: str, ids: list[int], to: str, identity: Identity, note: str | None
 ) -> pl.DataFrame:
     """Assign each exception; one result row per item (a refusal says which role it needs)."""
-    from datetime import UTC, datetime
-
     from pipelines.actions import act_on_many, assign
 
-    roles, now = people(settings), datetime.now(UTC)
+    roles, now = people(settings), page_now()
     return pl.DataFrame(
         act_on_many(
             lambda i: assign(store, realm_id, i, to=to, identity=identity, now=now, note=note, roles=roles), ids
@@ -301,12 +298,11 @@ def queue_resolve(
 ) -> pl.DataFrame:
     """Resolve each exception with the code and reason; marked-as-synced reads the Id from QuickBooks first."""
     from contextlib import nullcontext
-    from datetime import UTC, datetime
 
     from pipelines.actions import act_on_many, resolve
     from pipelines.connection import qbo_client
 
-    now = datetime.now(UTC)
+    now = page_now()
     connected = store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id]) == "connected"
     live = code == "marked_synced" and connected
     with qbo_client(settings, store, realm_id) if live else nullcontext() as client:
@@ -320,11 +316,9 @@ def queue_resolve(
 
 def queue_exclude(store: Store, realm_id: str, keys: list[str], reason: str, identity: Identity) -> pl.DataFrame:
     """Exclude each record from sync (closing its open exceptions); one result row per record."""
-    from datetime import UTC, datetime
-
     from pipelines.actions import act_on_many, exclude
 
-    now = datetime.now(UTC)
+    now = page_now()
     return pl.DataFrame(
         act_on_many(lambda k: exclude(store, realm_id, k, reason=reason, identity=identity, now=now), keys)
     )
@@ -352,12 +346,10 @@ def csv_export(frame: pl.DataFrame) -> bytes:
 # -- the Health and Trends pages --------------------------------------------------------------------------------
 @st.cache_data(max_entries=16)
 def _health_view(_store: Store, realm_id: str, period: str, basis: str, version: tuple) -> dict:
-    from datetime import UTC, datetime
-
     from pipelines import health
 
     as_of = health.as_of(_store, realm_id)
-    now = as_of or datetime.now(UTC)
+    now = as_of or page_now()
     since, since_label = health.reference_time(_store, realm_id, basis, now)
     with health.prepared(_store, realm_id):  # the facts and leading exceptions, computed once for all of them
         return {
@@ -366,7 +358,7 @@ def _health_view(_store: Store, realm_id: str, period: str, basis: str, version:
             "since_label": since_label,
             "headline": health.headline(_store, realm_id, since),
             "states": health.records_by_state(_store, realm_id),
-            "connection": health.connection_badge(_store, realm_id, datetime.now(UTC)),
+            "connection": health.connection_badge(_store, realm_id, page_now()),
             "funnel": health.funnel(_store, realm_id),
             "close": health.period_close(_store, realm_id, period, now),
             "controls": health.control_totals(_store, realm_id, period),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import polars as pl
 
+from pipelines.clock import elapsed_from
 from pipelines.store import Store
 from qbo.client import NAME_LISTS
 
@@ -167,14 +169,16 @@ def _begin(store: Store, realm_id: str, kind: str, started: datetime, since: dat
     return pull_id
 
 
-def _finish(store: Store, pull_id: int, counts: dict[str, tuple[int, int]], error: str | None) -> None:
+def _finish(
+    store: Store, pull_id: int, counts: dict[str, tuple[int, int]], error: str | None, finished_at: datetime
+) -> None:
     store.execute(
         """UPDATE qbo_pulls SET finished_at = ?, objects = ?, deleted = ?, status = ?, error = ?,
              inactive = (SELECT count(*) FROM qbo_objects o
                          WHERE o.realm_id = qbo_pulls.realm_id AND NOT o.active AND NOT o.deleted)
            WHERE pull_id = ?""",
         [
-            datetime.now(UTC),
+            finished_at,
             sum(c[0] for c in counts.values()),
             sum(c[1] for c in counts.values()),
             "failed" if error else "done",
@@ -188,13 +192,13 @@ def pull(
     store: Store,
     client: PullClient,
     *,
-    now: datetime | None = None,
+    now: datetime,
     full: bool = False,
     progress: Progress | None = None,
 ) -> PullResult:
     """Bring the store's QBO mirror up to date: everything the first time, then only what changed."""
     realm_id = client.realm_id
-    started = now or datetime.now(UTC)
+    started, perf = now, time.perf_counter()
     say = progress or (lambda _f, _l: None)
     since = None if full else _last_pull_start(store, realm_id)
     kind = "cdc" if since is not None and started - since < _CDC_SAFE_LOOKBACK else "full"
@@ -220,9 +224,9 @@ def pull(
             for entity, rows in fetched.items():
                 counts[entity] = load_objects(store, realm_id, entity, rows, started)
     except Exception as err:
-        _finish(store, pull_id, counts, f"{type(err).__name__}: {err}")
+        _finish(store, pull_id, counts, f"{type(err).__name__}: {err}", elapsed_from(started, perf))
         raise
-    _finish(store, pull_id, counts, None)
+    _finish(store, pull_id, counts, None, elapsed_from(started, perf))
     say(1.0, "done")
     row = store.rows("SELECT objects, deleted, inactive FROM qbo_pulls WHERE pull_id = ?", [pull_id])[0]
     return PullResult(pull_id, kind, int(row[0]), int(row[1]), int(row[2]), {e: c[0] for e, c in counts.items()})
@@ -237,13 +241,11 @@ def load_company_file(store: Store, company: Mapping[str, Any], pulled_at: datet
         _load_company(store, realm_id, company["company_info"], company["preferences"], pulled_at)
 
 
-def pull_entities(
-    store: Store, client: PullClient, refs: Mapping[str, Iterable[str]], *, now: datetime | None = None
-) -> PullResult:
+def pull_entities(store: Store, client: PullClient, refs: Mapping[str, Iterable[str]], *, now: datetime) -> PullResult:
     """Re-read exactly the objects a webhook named; one that can no longer be read is marked deleted."""
     from qbo.client import QboCallError
 
-    started = now or datetime.now(UTC)
+    started, perf = now, time.perf_counter()
     pull_id = _begin(store, client.realm_id, "entities", started, None)
     counts: dict[str, tuple[int, int]] = {}
     for entity, ids in refs.items():
@@ -256,7 +258,7 @@ def pull_entities(
                     raise
                 found.append({"Id": qbo_id, "status": "Deleted"})
         counts[entity] = load_objects(store, client.realm_id, entity, [f for f in found if f], started)
-    _finish(store, pull_id, counts, None)
+    _finish(store, pull_id, counts, None, elapsed_from(started, perf))
     return PullResult(
         pull_id,
         "entities",

@@ -214,7 +214,7 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
                 store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
-                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, now() AS built_at",
+                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version",
                 {"realm": realm_id, "version": _version_key(store)},
             )
     except duckdb.TransactionException:

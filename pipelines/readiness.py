@@ -11,6 +11,7 @@ import polars as pl
 
 from pipelines import duplicates
 from pipelines.actions import refresh_exceptions
+from pipelines.clock import elapsed_from
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER
@@ -258,7 +259,7 @@ def _mapping_findings_sql() -> str:
             f"""SELECT u.entity, u.record_id, '{kind.kind}' AS kind, u.value, min(u.line_no) AS line_no,
                        any_value(m.status) AS status, any_value(m.qbo_name) AS qbo_name,
                        any_value(m.confidence) AS confidence, '{kind.noun}' AS noun, '{kind.qbo_noun}' AS qbo_noun
-                FROM ({mapping_usage_sql(kind, only='todo')}) u
+                FROM ({mapping_usage_sql(kind, only="todo")}) u
                 LEFT JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = '{kind.kind}' AND m.awra_value = u.value
                 WHERE u.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')
                 GROUP BY u.entity, u.record_id, u.value"""
@@ -327,11 +328,7 @@ def dependency_findings(
     frames: dict[str, pl.DataFrame], found: pl.DataFrame, store: Store, realm_id: str
 ) -> pl.DataFrame:
     """A document waits for its party (unless mapped) and a payment for its invoice (unless synced)."""
-    first = (
-        found.sort("dimension", "reason")
-        .group_by("entity", "record_id")
-        .agg(pl.col("detail").first().alias("why"))
-    )
+    first = found.sort("dimension", "reason").group_by("entity", "record_id").agg(pl.col("detail").first().alias("why"))
     linked = store.frame(
         """SELECT kind AS dep_entity, awra_value AS dep_id FROM mappings
            WHERE realm_id = $realm AND kind IN ('vendor', 'customer') AND status = 'mapped'
@@ -357,9 +354,7 @@ def dependency_findings(
                 .select("entity", "record_id", "version", pl.col(column).alias("dep_id"))
                 .join(linked.filter(pl.col("dep_entity") == dep_entity), on="dep_id", how="anti")
                 .join(
-                    first.filter(pl.col("entity") == dep_entity).select(
-                        pl.col("record_id").alias("dep_id"), "why"
-                    ),
+                    first.filter(pl.col("entity") == dep_entity).select(pl.col("record_id").alias("dep_id"), "why"),
                     on="dep_id",
                 )
             )
@@ -371,9 +366,9 @@ def dependency_findings(
                     pl.lit("eligible").alias("check_name"),
                     pl.lit("source_data").alias("dimension"),
                     pl.lit("source_data.dependency_not_ready").alias("reason"),
-                    pl.format(
-                        "{} {} is not ready: {}", pl.lit(dep_entity.replace("_", " ")), "dep_id", "why"
-                    ).alias("detail"),
+                    pl.format("{} {} is not ready: {}", pl.lit(dep_entity.replace("_", " ")), "dep_id", "why").alias(
+                        "detail"
+                    ),
                     pl.lit(None, pl.String).alias("mapping_kind"),
                     pl.lit(None, pl.String).alias("mapping_value"),
                 )
@@ -422,9 +417,7 @@ def run_check(
         [
             source_findings(frames),
             mapping_findings(store, realm_id),
-            duplicates.duplicate_findings(candidates).select(
-                [pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()]
-            ),
+            duplicates.duplicate_findings(candidates).select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()]),
         ],
         how="vertical_relaxed",
     )
@@ -450,11 +443,12 @@ def run_check(
                 ).fetchall()
             )
             tx.execute(
-                "INSERT INTO check_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO check_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     run_id,
                     realm_id,
                     now,
+                    elapsed_from(now, clock),
                     trigger,
                     actor,
                     sum(by_state.values()),

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines import actions, read_model
 from pipelines.awra import FORMATS, SnapshotError, ingest_snapshot
+from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings
 from pipelines.connection import qbo_client
 from pipelines.connection_health import DEFAULT_WARN_DAYS, check_reconnect, connection_health, needs_refresh
@@ -79,8 +80,18 @@ def snapshot_fingerprint(folder: Path) -> tuple | None:
     )
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+def _nap(event: threading.Event, seconds: float, *also: threading.Event) -> None:
+    """Wait up to `seconds` for any of the events, in short sleeps.
+
+    Not `event.wait(seconds)`: a timed wait hands the kernel a deadline on the monotonic clock, and a clock that was
+    moved (a resumed VM, a test run under a shifted date) can put that deadline months away; a short sleep returns.
+    """
+    deadline = time.monotonic() + seconds
+    while not (event.is_set() or any(e.is_set() for e in also)):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
 
 
 class Scheduler:
@@ -94,7 +105,7 @@ class Scheduler:
         *,
         inbox: WebhookInbox | None = None,
         client_factory: ClientFactory | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = system_clock,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -159,9 +170,12 @@ class Scheduler:
                 self._turn()
             except Exception as err:  # never let the loop die: record, pause a moment, go on
                 log.exception("the scheduler loop hit an error; it goes on")
-                self.last_error = {"at": self._clock().isoformat(), "cycle_id": None,
-                                   "error": f"{type(err).__name__}: {err}"}
-                self._stopping.wait(1.0)
+                self.last_error = {
+                    "at": self._clock().isoformat(),
+                    "cycle_id": None,
+                    "error": f"{type(err).__name__}: {err}",
+                }
+                _nap(self._stopping, 1.0)
 
     def _turn(self) -> None:
         if self._due_now or time.monotonic() >= self._next_at:
@@ -173,7 +187,7 @@ class Scheduler:
             self.run_cycle("webhook")
             return
         self._save_refused()
-        self._wakeup.wait(max(self._next_at - time.monotonic(), 0))
+        _nap(self._wakeup, max(self._next_at - time.monotonic(), 0), self._stopping)
         self._wakeup.clear()
 
     # -- one cycle -------------------------------------------------------------------------------------
@@ -208,8 +222,11 @@ class Scheduler:
             self.cycles += 1
             if report.errors:
                 self.failed += 1
-                self.last_error = {"at": report.finished_at.isoformat(), "cycle_id": report.cycle_id,
-                                   "error": report.errors[0]}
+                self.last_error = {
+                    "at": report.finished_at.isoformat(),
+                    "cycle_id": report.cycle_id,
+                    "error": report.errors[0],
+                }
         return report
 
     def _step(self, report: CycleReport, name: str, fn: Callable[[], Any]) -> Any:
@@ -271,8 +288,13 @@ class Scheduler:
             self._fingerprint = fingerprint  # refused and recorded: not read again until a file changes
             raise
         self._fingerprint = fingerprint
-        return {"run_id": result.run_id, "status": result.status, "new": result.new, "changed": result.changed,
-                "removed": result.removed}
+        return {
+            "run_id": result.run_id,
+            "status": result.status,
+            "new": result.new,
+            "changed": result.changed,
+            "removed": result.removed,
+        }
 
     def _refresh(self, client: QboClient, realm: str) -> str:
         now = self._clock()
@@ -303,11 +325,15 @@ class Scheduler:
         return {"pull_id": result.pull_id if result else None, "read": wanted, "ignored": ignored}
 
     def _check_and_sync(self, client: QboClient) -> dict[str, Any]:
-        done = run_cycle(
-            self.store, client, self.settings, now=self._clock(), trigger="schedule", actor=SYSTEM_ACTOR
-        )
-        return {"check_run": done.check.run_id, "ready": done.check.ready, "sync_run": done.sync.run_id,
-                "sync": done.sync.status, "sent": done.sync.counts, "exceptions": done.exceptions}
+        done = run_cycle(self.store, client, self.settings, now=self._clock(), trigger="schedule", actor=SYSTEM_ACTOR)
+        return {
+            "check_run": done.check.run_id,
+            "ready": done.check.ready,
+            "sync_run": done.sync.run_id,
+            "sync": done.sync.status,
+            "sent": done.sync.counts,
+            "exceptions": done.exceptions,
+        }
 
     def _check_only(self, realm: str) -> dict[str, Any]:
         done = run_check(self.store, realm, now=self._clock(), trigger="schedule", actor=SYSTEM_ACTOR)
@@ -361,9 +387,10 @@ class Scheduler:
     def _finish(self, report: CycleReport) -> None:
         """One row per realm: its own steps and errors (the snapshot ingest belongs to the configured realm)."""
         try:
-            realms = [r[0] for r in self.store.rows(
-                "SELECT realm_id FROM server_cycles WHERE cycle_id = ?", [report.cycle_id]
-            )]
+            realms = [
+                r[0]
+                for r in self.store.rows("SELECT realm_id FROM server_cycles WHERE cycle_id = ?", [report.cycle_id])
+            ]
             with self.store.transaction() as tx:
                 for realm in realms:
                     mine = (f"{realm}.", f"{realm}:") + (("ingest",) if realm == self.settings.realm_id else ())
@@ -373,8 +400,14 @@ class Scheduler:
                     tx.execute(
                         "UPDATE server_cycles SET finished_at = ?, status = ?, steps = ?, error = ? "
                         "WHERE cycle_id = ? AND realm_id = ?",
-                        [report.finished_at, status, json.dumps(steps, default=str), errors[0] if errors else None,
-                         report.cycle_id, realm],
+                        [
+                            report.finished_at,
+                            status,
+                            json.dumps(steps, default=str),
+                            errors[0] if errors else None,
+                            report.cycle_id,
+                            realm,
+                        ],
                     ).fetchall()
         except Exception as err:
             log.warning("could not record the end of cycle %s: %s", report.cycle_id, err)
@@ -391,8 +424,13 @@ class Scheduler:
             "next_cycle_in_seconds": next_in,
             "cycles": self.cycles,
             "failed_cycles": self.failed,
-            "current": {"cycle_id": current.cycle_id, "trigger": current.trigger,
-                        "started_at": current.started_at.isoformat()} if current else None,
+            "current": {
+                "cycle_id": current.cycle_id,
+                "trigger": current.trigger,
+                "started_at": current.started_at.isoformat(),
+            }
+            if current
+            else None,
             "last_cycle": self.last.to_dict() if self.last else None,
             "last_error": self.last_error,
             "snapshot_dir": str(self.config.snapshot_dir) if self.config.snapshot_dir else None,

@@ -19,13 +19,14 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings
 from pipelines.connection_health import DEFAULT_WARN_DAYS
 from pipelines.store import Store, StoreError
@@ -108,11 +109,19 @@ class ServerState:
     store: Store
     scheduler: Scheduler
     inbox: WebhookInbox
+    clock: Clock = system_clock
     api_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime | None = None
     _tickets: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
     _states: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.started_at is None:
+            self.started_at = self.clock()
+
+    def now(self) -> datetime:
+        return self.clock()
 
     @staticmethod
     def _issue(book: dict[str, tuple[str, float]], actor: str) -> str:

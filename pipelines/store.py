@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.clock import system_clock
 from qbo.tokens import TOKENS_DDL
 from schemas.awra import CONTRACT, Table
 
@@ -469,9 +470,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "AWRA records and versions, ingest runs, append-only audit log", _V1),
     Migration(2, "QBO connections (encrypted tokens, status) and their events", TOKENS_DDL),
     Migration(3, "QBO mirror: objects, company preferences, pull history", _V3),
-    Migration(
-        4, "Readiness findings, mappings, duplicate candidates, links to QBO objects", _V4 + _current_views()
-    ),
+    Migration(4, "Readiness findings, mappings, duplicate candidates, links to QBO objects", _V4 + _current_views()),
     Migration(5, "Sync engine: runs, intents, attempts, retry bookkeeping, exceptions", _V5),
     Migration(6, "Action queue: due-by, routing, escalation and resolution codes on exceptions", _V6),
     Migration(7, "Server: webhook events, scheduler cycles, connection warnings", _V7),
@@ -601,8 +600,8 @@ class Store:
             with self.transaction() as tx:
                 tx.execute(migration.sql)
                 tx.execute(
-                    "INSERT INTO schema_version VALUES (?, ?, now())",
-                    [migration.version, migration.description],
+                    "INSERT INTO schema_version VALUES (?, ?, ?)",
+                    [migration.version, migration.description, system_clock()],
                 )
 
     def table_exists(self, name: str) -> bool:

@@ -392,7 +392,7 @@ def sync_run(
             raise
         finally:
             result.seconds = time.perf_counter() - clock
-            _finish_run(store, result)
+            _finish_run(store, result, now + timedelta(seconds=result.seconds))
     say(1.0, "done")
     return result
 
@@ -439,13 +439,14 @@ def _send_rows(
             load_objects(store, realm_id, qbo_entity, [o for e, o in mirror if e == qbo_entity], now)
 
 
-def _finish_run(store: Store, result: SyncResult) -> None:
+def _finish_run(store: Store, result: SyncResult, finished_at: datetime) -> None:
     c = result.counts
     store.execute(
-        """UPDATE sync_runs SET finished_at = now(), status = ?, planned = ?, sent = ?, accepted = ?, rejected = ?,
+        """UPDATE sync_runs SET finished_at = ?, status = ?, planned = ?, sent = ?, accepted = ?, rejected = ?,
              duplicate = ?, "authorization" = ?, throttled = ?, transport = ?, ambiguous = ?, held = ?, linked = ?,
              seconds = ?, error = ? WHERE run_id = ?""",
         [
+            finished_at,
             result.status,
             result.planned,
             sum(c.values()),
@@ -539,12 +540,9 @@ class RetryAnswer:
 
 def _changed_since_attempt(store: Store, realm_id: str, entity: str, record_id: str) -> str | None:
     """What changed after the record's last attempt that could cure a rejection: a mapping it uses."""
-    from pipelines.mappings import KINDS, mapping_usage_sql
+    from pipelines.mappings import all_mapping_usage_sql
 
-    usage = " UNION ALL ".join(
-        mapping_usage_sql(k).replace("SELECT realm_id,", f"SELECT realm_id, '{k.kind}' AS kind,")
-        for k in KINDS.values()
-    )
+    usage = all_mapping_usage_sql()
     row = store.rows(
         f"""SELECT m.kind, m.awra_value FROM ({usage}) u
             JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value

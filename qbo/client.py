@@ -127,9 +127,7 @@ def escape_literal(value: str) -> str:
     values another way.
     """
     if "\\" in value:
-        raise ValueError(
-            "a QBO query literal cannot hold a backslash (ref §6); use Select.where(field, '=', v)"
-        )
+        raise ValueError("a QBO query literal cannot hold a backslash (ref §6); use Select.where(field, '=', v)")
     return value.replace("'", "\\'")
 
 
@@ -178,11 +176,7 @@ class Select:
         if isinstance(value, str) and "\\" in value:
             return self._where_backslash(field_name, op, value)
         if op == "IN":
-            if (
-                isinstance(value, str | bytes)
-                or not isinstance(value, Sequence | set | frozenset)
-                or not value
-            ):
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset) or not value:
                 raise ValueError("IN needs a non-empty list of values")
             rendered = "(" + ", ".join(_render(v) for v in value) + ")"
         else:
@@ -352,9 +346,7 @@ def _fault_from_json(obj: Any) -> Fault | None:
         return Fault("json", _text(f.get("type")), _errors(_pick(f, "Error")), _fault_time(obj.get("time")))
     if isinstance(obj.get("fault"), Mapping):
         f = obj["fault"]
-        return Fault(
-            "gateway", _text(f.get("type")), _errors(_pick(f, "error")), _fault_time(obj.get("time"))
-        )
+        return Fault("gateway", _text(f.get("type")), _errors(_pick(f, "error")), _fault_time(obj.get("time")))
     if isinstance(obj.get("error"), str):  # OAuth: {"error": "invalid_grant", "error_description": ...}
         return Fault("oauth", "OAuth", (FaultError(obj["error"], _text(obj.get("error_description"))),))
     return None
@@ -408,11 +400,7 @@ def parse_body(content: bytes, content_type: str | None = None) -> Parsed:
             root = ET.fromstring(head)
         except ET.ParseError:
             html = "html" in (content_type or "").lower()
-            return (
-                Parsed("html", summary=_html_summary(head))
-                if html
-                else Parsed("malformed", summary=_snippet(head))
-            )
+            return Parsed("html", summary=_html_summary(head)) if html else Parsed("malformed", summary=_snippet(head))
         return Parsed("xml", root, _xml_fault(root), summary=_local(root.tag))
     return Parsed("text", summary=_snippet(head))
 
@@ -708,9 +696,7 @@ class QboClient:
         params = {"include": "allowduplicatedocnum"} if allow_duplicate_docnum else {}  # ref §10
         return self._entity_call("create", name, "POST", name.lower(), body, request_id, params)
 
-    def update(
-        self, entity: str, body: Mapping[str, Any], *, request_id: str, sparse: bool = True
-    ) -> QboResult:
+    def update(self, entity: str, body: Mapping[str, Any], *, request_id: str, sparse: bool = True) -> QboResult:
         """Update by Id and SyncToken; sparse by default: a full update wipes omitted fields (ref §11.11)."""
         if not body.get("Id") or body.get("SyncToken") in (None, ""):
             raise ValueError("an update needs the object's Id and SyncToken (read it first)")
@@ -724,9 +710,7 @@ class QboClient:
         if name in NAME_LISTS:
             raise ValueError(f"{name} cannot be deleted in QBO; update it with Active false (ref §5)")
         body = {"Id": _check_id(id), "SyncToken": str(sync_token)}
-        return self._entity_call(
-            "delete", name, "POST", name.lower(), body, request_id, {"operation": "delete"}
-        )
+        return self._entity_call("delete", name, "POST", name.lower(), body, request_id, {"operation": "delete"})
 
     def read(self, entity: str, id: str) -> QboResult:
         name = _entity_name(entity)
@@ -896,9 +880,7 @@ class QboClient:
         )
         _merge({name: into}, {name: self.query_all(name, where, include_inactive=inactive)})
 
-    def _cdc_call(
-        self, names: Sequence[str], since: datetime
-    ) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    def _cdc_call(self, names: Sequence[str], since: datetime) -> tuple[dict[str, list[dict[str, Any]]], bool]:
         params = {"entities": ",".join(names), "changedSince": since.isoformat(timespec="seconds")}
         result = self._call(_Request("cdc", ",".join(names), "GET", "cdc", params))
         if not result.ok:
@@ -910,9 +892,7 @@ class QboClient:
         return found, sum(len(v) for v in found.values()) >= CDC_MAX_OBJECTS
 
     # batch
-    def batch(
-        self, items: Sequence[BatchItem | Mapping[str, Any]], *, request_id: str
-    ) -> dict[str, QboResult]:
+    def batch(self, items: Sequence[BatchItem | Mapping[str, Any]], *, request_id: str) -> dict[str, QboResult]:
         """Send items in batches of at most 30 (ref §8); results matched by bId, one per item, never raises
         for item faults. After a batch fails as a whole, the later ones are not sent (`transport.not_sent`).
         With more than one batch, each gets a request id derived from `request_id` and its bIds.
@@ -955,9 +935,7 @@ class QboClient:
 
     def _batch_results(self, result: QboResult, chunk: list[dict[str, Any]]) -> dict[str, QboResult]:
         listed = (result.data or {}).get("BatchItemResponse")
-        answers = {
-            str(a.get("bId")): a for a in (listed if isinstance(listed, list) else []) if isinstance(a, Mapping)
-        }
+        answers = {str(a.get("bId")): a for a in (listed if isinstance(listed, list) else []) if isinstance(a, Mapping)}
         out: dict[str, QboResult] = {}
         for item in chunk:
             bid, entity, write = str(item["bId"]), _item_entity(item), bool(item.get("operation"))
@@ -970,9 +948,7 @@ class QboClient:
             )
             answer = answers.get(bid)
             if answer is None:  # sent, no answer for it: a write may or may not have happened
-                out[bid] = replace(
-                    base, outcome=classify(result.status, transport_error="malformed", write=write)
-                )
+                out[bid] = replace(base, outcome=classify(result.status, transport_error="malformed", write=write))
             elif (fault := _fault_from_json(answer)) is not None:
                 out[bid] = replace(base, **_fault_fields(fault), outcome=_classify_fault(200, fault, write))
             elif "Query" in item:
@@ -1002,9 +978,7 @@ class QboClient:
                 with self._limiter.slot(batch=req.batch):
                     response, broken, duration = self._send(req, token)
             except _HeldTooLong as held:
-                return _not_sent(
-                    req, outcome_for("transport.throttled"), attempts - 1, retry_after=held.seconds
-                )
+                return _not_sent(req, outcome_for("transport.throttled"), attempts - 1, retry_after=held.seconds)
             result = self._interpret(req, response, broken, duration, attempts, token)
             result = replace(result, throttle_waits=throttles)
             if result.outcome.reason == "transport.throttled" and throttles < self._max_throttle_waits:
@@ -1038,9 +1012,7 @@ class QboClient:
             return retries < self._read_retries
         # A write is resent once, same requestid (so QBO replays instead of redoing, ref §1), only when QBO
         # answered with a 5xx ("500 resubmit once", ref §3) or the request provably never left.
-        return retries < 1 and (
-            result.status is not None or result.outcome.reason == "transport.connection_failed"
-        )
+        return retries < 1 and (result.status is not None or result.outcome.reason == "transport.connection_failed")
 
     def _send(self, req: _Request, token: Secret) -> tuple[httpx.Response | None, str | None, float]:
         headers = {"Accept": "application/json", "Authorization": f"Bearer {token.reveal()}"}

@@ -34,9 +34,7 @@ class Rule:
 
 
 c = pl.col
-_party = (
-    pl.when(c("entity").is_in(["invoice", "payment"])).then(pl.lit("customer")).otherwise(pl.lit("vendor"))
-)
+_party = pl.when(c("entity").is_in(["invoice", "payment"])).then(pl.lit("customer")).otherwise(pl.lit("vendor"))
 
 
 def _blank(col: str) -> pl.Expr:
@@ -220,9 +218,7 @@ RULES: tuple[Rule, ...] = (
         "eligible",
         TRANSACTIONS,
         (c("txn_date") > c("book_close_date")).fill_null(True),
-        pl.format(
-            "dated {}, on or before the QuickBooks closing date {}", c("txn_date"), c("book_close_date")
-        ),
+        pl.format("dated {}, on or before the QuickBooks closing date {}", c("txn_date"), c("book_close_date")),
         "The transaction is dated in a period that is closed in QuickBooks.",
         "Change the date in AWRA to an open period, or ask the controller to reopen the period.",
     ),

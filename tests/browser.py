@@ -50,8 +50,21 @@ def served_app(env: dict[str, str]) -> Iterator[str]:
     """`streamlit run app.py` on 127.0.0.1 until the block ends; yields the base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,

@@ -1,20 +1,65 @@
-"""Test data built from literals: a tiny AWRA snapshot and the QBO company that matches it."""
+"""Test data built from literals: a tiny AWRA snapshot and the QBO company that matches it, dated from the clock."""
 
 from __future__ import annotations
 
+import calendar
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
+from pipelines.clock import system_clock
 from pipelines.store import Store
 from schemas.awra import CONTRACT
 
 REALM = "9341453050298461"
 
 
+def _suite_now() -> datetime:
+    """Today at 09:00 UTC, or yesterday's 09:00 while today's is still to come: never ahead of the wall clock."""
+    wall = system_clock()
+    nine = wall.replace(hour=9, minute=0, second=0, microsecond=0)
+    return nine if nine <= wall else nine - timedelta(days=1)
+
+
+# Every date in the test data is relative to the day the suite runs (so it passes on any day, and under faketime):
+# T0 is "now" for the engine, and the tiny company's documents fall in ANCHOR's month, the first month that starts
+# 25 to 55 days before T0, so a month of documents is complete, in the past, and due within a few weeks.
+T0 = _suite_now()
+_start = (T0 - timedelta(days=25)).date()
+ANCHOR = date(_start.year, _start.month, 1)
+
+
+def month(offset: int = 0) -> date:
+    """The first day of the month `offset` months after ANCHOR's."""
+    index = ANCHOR.year * 12 + ANCHOR.month - 1 + offset
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def day(n: int, months: int = 0) -> date:
+    """Day n (1-28) of the month `months` after ANCHOR's; for later days use last_day()."""
+    if not 1 <= n <= 28:
+        raise ValueError("day() takes 1-28, the days every month has; use last_day() for the month's end")
+    return month(months).replace(day=n)
+
+
+def last_day(months: int = 0) -> date:
+    first = month(months)
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+
+def iso(n: int, months: int = 0) -> str:
+    return day(n, months).isoformat()
+
+
+PERIOD = f"{ANCHOR:%Y-%m}"  # the month the tiny company's documents are in, as the pages name a period
+PERIOD_NAME = f"{ANCHOR:%B %Y}"
+BOOK_CLOSE = last_day(-2).isoformat()  # QuickBooks closed up to the end of the month before the previous one
+
+
 def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
     """Two vendors, one customer, two items, three accounts, a PO, two bills, an invoice, payments, a JE."""
-    ts = "2026-11-01T09:00:00Z"
+    ts = f"{ANCHOR.isoformat()}T09:00:00Z"
     return {
         "vendors": [
             {
@@ -79,8 +124,8 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
                 "po_id": "PO-1",
                 "po_number": "PO-1",
                 "vendor_id": "VEN-1",
-                "txn_date": "2026-11-02",
-                "due_date": "2026-12-02",
+                "txn_date": iso(2),
+                "due_date": iso(2, 1),
                 "currency": "USD",
                 "total": "20.00",
                 "approval_status": "approved",
@@ -109,8 +154,8 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
                 "bill_number": "INV-9",
                 "vendor_id": "VEN-1",
                 "po_id": "PO-1",
-                "txn_date": "2026-11-03",
-                "due_date": "2026-12-03",
+                "txn_date": iso(3),
+                "due_date": iso(3, 1),
                 "currency": "USD",
                 "total": "30.50",
                 "approval_status": "approved",
@@ -123,7 +168,7 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
                 "bill_number": "77",
                 "vendor_id": "VEN-2",
                 "po_id": None,
-                "txn_date": "2026-11-04",
+                "txn_date": iso(4),
                 "due_date": None,
                 "currency": "USD",
                 "total": "5.00",
@@ -176,8 +221,8 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
                 "invoice_id": "INV-1",
                 "invoice_number": "1001",
                 "customer_id": "CUS-1",
-                "txn_date": "2026-11-05",
-                "due_date": "2026-12-05",
+                "txn_date": iso(5),
+                "due_date": iso(5, 1),
                 "currency": "USD",
                 "total": "150.00",
                 "approval_status": "approved",
@@ -206,7 +251,7 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
                 "payment_number": "P-1",
                 "customer_id": "CUS-1",
                 "invoice_id": "INV-1",
-                "txn_date": "2026-11-06",
+                "txn_date": iso(6),
                 "amount": "150.00",
                 "payment_method": "Check",
                 "deposit_account_code": "1000",
@@ -222,7 +267,7 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
                 "bill_payment_id": "BP-1",
                 "vendor_id": "VEN-1",
                 "bill_id": "BILL-1",
-                "txn_date": "2026-11-07",
+                "txn_date": iso(7),
                 "amount": "30.50",
                 "payment_method": "Check",
                 "bank_account_code": "1000",
@@ -237,7 +282,7 @@ def tiny_snapshot() -> dict[str, list[dict[str, str | None]]]:
             {
                 "je_id": "JE-1",
                 "je_number": "JE-1",
-                "txn_date": "2026-11-08",
+                "txn_date": iso(8),
                 "currency": "USD",
                 "approval_status": "approved",
                 "posting_status": "posted",
@@ -295,9 +340,10 @@ def _ref(value: str) -> dict[str, str]:
     return {"value": value}
 
 
-def tiny_company(book_close: str = "2026-09-30") -> dict:
+def tiny_company(book_close: str = BOOK_CLOSE) -> dict:
     """A QBO company file matching tiny_snapshot(): every reference value exists and is active."""
-    meta = {"CreateTime": "2026-01-01T00:00:00-08:00", "LastUpdatedTime": "2026-01-01T00:00:00-08:00"}
+    created = f"{month(-10).isoformat()}T00:00:00-08:00"
+    meta = {"CreateTime": created, "LastUpdatedTime": created}
 
     def obj(i: int, **fields) -> dict:
         return {"Id": str(i), "SyncToken": "0", "MetaData": meta, **fields}
@@ -362,8 +408,6 @@ def tiny_company(book_close: str = "2026-09-30") -> dict:
 
 def load_company(store: Store, company: dict) -> None:
     """Put a company file's objects and preferences in the store's QBO mirror, as a pull would."""
-    from datetime import UTC, datetime
-
     from pipelines.qbo_pull import load_company_file
 
-    load_company_file(store, company, datetime.now(UTC))
+    load_company_file(store, company, T0)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, iso, month, tiny_company, tiny_snapshot, write_snapshot
 from test_sync import ADMIN, FINANCE, World
 
 from pipelines.actions import assign, escalate, exclude, mark_synced, refresh_exceptions, resolve
@@ -59,7 +59,7 @@ def _audit(w: World, action: str) -> list[dict]:
 
 
 def _reingest(w: World, tmp_path: Path, name: str, snap: dict) -> None:
-    ingest_snapshot(w.store, write_snapshot(tmp_path / name, snap), realm_id=REALM)
+    ingest_snapshot(w.store, write_snapshot(tmp_path / name, snap), realm_id=REALM, now=w.now)
 
 
 # -- one exception per record and cause --------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_an_exception_carries_what_the_queue_shows(world: World) -> None:
     bill1 = queue.filter(queue["key"] == "bill:BILL-1").row(0, named=True)
     assert bill1["dimension"] == "mapping" and bill1["reason"] == "mapping.item_missing"
     assert "no QuickBooks item mapped" in bill1["explanation"] and "Mappings page" in bill1["fix"]
-    assert str(bill1["amount"]) == "30.50" and str(bill1["due_date"]) == "2026-12-03"  # the bill's own due date
+    assert str(bill1["amount"]) == "30.50" and str(bill1["due_date"]) == iso(3, 1)  # the bill's own due date
     assert bill1["owner_role"] == "admin" and bill1["status"] == "open" and bill1["link"] == "/record?key=bill:BILL-1"
     assert bill1["opened_at"] == world.now and bill1["due_by"] == world.now + timedelta(days=3)
     assert bill1["last_activity_at"] == world.now
@@ -138,7 +138,9 @@ def test_an_exception_past_its_due_by_escalates_once_and_is_audited(world: World
     counts = refresh_exceptions(world.store, REALM, now=world.now)
     assert counts["escalated"] == 1
     late = _exc(world, "BILL-1", "mapping.item_missing")
-    assert late["escalated"] and late["escalation_reason"].startswith("overdue: due by 2026-11-29 09:00")
+    assert late["escalated"] and late["escalation_reason"].startswith(
+        f"overdue: due by {T0 + timedelta(days=3):%Y-%m-%d %H:%M}"
+    )
     assert not _exc(world, "BILL-2", "source_data.not_approved")["escalated"]
     (logged,) = _audit(world, "escalate")
     assert (logged["actor"], logged["target"]) == ("system", "bill:BILL-1")
@@ -238,7 +240,7 @@ def _with_qbo_bill(tmp_path: Path) -> World:
             "SyncToken": "0",
             "VendorRef": {"value": "70"},
             "DocNumber": "HAND-1",
-            "TxnDate": "2026-10-01",
+            "TxnDate": month(-1).isoformat(),
             "TotalAmt": 30.5,
             "Line": [
                 {
@@ -289,7 +291,7 @@ def test_create_new_despite_a_duplicate_is_sent_and_stays_resolved(tmp_path: Pat
         {"Id": "70", "SyncToken": "0", "DisplayName": "Acme Supplies", "Notes": "awra:vendor:VEN-1:v1", "Active": True}
     ]
     company["objects"]["Bill"] = [
-        {"Id": "500", "SyncToken": "0", "VendorRef": {"value": "70"}, "DocNumber": "INV-9", "TxnDate": "2026-11-03",
+        {"Id": "500", "SyncToken": "0", "VendorRef": {"value": "70"}, "DocNumber": "INV-9", "TxnDate": iso(3),
          "TotalAmt": 99.0, "Line": []}
     ]  # fmt: skip
     w = World(tmp_path, company=company)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import ARTIFACTS, browser_page, free_port, require_chromium
-from fixtures import REALM, tiny_company, tiny_snapshot
+from fixtures import ANCHOR, PERIOD, PERIOD_NAME, REALM, tiny_company, tiny_snapshot
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_sync import World
 
@@ -26,9 +26,13 @@ from qbo.sandbox.server import start_in_thread
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
-PERIOD = "2026-11"
-SECTIONS = ("Records by state", "Readiness funnel to synced", "Close of November 2026", "Control totals for November",
-            "Top ten to fix")  # fmt: skip
+SECTIONS = (
+    "Records by state",
+    "Readiness funnel to synced",
+    f"Close of {PERIOD_NAME}",
+    f"Control totals for {ANCHOR:%B}",
+    "Top ten to fix",
+)
 
 
 @contextmanager
@@ -164,6 +168,6 @@ def test_health_page_in_chromium(tmp_path: Path) -> None:
             )
 
     assert float(size.removesuffix("px")) >= 48  # large type when shared
-    assert "Sync health — close of November 2026" in body and "Dollars blocked" in body
+    assert f"Sync health — close of {PERIOD_NAME}" in body and "Dollars blocked" in body
     for shot in (*present, *normal, record_shot):
         assert shot.stat().st_size > 20_000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from browser import browser_page, choose_actor, require_chromium, screenshot, served_app
-from fixtures import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
 from pipelines.store import Store
@@ -18,7 +18,7 @@ def test_overview_shows_loaded_records_in_chromium(tmp_path: Path) -> None:
     require_chromium()
     db = tmp_path / "browser.duckdb"
     with Store(db) as store:
-        ingest_snapshot(store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM, now=T0)
 
     with served_app({"SYNCHEALTH_DB": str(db), "SYNCHEALTH_REALM_ID": REALM}) as url, browser_page() as page:
         # The first visit of a fresh server lands on a page URL: the router (with its sidebar) must run it.

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fixtures import REALM
+from fixtures import REALM, T0
 
 from pipelines.catalogue import DIMENSION_GUIDE, catalogue, explain, search
 from pipelines.mappings import KINDS
@@ -43,9 +43,9 @@ def test_every_reason_a_demo_company_raises_has_a_catalogue_row(tmp_path: Path) 
     from pipelines.qbo_pull import load_company_file
     from pipelines.readiness import run_check
 
-    write_demo(tmp_path, scale=600, realm_id=REALM)
+    write_demo(tmp_path, scale=600, realm_id=REALM, as_of=T0.date())
     with Store(tmp_path / "demo.duckdb") as store:
-        ingest_snapshot(store, tmp_path / "awra", realm_id=REALM)
+        ingest_snapshot(store, tmp_path / "awra", realm_id=REALM, now=T0)
         load_company_file(store, json.loads((tmp_path / "qbo-company.json").read_text()), datetime.now(UTC))
         run_check(store, REALM, now=datetime.now(UTC))
         raised = {r[0] for r in store.rows("SELECT DISTINCT reason FROM exceptions")}

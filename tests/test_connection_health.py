@@ -92,7 +92,7 @@ def test_the_reconnect_exception_opens_days_before_the_refresh_token_lapses(worl
     assert check_reconnect(world.store, REALM, now=world.now(), warn_days=10) == []
     found = check_reconnect(world.store, REALM, now=world.now())
     assert [w["reason"] for w in found] == [RECONNECT_SOON]
-    (reason, owner, seen, detail), = world.open_connection_exceptions()
+    ((reason, owner, seen, detail),) = world.open_connection_exceptions()
     assert (reason, owner, seen) == (RECONNECT_SOON, "admin", 1) and "lapses in 13 day(s)" in detail
     assert world.health().warnings[0]["reason"] == RECONNECT_SOON
 
@@ -136,9 +136,9 @@ def test_invalid_grant_pauses_the_realm_and_the_exception_opens_at_once(world: W
 
 
 def test_a_refused_call_opens_the_exception_at_once(world: World, tmp_path: Path) -> None:
-    ingest_snapshot(world.store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(world.store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM, now=world.now())
     with qbo_client(world.settings, world.store, http=world.http, clock=world.now) as client:
-        pull(world.store, client)
+        pull(world.store, client, now=world.now())
         world.sandbox.set_faults("auth_401=1.0")  # every API call: 401, even after a refresh
         run_cycle(world.store, client, world.settings, now=world.now(), trigger="manual", actor="admin@demo.local")
     world.sandbox.set_faults(None)

@@ -88,9 +88,7 @@ def read_tables(folder: Path, fmt: str) -> dict[str, pl.DataFrame]:
 def run(folder: Path, fmt: str = "csv", **options) -> Written:
     summary = write_demo(folder, as_of=AS_OF, fmt=fmt, **{"seed": 7, "scale": SCALE, **options})
     text = summary.company_file.read_text(encoding="utf-8")
-    return Written(
-        summary, read_tables(summary.snapshot_dir, fmt), json.loads(text, parse_float=Decimal), text
-    )
+    return Written(summary, read_tables(summary.snapshot_dir, fmt), json.loads(text, parse_float=Decimal), text)
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -251,13 +249,9 @@ def test_approval_and_posting_problems(small: Written) -> None:
     unapproved, unposted = set(), set()
     for name, table in header_tables():
         frame = small.frames[name]
-        unapproved |= keys(
-            table.entity, frame.filter(pl.col("approval_status") != "approved"), table.record_id
-        )
+        unapproved |= keys(table.entity, frame.filter(pl.col("approval_status") != "approved"), table.record_id)
         if "posting_status" in frame.columns:
-            unposted |= keys(
-                table.entity, frame.filter(pl.col("posting_status") != "posted"), table.record_id
-            )
+            unposted |= keys(table.entity, frame.filter(pl.col("posting_status") != "posted"), table.record_id)
     assert unapproved == small.problem(demo.NOT_APPROVED)
     assert unposted == small.problem(demo.NOT_POSTED)
     assert small.frames["bills"]["posting_status"].unique().sort().to_list() == ["posted", "unposted"]
@@ -297,9 +291,7 @@ def test_line_amounts_that_are_not_qty_times_unit_price(small: Written) -> None:
     for name in ("purchase_orders", "bills", "invoices"):
         table = CONTRACT[name]
         for row in small.frames[LINES[name]].iter_rows(named=True):
-            product = (Decimal(row["qty"]) * Decimal(row["unit_price"])).quantize(
-                Decimal("0.01"), ROUND_HALF_UP
-            )
+            product = (Decimal(row["qty"]) * Decimal(row["unit_price"])).quantize(Decimal("0.01"), ROUND_HALF_UP)
             if product != Decimal(row["amount"]):
                 found.add(f"{table.entity}:{row[table.record_id]}")
     assert found == small.problem(demo.LINE_AMOUNT_MISMATCH)
@@ -325,9 +317,7 @@ def test_records_dated_in_the_closed_period_are_synced_or_seeded(small: Written)
         if "txn_date" in table.column_names:
             closed = small.frames[name].filter(pl.col("txn_date") <= CLOSE)
             synced = marker_ids(small, QBO_ENTITY[name], table.entity)
-            found |= keys(
-                table.entity, closed.filter(~pl.col(table.record_id).is_in(list(synced))), table.record_id
-            )
+            found |= keys(table.entity, closed.filter(~pl.col(table.record_id).is_in(list(synced))), table.record_id)
     assert found == small.problem(demo.CLOSED_PERIOD)
 
 
@@ -352,9 +342,7 @@ def _used_by(small: Written, column: str, values: set[str]) -> set[str]:
     for name in ("payments", "bill_payments"):
         table = CONTRACT[name]
         if column in small.frames[name].columns:
-            found |= keys(
-                table.entity, small.frames[name].filter(pl.col(column).is_in(list(values))), table.record_id
-            )
+            found |= keys(table.entity, small.frames[name].filter(pl.col(column).is_in(list(values))), table.record_id)
     return found
 
 
@@ -375,12 +363,8 @@ def test_mapping_gaps_and_inactive_matches(small: Written) -> None:
 
     assert _used_by(small, "account_code", missing_accounts) == small.problem(demo.ACCOUNT_MISSING)
     assert _used_by(small, "account_code", inactive_accounts) == small.problem(demo.ACCOUNT_INACTIVE)
-    assert _used_by(small, "item_sku", missing_items) | item_keys(missing_items) == small.problem(
-        demo.ITEM_MISSING
-    )
-    assert _used_by(small, "item_sku", inactive_items) | item_keys(inactive_items) == small.problem(
-        demo.ITEM_INACTIVE
-    )
+    assert _used_by(small, "item_sku", missing_items) | item_keys(missing_items) == small.problem(demo.ITEM_MISSING)
+    assert _used_by(small, "item_sku", inactive_items) | item_keys(inactive_items) == small.problem(demo.ITEM_INACTIVE)
 
 
 def test_tax_code_category_and_payment_method_gaps(small: Written) -> None:
@@ -389,12 +373,7 @@ def test_tax_code_category_and_payment_method_gaps(small: Written) -> None:
 
     def used(column: str) -> set[str]:
         tables = [*LINES.values(), "payments", "bill_payments"]
-        return {
-            v
-            for t in tables
-            if column in small.frames[t].columns
-            for v in small.frames[t][column].drop_nulls()
-        }
+        return {v for t in tables if column in small.frames[t].columns for v in small.frames[t][column].drop_nulls()}
 
     tax_gaps = used("tax_code") - names("TaxCode")
     category_gaps = used("category") - names("Class") - names("Department")
@@ -462,9 +441,7 @@ def _documents_against_quickbooks(small: Written, name: str) -> pl.DataFrame:
         .join(theirs, on="qbo_party")
         .with_columns(
             total_cents=cents("total"),
-            days_apart=(pl.col("qbo_date").str.to_date() - pl.col("txn_date").str.to_date())
-            .dt.total_days()
-            .abs(),
+            days_apart=(pl.col("qbo_date").str.to_date() - pl.col("txn_date").str.to_date()).dt.total_days().abs(),
             number=pl.col(table.column_names[1]),
             record=pl.col(table.record_id),
         )
@@ -508,9 +485,7 @@ def test_payments_apply_to_a_document_of_the_same_party(
     assert (dated["txn_date"] >= dated["txn_date_doc"]).all()
     totals = paid.group_by(doc_id).agg(paid=cents("amount").sum(), total=cents("total").first())
     assert (totals["paid"] <= totals["total"]).all()
-    problem_docs = {
-        k.split(":", 1)[1] for k in small.any_problem if k.startswith(CONTRACT[documents].entity + ":")
-    }
+    problem_docs = {k.split(":", 1)[1] for k in small.any_problem if k.startswith(CONTRACT[documents].entity + ":")}
     assert not set(paid[doc_id].to_list()) & problem_docs, "payments apply to clean documents only"
 
 
@@ -574,9 +549,7 @@ def test_synced_documents_match_their_source(small: Written, name: str) -> None:
     table = CONTRACT[name]
     synced = marker_ids(small, QBO_ENTITY[name], table.entity)
     lines = small.frames[LINES[name]].group_by(table.record_id).agg(n=pl.len())
-    source = (
-        small.frames[name].join(lines, on=table.record_id).filter(pl.col(table.record_id).is_in(list(synced)))
-    )
+    source = small.frames[name].join(lines, on=table.record_id).filter(pl.col(table.record_id).is_in(list(synced)))
     for row in source.iter_rows(named=True):
         obj = synced[row[table.record_id]]
         assert obj["DocNumber"] == row[table.column_names[1]]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from cryptography.fernet import Fernet
+from fixtures import T0
 
 from pipelines import demo_history, health, trends
 from pipelines.config import Settings
@@ -17,7 +18,7 @@ from qbo.sandbox import Sandbox, SandboxClock
 from qbo.sandbox.store import read_company, store_from_company
 from schemas.awra import CONTRACT
 
-END = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
+END = (T0 - timedelta(days=6)).replace(hour=17)  # a finished day, dated from the clock
 REALM = "9341453050298461"
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
-from fixtures import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, day, iso, tiny_snapshot, write_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,7 @@ from pipelines.identity import Identity, PermissionDeniedError
 from pipelines.qbo_pull import load_objects
 from pipelines.store import Store
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=3)
 FINANCE = Identity("finance@demo.local", "finance")
 VIEWER = Identity("viewer@demo.local", "viewer")
 
@@ -61,36 +61,36 @@ def _qbo() -> dict[str, list[dict]]:
         "Bill": [
             # Same number and vendor, keyed by hand months ago: BILL-1's doc_number_exists.
             {"Id": "100", "SyncToken": "2", "DocNumber": "INV-9", "VendorRef": {"value": "1"},
-             "TxnDate": "2026-08-01", "TotalAmt": "999.00"},
+             "TxnDate": iso(1, -3), "TotalAmt": "999.00"},
             # Same number, amount and date, but deleted (below) or another record's (marker): not candidates.
             {"Id": "101", "SyncToken": "0", "DocNumber": "INV-9", "VendorRef": {"value": "1"},
-             "TxnDate": "2026-11-03", "TotalAmt": "30.50"},
+             "TxnDate": iso(3), "TotalAmt": "30.50"},
             {"Id": "102", "SyncToken": "0", "DocNumber": "INV-9", "VendorRef": {"value": "1"},
-             "TxnDate": "2026-11-03", "TotalAmt": "30.50", "PrivateNote": "awra:bill:BILL-77:v1"},
+             "TxnDate": iso(3), "TotalAmt": "30.50", "PrivateNote": "awra:bill:BILL-77:v1"},
             # BILL-2's vendor is not mapped: its number is found through the vendor's normalized name.
             {"Id": "103", "SyncToken": "0", "DocNumber": "77", "VendorRef": {"value": "9"},
-             "TxnDate": "2026-06-01", "TotalAmt": "1.00"},
+             "TxnDate": iso(1, -5), "TotalAmt": "1.00"},
         ],
         "Invoice": [
             # INV-1's amount for the same customer, two days later, another number: similar_transaction.
             {"Id": "200", "SyncToken": "0", "DocNumber": "X-1", "CustomerRef": {"value": "2"},
-             "TxnDate": "2026-11-07", "TotalAmt": "150.00"},
+             "TxnDate": iso(7), "TotalAmt": "150.00"},
         ],
         "Payment": [
-            {"Id": "300", "SyncToken": "5", "CustomerRef": {"value": "2"}, "TxnDate": "2026-11-06",
+            {"Id": "300", "SyncToken": "5", "CustomerRef": {"value": "2"}, "TxnDate": iso(6),
              "TotalAmt": "150.00", "PrivateNote": "Deposit awra:payment:PAY-1:v1"},
         ],
         "BillPayment": [
             # BP-1's amount and vendor, but 13 days later: outside the default window.
-            {"Id": "400", "SyncToken": "0", "VendorRef": {"value": "1"}, "TxnDate": "2026-11-20",
+            {"Id": "400", "SyncToken": "0", "VendorRef": {"value": "1"}, "TxnDate": iso(20),
              "TotalAmt": "30.50"},
         ],
         "PurchaseOrder": [
             {"Id": "500", "SyncToken": "0", "DocNumber": "PO-2", "VendorRef": {"value": "1"},
-             "TxnDate": "2026-10-01", "TotalAmt": "20.00"},
+             "TxnDate": iso(1, -1), "TotalAmt": "20.00"},
         ],
         "JournalEntry": [
-            {"Id": "600", "SyncToken": "0", "DocNumber": "JE-1", "TxnDate": "2026-11-08", "TotalAmt": "12.34"},
+            {"Id": "600", "SyncToken": "0", "DocNumber": "JE-1", "TxnDate": iso(8), "TotalAmt": "12.34"},
         ],
     }  # fmt: skip
 
@@ -219,7 +219,7 @@ def test_adopt_marked_keeps_a_persons_mapping(company: Store) -> None:
 
 
 def test_adopt_marked_takes_the_newest_of_two_objects_with_one_marker(company: Store) -> None:
-    again = {"Id": "301", "SyncToken": "0", "CustomerRef": {"value": "2"}, "TxnDate": "2026-11-06",
+    again = {"Id": "301", "SyncToken": "0", "CustomerRef": {"value": "2"}, "TxnDate": iso(6),
              "TotalAmt": "150.00", "PrivateNote": "awra:payment:PAY-1:v2"}  # fmt: skip
     _load_qbo(company, REALM, {"Payment": [again]})
     adopt_marked(company, REALM, now=NOW)
@@ -240,9 +240,9 @@ def test_each_rule_finds_exactly_its_seeded_case(adopted: Store) -> None:
     assert "refuses a second customer with it (6240)" in reasons["CUS-2"]
     assert "'Bolt and Nut' (Id 9) has the same name once case, punctuation" in reasons["VEN-2"]
     assert "QuickBooks bill Id 100 has number INV-9 for the same vendor (Acme Supplies)" in reasons["BILL-1"]
-    assert "same amount 150.00, dated 2026-11-07 (2 days later)" in reasons["INV-1"]
+    assert f"same amount 150.00, dated {iso(7)} (2 days later)" in reasons["INV-1"]
     inv = found.filter(pl.col("record_id") == "INV-1").row(0, named=True)
-    assert inv["amount"] == Decimal("150.00") and inv["txn_date"] == date(2026, 11, 5)
+    assert inv["amount"] == Decimal("150.00") and inv["txn_date"] == day(5)
 
 
 def test_rerunning_a_run_replaces_its_rows(adopted: Store) -> None:
@@ -270,7 +270,7 @@ def test_unlinked_parties_and_other_realms_are_left_alone(company: Store) -> Non
 
 def test_a_doc_number_and_amount_match_on_one_object_is_one_candidate(adopted: Store) -> None:
     twin = {"Id": "104", "SyncToken": "0", "DocNumber": "inv-9 ", "VendorRef": {"value": "1"},
-            "TxnDate": "2026-11-04", "TotalAmt": "30.50"}  # fmt: skip
+            "TxnDate": iso(4), "TotalAmt": "30.50"}  # fmt: skip
     _load_qbo(adopted, REALM, {"Bill": [twin]})
     rows = find_candidates(adopted, REALM, run_id=1).filter(pl.col("qbo_id") == "104")
     assert rows.height == 1
@@ -282,7 +282,7 @@ def test_a_doc_number_and_amount_match_on_one_object_is_one_candidate(adopted: S
 # -- findings --------------------------------------------------------------------------------------------
 def test_duplicate_findings_one_per_record_with_a_next_step(adopted: Store) -> None:
     extra = {"Id": "201", "SyncToken": "0", "DocNumber": "X-2", "CustomerRef": {"value": "2"},
-             "TxnDate": "2026-11-05", "TotalAmt": "150.00"}  # fmt: skip
+             "TxnDate": iso(5), "TotalAmt": "150.00"}  # fmt: skip
     _load_qbo(adopted, REALM, {"Invoice": [extra]})
     findings = duplicate_findings(find_candidates(adopted, REALM, run_id=1))
     assert findings.columns == [
@@ -306,7 +306,7 @@ def test_duplicate_findings_one_per_record_with_a_next_step(adopted: Store) -> N
     # The same-day object (201) beats the one two days later (200).
     assert "Open QuickBooks invoice Id 201: if it is this record, link it" in inv["detail"]
     assert "confirm 'create new' with a reason" in inv["detail"] and "1 more possible match" in inv["detail"]
-    assert inv["amount"] == Decimal("150.00") and inv["txn_date"] == date(2026, 11, 5)
+    assert inv["amount"] == Decimal("150.00") and inv["txn_date"] == day(5)
 
 
 def test_duplicate_findings_of_nothing_is_an_empty_frame(adopted: Store) -> None:
@@ -386,7 +386,7 @@ def test_create_new_is_per_version_and_audited(adopted: Store, tmp_path: Path) -
     assert ("invoice", "INV-1") not in _found(find_candidates(adopted, REALM, run_id=1))
     # A new version of the record is checked again: the decision was about version 1.
     snap = _snapshot()
-    snap["invoices"][0]["due_date"] = "2026-12-20"
+    snap["invoices"][0]["due_date"] = iso(20, 1)
     ingest_snapshot(adopted, write_snapshot(tmp_path / "awra2", snap), realm_id=REALM, now=NOW)
     again = find_candidates(adopted, REALM, run_id=2)
     assert _found(again)[("invoice", "INV-1")] == EXPECTED[("invoice", "INV-1")]
@@ -417,7 +417,7 @@ _SEEDED = {NAME_EXISTS: "name_exists", DOC_NUMBER_EXISTS: "doc_number_exists", N
 
 
 def test_demo_company_every_seeded_duplicate_found_and_no_clean_record_flagged(store: Store, tmp_path: Path) -> None:
-    summary = write_demo(tmp_path / "demo", seed=7, scale=3000, as_of=date(2026, 11, 26))
+    summary = write_demo(tmp_path / "demo", seed=7, scale=3000, as_of=T0.date())
     company = json.loads(summary.company_file.read_text(encoding="utf-8"))
     realm_id = company["realm_id"]
     _load_qbo(store, realm_id, company["objects"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +33,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding the tiny snapshot, ingested once; each example works on a copy of its file."""
     base = tmp_path_factory.mktemp("fuzz-base")
     with Store(base / "store.duckdb") as store:
-        ingest_snapshot(store, write_snapshot(base / "awra", tiny_snapshot()), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(base / "awra", tiny_snapshot()), realm_id=REALM, now=T0)
     return base / "store.duckdb"
 
 
@@ -323,7 +323,7 @@ def _ingest_mutated(ws: Workspace, mutation: Mutation, fmt: str) -> tuple[Ingest
         before = _fingerprint(store)
         runs = store.scalar("SELECT count(*) FROM ingest_runs")
         try:
-            outcome: IngestResult | SnapshotError = ingest_snapshot(store, ws.folder, realm_id=REALM)
+            outcome: IngestResult | SnapshotError = ingest_snapshot(store, ws.folder, realm_id=REALM, now=T0)
         except SnapshotError as err:  # the one error bad input may raise; anything else fails the test
             outcome = err
         same = _fingerprint(store) == before

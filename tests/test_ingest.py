@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 
 from pipelines.awra import SnapshotError, ingest_snapshot
 from pipelines.cli import main
@@ -49,14 +49,14 @@ def test_every_format_loads_to_identical_tables(tmp_path: Path, fmt: str) -> Non
     for f in ("csv", fmt):
         folder = write_snapshot(tmp_path / f, tiny_snapshot(), f)
         store = Store(tmp_path / f"{f}.duckdb")
-        ingest_snapshot(store, folder, realm_id=REALM)
+        ingest_snapshot(store, folder, realm_id=REALM, now=T0)
         stores.append(_dump(store))
         store.close()
     _assert_same(*stores)
 
 
 def test_amounts_are_stored_exactly(store: Store, snapshot_dir: Path) -> None:
-    ingest_snapshot(store, snapshot_dir, realm_id=REALM)
+    ingest_snapshot(store, snapshot_dir, realm_id=REALM, now=T0)
     total, qty = store.rows(
         "SELECT b.total::VARCHAR, l.qty::VARCHAR FROM awra_bills b JOIN awra_bill_lines l USING (bill_id) "
         "WHERE bill_id = 'BILL-1' AND line_no = 1"
@@ -65,28 +65,28 @@ def test_amounts_are_stored_exactly(store: Store, snapshot_dir: Path) -> None:
 
 
 def test_reingest_of_the_same_snapshot_changes_nothing(store: Store, snapshot_dir: Path) -> None:
-    first = ingest_snapshot(store, snapshot_dir, realm_id=REALM)
+    first = ingest_snapshot(store, snapshot_dir, realm_id=REALM, now=T0)
     before = _dump(store)
-    again = ingest_snapshot(store, snapshot_dir, realm_id=REALM)
+    again = ingest_snapshot(store, snapshot_dir, realm_id=REALM, now=T0)
     assert first.new == 15 and first.status == "applied"
     assert (again.status, again.new, again.changed, again.removed) == ("unchanged", 0, 0, 0)
     _assert_same(before, _dump(store))
 
 
 def test_same_content_in_another_format_is_not_a_change(store: Store, tmp_path: Path) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "a", tiny_snapshot(), "csv"), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "a", tiny_snapshot(), "csv"), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["bills"][0]["total"] = "30.5"  # same amount, other spelling
-    result = ingest_snapshot(store, write_snapshot(tmp_path / "b", snap, "parquet"), realm_id=REALM)
+    result = ingest_snapshot(store, write_snapshot(tmp_path / "b", snap, "parquet"), realm_id=REALM, now=T0)
     assert result.status == "unchanged"
 
 
 def test_a_changed_record_gets_version_two_and_the_old_version_stays(store: Store, tmp_path: Path) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["bill_lines"][1]["amount"] = "11.00"  # a line change is a change of its bill
     snap["bills"][0]["total"] = "31.50"
-    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
     assert (result.changed, result.new) == (1, 0)
     assert store.rows("SELECT current_version FROM records WHERE record_id = 'BILL-1'") == [(2,)]
     totals = store.rows("SELECT version, total::VARCHAR FROM awra_bills WHERE bill_id = 'BILL-1' ORDER BY 1")
@@ -98,23 +98,23 @@ def test_a_changed_record_gets_version_two_and_the_old_version_stays(store: Stor
 
 
 def test_extra_columns_are_kept_and_do_not_make_a_new_version(store: Store, tmp_path: Path) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     folder = write_snapshot(tmp_path / "v2", tiny_snapshot())
     vendors = pl.read_csv(folder / "vendors.csv", infer_schema=False).with_columns(pl.lit("x").alias("crm_id"))
     vendors.write_csv(folder / "vendors.csv")
-    result = ingest_snapshot(store, folder, realm_id=REALM)
+    result = ingest_snapshot(store, folder, realm_id=REALM, now=T0)
     assert result.status == "unchanged"
 
 
 def test_a_record_missing_from_a_newer_snapshot_is_marked_removed_not_deleted(store: Store, tmp_path: Path) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["vendors"] = snap["vendors"][:1]
-    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
     assert result.removed == 1
     assert store.scalar("SELECT removed_at IS NOT NULL FROM records WHERE record_id = 'VEN-2'") is True
     assert store.scalar("SELECT count(*) FROM awra_vendors WHERE vendor_id = 'VEN-2'") == 1
-    back = ingest_snapshot(store, write_snapshot(tmp_path / "v3", tiny_snapshot()), realm_id=REALM)
+    back = ingest_snapshot(store, write_snapshot(tmp_path / "v3", tiny_snapshot()), realm_id=REALM, now=T0)
     assert (back.restored, back.new) == (1, 0)
     assert store.scalar("SELECT removed_at IS NULL FROM records WHERE record_id = 'VEN-2'") is True
 
@@ -205,7 +205,7 @@ def test_all_problems_are_gathered_but_one_line_is_shown(store: Store, snapshot_
     _bad_snapshot("bad decimal", snapshot_dir)
     _bad_snapshot("bad enum", snapshot_dir)
     with pytest.raises(SnapshotError) as info:
-        ingest_snapshot(store, snapshot_dir, realm_id=REALM)
+        ingest_snapshot(store, snapshot_dir, realm_id=REALM, now=T0)
     assert len(info.value.problems) == 2
     assert "(and 1 more problem)" in str(info.value)
     files = store.rows("SELECT table_name, rejected FROM ingest_files WHERE rejected > 0 ORDER BY 1")
@@ -216,7 +216,7 @@ def test_jsonl_money_keeps_every_digit(store: Store, tmp_path: Path) -> None:
     folder = write_snapshot(tmp_path / "j", tiny_snapshot(), "jsonl")
     text = (folder / "bills.jsonl").read_text().replace('"total":"30.50"', '"total":12345678901234.99')
     (folder / "bills.jsonl").write_text(text)
-    ingest_snapshot(store, folder, realm_id=REALM)
+    ingest_snapshot(store, folder, realm_id=REALM, now=T0)
     assert store.scalar("SELECT total::VARCHAR FROM awra_bills WHERE bill_id = 'BILL-1'") == "12345678901234.99"
 
 
@@ -225,12 +225,12 @@ def test_float_money_in_parquet_is_refused(store: Store, tmp_path: Path) -> None
     bills = pl.read_parquet(folder / "bills.parquet").with_columns(pl.col("total").cast(pl.Float64))
     bills.write_parquet(folder / "bills.parquet")
     with pytest.raises(SnapshotError, match=r"bills.parquet column total: is stored as a floating-point"):
-        ingest_snapshot(store, folder, realm_id=REALM)
+        ingest_snapshot(store, folder, realm_id=REALM, now=T0)
 
 
 def test_two_companies_keep_separate_records(store: Store, snapshot_dir: Path) -> None:
-    ingest_snapshot(store, snapshot_dir, realm_id="A")
-    second = ingest_snapshot(store, snapshot_dir, realm_id="B")
+    ingest_snapshot(store, snapshot_dir, realm_id="A", now=T0)
+    second = ingest_snapshot(store, snapshot_dir, realm_id="B", now=T0)
     assert second.new == 15
     assert store.rows("SELECT realm_id, count(*) FROM records GROUP BY 1 ORDER BY 1") == [
         ("A", 15),
@@ -242,7 +242,7 @@ def test_two_companies_keep_separate_records(store: Store, snapshot_dir: Path) -
 def test_a_crash_between_staging_and_swap_leaves_the_previous_data(tmp_path: Path, point: str) -> None:
     db = tmp_path / "store.duckdb"
     with Store(db) as store:
-        ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
         before = _dump(store)
     snap = tiny_snapshot()
     snap["bills"][0]["total"] = "99.00"
@@ -259,7 +259,7 @@ def test_a_crash_between_staging_and_swap_leaves_the_previous_data(tmp_path: Pat
     assert proc.returncode == 70, proc.stderr.decode()  # died at the crash point, no cleanup
     with Store(db) as store:
         _assert_same(before, _dump(store))
-        result = ingest_snapshot(store, folder, realm_id=REALM)  # the next run finishes the job
+        result = ingest_snapshot(store, folder, realm_id=REALM, now=T0)  # the next run finishes the job
         assert (result.changed, result.removed) == (1, 1)
 
 
@@ -300,18 +300,18 @@ def test_mutating_helpers_do_not_leak_between_tests() -> None:
 def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tmp_path: Path, monkeypatch) -> None:
     import pipelines.awra as awra
 
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["vendors"][0]["name"] = "Acme Supplies Ltd"
     folder = write_snapshot(tmp_path / "v2", snap)
     read: list[str] = []
     real = awra._read_file
     monkeypatch.setattr(awra, "_read_file", lambda table, path: read.append(table.name) or real(table, path))
-    result = ingest_snapshot(store, folder, realm_id=REALM)
+    result = ingest_snapshot(store, folder, realm_id=REALM, now=T0)
     assert read == ["vendors"]  # only the vendor file differs from the last applied snapshot
     assert (result.changed, result.removed, result.rows["bill_lines"]) == (1, 0, 3)
     read.clear()
-    assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged" and read == []
+    assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged" and read == []
 
 
 def _staged(monkeypatch) -> dict[str, int]:
@@ -332,13 +332,13 @@ def _staged(monkeypatch) -> dict[str, int]:
 def test_a_reingest_validates_and_stages_only_the_records_whose_text_changed(
     store: Store, tmp_path: Path, monkeypatch
 ) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["bills"][1]["owner"] = "someone@else.example"  # BILL-2: its header row changed
     snap["bill_lines"][0]["description"] = "Blue widgets"  # BILL-1: one of its lines changed
     snap["vendors"][1]["name"] = "Beta Corp 2"
     seen = _staged(monkeypatch)
-    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+    result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
     assert seen["bills"] == 2 and seen["vendors"] == 1
     assert seen["bill_lines"] == sum(1 for line in snap["bill_lines"] if line["bill_id"] in ("BILL-1", "BILL-2"))
     assert (result.changed, result.new, result.removed) == (3, 0, 0)
@@ -348,34 +348,34 @@ def test_a_reingest_validates_and_stages_only_the_records_whose_text_changed(
 
 
 def test_a_bad_value_in_a_changed_row_is_reported_at_its_row_in_the_file(store: Store, tmp_path: Path) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     before = _dump(store)
     snap = tiny_snapshot()
     snap["bills"][1]["total"] = "12.345"  # the second data row: row 3 of bills.csv, after its header
     with pytest.raises(SnapshotError) as err:
-        ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
     assert str(err.value).startswith("bills.csv row 3 column total:")
     _assert_same(before, _dump(store))
 
 
 def test_a_duplicate_of_an_unchanged_record_is_refused(store: Store, tmp_path: Path) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["vendors"].append(dict(snap["vendors"][0]))  # an exact copy of a row already applied
     with pytest.raises(SnapshotError, match=r"vendors.csv row \d+ column vendor_id: duplicate vendor_id"):
-        ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
 
 
 def test_new_text_for_the_same_values_is_no_new_version_and_is_skipped_next_time(
     store: Store, tmp_path: Path, monkeypatch
 ) -> None:
-    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
     snap["bills"][0]["total"] = "30.5"  # 30.50 written another way
     folder = write_snapshot(tmp_path / "v2", snap)
-    assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged"
+    assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged"
     assert store.scalar("SELECT current_version FROM records WHERE record_id = 'BILL-1'") == 1
     (folder / "bills.csv").write_text((folder / "bills.csv").read_text() + "\n")  # new bytes, same rows
     seen = _staged(monkeypatch)
-    assert ingest_snapshot(store, folder, realm_id=REALM).status == "unchanged"
+    assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged"
     assert seen["bills"] == 0 and seen["bill_lines"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from served import point_app_at
 from streamlit.testing.v1 import AppTest
 
@@ -46,11 +46,11 @@ def test_overview_empty_state_names_the_commands(app_db: Path) -> None:
 
 def test_overview_shows_what_is_loaded_and_refused_snapshots(app_db: Path, tmp_path: Path) -> None:
     store = get_store(str(app_db))
-    ingest_snapshot(store, write_snapshot(tmp_path / "good", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "good", tiny_snapshot()), realm_id=REALM, now=T0)
     bad = tiny_snapshot()
     bad["bills"][0]["total"] = "1.005"
     with pytest.raises(SnapshotError):
-        ingest_snapshot(store, write_snapshot(tmp_path / "bad", bad), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(tmp_path / "bad", bad), realm_id=REALM, now=T0)
 
     at = _app("overview.py")
 
@@ -93,7 +93,7 @@ def _checked_store(app_db: Path, tmp_path: Path) -> Store:
     snap = tiny_snapshot()
     snap["invoice_lines"][0]["item_sku"] = "GADGET-9"  # one mapping gap
     store = get_store(str(app_db))
-    ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM, now=T0)
     load_company(store, tiny_company())
     run_check(store, REALM, now=datetime.now(UTC))
     return store
@@ -104,8 +104,12 @@ def test_readiness_page_shows_the_funnel_and_ranked_reasons(app_db: Path, tmp_pa
     at = _app("readiness.py")
     assert not at.exception
     reasons = at.dataframe[0].value
-    assert set(reasons["reason"]) == {"mapping.item_missing", "source_data.not_approved", "source_data.not_posted",
-                                      "source_data.dependency_not_ready"}
+    assert set(reasons["reason"]) == {
+        "mapping.item_missing",
+        "source_data.not_approved",
+        "source_data.not_posted",
+        "source_data.dependency_not_ready",
+    }
     assert at.selectbox(key="readiness_reason").options[0] == reasons["reason"].iloc[0]
     at.selectbox(key="readiness_reason").set_value("mapping.item_missing").run()
     drilled = at.dataframe[1].value

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-from fixtures import REALM, tiny_snapshot
+from fixtures import PERIOD, PERIOD_NAME, REALM, last_day, tiny_snapshot
 from served import point_app_at
 from streamlit.testing.v1 import AppTest
 from test_sync import ADMIN, World
@@ -19,12 +19,11 @@ from pipelines.page_data import get_settings, get_store
 from pipelines.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-PERIOD = "2026-11"
 SECTIONS = (
     "Records by state",
     "Readiness funnel to synced",
-    "Close of November 2026",
-    "Control totals for November 2026",
+    f"Close of {PERIOD_NAME}",
+    f"Control totals for {PERIOD_NAME}",
     "Top ten to fix",
 )
 CHARTS = (
@@ -45,7 +44,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("pages_health")
     snap = tiny_snapshot()
     snap["bill_lines"][0]["item_sku"] = "WID-220"
-    snap["bills"][1]["txn_date"] = "2026-11-30"
+    snap["bills"][1]["txn_date"] = last_day().isoformat()
     world = World(tmp, snap)
     world.cycle()
     set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
@@ -96,7 +95,7 @@ def test_health_renders_every_section_with_the_read_models_numbers(app_env: Path
         assert any(s.startswith(section) for s in subheaders), section
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Records blocked"] == f"{expected['head']['all']['records']:,}"
-    assert metrics["November 2026 complete"] == f"{expected['close']['percent_complete']:.1f}%"
+    assert metrics[f"{PERIOD_NAME} complete"] == f"{expected['close']['percent_complete']:.1f}%"
     assert metrics["Mappings"].startswith(f"{expected['head']['mapping']['records']:,} · ")
     links = [p.proto for p in at.get("page_link")]
     records = [p for p in links if p.page == "record"]

@@ -171,7 +171,6 @@ def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: Wo
     assert f"{SENDABLE} done, {BULK - SENDABLE} refused" in at.warning[0].value
 
 
-
 def test_a_drill_link_from_the_health_page_arrives_filtered(served: World) -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["dimension"] = "mapping"

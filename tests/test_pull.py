@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import BOOK_CLOSE, REALM, T0, iso, tiny_company, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
 from pipelines.cli import main
@@ -58,12 +58,12 @@ def test_connect_then_full_pull_then_cdc(settings: Settings, sandbox: Sandbox, h
     assert status is not None and status.to_dict()["status"] == "connected"
 
     with qbo_client(settings, store, http=http) as client:
-        first = pull(store, client)
+        first = pull(store, client, now=T0)
         assert first.kind == "full"
         assert _objects(store, "Account")["3"] == ("Cost of Goods", True, False)
         assert store.rows(
             "SELECT book_close_date::VARCHAR, home_currency, duplicate_docnum_check FROM qbo_company"
-        ) == [("2026-09-30", "USD", True)]
+        ) == [(BOOK_CLOSE, "USD", True)]
 
         # A QuickBooks user deactivates an account, adds a vendor and keys in a bill, then deletes it.
         sandbox.clock.advance(60)
@@ -74,7 +74,7 @@ def test_connect_then_full_pull_then_cdc(settings: Settings, sandbox: Sandbox, h
             "Bill",
             {
                 "VendorRef": {"value": vendor["Id"]},
-                "TxnDate": "2026-11-20",
+                "TxnDate": iso(20),
                 "Line": [
                     {
                         "Amount": 12.5,
@@ -87,7 +87,7 @@ def test_connect_then_full_pull_then_cdc(settings: Settings, sandbox: Sandbox, h
         sandbox.user_delete(REALM, "Bill", bill["Id"])
         sandbox.clock.advance(60)
 
-        second = pull(store, client)
+        second = pull(store, client, now=T0)
 
     assert second.kind == "cdc"
     assert _objects(store, "Account")["3"] == ("Cost of Goods", False, False)
@@ -100,18 +100,18 @@ def test_an_account_made_inactive_in_qbo_makes_its_mapping_stale_after_the_next_
     settings: Settings, sandbox: Sandbox, http: httpx.Client, tmp_path: Path
 ) -> None:
     store = Store(settings.db_path)
-    ingest_snapshot(store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "awra", tiny_snapshot()), realm_id=REALM, now=T0)
     connect(settings, store, actor="admin@demo.local", http=http)
     now = datetime.now(UTC)
     with qbo_client(settings, store, http=http) as client:
-        pull(store, client)
+        pull(store, client, now=T0)
         run_check(store, REALM, now=now)
         assert store.scalar("SELECT status FROM mappings WHERE kind = 'account' AND awra_value = '5000'") == "mapped"
 
         sandbox.clock.advance(30)
         sandbox.user_patch(REALM, "Account", "3", {"Active": False})
         sandbox.clock.advance(30)
-        pull(store, client)
+        pull(store, client, now=T0)
     run_check(store, REALM, now=now)
 
     assert store.scalar("SELECT status FROM mappings WHERE kind = 'account' AND awra_value = '5000'") == "stale"

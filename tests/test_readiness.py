@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, load_company, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import BOOK_CLOSE, REALM, T0, iso, load_company, month, tiny_company, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
 from pipelines.identity import Identity, PermissionDeniedError
@@ -15,7 +15,7 @@ from pipelines.mappings import gap_inventory, set_mapping
 from pipelines.readiness import run_check
 from pipelines.store import Store
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=3)
 ADMIN = Identity("admin@demo.local", "admin")
 
 
@@ -32,7 +32,7 @@ def _marker_vendor(record_id: str, name: str, qbo_id: str, active: bool = True) 
         "DisplayName": name,
         "Active": active,
         "Notes": f"awra:vendor:{record_id}:v1",
-        "MetaData": {"LastUpdatedTime": "2026-01-01T00:00:00-08:00"},
+        "MetaData": {"LastUpdatedTime": f"{month(-10)}T00:00:00-08:00"},
     }
 
 
@@ -122,9 +122,9 @@ CASES: dict[str, tuple[str, Callable, Callable, str]] = {
     "source_data.void": ("journal_entry:JE-1", _set("journal_entries", 0, posting_status="void"), _noop, "void"),
     "source_data.closed_period": (
         "journal_entry:JE-1",
-        _set("journal_entries", 0, txn_date="2026-09-30"),
+        _set("journal_entries", 0, txn_date=BOOK_CLOSE),
         _noop,
-        "closing date 2026-09-30",
+        f"closing date {BOOK_CLOSE}",
     ),
     "source_data.currency_mismatch": (
         "journal_entry:JE-1",
@@ -187,7 +187,7 @@ CASES: dict[str, tuple[str, Callable, Callable, str]] = {
         _noop,
         _both(
             _add("Vendor", _marker_vendor("VEN-2", "Bolt & Nut Co", "70")),
-            _add("Bill", _qbo_bill("500", "70", "77", "99.00", "2026-06-01")),
+            _add("Bill", _qbo_bill("500", "70", "77", "99.00", iso(1, -5))),
         ),
         "500",
     ),
@@ -196,7 +196,7 @@ CASES: dict[str, tuple[str, Callable, Callable, str]] = {
         _noop,
         _both(
             _add("Vendor", _marker_vendor("VEN-2", "Bolt & Nut Co", "70")),
-            _add("Bill", _qbo_bill("501", "70", "HAND-1", "5.00", "2026-11-06")),
+            _add("Bill", _qbo_bill("501", "70", "HAND-1", "5.00", iso(6))),
         ),
         "501",
     ),
@@ -213,7 +213,7 @@ def _checked(tmp_path: Path, snap_change: Callable = _noop, company_change: Call
     company = tiny_company()
     company_change(company)
     store = Store(tmp_path / "r.duckdb")
-    ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM)
+    ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM, now=T0)
     load_company(store, company)
     run_check(store, REALM, now=NOW)
     return store

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import timedelta
 
 import pytest
+from fixtures import T0
 
 from pipelines.awra import ingest_snapshot
 from pipelines.demo import write_demo
@@ -13,7 +14,7 @@ from pipelines.qbo_pull import load_company_file
 from pipelines.readiness import run_check
 from pipelines.store import Store
 
-AS_OF = date(2026, 11, 26)
+AS_OF = T0.date()
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,9 @@ def checked(tmp_path_factory: pytest.TempPathFactory):
     summary = write_demo(tmp / "demo", seed=7, scale=4000, as_of=AS_OF)
     store = Store(tmp / "demo.duckdb")
     company = json.loads(summary.company_file.read_text())
-    ingest_snapshot(store, summary.snapshot_dir, realm_id=company["realm_id"])
-    load_company_file(store, company, datetime(2026, 11, 26, 12, tzinfo=UTC))
-    run_check(store, company["realm_id"], now=datetime(2026, 11, 26, 12, tzinfo=UTC))
+    ingest_snapshot(store, summary.snapshot_dir, realm_id=company["realm_id"], now=T0)
+    load_company_file(store, company, T0 + timedelta(hours=3))
+    run_check(store, company["realm_id"], now=T0 + timedelta(hours=3))
     found: dict[str, set[str]] = {}
     for entity, record_id, reason in store.rows(
         "SELECT entity, record_id, reason FROM findings WHERE run_id = (SELECT max(run_id) FROM check_runs)"

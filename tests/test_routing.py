@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, tiny_snapshot
+from fixtures import REALM, T0, tiny_snapshot
 
 from pipelines.routing import DEFAULT_DUE_DAYS, DEFAULT_ROUTING, load_routing, route
 
 ROOT = Path(__file__).resolve().parents[1]
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+NOW = T0
 
 
 def _frame(*rows: tuple[str, str, str, str | None, str]) -> pl.DataFrame:

@@ -15,6 +15,7 @@ from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
 
 from pipelines import actions, read_model
 from pipelines import scheduler as scheduler_module
+from pipelines.clock import system_clock
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.identity import Identity
@@ -48,7 +49,7 @@ class World:
             self.settings,
             SchedulerConfig(interval=3600, snapshot_dir=self.snapshot, stop_grace=10),
             client_factory=self.client,
-            clock=lambda: datetime.now(UTC),
+            clock=system_clock,
         )
 
     def client(self, realm: str = REALM):

@@ -26,6 +26,7 @@ from pipelines import serving
 from pipelines.actions import RESOLUTION_CODES
 from pipelines.catalogue import search
 from pipelines.cli import main
+from pipelines.clock import system_clock
 from pipelines.health_charts import plain
 from pipelines.identity import Identity, PermissionDeniedError
 from pipelines.mappings import accept_suggestions, set_mapping
@@ -226,10 +227,10 @@ def test_the_server_route_answers_a_replay_with_200_and_reads_nothing(monkeypatc
 
     woken: list[int] = []
     inbox = WebhookInbox()
-    state = SimpleNamespace(config=SimpleNamespace(webhook_verifier=VERIFIER), inbox=inbox,
+    state = SimpleNamespace(config=SimpleNamespace(webhook_verifier=VERIFIER), inbox=inbox, now=system_clock,
                             scheduler=SimpleNamespace(wake=lambda: woken.append(1)))  # fmt: skip
     app = Starlette(routes=[Route("/webhooks/qbo", server.qbo_webhook, methods=["POST"])])
-    body = _legacy(datetime.now(UTC))
+    body = _legacy(system_clock())
 
     async def post_twice() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from browser import browser_page, choose_actor, free_port, require_chromium, screenshot
 from cryptography.fernet import Fernet
-from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, tiny_company, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
+from pipelines.clock import system_clock
 from pipelines.serving import read_server_file, server_file, write_server_file
 from pipelines.store import Store
 from pipelines.webhooks import sign
@@ -70,7 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     sandbox = start_in_thread(Sandbox(tiny_company()))
     db = tmp / "served.duckdb"
     with Store(db) as store:
-        ingest_snapshot(store, write_snapshot(tmp / "awra", tiny_snapshot()), realm_id=REALM)
+        ingest_snapshot(store, write_snapshot(tmp / "awra", tiny_snapshot()), realm_id=REALM, now=T0)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -155,8 +156,11 @@ def _after_webhook_cycle(served: Served, last_id: int) -> dict[str, Any]:
 def connected(served: Served) -> Served:
     if not any(c["status"] == "connected" for c in served.health()["connections"]):
         assert _connect(served).status_code == 303
-    _until(lambda: (served.health()["scheduler"]["last_cycle"] or {}).get("steps", {}).get(f"{REALM}.pull"),
-           30, "the cycle after the connect")
+    _until(
+        lambda: (served.health()["scheduler"]["last_cycle"] or {}).get("steps", {}).get(f"{REALM}.pull"),
+        30,
+        "the cycle after the connect",
+    )
     _quiet(served)
     return served
 
@@ -198,8 +202,23 @@ def test_connect_runs_the_real_oauth_flow_and_refuses_a_state_mismatch(served: S
 def test_webhook_signatures_valid_invalid_and_missing(connected: Served) -> None:
     before = connected.health()["webhooks"]["received"]
     body = json.dumps(
-        {"eventNotifications": [{"realmId": REALM, "dataChangeEvent": {"entities": [
-            {"name": "Class", "id": "1", "operation": "Update", "lastUpdated": "2026-11-26T10:00:00-0700"}]}}]}
+        {
+            "eventNotifications": [
+                {
+                    "realmId": REALM,
+                    "dataChangeEvent": {
+                        "entities": [
+                            {
+                                "name": "Class",
+                                "id": "1",
+                                "operation": "Update",
+                                "lastUpdated": f"{system_clock():%Y-%m-%dT%H:%M:%S}-0000",
+                            }
+                        ]
+                    },
+                }
+            ]
+        }
     ).encode()
     url = f"{connected.url}/webhooks/qbo"
     started = time.monotonic()
@@ -240,9 +259,17 @@ def test_a_signed_cloudevents_delivery_naming_two_objects_reads_those_two(connec
     last = _quiet(connected)["scheduler"]["last_cycle"]["cycle_id"]
     mark = len(connected.sandbox.sandbox.request_log)
     events = [
-        {"specversion": "1.0", "id": f"e{i}", "source": "intuit.test", "type": f"qbo.{entity}.updated.v1",
-         "datacontenttype": "application/json", "time": "2026-11-26T17:00:00Z", "intuitentityid": obj_id,
-         "intuitaccountid": REALM, "data": {}}
+        {
+            "specversion": "1.0",
+            "id": f"e{i}",
+            "source": "intuit.test",
+            "type": f"qbo.{entity}.updated.v1",
+            "datacontenttype": "application/json",
+            "time": f"{system_clock():%Y-%m-%dT%H:%M:%S}Z",
+            "intuitentityid": obj_id,
+            "intuitaccountid": REALM,
+            "data": {},
+        }
         for i, (entity, obj_id) in enumerate([("account", "1"), ("paymentmethod", "1")])
     ]
     body = json.dumps(events).encode()
@@ -299,9 +326,14 @@ def test_synchealth_serve_starts_the_server_and_stops_cleanly_on_ctrl_c(tmp_path
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port), "--interval", "600"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
+
         def up() -> bool:
             assert proc.poll() is None, proc.stdout.read()
             try:
@@ -333,8 +365,9 @@ def test_a_write_beside_a_process_without_a_server_stops_with_one_line(tmp_path:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNCHEALTH_")}, "SYNCHEALTH_DB": str(db)}
 
         def cli(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, env=env,
-                                  capture_output=True, text=True)
+            return subprocess.run(
+                [sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
+            )
 
         plain = cli("--actor", "admin@demo.local", "sync")
         assert plain.returncode == 1 and len(plain.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fixtures import REALM
+from fixtures import REALM, T0
 
 from pipelines.awra import ingest_snapshot
 from pipelines.cli import main
@@ -50,7 +50,7 @@ def test_a_file_created_by_the_first_schema_version_is_upgraded_and_keeps_its_da
     _first_version_file(tmp_path / "first.duckdb")
     with Store(tmp_path / "first.duckdb") as current:  # the shipped migrations upgrade it all the way
         assert current.schema_version == MIGRATIONS[-1].version
-        result = ingest_snapshot(current, snapshot_dir, realm_id=REALM)  # and today's code works on it
+        result = ingest_snapshot(current, snapshot_dir, realm_id=REALM, now=T0)  # and today's code works on it
         # BILL-1 was already there with other content: it gets version 2, the rest are new
         assert (result.new, result.changed) == (14, 1) and current.scalar("SELECT count(*) FROM records") == 15
 

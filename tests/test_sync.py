@@ -7,13 +7,13 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, iso, tiny_company, tiny_snapshot, write_snapshot
 
 from pipelines.awra import ingest_snapshot
 from pipelines.config import Settings
@@ -32,7 +32,6 @@ from qbo.sandbox.server import start_in_thread
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = Identity("admin@demo.local", "admin")
 FINANCE = Identity("finance@demo.local", "finance")
-T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 # Every eligible record of the tiny snapshot (BILL-2 is pending and unposted, so it never goes).
 ELIGIBLE = {
     "Vendor": {"VEN-1", "VEN-2"},
@@ -68,7 +67,9 @@ class World:
         self.http = httpx.Client(transport=self.sandbox.transport()) if base_url == "http://sandbox.local" else None
         self.store = Store(self.settings.db_path)
         self.now = T0
-        ingest_snapshot(self.store, write_snapshot(tmp_path / "awra", snapshot or tiny_snapshot()), realm_id=REALM)
+        ingest_snapshot(
+            self.store, write_snapshot(tmp_path / "awra", snapshot or tiny_snapshot()), realm_id=REALM, now=self.now
+        )
         connect(self.settings, self.store, actor=ADMIN.email, http=self.http or httpx.Client())
 
     def client(self):
@@ -186,7 +187,7 @@ def _company_with_bill_inv9() -> dict:
             "SyncToken": "0",
             "VendorRef": {"value": "70"},
             "DocNumber": "INV-9",
-            "TxnDate": "2026-11-03",
+            "TxnDate": iso(3),
             "TotalAmt": 30.5,
             "Line": [
                 {
@@ -284,7 +285,7 @@ def test_a_changed_source_record_updates_the_same_qbo_object_and_5010_recovers(w
     snap = tiny_snapshot()
     snap["bill_lines"][1]["amount"] = "11.00"
     snap["bills"][0]["total"] = "31.50"
-    ingest_snapshot(world.store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM)
+    ingest_snapshot(world.store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=world.now)
     world.cycle()
     chain = record_chain(world.store, REALM, "bill:BILL-1")
     assert chain["state"] == "synced" and chain["external_id"] == bill_id and chain["version"] == 2

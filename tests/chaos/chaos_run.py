@@ -18,6 +18,7 @@ import httpx
 from cryptography.fernet import Fernet
 
 from pipelines.awra import ingest_snapshot
+from pipelines.clock import system_clock
 from pipelines.config import DEMO_REALM_ID, Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.demo import write_demo
@@ -137,7 +138,7 @@ class ChaosRun:
 
     # -- the sandbox and the store ------------------------------------------------------------------------
     def __enter__(self) -> ChaosRun:
-        write_demo(self.tmp / "demo", seed=self.seed, scale=self.plan.records)
+        write_demo(self.tmp / "demo", seed=self.seed, scale=self.plan.records, as_of=system_clock().date())
         sandbox = Sandbox(
             first_sync_company(self.tmp / "demo" / "qbo-company.json", self.plan.resend_share, self.rng),
             retry_after_seconds=1,  # a throttle is waited out in a second, not QBO's default minute
@@ -153,10 +154,12 @@ class ChaosRun:
             retry_schedule=self.plan.retry_schedule,
         )
         with Store(self.settings.db_path) as store:
-            ingest_snapshot(store, self.snapshot_dir, realm_id=REALM)
+            ingest_snapshot(store, self.snapshot_dir, realm_id=REALM, now=system_clock())
             connect(self.settings, store, actor=ADMIN)
             with qbo_client(self.settings, store) as client:
-                pull(store, client)  # what QuickBooks already holds, before anything is sent (as `make run`)
+                pull(
+                    store, client, now=system_clock()
+                )  # what QuickBooks already holds, before anything is sent (as `make run`)
             self.figures.records = store.scalar("SELECT count(*) FROM records WHERE removed_at IS NULL")
         return self
 

@@ -44,8 +44,7 @@ START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 def standard_fault(
     code: str = "6240",
     message: str = "Duplicate Name Exists Error",
-    detail: str = "The name supplied already exists. : Another customer, vendor or employee is already using "
-    "this name",
+    detail: str = "The name supplied already exists. : Another customer, vendor or employee is already using this name",
     element: str = "",
     *,
     status: int = 400,
@@ -59,9 +58,7 @@ def standard_fault(
     )
 
 
-def fault_in_200(
-    code: str = "6000", detail: str = "Business Validation Error: tax code missing"
-) -> httpx.Response:
+def fault_in_200(code: str = "6000", detail: str = "Business Validation Error: tax code missing") -> httpx.Response:
     """A 200 that carries a Fault (ref §3: always check the body)."""
     return standard_fault(
         code,
@@ -275,9 +272,7 @@ class FakeQbo:
         entity = head
         if request.method == "GET" and entity in ("companyinfo", "preferences"):
             name = "CompanyInfo" if entity == "companyinfo" else "Preferences"
-            return _json(
-                200, {name: {"Id": "1", "CompanyName": "Demo Co"}, "time": "2026-11-20T01:00:00.000-08:00"}
-            )
+            return _json(200, {name: {"Id": "1", "CompanyName": "Demo Co"}, "time": "2026-11-20T01:00:00.000-08:00"})
         if request.method == "GET":
             obj = self.objects[entity].get(rest)
             if obj is None:
@@ -306,17 +301,13 @@ class FakeQbo:
             if body.get("Id"):
                 current = table[str(body["Id"])]
                 if body.get("SyncToken") != current["SyncToken"]:
-                    raise _Fault(
-                        "5010", "Stale Object Error", "Stale Object Error : You and root were working"
-                    )
+                    raise _Fault("5010", "Stale Object Error", "Stale Object Error : You and root were working")
                 obj = {**current, **body} if body.get("sparse") else dict(body)
                 obj["SyncToken"] = str(int(current["SyncToken"]) + 1)
             else:
                 name = body.get("DisplayName")
                 if name and any(o.get("DisplayName") == name for o in table.values()):
-                    raise _Fault(
-                        "6240", "Duplicate Name Exists Error", "The name supplied already exists. : null"
-                    )
+                    raise _Fault("6240", "Duplicate Name Exists Error", "The name supplied already exists. : null")
                 self._ids += 1
                 obj = {**body, "Id": str(self._ids), "SyncToken": "0"}
             stamp = self.clock().isoformat(timespec="seconds")
@@ -361,11 +352,7 @@ class FakeQbo:
         groups = [{name: [o for _, n, o in changes if n == name]} for name in entities]
         return _json(
             200,
-            {
-                "CDCResponse": [
-                    {"QueryResponse": [g if g[n] else {} for g, n in zip(groups, entities, strict=True)]}
-                ]
-            },
+            {"CDCResponse": [{"QueryResponse": [g if g[n] else {} for g, n in zip(groups, entities, strict=True)]}]},
         )
 
     def _batch(self, body: dict[str, Any]) -> httpx.Response:

@@ -13,9 +13,7 @@ from qbo_fakes import FakeClock, FakeQbo, standard_fault
 from qbo.client import BatchItem, CdcWindowError, QboClient
 
 
-def _changes(
-    fake: FakeQbo, clock: FakeClock, entity: str, count: int, *, first_id: int = 1, offset: int = 0
-) -> None:
+def _changes(fake: FakeQbo, clock: FakeClock, entity: str, count: int, *, first_id: int = 1, offset: int = 0) -> None:
     """`count` objects changed one second apart, starting two days ago."""
     start = clock.now - timedelta(days=2)
     for n in range(count):
@@ -85,9 +83,7 @@ def test_cdc_keeps_the_newest_version_and_a_deletion_is_final(
     assert found["7"]["SyncToken"] == "1" and found["8"]["status"] == "Deleted"
 
 
-def test_cdc_leaves_changes_after_until_to_the_next_window(
-    client: QboClient, fake: FakeQbo, clock: FakeClock
-) -> None:
+def test_cdc_leaves_changes_after_until_to_the_next_window(client: QboClient, fake: FakeQbo, clock: FakeClock) -> None:
     _changes(fake, clock, "vendor", 10)
     until = clock.now - timedelta(days=2) + timedelta(seconds=4)
     assert [o["Id"] for o in client.cdc(["Vendor"], clock.now - timedelta(days=3), until)["Vendor"]] == [
@@ -98,9 +94,7 @@ def test_cdc_leaves_changes_after_until_to_the_next_window(
     ]
 
 
-def test_cdc_refuses_a_look_back_over_30_days_before_asking(
-    client: QboClient, fake: FakeQbo, clock: FakeClock
-) -> None:
+def test_cdc_refuses_a_look_back_over_30_days_before_asking(client: QboClient, fake: FakeQbo, clock: FakeClock) -> None:
     with pytest.raises(CdcWindowError, match="30 days"):
         client.cdc(["Vendor"], clock.now - timedelta(days=31))
     with pytest.raises(ValueError, match="TaxCode"):
@@ -110,9 +104,7 @@ def test_cdc_refuses_a_look_back_over_30_days_before_asking(
 
 # batch
 def _vendor_items(count: int) -> list[BatchItem]:
-    return [
-        BatchItem(f"v{n}", "create", "Vendor", {"DisplayName": f"Vendor {n}"}) for n in range(1, count + 1)
-    ]
+    return [BatchItem(f"v{n}", "create", "Vendor", {"DisplayName": f"Vendor {n}"}) for n in range(1, count + 1)]
 
 
 def test_a_batch_of_30_with_mixed_faults_is_matched_by_bid(client: QboClient, fake: FakeQbo) -> None:
@@ -150,9 +142,7 @@ def test_an_item_without_an_answer_is_ambiguous(client: QboClient, fake: FakeQbo
 
 def test_after_a_failed_batch_the_rest_are_held_back(client: QboClient, fake: FakeQbo) -> None:
     down = standard_fault("10000", "An application error has occurred", "System Failure", status=500)
-    fake.script(
-        down, standard_fault("10000", "An application error has occurred", "System Failure", status=500)
-    )
+    fake.script(down, standard_fault("10000", "An application error has occurred", "System Failure", status=500))
     results = client.batch(_vendor_items(65), request_id="run-8")
     assert len(fake.api_requests) == 2  # the first batch and its one resubmission; nothing after
     assert {results[f"v{n}"].outcome.reason for n in range(1, 31)} == {"transport.server_error"}

@@ -44,9 +44,7 @@ def test_writes_carry_the_callers_requestid_and_reads_none(client: QboClient, fa
         client.create("Vendor", {"DisplayName": "B"}, request_id="x" * 51)  # at most 50 (ref §1)
 
 
-def test_a_repeated_requestid_gets_the_original_answer_not_a_second_vendor(
-    client: QboClient, fake: FakeQbo
-) -> None:
+def test_a_repeated_requestid_gets_the_original_answer_not_a_second_vendor(client: QboClient, fake: FakeQbo) -> None:
     first = client.create("Vendor", {"DisplayName": "Acme"}, request_id="vendor:V1:v1")
     again = client.create("Vendor", {"DisplayName": "Acme"}, request_id="vendor:V1:v1")
     assert again.object["Id"] == first.object["Id"] and again.ok
@@ -64,9 +62,7 @@ def test_money_goes_out_and_comes_back_exact(client: QboClient, fake: FakeQbo) -
 
 
 def test_updates_are_sparse_unless_asked_and_need_a_sync_token(client: QboClient, fake: FakeQbo) -> None:
-    vendor = client.create(
-        "Vendor", {"DisplayName": "Acme", "CompanyName": "Acme Ltd"}, request_id="v1"
-    ).object
+    vendor = client.create("Vendor", {"DisplayName": "Acme", "CompanyName": "Acme Ltd"}, request_id="v1").object
     updated = client.update(
         "Vendor", {"Id": vendor["Id"], "SyncToken": "0", "DisplayName": "Acme Co"}, request_id="v1-u1"
     )
@@ -75,15 +71,11 @@ def test_updates_are_sparse_unless_asked_and_need_a_sync_token(client: QboClient
     with pytest.raises(ValueError, match="SyncToken"):
         client.update("Vendor", {"Id": vendor["Id"], "DisplayName": "x"}, request_id="v1-u2")
     with pytest.raises(QboCallError) as caught:
-        client.update(
-            "Vendor", {"Id": vendor["Id"], "SyncToken": "0", "DisplayName": "y"}, request_id="v1-u3"
-        )
+        client.update("Vendor", {"Id": vendor["Id"], "SyncToken": "0", "DisplayName": "y"}, request_id="v1-u3")
     assert caught.value.outcome.reason == "provider_rejection.stale_object"
 
 
-def test_delete_posts_the_operation_and_name_lists_cannot_be_deleted(
-    client: QboClient, fake: FakeQbo
-) -> None:
+def test_delete_posts_the_operation_and_name_lists_cannot_be_deleted(client: QboClient, fake: FakeQbo) -> None:
     bill = client.create("Bill", {"VendorRef": {"value": "56"}}, request_id="b1").object
     client.delete("Bill", bill["Id"], bill["SyncToken"], "b1-del")
     request = fake.api_requests[-1]
@@ -180,9 +172,7 @@ def test_an_html_503_page_is_retried_on_reads_then_reported_in_plain_words(
     assert _READ(client).object["Id"] == "58"  # one 503, then the retry succeeds
 
 
-def test_a_500_on_a_write_is_resubmitted_once_with_the_same_requestid(
-    client: QboClient, fake: FakeQbo
-) -> None:
+def test_a_500_on_a_write_is_resubmitted_once_with_the_same_requestid(client: QboClient, fake: FakeQbo) -> None:
     fake.script(
         standard_fault(
             "10000",
@@ -235,15 +225,15 @@ def test_reads_survive_a_reset_and_a_timeout(client: QboClient, fake: FakeQbo) -
 
 def test_json_under_the_wrong_content_type_is_still_read(client: QboClient, fake: FakeQbo) -> None:
     fake.script(
-        httpx.Response(
-            200, content=b'{"Vendor":{"Id":"58","SyncToken":"3"}}', headers={"content-type": "text/plain"}
-        )
+        httpx.Response(200, content=b'{"Vendor":{"Id":"58","SyncToken":"3"}}', headers={"content-type": "text/plain"})
     )
     assert _READ(client).object == {"Id": "58", "SyncToken": "3"}
 
 
 def test_xml_where_json_was_asked_is_not_taken_for_success(client: QboClient, fake: FakeQbo) -> None:
-    ok_xml = b'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3"><Vendor><Id>58</Id></Vendor></IntuitResponse>'
+    ok_xml = (
+        b'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3"><Vendor><Id>58</Id></Vendor></IntuitResponse>'
+    )
     fake.script(*[httpx.Response(200, content=ok_xml, headers={"content-type": "application/xml"})] * 3)
     with pytest.raises(QboCallError, match="transport.malformed_response"):
         _READ(client)

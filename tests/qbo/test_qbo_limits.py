@@ -62,9 +62,7 @@ def test_endless_throttling_ends_in_a_retryable_error_not_a_loop(
     assert clock.slept == [60.0] * 5 and len(fake.api_requests) == 6
 
 
-def test_never_more_than_500_requests_in_any_minute(
-    client: QboClient, fake: FakeQbo, clock: FakeClock
-) -> None:
+def test_never_more_than_500_requests_in_any_minute(client: QboClient, fake: FakeQbo, clock: FakeClock) -> None:
     stamps: list[datetime] = []
     fake.on_api = lambda _request: stamps.append(clock())
     for _ in range(1200):
@@ -82,9 +80,7 @@ def test_never_more_than_40_batches_in_any_minute(client: QboClient, fake: FakeQ
     assert _most_in_any_minute(stamps) == 40
 
 
-def test_never_more_than_10_requests_in_flight(
-    settings: Settings, connected: TokenStore, fake: FakeQbo
-) -> None:
+def test_never_more_than_10_requests_in_flight(settings: Settings, connected: TokenStore, fake: FakeQbo) -> None:
     lock, in_flight, peak = threading.Lock(), [0], [0]
 
     def slow(request: httpx.Request) -> httpx.Response:

@@ -47,9 +47,7 @@ def test_a_used_code_fails_cleanly_and_stores_nothing(oauth: OAuthClient, token_
     assert token_store.status(REALM).status == "disconnected"
 
 
-def test_the_access_token_is_reused_until_it_expires(
-    client: QboClient, fake: FakeQbo, clock: FakeClock
-) -> None:
+def test_the_access_token_is_reused_until_it_expires(client: QboClient, fake: FakeQbo, clock: FakeClock) -> None:
     after_connect = fake.token_calls
     for _ in range(5):
         client.company_info()
@@ -71,9 +69,7 @@ def test_the_rotated_refresh_token_is_stored_before_the_new_access_token_is_used
     assert fake.refresh != old
     assert stored_when_used == [Secret(fake.refresh)]
     assert connected.status(REALM).refresh_count == 1
-    assert (
-        connected.events(REALM)[0]["event"] == "refreshed" and connected.events(REALM)[0]["rotated"] is True
-    )
+    assert connected.events(REALM)[0]["event"] == "refreshed" and connected.events(REALM)[0]["rotated"] is True
 
 
 def test_one_refresher_per_realm_and_the_others_reuse_its_token(

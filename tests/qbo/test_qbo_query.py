@@ -166,8 +166,7 @@ def test_query_all_pages_by_1000_until_a_short_page(client: QboClient, fake: Fak
     assert [r["Id"] for r in rows] == [str(n) for n in range(1, 2346)]
     pages = [r.url.params["query"] for r in fake.api_requests]
     assert pages == [
-        f"SELECT * FROM Vendor ORDERBY Id ASC STARTPOSITION {start} MAXRESULTS 1000"
-        for start in (1, 1001, 2001)
+        f"SELECT * FROM Vendor ORDERBY Id ASC STARTPOSITION {start} MAXRESULTS 1000" for start in (1, 1001, 2001)
     ]
 
 
@@ -191,10 +190,7 @@ def test_a_name_that_mentions_maxresults_does_not_stop_paging(client: QboClient,
 def test_count_and_inactive_rows(client: QboClient, fake: FakeQbo) -> None:
     _vendors(fake, 7)
     assert client.count("Vendor", include_inactive=True) == 7
-    assert (
-        fake.api_requests[-1].url.params["query"]
-        == "SELECT count(*) FROM Vendor WHERE Active IN (true, false)"
-    )
+    assert fake.api_requests[-1].url.params["query"] == "SELECT count(*) FROM Vendor WHERE Active IN (true, false)"
     with pytest.raises(ValueError, match="name lists"):
         client.query_all("Bill", include_inactive=True)
 

@@ -112,9 +112,7 @@ def test_the_connection_status_shows_lifetimes_and_history_but_no_token(
     assert status.refresh_expires_at == clock.now + timedelta(seconds=8726400)
     # Asked for with x-include-refresh-token-hard-expires-in and kept (ref §2).
     assert status.refresh_hard_expires_at == clock.now + timedelta(seconds=156032154)
-    assert (
-        fake.access not in str(shown) and fake.refresh not in str(shown) and fake.refresh not in repr(status)
-    )
+    assert fake.access not in str(shown) and fake.refresh not in str(shown) and fake.refresh not in repr(status)
     assert [e["event"] for e in connected.events(REALM)] == ["connected"]
 
 
