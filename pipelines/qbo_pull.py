@@ -68,6 +68,12 @@ def _json(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, default=lambda v: str(v) if isinstance(v, Decimal) else repr(v), sort_keys=True)
 
 
+_MIRROR_COLUMNS = (
+    "realm_id, entity, qbo_id, sync_token, active, deleted, name, acct_num, sku, doc_number, party_id, total_amt, "
+    "txn_date, currency, note, marker, last_updated, payload, pulled_at, changed_at"
+)
+
+
 def load_objects(
     store: Store, realm_id: str, entity: str, objects: Iterable[Mapping[str, Any]], pulled_at: datetime
 ) -> tuple[int, int]:
@@ -112,12 +118,24 @@ def load_objects(
         )
     finally:
         cur.unregister("_pulled")
-    store.execute("INSERT OR REPLACE INTO qbo_objects SELECT * FROM _pulled_rows WHERE NOT deleted")
+    # The content changed when the object is new to the mirror or its SyncToken, Active or deleted flag moved.
+    store.execute(
+        """CREATE OR REPLACE TEMP TABLE _pulled_changed AS
+            SELECT p.*, CASE WHEN o.qbo_id IS NULL OR o.sync_token IS DISTINCT FROM p.sync_token
+                             OR o.active <> p.active OR o.deleted <> p.deleted
+                        THEN p.pulled_at ELSE o.changed_at END AS changed_at
+            FROM _pulled_rows p
+            LEFT JOIN qbo_objects o ON o.realm_id = p.realm_id AND o.entity = p.entity AND o.qbo_id = p.qbo_id
+            QUALIFY row_number() OVER (PARTITION BY p.qbo_id ORDER BY p.last_updated DESC NULLS LAST) = 1"""
+    )
+    store.execute(
+        f"INSERT OR REPLACE INTO qbo_objects ({_MIRROR_COLUMNS}) SELECT {_MIRROR_COLUMNS} FROM _pulled_changed WHERE NOT deleted"
+    )
     # A deleted object arrives as {Id, status, MetaData} only: keep what we knew of it, mark it deleted.
     store.execute(
-        """INSERT INTO qbo_objects SELECT * FROM _pulled_rows WHERE deleted
+        f"""INSERT INTO qbo_objects ({_MIRROR_COLUMNS}) SELECT {_MIRROR_COLUMNS} FROM _pulled_changed WHERE deleted
            ON CONFLICT (realm_id, entity, qbo_id) DO UPDATE SET deleted = TRUE,
-             last_updated = excluded.last_updated, pulled_at = excluded.pulled_at"""
+             last_updated = excluded.last_updated, pulled_at = excluded.pulled_at, changed_at = excluded.changed_at"""
     )
     deleted = store.scalar("SELECT count(*) FROM _pulled_rows WHERE deleted")
     return frame.height, int(deleted)

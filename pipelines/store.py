@@ -481,6 +481,14 @@ MIGRATIONS: list[Migration] = [
     # A hash of each record's raw text (header row and lines): a re-ingest validates and stages only the records
     # whose text changed, so 1% changed costs about 1% of the work past reading the files.
     Migration(10, "Ingest: a hash of each record's raw text", "ALTER TABLE records ADD raw_hash UBIGINT;"),
+    # When the mirror first saw an object's current content (new, or a new SyncToken, deleted or made inactive), on
+    # our clock: a retry asks whether QuickBooks changed since the last attempt, and a re-pull of the same content
+    # must not look like a change.
+    Migration(
+        11,
+        "QBO mirror: when each object's content last changed",
+        "ALTER TABLE qbo_objects ADD changed_at TIMESTAMPTZ; UPDATE qbo_objects SET changed_at = pulled_at;",
+    ),
 ]
 
 

@@ -538,20 +538,45 @@ class RetryAnswer:
     state: str
 
 
+# A name QuickBooks refused as taken (6240) may be held by any vendor, customer or employee; a document number
+# (6140) by another document of the same kind.
+_NAME_HOLDERS = ("Vendor", "Customer", "Employee")
+
+
 def _changed_since_attempt(store: Store, realm_id: str, entity: str, record_id: str) -> str | None:
-    """What changed after the record's last attempt that could cure a rejection: a mapping it uses."""
+    """What changed after the record's last attempt that could cure a refusal: a mapping it uses, a QuickBooks object
+    one of its mappings points to, or (after a name or number conflict) an object that could hold that name or number.
+    """
+    from pipelines.duplicates import QBO_ENTITY
     from pipelines.mappings import all_mapping_usage_sql
 
-    usage = all_mapping_usage_sql()
-    row = store.rows(
-        f"""SELECT m.kind, m.awra_value FROM ({usage}) u
-            JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
-            JOIN sync_status s ON s.realm_id = u.realm_id AND s.entity = u.entity AND s.record_id = u.record_id
-            WHERE u.realm_id = $realm AND u.entity = $entity AND u.record_id = $id AND m.set_at > s.last_attempt_at
-            LIMIT 1""",
-        {"realm": realm_id, "entity": entity, "id": record_id},
+    params = {"realm": realm_id, "entity": entity, "id": record_id}
+    mapped = f"""SELECT m.kind, m.awra_value, m.qbo_entity, m.qbo_id, m.set_at FROM ({all_mapping_usage_sql()}) u
+                 JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
+                 WHERE u.realm_id = $realm AND u.entity = $entity AND u.record_id = $id"""
+    last = (
+        "SELECT last_attempt_at, last_reason FROM sync_status WHERE realm_id = $realm AND entity = $entity "
+        "AND record_id = $id"
     )
-    return f"the {row[0][0].replace('_', ' ')} mapping of {row[0][1]} changed" if row else None
+    row = store.rows(
+        f"""SELECT m.kind, m.awra_value FROM ({mapped}) m, ({last}) s WHERE m.set_at > s.last_attempt_at LIMIT 1""",
+        params,
+    )
+    if row:
+        return f"the {row[0][0].replace('_', ' ')} mapping of {row[0][1]} changed"
+    holders = list(_NAME_HOLDERS) if entity in ("vendor", "customer") else [QBO_ENTITY.get(entity, "")]
+    row = store.rows(
+        f"""SELECT o.entity, o.qbo_id, o.name FROM qbo_objects o, ({last}) s
+            WHERE o.realm_id = $realm AND o.changed_at > s.last_attempt_at
+              AND ((o.entity, o.qbo_id) IN (SELECT qbo_entity, qbo_id FROM ({mapped}))
+                   OR (s.last_reason LIKE 'duplicate_risk.%' AND list_contains($holders, o.entity)))
+            ORDER BY o.changed_at LIMIT 1""",
+        {**params, "holders": holders},
+    )
+    if row:
+        qbo_entity, qbo_id, name = row[0]
+        return f"QuickBooks {qbo_entity.lower()} {name or ''} (Id {qbo_id}) changed".replace("  ", " ")
+    return None
 
 
 def _held_reason(store: Store, realm_id: str, entity: str, record_id: str) -> str:

@@ -1,0 +1,58 @@
+"""An admin's targeted retry: always an answer, refused while the cause stands, sent once when it is gone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from fixtures import REALM, tiny_company
+from test_sync import ADMIN, World
+
+from pipelines.cycle import run_cycle
+from pipelines.metrics import record_chain
+from pipelines.qbo_pull import pull
+from pipelines.sync import retry
+
+
+def _refused_by_quickbooks(tmp_path: Path) -> World:
+    """VEN-1 sent and refused with 6240: a QuickBooks user added an employee with its name after the last pull.
+
+    (Names are shared across vendors, customers and employees; a name the mirror knows is caught before any send.)
+    """
+    w = World(tmp_path, company=tiny_company())
+    with w.client() as client:
+        pull(w.store, client, now=w.now)
+        w.sandbox.user_create(REALM, "Employee", {"DisplayName": "Acme Supplies", "Active": True})
+        run_cycle(w.store, client, w.settings, now=w.now, trigger="manual", actor=ADMIN.email)
+    return w
+
+
+def _retry(w: World, key: str):
+    with w.client() as client:
+        (answer,) = retry(w.store, client, [key], identity=ADMIN, now=w.now, schedule=w.settings.retry_schedule)
+    return answer
+
+
+def test_a_record_quickbooks_refused_is_refused_while_the_cause_stands_and_sent_once_after_it_is_fixed(
+    tmp_path: Path,
+) -> None:
+    w = _refused_by_quickbooks(tmp_path)
+    assert w.state("vendor:VEN-1") == "needs_fix"
+    (attempt,) = record_chain(w.store, REALM, "vendor:VEN-1")["attempts"]
+    assert attempt["qbo_code"] == "6240"
+
+    refused = _retry(w, "vendor:VEN-1")  # this crashed with a BinderException before
+    assert not refused.sent and "nothing has changed since" in refused.message and "6240" not in refused.key
+    assert w.state("vendor:VEN-1") == "needs_fix"
+
+    # Someone renames the employee in QuickBooks; the next pull sees it, and the retry now has a reason to send.
+    (employee,) = w.sandbox.entities(REALM, "Employee")
+    w.sandbox.user_patch(REALM, "Employee", employee["Id"], {"DisplayName": "Acme Supplies (employee)"})
+    w.now += timedelta(minutes=5)
+    with w.client() as client:
+        pull(w.store, client, now=w.now)
+    sent = _retry(w, "vendor:VEN-1")
+    assert sent.sent and sent.state == "synced", sent.message
+    chain = record_chain(w.store, REALM, "vendor:VEN-1")
+    assert [a["outcome"] for a in chain["attempts"]] == ["duplicate", "accepted"]  # the history is kept
+    assert w.in_qbo()["Vendor"]["VEN-1"] == 1  # exactly one vendor carries the record's marker
