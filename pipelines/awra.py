@@ -168,7 +168,10 @@ def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
     # Parsed line by line with numbers kept as their exact text: Polars and DuckDB read JSON numbers as
     # 64-bit floats, and 123456789012345678.99 would come back rounded. Money must not be rounded.
     rows: list[dict[str, str | None]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends a line at \n (or \r\n) only: str.splitlines() would also split at U+2028, NEL or a form feed
+    # inside a value, cutting one record in two.
+    for n, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:

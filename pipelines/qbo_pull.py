@@ -129,7 +129,8 @@ def load_objects(
             QUALIFY row_number() OVER (PARTITION BY p.qbo_id ORDER BY p.last_updated DESC NULLS LAST) = 1"""
     )
     store.execute(
-        f"INSERT OR REPLACE INTO qbo_objects ({_MIRROR_COLUMNS}) SELECT {_MIRROR_COLUMNS} FROM _pulled_changed WHERE NOT deleted"
+        f"INSERT OR REPLACE INTO qbo_objects ({_MIRROR_COLUMNS}) "
+        f"SELECT {_MIRROR_COLUMNS} FROM _pulled_changed WHERE NOT deleted"
     )
     # A deleted object arrives as {Id, status, MetaData} only: keep what we knew of it, mark it deleted.
     store.execute(

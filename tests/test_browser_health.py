@@ -36,9 +36,9 @@ SECTIONS = (
 
 
 @contextmanager
-def served(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`synchealth serve` (uvicorn, st.App, the scheduler) on a free loopback port until the block ends."""
-    port = free_port()
+def served(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+    """`synchealth serve` (uvicorn, st.App, the scheduler) on a loopback port (a free one by default) until the end."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     full = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNCHEALTH_")}, **env,
             "SYNCHEALTH_SERVER_URL": url, "SYNCHEALTH_QBO_REDIRECT_URI": f"{url}/oauth/callback",

@@ -380,6 +380,9 @@ def test_every_fuzzed_csv_snapshot_is_applied_or_refused_whole(
 @given(mutation=st.one_of(jsonl_mutations(), cell_mutations(), byte_mutations()))
 @example(mutation=_write_text("vendors", "jsonl", "[" * 100_000 + "\n"))  # RecursionError from json
 @example(mutation=_edit_text("vendors", "jsonl", '"Acme Supplies"', '"Acme \\ud800"'))  # a lone surrogate
+# A line separator inside a value (U+2028, NEL, form feed): a record split in two, refused without its column.
+@example(mutation=_cell("vendors", 0, "name", "Acme\u2028Supplies"))
+@example(mutation=_cell("customers", 0, "name", "North\x85wind\x0c"))
 def test_every_fuzzed_jsonl_snapshot_is_applied_or_refused_whole(
     workspace: Callable[[], Workspace], mutation: Mutation
 ) -> None:
