@@ -31,8 +31,8 @@ demo: install
 # so that Trends has something true to show; the sandbox then starts from the company file the history left.
 run: install
 	rm -f data/synchealth.duckdb data/synchealth.duckdb.wal
-	$(BIN)/python -m pipelines.demo_history --dir $(DEMO_DIR)
-	PORT=$(PORT) $(BIN)/python -m pipelines.run_demo $(DEMO_DIR)
+	$(BIN)/python -m pipelines.demo.history --dir $(DEMO_DIR)
+	PORT=$(PORT) $(BIN)/python -m pipelines.demo.launcher $(DEMO_DIR)
 
 test: install
 	$(BIN)/ruff check .

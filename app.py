@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipelines import page_data
-from pipelines.page_data import get_settings, get_store, identity_of, people, realm_choices
+from ui import data as page_data
+from ui.data import get_settings, get_store, identity_of, people, realm_choices
 
 # Not "pages/": Streamlit treats that folder as the old automatic navigation and, on a first visit to a
 # page URL, ran the page without the router (no sidebar).

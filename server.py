@@ -27,14 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from pipelines import serving
 from pipelines.clock import system_clock
 from pipelines.config import load_settings
 from pipelines.connection_health import connection_health
 from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
-from pipelines.scheduler import Scheduler, SchedulerConfig
+from pipelines.serve import state as serving
+from pipelines.serve.scheduler import Scheduler, SchedulerConfig
+from pipelines.serve.webhooks import SIGNATURE_HEADER, WebhookInbox, handle_delivery
 from pipelines.store import Store
-from pipelines.webhooks import SIGNATURE_HEADER, WebhookInbox, handle_delivery
 from qbo.oauth import OAuthClient, OAuthError, authorize_url
 from qbo.tokens import TokenStore
 

@@ -3,9 +3,10 @@
 import polars as pl
 import streamlit as st
 
-from pipelines.actions import RESOLUTION_CODES
+from pipelines.exceptions import RESOLUTION_CODES
 from pipelines.identity import FINANCE_DIMENSIONS
-from pipelines.page_data import (
+from pipelines.views.queue import filter_queue, owner_choices, queue_summary
+from ui.data import (
     action_queue,
     csv_export,
     get_settings,
@@ -17,7 +18,6 @@ from pipelines.page_data import (
     queue_resolve,
     retry_records,
 )
-from pipelines.queue import filter_queue, owner_choices, queue_summary
 
 CHUNK = 25  # items per call in bulk work: the progress bar moves after each
 COLUMNS = [

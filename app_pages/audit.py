@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pipelines.page_data import audit_log, csv_export, get_settings, get_store
-from pipelines.queue import filter_audit
+from pipelines.views.queue import filter_audit
+from ui.data import audit_log, csv_export, get_settings, get_store
 
 settings = get_settings()
 store = get_store(str(settings.db_path))

@@ -4,8 +4,8 @@ from datetime import datetime
 
 import streamlit as st
 
-from pipelines import page_data
-from pipelines.page_data import connect_link, connection_view, get_settings, get_store, identity_of
+from ui import data as page_data
+from ui.data import connect_link, connection_view, get_settings, get_store, identity_of
 
 
 def _left(at: datetime | None) -> str:

@@ -5,8 +5,8 @@ from textwrap import shorten
 
 import streamlit as st
 
-from pipelines import page_data
-from pipelines.health_charts import (
+from ui import data as page_data
+from ui.charts import (
     DIMENSION_TITLES,
     PRESENT_CSS,
     funnel_chart,
@@ -16,7 +16,7 @@ from pipelines.health_charts import (
     states_chart,
     table_view,
 )
-from pipelines.page_data import csv_export, get_settings, get_store, health_view
+from ui.data import csv_export, get_settings, get_store, health_view
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
@@ -58,7 +58,7 @@ if view["as_of"] is None:
     st.info(
         "Nothing has been checked or synced for this company yet. Load a snapshot and run a cycle "
         "(`synchealth ingest DIR`, then `synchealth sync`), or build the demo with its history "
-        "(`python -m pipelines.demo_history`)."
+        "(`python -m pipelines.demo.history`)."
     )
     st.stop()
 conn = view["connection"]

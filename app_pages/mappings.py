@@ -3,9 +3,9 @@
 import polars as pl
 import streamlit as st
 
-from pipelines import page_data
 from pipelines.mappings import accept_suggestions, map_and_recheck
-from pipelines.page_data import get_settings, get_store, identity_of, mapping_gaps, qbo_choices
+from ui import data as page_data
+from ui.data import get_settings, get_store, identity_of, mapping_gaps, qbo_choices
 
 settings = get_settings()
 store = get_store(str(settings.db_path))

@@ -3,8 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from pipelines.health_charts import plain
-from pipelines.page_data import get_settings, get_store, overview, qbo_summary
+from ui.charts import plain
+from ui.data import get_settings, get_store, overview, qbo_summary
 
 settings = get_settings()
 store = get_store(str(settings.db_path))

@@ -4,8 +4,8 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from pipelines.metrics import FUNNEL_STAGES
-from pipelines.page_data import get_settings, get_store, readiness, reason_records
+from pipelines.views.metrics import FUNNEL_STAGES
+from ui.data import get_settings, get_store, readiness, reason_records
 
 settings = get_settings()
 store = get_store(str(settings.db_path))

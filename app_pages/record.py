@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from pipelines.page_data import (
+from ui.data import (
     decide_duplicate,
     get_settings,
     get_store,

@@ -4,7 +4,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from pipelines.page_data import get_settings, get_store, identity_of, run_attempts, run_sync_now, sync_history
+from ui.data import get_settings, get_store, identity_of, run_attempts, run_sync_now, sync_history
 
 settings = get_settings()
 store = get_store(str(settings.db_path))

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from pipelines.health_charts import (
+from pipelines.views.trends import OUTCOME_DIMENSION, within
+from ui.charts import (
     PRESENT_CSS,
     codes_chart,
     drill_link,
@@ -15,8 +16,7 @@ from pipelines.health_charts import (
     throughput_chart,
     window,
 )
-from pipelines.page_data import csv_export, get_settings, get_store, trends_view
-from pipelines.trends import OUTCOME_DIMENSION, within
+from ui.data import csv_export, get_settings, get_store, trends_view
 
 settings = get_settings()
 store = get_store(str(settings.db_path))

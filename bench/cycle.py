@@ -49,7 +49,7 @@ def _rss_now_gb() -> float:
 def setup(n: int, folder: Path, seed: int, fmt: str) -> dict[str, Any]:
     """Write the demo at about n records and its 1%-changed copy; nothing is ingested here."""
     from bench.ingest import _changed_copy
-    from pipelines.demo import write_demo
+    from pipelines.demo.company import write_demo
 
     clock = time.perf_counter()
     summary = write_demo(folder / "demo", seed=seed, scale=n, as_of=AS_OF, fmt=fmt)
@@ -88,10 +88,10 @@ class _TimedTransport(httpx.BaseTransport):
 
 def run_cycle_stages(store, settings, http, transport: _TimedTransport, sandbox, folder: Path, now: datetime):
     """One cycle, each stage timed: (seconds per stage, sandbox seconds inside the pull, what each stage did)."""
-    from pipelines.awra import ingest_snapshot
     from pipelines.connection import qbo_client
+    from pipelines.ingest import ingest_snapshot
     from pipelines.payloads import build_payloads
-    from pipelines.qbo_pull import pull
+    from pipelines.pull import pull
     from pipelines.readiness import run_check
 
     realm_id = settings.realm_id
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     from cryptography.fernet import Fernet
 
     from pipelines.config import Settings
-    from pipelines.demo_history import connect_in_process
+    from pipelines.demo.history import connect_in_process
     from pipelines.store import Store
     from qbo.sandbox import Sandbox, SandboxClock
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.awra import ingest_snapshot
 from pipelines.clock import system_clock
-from pipelines.demo import write_demo
+from pipelines.demo.company import write_demo
+from pipelines.ingest import ingest_snapshot
 from pipelines.store import Store
 from schemas.awra import CONTRACT
 

@@ -7,7 +7,7 @@ capped (`--sends`, the same at both sizes, with the demo history's transport fau
 20 records a second; so the attempt and run tables do not grow with N. The stores are built in a child process; the
 read models are timed in this one, best of `--repeat`. Aim: the 100x larger store costs at most 5x.
 
-The pages read the read-model tables (`pipelines.read_model`), rebuilt once per change of the store: the scheduler
+The pages read the read-model tables (`pipelines.views.read_model`), rebuilt once per change of the store: the scheduler
 rebuilds them after each cycle, so a page finds them current. The rebuild is timed and printed on its own line, and
 with the pages as the cost of a first view after a change nobody rebuilt for.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import in_child, peak_gb
-from pipelines import health, read_model, trends
 from pipelines.store import Store
+from pipelines.views import health, read_model, trends
 
 __all__ = ["PREPARE", "READ_MODELS", "main", "measure", "setup"]
 
@@ -40,13 +40,13 @@ def setup(n: int, folder: Path, seed: int, sends: int) -> dict[str, Any]:
     import httpx
     from cryptography.fernet import Fernet
 
-    from pipelines.awra import ingest_snapshot
     from pipelines.config import Settings
     from pipelines.connection import qbo_client
     from pipelines.cycle import run_cycle
-    from pipelines.demo import write_demo
-    from pipelines.demo_history import DEFAULT_FAULTS, connect_in_process
-    from pipelines.qbo_pull import load_company_file
+    from pipelines.demo.company import write_demo
+    from pipelines.demo.history import DEFAULT_FAULTS, connect_in_process
+    from pipelines.ingest import ingest_snapshot
+    from pipelines.pull import load_company_file
     from pipelines.readiness import run_check
     from qbo.sandbox import Sandbox, SandboxClock
 

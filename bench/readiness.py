@@ -81,9 +81,9 @@ def setup(n: int, folder: Path, seed: int) -> dict[str, Any]:
     """Write the demo at about n records (parquet), ingest it into folder/bench.duckdb and load the company file."""
     seconds = {}
     clock = time.perf_counter()
-    from pipelines.awra import ingest_snapshot
-    from pipelines.demo import write_demo
-    from pipelines.qbo_pull import load_company_file
+    from pipelines.demo.company import write_demo
+    from pipelines.ingest import ingest_snapshot
+    from pipelines.pull import load_company_file
 
     summary = write_demo(folder / "demo", seed=seed, scale=n, as_of=AS_OF, fmt="parquet")
     seconds["write_demo"] = time.perf_counter() - clock

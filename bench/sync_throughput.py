@@ -69,11 +69,11 @@ def _settings(folder: Path, realm_id: str, key: str):
 # -- setup (in a child process) ------------------------------------------------------------------------------
 def setup(n: int, folder: Path, seed: int, key: str) -> dict[str, Any]:
     """Demo company, ingest, a pull from a sandbox holding only its names, the check; the first n ready keys."""
-    from pipelines.awra import ingest_snapshot
     from pipelines.connection import qbo_client
-    from pipelines.demo import write_demo
-    from pipelines.demo_history import connect_in_process
-    from pipelines.qbo_pull import pull
+    from pipelines.demo.company import write_demo
+    from pipelines.demo.history import connect_in_process
+    from pipelines.ingest import ingest_snapshot
+    from pipelines.pull import pull
     from pipelines.readiness import run_check
     from pipelines.store import Store
     from pipelines.sync import TIERS
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     from cryptography.fernet import Fernet
 
     from pipelines.connection import qbo_client
-    from pipelines.demo_history import connect_in_process
+    from pipelines.demo.history import connect_in_process
     from pipelines.store import Store
     from pipelines.sync import sync_run
     from qbo.client import RateLimiter as ClientLimiter

@@ -41,7 +41,7 @@ class Context:
         return self.clock()
 
     def open_store(self) -> Store:
-        from pipelines.serving import borrow_store
+        from pipelines.serve.state import borrow_store
 
         # Run by the server for a CLI beside it (`/api/cli`): the server's own store, left open after.
         return borrow_store(self.settings.db_path) or Store(self.settings.db_path)  # type: ignore[return-value]
@@ -72,7 +72,7 @@ def _emit(ctx: Context, payload: dict, text: str) -> None:
 
 # -- commands --------------------------------------------------------------------------------------------
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.demo import write_demo
+    from pipelines.demo.company import write_demo
 
     as_of = date.fromisoformat(args.as_of) if args.as_of else ctx.now().date()
     summary = write_demo(Path(args.dir), seed=args.seed, scale=args.scale, as_of=as_of, fmt=args.format)
@@ -86,7 +86,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.awra import SnapshotError, ingest_snapshot
+    from pipelines.ingest import SnapshotError, ingest_snapshot
 
     with ctx.open_store() as store:
         try:
@@ -140,7 +140,7 @@ def _status_text(summary: dict) -> str:
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.metrics import status_summary
+    from pipelines.views.metrics import status_summary
 
     with ctx.open_store() as store:
         summary = status_summary(store, ctx.settings.realm_id)
@@ -169,7 +169,7 @@ def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.connection import qbo_client
-    from pipelines.qbo_pull import pull
+    from pipelines.pull import pull
 
     ctx.require("pull")
     with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
@@ -324,7 +324,7 @@ def _key(text: str) -> tuple[str, str]:
 
 
 def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.metrics import record_chain
+    from pipelines.views.metrics import record_chain
 
     with ctx.open_store() as store:
         try:
@@ -344,7 +344,7 @@ def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.serving import serve
+    from pipelines.serve.state import serve
 
     return serve(ctx.settings, host=args.host, port=args.port, interval=args.interval)
 
@@ -359,7 +359,7 @@ def _refused_input(err: Exception) -> UsageError:
 
 
 def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.actions import RESOLUTION_CODES, resolve
+    from pipelines.exceptions import RESOLUTION_CODES, resolve
 
     realm = ctx.settings.realm_id
     with ctx.open_store() as store:
@@ -386,7 +386,7 @@ def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.actions import assign
+    from pipelines.exceptions import assign
 
     with ctx.open_store() as store:
         try:
@@ -399,7 +399,7 @@ def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_exclude(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.actions import exclude
+    from pipelines.exceptions import exclude
 
     key = ":".join(_key(args.key))
     with ctx.open_store() as store:
@@ -425,7 +425,7 @@ def _queue_line(row: dict) -> str:
 
 
 def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.queue import OPEN_STATUSES, action_queue, filter_queue, queue_summary
+    from pipelines.views.queue import OPEN_STATUSES, action_queue, filter_queue, queue_summary
 
     with ctx.open_store() as store:
         frame = action_queue(store, ctx.settings.realm_id, now=ctx.now(), statuses=args.status or OPEN_STATUSES)
@@ -434,7 +434,7 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
     limit = args.limit if args.limit is not None else (0 if ctx.as_json else 50)
     shown = frame.head(limit) if limit else frame
     if ctx.as_json:
-        from pipelines.metrics import _dicts
+        from pipelines.views.metrics import _dicts
 
         columns = [c for c in shown.columns if c != "link"]
         _emit(ctx, {"count": frame.height, "summary": summary, "items": _dicts(shown.select(columns))}, "")
@@ -454,7 +454,7 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_digest(ctx: Context, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from pipelines.queue import digest, digest_html, digest_text
+    from pipelines.views.queue import digest, digest_html, digest_text
 
     now = ctx.now()
     with ctx.open_store() as store:
@@ -612,7 +612,7 @@ def main(
         print(f"synchealth: refused: {err}", file=sys.stderr)
         return EXIT_FAILED
     except StoreBusyError as err:  # the server holds the file: through its local API, or one line
-        from pipelines.serving import beside_server
+        from pipelines.serve.state import beside_server
 
         return beside_server(raw, args.command, getattr(args, "dir", None), settings.db_path, err)
     except (StoreError, ValueError, LookupError, OAuthError, QboCallError) as err:

@@ -174,7 +174,7 @@ def needs_refresh(health: ConnectionHealth, now: datetime) -> bool:
 def _warnings(store: Store, health: ConnectionHealth, now: datetime, warn_days: int) -> list[tuple[str, str, Any]]:
     """(reason, detail, lapses_at) for each thing an admin must do although the connection still works."""
     if health.status != "connected":
-        return []  # the sync has paused the realm; pipelines.actions opens that exception itself
+        return []  # the sync has paused the realm; pipelines.exceptions opens that exception itself
     out: list[tuple[str, str, Any]] = []
     lapses = health.lapses_at
     if lapses is not None and lapses - now <= timedelta(days=warn_days):
@@ -204,7 +204,7 @@ def _warnings(store: Store, health: ConnectionHealth, now: datetime, warn_days: 
 
 
 def warning_causes_sql() -> str:
-    """Current warnings as exception causes, in the column order of pipelines.actions' `conn` causes.
+    """Current warnings as exception causes, in the column order of pipelines.exceptions' `conn` causes.
 
     For `refresh_exceptions` to union into its causes, so that it keeps these open instead of resolving them.
     """
@@ -219,10 +219,10 @@ def check_reconnect(
 ) -> list[dict[str, Any]]:
     """Record the realm's warnings, then bring its exceptions in step at once.
 
-    pipelines.actions.refresh_exceptions reads `connection_warnings` (warning_causes_sql): it opens, routes
+    pipelines.exceptions.refresh_exceptions reads `connection_warnings` (warning_causes_sql): it opens, routes
     (owner admin) and audits one `connection` exception per warning, and resolves it when the warning is gone.
     """
-    from pipelines.actions import refresh_exceptions
+    from pipelines.exceptions import refresh_exceptions
 
     health = connection_health(store, realm_id, now=now)
     found = _warnings(store, health, now, warn_days)

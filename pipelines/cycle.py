@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipelines.actions import refresh_exceptions
 from pipelines.config import Settings
+from pipelines.exceptions import refresh_exceptions
 from pipelines.readiness import CheckResult, run_check
 from pipelines.store import Store
 from pipelines.sync import SyncResult, sync_run

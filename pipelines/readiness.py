@@ -10,8 +10,8 @@ import pandera.errors
 import polars as pl
 
 from pipelines import duplicates
-from pipelines.actions import refresh_exceptions
 from pipelines.clock import elapsed_from
+from pipelines.exceptions import refresh_exceptions
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER

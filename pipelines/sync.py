@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from pipelines.payloads import build_payloads
-from pipelines.qbo_pull import load_objects
+from pipelines.pull import load_objects
 from pipelines.store import Store, crash_point
 from qbo.client import BatchItem, QboCallError, QboClient, QboResult, select
 from qbo.faults import ACCEPTED
@@ -619,7 +619,7 @@ def _retry_locked(
     override_reason: str | None,
     schedule: Sequence[int],
 ) -> list[RetryAnswer]:
-    from pipelines.actions import refresh_exceptions
+    from pipelines.exceptions import refresh_exceptions
     from pipelines.readiness import run_check
 
     realm_id = client.realm_id

@@ -408,6 +408,6 @@ def tiny_company(book_close: str = BOOK_CLOSE) -> dict:
 
 def load_company(store: Store, company: dict) -> None:
     """Put a company file's objects and preferences in the store's QBO mirror, as a pull would."""
-    from pipelines.qbo_pull import load_company_file
+    from pipelines.pull import load_company_file
 
     load_company_file(store, company, T0)

@@ -10,9 +10,9 @@ from fixtures import REALM, tiny_company
 from streamlit.testing.v1 import AppTest
 from test_sync import World
 
-from pipelines.page_data import get_settings, get_store
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
+from ui.data import get_settings, get_store
 
 __all__ = ["ROOT", "open_page", "point_app_at", "serve"]
 

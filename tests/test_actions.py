@@ -13,10 +13,10 @@ import pytest
 from fixtures import REALM, T0, iso, month, tiny_company, tiny_snapshot, write_snapshot
 from test_sync import ADMIN, FINANCE, World
 
-from pipelines.actions import assign, escalate, exclude, mark_synced, refresh_exceptions, resolve
-from pipelines.awra import ingest_snapshot
 from pipelines.cli import main
+from pipelines.exceptions import assign, escalate, exclude, mark_synced, refresh_exceptions, resolve
 from pipelines.identity import Identity, PermissionDeniedError
+from pipelines.ingest import ingest_snapshot
 from pipelines.mappings import set_mapping
 from pipelines.readiness import run_check
 from pipelines.sync import retry
@@ -78,7 +78,7 @@ def test_repeats_collapse_into_one_exception_counting_occurrences(world: World) 
 
 
 def test_an_exception_carries_what_the_queue_shows(world: World) -> None:
-    from pipelines.queue import action_queue
+    from pipelines.views.queue import action_queue
 
     queue = action_queue(world.store, REALM, now=world.now)
     bill1 = queue.filter(queue["key"] == "bill:BILL-1").row(0, named=True)
@@ -88,7 +88,7 @@ def test_an_exception_carries_what_the_queue_shows(world: World) -> None:
     assert bill1["owner_role"] == "admin" and bill1["status"] == "open" and bill1["link"] == "/record?key=bill:BILL-1"
     assert bill1["opened_at"] == world.now and bill1["due_by"] == world.now + timedelta(days=3)
     assert bill1["last_activity_at"] == world.now
-    from pipelines.metrics import record_chain
+    from pipelines.views.metrics import record_chain
 
     chain = record_chain(world.store, REALM, "bill:BILL-1")["exception"]  # `synchealth record` names the next step
     assert chain["fix"] == bill1["fix"] and chain["due_by"]

@@ -19,8 +19,8 @@ from fixtures import ANCHOR, PERIOD, PERIOD_NAME, REALM, tiny_company, tiny_snap
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_sync import World
 
-from pipelines import health
 from pipelines.store import Store
+from pipelines.views import health
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
 

@@ -8,7 +8,7 @@ import pytest
 from browser import browser_page, choose_actor, require_chromium, screenshot, served_app
 from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 
-from pipelines.awra import ingest_snapshot
+from pipelines.ingest import ingest_snapshot
 from pipelines.store import Store
 
 pytestmark = pytest.mark.browser

@@ -19,7 +19,7 @@ from browser import ARTIFACTS, browser_page, free_port, require_chromium
 from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from test_browser_health import served
 
-from pipelines.awra import ingest_snapshot
+from pipelines.ingest import ingest_snapshot
 from pipelines.store import Store
 
 pytestmark = pytest.mark.browser

@@ -38,9 +38,9 @@ def test_every_source_reason_is_in_the_catalogue_once_with_its_words() -> None:
 
 def test_every_reason_a_demo_company_raises_has_a_catalogue_row(tmp_path: Path) -> None:
     """The demo seeds every kind of problem; none may reach the queue without its words."""
-    from pipelines.awra import ingest_snapshot
-    from pipelines.demo import write_demo
-    from pipelines.qbo_pull import load_company_file
+    from pipelines.demo.company import write_demo
+    from pipelines.ingest import ingest_snapshot
+    from pipelines.pull import load_company_file
     from pipelines.readiness import run_check
 
     write_demo(tmp_path, scale=600, realm_id=REALM, as_of=T0.date())

@@ -11,14 +11,14 @@ import pytest
 from cryptography.fernet import Fernet
 from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines.awra import ingest_snapshot
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.connection_health import RECONNECT_SOON, check_reconnect, connection_health, needs_refresh
 from pipelines.cycle import run_cycle
-from pipelines.qbo_pull import pull
+from pipelines.ingest import ingest_snapshot
+from pipelines.pull import pull
+from pipelines.serve.webhooks import WebhookDelivery, persist_deliveries
 from pipelines.store import Store
-from pipelines.webhooks import WebhookDelivery, persist_deliveries
 from qbo.oauth import OAuthClient, ReconnectNeededError
 from qbo.sandbox import Sandbox
 from qbo.tokens import TokenStore
@@ -128,7 +128,7 @@ def test_invalid_grant_pauses_the_realm_and_the_exception_opens_at_once(world: W
     with pytest.raises(ReconnectNeededError):
         world.refresh()
     assert world.health().status == "reconnect_needed"
-    from pipelines.actions import refresh_exceptions
+    from pipelines.exceptions import refresh_exceptions
 
     refresh_exceptions(world.store, REALM, now=world.now())
     check_reconnect(world.store, REALM, now=world.now())

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines import demo
 from pipelines.config import DEMO_REALM_ID
-from pipelines.demo import DEFAULT_SIZES, PROBLEMS, DemoSummary, book_close_date, write_demo
+from pipelines.demo import company as demo
+from pipelines.demo.company import DEFAULT_SIZES, PROBLEMS, DemoSummary, book_close_date, write_demo
 from schemas.awra import CONTRACT, contract_schema
 
 AS_OF = date(2026, 5, 15)

@@ -10,10 +10,11 @@ import pytest
 from cryptography.fernet import Fernet
 from fixtures import T0
 
-from pipelines import demo_history, health, trends
 from pipelines.config import Settings
-from pipelines.demo import write_demo
+from pipelines.demo import history as demo_history
+from pipelines.demo.company import write_demo
 from pipelines.store import Store
+from pipelines.views import health, trends
 from qbo.sandbox import Sandbox, SandboxClock
 from qbo.sandbox.store import read_company, store_from_company
 from schemas.awra import CONTRACT

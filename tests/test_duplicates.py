@@ -14,8 +14,7 @@ from fixtures import REALM, T0, day, iso, tiny_snapshot, write_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.awra import ingest_snapshot
-from pipelines.demo import DOC_NUMBER_EXISTS, NAME_EXISTS, NEAR_DUPLICATE, write_demo
+from pipelines.demo.company import DOC_NUMBER_EXISTS, NAME_EXISTS, NEAR_DUPLICATE, write_demo
 from pipelines.duplicates import (
     adopt_marked,
     confirm_create_new,
@@ -26,7 +25,8 @@ from pipelines.duplicates import (
     normalize_name_sql,
 )
 from pipelines.identity import Identity, PermissionDeniedError
-from pipelines.qbo_pull import load_objects
+from pipelines.ingest import ingest_snapshot
+from pipelines.pull import load_objects
 from pipelines.store import Store
 
 NOW = T0 + timedelta(hours=3)

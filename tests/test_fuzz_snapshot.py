@@ -17,7 +17,7 @@ from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.awra import FORMATS, IngestResult, SnapshotError, ingest_snapshot
+from pipelines.ingest import FORMATS, IngestResult, SnapshotError, ingest_snapshot
 from pipelines.store import Store
 from schemas.awra import CONTRACT
 

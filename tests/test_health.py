@@ -14,9 +14,9 @@ import pytest
 from fixtures import PERIOD, REALM, iso, month, tiny_snapshot
 from test_sync import ADMIN, World
 
-from pipelines import health, read_model, trends
 from pipelines.cycle import run_cycle
 from pipelines.mappings import set_mapping
+from pipelines.views import health, read_model, trends
 
 _TABLES = {  # table -> (entity, id column, money column; a journal entry's money is its debits)
     "purchase_orders": ("purchase_order", "po_id", "total"),

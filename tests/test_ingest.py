@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 
-from pipelines.awra import SnapshotError, ingest_snapshot
 from pipelines.cli import main
+from pipelines.ingest import SnapshotError, ingest_snapshot
 from pipelines.store import Store, awra_table
 from schemas.awra import CONTRACT
 
@@ -298,7 +298,7 @@ def test_mutating_helpers_do_not_leak_between_tests() -> None:
 
 
 def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tmp_path: Path, monkeypatch) -> None:
-    import pipelines.awra as awra
+    import pipelines.ingest as awra
 
     ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
     snap = tiny_snapshot()
@@ -316,7 +316,7 @@ def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tm
 
 def _staged(monkeypatch) -> dict[str, int]:
     """Rows handed to validation per table on the next ingest (what a re-ingest really reads past the files)."""
-    import pipelines.awra as awra
+    import pipelines.ingest as awra
 
     seen: dict[str, int] = {}
     real = awra.validate_snapshot

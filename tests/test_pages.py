@@ -9,10 +9,10 @@ from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from served import point_app_at
 from streamlit.testing.v1 import AppTest
 
-from pipelines.awra import SnapshotError, ingest_snapshot
-from pipelines.health_charts import plain
-from pipelines.page_data import get_store
+from pipelines.ingest import SnapshotError, ingest_snapshot
 from pipelines.store import Store
+from ui.charts import plain
+from ui.data import get_store
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))

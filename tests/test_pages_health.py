@@ -13,10 +13,10 @@ from served import point_app_at
 from streamlit.testing.v1 import AppTest
 from test_sync import ADMIN, World
 
-from pipelines import health
 from pipelines.mappings import set_mapping
-from pipelines.page_data import get_settings, get_store
 from pipelines.store import Store
+from pipelines.views import health
+from ui.data import get_settings, get_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = (
@@ -198,7 +198,7 @@ def test_empty_store_says_how_to_start(tmp_path: Path, monkeypatch: pytest.Monke
     get_settings.clear()
     get_store.clear()
     try:
-        assert "demo_history" in _page("health.py").info[0].value
+        assert "pipelines.demo.history" in _page("health.py").info[0].value
         assert "first cycle" in _page("trends.py").info[0].value
     finally:
         get_store.clear()

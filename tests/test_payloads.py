@@ -19,13 +19,13 @@ from fixtures import REALM, T0, iso, load_company, tiny_company, tiny_snapshot, 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.awra import ingest_snapshot
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.identity import Identity
+from pipelines.ingest import ingest_snapshot
 from pipelines.mappings import set_mapping
 from pipelines.payloads import PAYLOAD_COLUMNS, build_payloads
-from pipelines.qbo_pull import load_objects, pull
+from pipelines.pull import load_objects, pull
 from pipelines.readiness import run_check
 from pipelines.store import Store
 from qbo.client import QboClient

@@ -11,11 +11,11 @@ import pytest
 from cryptography.fernet import Fernet
 from fixtures import BOOK_CLOSE, REALM, T0, iso, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines.awra import ingest_snapshot
 from pipelines.cli import main
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
-from pipelines.qbo_pull import pull
+from pipelines.ingest import ingest_snapshot
+from pipelines.pull import pull
 from pipelines.readiness import run_check
 from pipelines.store import Store
 from qbo.sandbox import Sandbox

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fixtures import BOOK_CLOSE, REALM, T0, iso, load_company, month, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines.awra import ingest_snapshot
 from pipelines.identity import Identity, PermissionDeniedError
+from pipelines.ingest import ingest_snapshot
 from pipelines.mappings import gap_inventory, set_mapping
 from pipelines.readiness import run_check
 from pipelines.store import Store

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from fixtures import T0
 
-from pipelines.awra import ingest_snapshot
-from pipelines.demo import write_demo
-from pipelines.qbo_pull import load_company_file
+from pipelines.demo.company import write_demo
+from pipelines.ingest import ingest_snapshot
+from pipelines.pull import load_company_file
 from pipelines.readiness import run_check
 from pipelines.store import Store
 

@@ -9,9 +9,9 @@ from fixtures import REALM, tiny_company
 from test_sync import ADMIN, World
 
 from pipelines.cycle import run_cycle
-from pipelines.metrics import record_chain
-from pipelines.qbo_pull import pull
+from pipelines.pull import pull
 from pipelines.sync import retry
+from pipelines.views.metrics import record_chain
 
 
 def _refused_by_quickbooks(tmp_path: Path) -> World:

@@ -141,7 +141,7 @@ def test_new_exceptions_are_routed_inside_refresh_and_keep_their_person(
 ) -> None:
     from test_sync import ADMIN, World
 
-    from pipelines.actions import assign
+    from pipelines.exceptions import assign
 
     config = _config(
         tmp_path,

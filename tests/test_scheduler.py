@@ -13,16 +13,17 @@ import pytest
 from cryptography.fernet import Fernet
 from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines import actions, read_model
-from pipelines import scheduler as scheduler_module
+from pipelines import exceptions as actions
 from pipelines.clock import system_clock
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.identity import Identity
-from pipelines.scheduler import Scheduler, SchedulerConfig
+from pipelines.serve import scheduler as scheduler_module
+from pipelines.serve.scheduler import Scheduler, SchedulerConfig
+from pipelines.serve.webhooks import WebhookDelivery
 from pipelines.store import Store
 from pipelines.sync import retry
-from pipelines.webhooks import WebhookDelivery
+from pipelines.views import read_model
 from qbo.sandbox import Sandbox
 
 ADMIN = Identity("admin@demo.local", "admin")

@@ -22,25 +22,25 @@ from starlette.routing import Route
 from streamlit.testing.v1 import AppTest
 from test_sync import ADMIN, FINANCE, World
 
-from pipelines import serving
-from pipelines.actions import RESOLUTION_CODES
 from pipelines.catalogue import search
 from pipelines.cli import main
 from pipelines.clock import system_clock
-from pipelines.health_charts import plain
+from pipelines.exceptions import RESOLUTION_CODES
 from pipelines.identity import Identity, PermissionDeniedError
 from pipelines.mappings import accept_suggestions, set_mapping
-from pipelines.page_data import csv_export, decide_duplicate, retry_records, run_sync_now
-from pipelines.queue import action_queue, audit_frame, filter_audit, filter_queue
-from pipelines.store import Store
-from pipelines.webhooks import (
+from pipelines.serve import state as serving
+from pipelines.serve.webhooks import (
     REPLAY_WINDOW,
     WebhookInbox,
     handle_delivery,
     persist_deliveries,
     sign,
 )
+from pipelines.store import Store
+from pipelines.views.queue import action_queue, audit_frame, filter_audit, filter_queue
 from qbo.tokens import TokenStore
+from ui.charts import plain
+from ui.data import csv_export, decide_duplicate, retry_records, run_sync_now
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))

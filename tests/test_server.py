@@ -19,11 +19,11 @@ from browser import browser_page, choose_actor, free_port, require_chromium, scr
 from cryptography.fernet import Fernet
 from fixtures import REALM, T0, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines.awra import ingest_snapshot
 from pipelines.clock import system_clock
-from pipelines.serving import read_server_file, server_file, write_server_file
+from pipelines.ingest import ingest_snapshot
+from pipelines.serve.state import read_server_file, server_file, write_server_file
+from pipelines.serve.webhooks import sign
 from pipelines.store import Store
-from pipelines.webhooks import sign
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import RunningSandbox, start_in_thread
 

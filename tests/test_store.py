@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from fixtures import REALM, T0
 
-from pipelines.awra import ingest_snapshot
 from pipelines.cli import main
+from pipelines.ingest import ingest_snapshot
 from pipelines.store import MIGRATIONS, Migration, Store, StoreBusyError, StoreTooNewError
 
 ROOT = Path(__file__).resolve().parents[1]

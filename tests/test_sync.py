@@ -15,17 +15,17 @@ import pytest
 from cryptography.fernet import Fernet
 from fixtures import REALM, T0, iso, tiny_company, tiny_snapshot, write_snapshot
 
-from pipelines.awra import ingest_snapshot
 from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.cycle import run_cycle
 from pipelines.duplicates import link_duplicate
 from pipelines.identity import Identity, PermissionDeniedError
+from pipelines.ingest import ingest_snapshot
 from pipelines.mappings import set_mapping
-from pipelines.metrics import record_chain
-from pipelines.qbo_pull import pull
+from pipelines.pull import pull
 from pipelines.store import Store
 from pipelines.sync import request_id_for, retry
+from pipelines.views.metrics import record_chain
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
 

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-from pipelines.awra import ingest_snapshot
 from pipelines.clock import system_clock
 from pipelines.config import DEMO_REALM_ID, Settings
 from pipelines.connection import connect, qbo_client
-from pipelines.demo import write_demo
-from pipelines.qbo_pull import pull
+from pipelines.demo.company import write_demo
+from pipelines.ingest import ingest_snapshot
+from pipelines.pull import pull
 from pipelines.store import Store
 from qbo.sandbox import Sandbox
 from qbo.sandbox.faults import FAULT_KINDS

@@ -11,7 +11,7 @@ from test_sync import World, _exactly_once
 
 import pipelines.sync
 from pipelines.cycle import run_cycle
-from pipelines.qbo_pull import pull
+from pipelines.pull import pull
 
 
 class _Died(BaseException):

@@ -1,6 +1,6 @@
 """The one server's shared state (store, scheduler, webhook inbox, one-time links) and the CLI's way to it.
 
-`server.py` builds a ServerState in its lifespan and installs it here; pages (pipelines.page_data) and the
+`server.py` builds a ServerState in its lifespan and installs it here; pages (ui.data) and the
 routes read it from here, so everything in the process uses the lifespan's one Store. Beside a running
 server the CLI cannot open the DuckDB file (one process per file), so `beside_server` sends the command
 to the server's local API, found through a 0600 file next to the store, or says so in one line.
@@ -32,8 +32,8 @@ from pipelines.connection_health import DEFAULT_WARN_DAYS
 from pipelines.store import Store, StoreError
 
 if TYPE_CHECKING:
-    from pipelines.scheduler import Scheduler
-    from pipelines.webhooks import WebhookInbox
+    from pipelines.serve.scheduler import Scheduler
+    from pipelines.serve.webhooks import WebhookInbox
 
 __all__ = [
     "DEMO_WEBHOOK_VERIFIER",
@@ -51,7 +51,7 @@ __all__ = [
     "uninstall",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_WEBHOOK_VERIFIER = "demo-local-webhook-verifier"
 _LINK_SECONDS = 600  # a Connect link and an OAuth state live ten minutes (the sandbox's codes do too)
 # Commands the server never runs for the CLI: they start processes or do not need the store.

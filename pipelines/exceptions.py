@@ -18,9 +18,9 @@ import duckdb
 from pipelines.catalogue import catalogue
 from pipelines.connection_health import warning_causes_sql
 from pipelines.identity import Identity, PermissionDeniedError, require, roles_for
-from pipelines.queue import stake_sql
 from pipelines.routing import Routing, load_routing, route
 from pipelines.store import Store
+from pipelines.views.queue import stake_sql
 
 __all__ = [
     "DEFAULT_OWNER",
@@ -612,7 +612,7 @@ def mark_synced(
 
 
 def _verify_in_qbo(store: Store, client: Any, realm_id: str, qbo_entity: str, qbo_id: str, now: datetime) -> None:
-    from pipelines.qbo_pull import load_objects
+    from pipelines.pull import load_objects
     from qbo.client import QboCallError
 
     label = qbo_entity.lower()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipelines.qbo_pull import PULLED_ENTITIES
+from pipelines.pull import PULLED_ENTITIES
 from pipelines.store import Store
 
 __all__ = [

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from pipelines import metrics
 from pipelines.clock import system_clock
 from pipelines.config import Settings, load_settings
 from pipelines.identity import Identity, load_roles, resolve
 from pipelines.store import Store
+from pipelines.views import metrics
 
 __all__ = [
     "action_queue",
@@ -49,7 +49,7 @@ __all__ = [
 
 @st.cache_resource
 def get_settings() -> Settings:
-    from pipelines.serving import current
+    from pipelines.serve.state import current
 
     served = current()  # under `synchealth serve`: the settings the lifespan opened the store with
     return served.settings if served else load_settings()
@@ -61,7 +61,7 @@ def get_store(db_path: str) -> Store:
 
     Under `synchealth serve` it is the lifespan's Store: one connection for the pages and the scheduler.
     """
-    from pipelines.serving import current
+    from pipelines.serve.state import current
 
     served = current()
     if served is not None and Path(db_path).resolve() == served.store.path.resolve():
@@ -71,7 +71,7 @@ def get_store(db_path: str) -> Store:
 
 def page_now() -> datetime:
     """The pages' clock: the server's under `synchealth serve`, else the system clock."""
-    from pipelines.serving import current
+    from pipelines.serve.state import current
 
     served = current()
     return served.now() if served else system_clock()
@@ -248,7 +248,7 @@ def connect_link(identity: Identity) -> str | None:
 
     None when the identity may not connect, or when the pages run without the server (`streamlit run`).
     """
-    from pipelines.serving import current
+    from pipelines.serve.state import current
 
     served = current()
     if served is None or not identity.can("connect"):
@@ -259,14 +259,14 @@ def connect_link(identity: Identity) -> str | None:
 # -- the Action queue, Audit and Help pages ---------------------------------------------------------------------
 @st.cache_data(max_entries=16)
 def _action_queue(_store: Store, realm_id: str, version: tuple, minute: str) -> pl.DataFrame:
-    from pipelines.queue import action_queue as queue
+    from pipelines.views.queue import action_queue as queue
 
     return queue(_store, realm_id, now=datetime.fromisoformat(minute))
 
 
 def action_queue(store: Store, realm_id: str) -> pl.DataFrame:
     """Open and assigned exceptions by priority; recomputed when an exception changes, and each minute (ages)."""
-    from pipelines.queue import queue_version
+    from pipelines.views.queue import queue_version
 
     minute = page_now().replace(second=0, microsecond=0).isoformat()
     return _action_queue(store, realm_id, queue_version(store, realm_id), minute)
@@ -276,7 +276,7 @@ def queue_assign(
     store: Store, settings: Settings, realm_id: str, ids: list[int], to: str, identity: Identity, note: str | None
 ) -> pl.DataFrame:
     """Assign each exception; one result row per item (a refusal says which role it needs)."""
-    from pipelines.actions import act_on_many, assign
+    from pipelines.exceptions import act_on_many, assign
 
     roles, now = people(settings), page_now()
     return pl.DataFrame(
@@ -299,8 +299,8 @@ def queue_resolve(
     """Resolve each exception with the code and reason; marked-as-synced reads the Id from QuickBooks first."""
     from contextlib import nullcontext
 
-    from pipelines.actions import act_on_many, resolve
     from pipelines.connection import qbo_client
+    from pipelines.exceptions import act_on_many, resolve
 
     now = page_now()
     connected = store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id]) == "connected"
@@ -316,7 +316,7 @@ def queue_resolve(
 
 def queue_exclude(store: Store, realm_id: str, keys: list[str], reason: str, identity: Identity) -> pl.DataFrame:
     """Exclude each record from sync (closing its open exceptions); one result row per record."""
-    from pipelines.actions import act_on_many, exclude
+    from pipelines.exceptions import act_on_many, exclude
 
     now = page_now()
     return pl.DataFrame(
@@ -326,7 +326,7 @@ def queue_exclude(store: Store, realm_id: str, keys: list[str], reason: str, ide
 
 @st.cache_data(max_entries=16)
 def _audit_log(_store: Store, realm_id: str, version: int) -> pl.DataFrame:
-    from pipelines.queue import audit_frame
+    from pipelines.views.queue import audit_frame
 
     return audit_frame(_store, realm_id)
 
@@ -338,7 +338,7 @@ def audit_log(store: Store, realm_id: str) -> pl.DataFrame:
 
 def csv_export(frame: pl.DataFrame) -> bytes:
     """A CSV download that a spreadsheet opens as text, never as formulas."""
-    from pipelines.queue import csv_bytes
+    from pipelines.views.queue import csv_bytes
 
     return csv_bytes(frame)
 
@@ -346,7 +346,7 @@ def csv_export(frame: pl.DataFrame) -> bytes:
 # -- the Health and Trends pages --------------------------------------------------------------------------------
 @st.cache_data(max_entries=16)
 def _health_view(_store: Store, realm_id: str, period: str, basis: str, version: tuple) -> dict:
-    from pipelines import health
+    from pipelines.views import health
 
     as_of = health.as_of(_store, realm_id)
     now = as_of or page_now()
@@ -368,14 +368,14 @@ def _health_view(_store: Store, realm_id: str, period: str, basis: str, version:
 
 def health_view(store: Store, realm_id: str, period: str, basis: str = "close") -> dict:
     """Every read model of the Health page for a month; recomputed only when the store changed."""
-    from pipelines.health import version
+    from pipelines.views.health import version
 
     return _health_view(store, realm_id, period, basis, version(store))
 
 
 @st.cache_data(max_entries=16)
 def _trends_view(_store: Store, realm_id: str, bucket: str, version: tuple) -> dict:
-    from pipelines import health, trends
+    from pipelines.views import health, trends
 
     with health.prepared(_store, realm_id):
         return {
@@ -391,6 +391,6 @@ def _trends_view(_store: Store, realm_id: str, bucket: str, version: tuple) -> d
 
 def trends_view(store: Store, realm_id: str, bucket: str = "day") -> dict:
     """Every read model of the Trends page; recomputed only when the store changed."""
-    from pipelines.health import version
+    from pipelines.views.health import version
 
     return _trends_view(store, realm_id, bucket, version(store))

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import duckdb
 
-from pipelines.metrics import RECORD_FACTS, STAGE_OF_CHECK, store_version
 from pipelines.store import Store
+from pipelines.views.metrics import RECORD_FACTS, STAGE_OF_CHECK, store_version
 
 __all__ = [
     "exceptions",

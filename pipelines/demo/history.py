@@ -9,7 +9,7 @@ and sync with the engine's clock and the sandbox clock moved together.
 `write_demo` dates everything relative to its `as_of`, so a later `as_of` with the same seed is not a superset
 of an earlier one; the history therefore writes the demo once, at its last day, and releases it over time.
 
-Run it with `python -m pipelines.demo_history --dir data/demo` (settings from the environment as for the CLI).
+Run it with `python -m pipelines.demo.history --dir data/demo` (settings from the environment as for the CLI).
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import polars as pl
 
-from pipelines.awra import ingest_snapshot
 from pipelines.clock import system_clock
 from pipelines.config import Settings, load_settings
 from pipelines.connection import qbo_client
 from pipelines.cycle import run_cycle
-from pipelines.demo import NOT_APPROVED, NOT_POSTED, DemoSummary, write_demo
+from pipelines.demo.company import NOT_APPROVED, NOT_POSTED, DemoSummary, write_demo
 from pipelines.duplicates import confirm_create_new
 from pipelines.identity import Identity
+from pipelines.ingest import ingest_snapshot
 from pipelines.mappings import KINDS, gap_inventory, map_and_recheck
-from pipelines.qbo_pull import pull
+from pipelines.pull import pull
 from pipelines.store import Store
 from qbo.client import QboCallError
 from qbo.oauth import OAuthClient, authorize_url, new_state
@@ -452,7 +452,9 @@ def write_history_demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo_history", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.demo.history", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--dir", default="data/demo", help="where the snapshot and company file are left")
     parser.add_argument(
         "--db", default=None, help="the store to fill (default: SYNCHEALTH_DB or data/synchealth.duckdb)"

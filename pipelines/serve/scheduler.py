@@ -18,18 +18,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines import actions, read_model
-from pipelines.awra import FORMATS, SnapshotError, ingest_snapshot
+from pipelines import exceptions as actions
 from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings
 from pipelines.connection import qbo_client
 from pipelines.connection_health import DEFAULT_WARN_DAYS, check_reconnect, connection_health, needs_refresh
 from pipelines.cycle import run_cycle
-from pipelines.qbo_pull import PULLED_ENTITIES, pull, pull_entities
+from pipelines.ingest import FORMATS, SnapshotError, ingest_snapshot
+from pipelines.pull import PULLED_ENTITIES, pull, pull_entities
 from pipelines.readiness import run_check
+from pipelines.serve.webhooks import WebhookDelivery, WebhookInbox, persist_deliveries
 from pipelines.store import Store
 from pipelines.sync import _realm_lock
-from pipelines.webhooks import WebhookDelivery, WebhookInbox, persist_deliveries
+from pipelines.views import read_model
 from qbo.client import QboClient
 
 __all__ = ["SYSTEM_ACTOR", "CycleReport", "Scheduler", "SchedulerConfig", "snapshot_fingerprint"]
@@ -340,7 +341,7 @@ class Scheduler:
         return {"check_run": done.run_id, "ready": done.ready}
 
     def _escalate(self, realm: str) -> Any:
-        escalate = getattr(actions, "escalate", None)  # pipelines.actions grows it; until then, nothing to do
+        escalate = getattr(actions, "escalate", None)  # pipelines.exceptions grows it; until then, nothing to do
         if escalate is None:
             return "no escalation rules yet"
         return escalate(self.store, realm, now=self._clock())

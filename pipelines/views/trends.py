@@ -11,8 +11,8 @@ from datetime import datetime
 
 import polars as pl
 
-from pipelines.read_model import exceptions, offenders
 from pipelines.store import Store
+from pipelines.views.read_model import exceptions, offenders
 from qbo.faults import DIMENSIONS
 
 __all__ = [

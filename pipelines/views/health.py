@@ -11,8 +11,9 @@ import polars as pl
 
 from pipelines.catalogue import explain
 from pipelines.duplicates import QBO_ENTITY
-from pipelines.metrics import FUNNEL_STAGES, RECORD_FACTS
-from pipelines.read_model import (
+from pipelines.store import Store
+from pipelines.views.metrics import FUNNEL_STAGES, RECORD_FACTS
+from pipelines.views.read_model import (
     exceptions,
     facts,
     own_params,
@@ -22,7 +23,6 @@ from pipelines.read_model import (
     stake,
     version,
 )
-from pipelines.store import Store
 from qbo.faults import CATALOGUE, DIMENSIONS
 
 __all__ = [
@@ -421,8 +421,9 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
 def top_fixes(store: Store, realm_id: str, now: datetime | None, limit: int = 10) -> pl.DataFrame:
     """The open items that unblock the most money, with owner, age and the fix.
 
-    Money at stake is the action queue's (`pipelines.queue.stake_sql`): a document's total, a vendor's or customer's
-    documents still waiting, everything waiting for a broken connection; one item per record (its leading exception).
+    Money at stake is the action queue's (`pipelines.views.queue.stake_sql`): a document's total, a vendor's or
+    customer's documents still waiting, everything waiting for a broken connection; one item per record (its leading
+    exception).
     """
     frame = store.frame(
         f"""WITH p AS (

@@ -1,0 +1,1 @@
+"""The demo company, its files and history, and the `make run` launcher."""

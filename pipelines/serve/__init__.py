@@ -1,0 +1,1 @@
+"""The process layer of the one server: its state, the scheduler and the webhook inbox."""

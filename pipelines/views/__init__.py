@@ -1,0 +1,1 @@
+"""Read models: what the pages, the CLI's reads and the digest show; they never write."""

@@ -1,0 +1,1 @@
+"""What the pages share and nothing below imports: Streamlit caches, page actions, Altair charts."""
