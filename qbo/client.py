@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from qbo.faults import ACCEPTED, Outcome, classify, outcome_for
+from qbo.faults import ACCEPTED, ALREADY_DELETED, Outcome, classify, classify_errors, outcome_for
 from qbo.oauth import OAuthClient, OAuthError, OAuthSettings, transport_error_kind, utcnow
 from qbo.tokens import Secret, TokenStore
 
@@ -57,8 +58,10 @@ BATCH_MAX_ITEMS = 30  # 31 is rejected (ref §4, §11.14)
 CDC_MAX_LOOKBACK = timedelta(days=30)  # ref §7
 CDC_MAX_OBJECTS = 1000  # per CDC response (ref §7)
 _REQUEST_ID_MAX = 50  # ref §1
-_BATCH_REQUEST_ID_MAX = 36  # on batch, where each bId may then be at most 10 (ref §1)
-_BID_MAX = 10
+_BATCH_REQUEST_ID_MAX = 36  # ref §1
+# No bId limit is documented; production batches used bIds of 36 to 65 characters (finoptimal/fo_qbo), so the
+# 10 once inferred for batches with a requestid (ref §1) is no limit of QBO's. 100 keeps a batch body small.
+_BID_MAX = 100
 _THROTTLE_DEFAULT_WAIT = 60.0  # no Retry-After: wait a minute (ref §4, D-lim)
 _NO_CDC = frozenset({"JournalCode", "TaxAgency", "TimeActivity", "TaxCode", "TaxRate"})  # ref §7
 
@@ -281,7 +284,10 @@ class FaultError:
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault, whatever shape it came in: json (`Fault`), gateway (`fault`), xml, or oauth."""
+    """One fault, whatever shape it came in: json (`Fault`), gateway (`fault`), xml, or oauth.
+
+    Every error is kept: a real batch item carried a 6140 and three 2020s, and each is the record's problem.
+    """
 
     shape: str
     type: str | None
@@ -365,16 +371,92 @@ def _local(tag: str) -> str:
 
 
 def _xml_fault(root: ET.Element) -> Fault | None:
-    fault = next((el for el in root.iter() if _local(el.tag) == "Fault"), None)
+    """The response's own fault: the root itself, or a Fault right under it. A fault deeper down belongs to a
+    batch item (`<BatchItemResponse bId><Fault>`), and giving it to the whole batch failed every other item."""
+    fault = root if _local(root.tag) == "Fault" else next((el for el in root if _local(el.tag) == "Fault"), None)
     if fault is None:
         return None
+    return Fault("xml", fault.get("type"), _xml_errors(fault), _fault_time(root.get("time")))
+
+
+def _xml_errors(fault: ET.Element) -> tuple[FaultError, ...]:
     errors = []
     for err in (el for el in fault if _local(el.tag) == "Error"):
         texts = {_local(child.tag): (child.text or "").strip() for child in err}
         errors.append(
             FaultError(err.get("code"), texts.get("Message"), texts.get("Detail"), err.get("element") or None)
         )
-    return Fault("xml", fault.get("type"), tuple(errors), _fault_time(root.get("time")))
+    return tuple(errors)
+
+
+def _xml_value(el: ET.Element) -> Any:
+    """An XML element as the JSON QBO would have sent: children become keys (repeated ones a list), a Ref's
+    attributes sit beside its `value`. Numbers stay text: XML does not say which text is money."""
+    children = list(el)
+    if not children:
+        text = (el.text or "").strip()
+        return {"value": text, **el.attrib} if el.attrib else text
+    out: dict[str, Any] = dict(el.attrib)
+    for child in children:
+        key, value = _local(child.tag), _xml_value(child)
+        if key in out:
+            out[key] = [*out[key], value] if isinstance(out[key], list) else [out[key], value]
+        else:
+            out[key] = value
+    return out
+
+
+def _xml_batch(root: ET.Element) -> dict[str, Any] | None:
+    """`<IntuitResponse><BatchItemResponse bId>...` as the JSON shape (ref §8), each item with its own fault."""
+    items = [el for el in root if _local(el.tag) == "BatchItemResponse"]
+    if not items:
+        return None
+    answers = []
+    for item in items:
+        answer: dict[str, Any] = {"bId": item.get("bId")}
+        for child in item:
+            if _local(child.tag) == "Fault":
+                errors = [
+                    {"Message": e.message, "Detail": e.detail, "code": e.code, "element": e.element}
+                    for e in _xml_errors(child)
+                ]
+                answer["Fault"] = {"type": child.get("type"), "Error": errors}
+            else:
+                answer[_local(child.tag)] = _xml_value(child)
+        answers.append(answer)
+    return {"BatchItemResponse": answers, "time": root.get("time")}
+
+
+_SALVAGE_FAULT = re.compile(rb"<(?:[\w.-]+:)?Fault\b([^>]*)>(.*?)</(?:[\w.-]+:)?Fault>", re.S)
+_SALVAGE_ERROR = re.compile(rb"<(?:[\w.-]+:)?Error\b([^>]*)>(.*?)</(?:[\w.-]+:)?Error>", re.S)
+_SALVAGE_ATTR = re.compile(rb'([\w:.-]+)\s*=\s*"([^"]*)"')
+
+
+def _salvage_text(body: bytes, tag: bytes) -> str | None:
+    m = re.search(rb"<(?:[\w.-]+:)?" + tag + rb"\b[^>]*>(.*?)</(?:[\w.-]+:)?" + tag + rb">", body, re.S)
+    return html.unescape(m.group(1).decode("utf-8", "replace")).strip() if m else None
+
+
+def _salvage_fault(content: bytes) -> Fault | None:
+    """The fault of XML that does not parse, read from its tags: a gateway 401 whose Detail carried an unescaped
+    `<` (qbo_api cassette) lost its code 3200 otherwise. Not for a batch, whose items could not be told apart."""
+    m = _SALVAGE_FAULT.search(content)
+    if m is None or b"BatchItemResponse" in content:
+        return None
+    attrs = dict(_SALVAGE_ATTR.findall(m.group(1)))
+    errors = []
+    for e in _SALVAGE_ERROR.finditer(m.group(2)):
+        err_attrs = {k.decode(): v.decode("utf-8", "replace") for k, v in _SALVAGE_ATTR.findall(e.group(1))}
+        errors.append(
+            FaultError(
+                err_attrs.get("code"),
+                _salvage_text(e.group(2), b"Message"),
+                _salvage_text(e.group(2), b"Detail"),
+                err_attrs.get("element") or None,
+            )
+        )
+    fault_type = attrs.get(b"type")
+    return Fault("xml", fault_type.decode("utf-8", "replace") if fault_type else None, tuple(errors))
 
 
 _HTML = re.compile(rb"^\s*(<!doctype\s+html|<html)", re.I)
@@ -407,12 +489,9 @@ def parse_body(content: bytes, content_type: str | None = None) -> Parsed:
             # ElementTree resolves no external entities; expat caps entity expansion.
             root = ET.fromstring(head)
         except ET.ParseError:
-            html = "html" in (content_type or "").lower()
-            return (
-                Parsed("html", summary=_html_summary(head))
-                if html
-                else Parsed("malformed", summary=_snippet(head))
-            )
+            if "html" in (content_type or "").lower():
+                return Parsed("html", summary=_html_summary(head))
+            return Parsed("malformed", fault=_salvage_fault(head), summary=_snippet(head))
         return Parsed("xml", root, _xml_fault(root), summary=_local(root.tag))
     return Parsed("text", summary=_snippet(head))
 
@@ -443,6 +522,8 @@ class QboResult:
     attempts: int = 1  # HTTP sends for this call, throttled ones included
     throttle_waits: int = 0  # throttles waited out along the way (not failures)
     data: Any = field(default=None, repr=False)
+    errors: tuple[FaultError, ...] = ()  # every error of the fault; code/message/detail are the deciding one's
+    error_outcomes: tuple[Outcome, ...] = ()  # each error's own classification, in the same order
 
     @property
     def ok(self) -> bool:
@@ -467,6 +548,10 @@ class QboResult:
         text = " ".join(p for p in (self.message, self.detail) if p)
         return " ".join(parts) + (f": {text}" if text else "")
 
+    def describe_errors(self) -> list[str]:
+        """One line per error of the fault with its own reason, for the record's chain."""
+        return [f"{_error_line(e)} ({o.reason})" for e, o in zip(self.errors, self.error_outcomes, strict=True)]
+
 
 class QboCallError(Exception):
     """A call ended in anything but `accepted`; `.result` has the facts, the message is safe to log."""
@@ -485,6 +570,11 @@ class CdcWindowError(ValueError):
 
 
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+
+
+def _redact_fault(fault: Fault, token: Secret) -> Fault:
+    errors = tuple(replace(e, message=_redact(e.message, token), detail=_redact(e.detail, token)) for e in fault.errors)
+    return replace(fault, errors=errors)
 
 
 def _redact(text: str | None, *secrets: Secret | None) -> str | None:
@@ -768,6 +858,8 @@ class QboClient:
     def _unwrap(self, result: QboResult, name: str, req: _Request) -> QboResult:
         if not result.ok:
             raise QboCallError(result)
+        if result.outcome is ALREADY_DELETED:  # a 610 to a delete: done, and there is no object to return
+            return result
         obj = _entity_object(result.data, name, needs_id=req.operation in ("create", "update"))
         if obj is None:  # a 2xx that does not name the object: a write may or may not have landed
             raise QboCallError(_malformed(result, req.write))
@@ -961,6 +1053,7 @@ class QboClient:
         out: dict[str, QboResult] = {}
         for item in chunk:
             bid, entity, write = str(item["bId"]), _item_entity(item), bool(item.get("operation"))
+            operation = str(item.get("operation") or "query")
             base = replace(
                 result,
                 operation=f"batch.{item.get('operation') or 'query'}",
@@ -974,7 +1067,7 @@ class QboClient:
                     base, outcome=classify(result.status, transport_error="malformed", write=write)
                 )
             elif (fault := _fault_from_json(answer)) is not None:
-                out[bid] = replace(base, **_fault_fields(fault), outcome=_classify_fault(200, fault, write))
+                out[bid] = replace(base, **_fault_result(200, fault, write, operation))
             elif "Query" in item:
                 out[bid] = replace(base, data=answer.get("QueryResponse"))
             else:
@@ -1036,11 +1129,11 @@ class QboClient:
             return False
         if not req.write:
             return retries < self._read_retries
-        # A write is resent once, same requestid (so QBO replays instead of redoing, ref §1), only when QBO
-        # answered with a 5xx ("500 resubmit once", ref §3) or the request provably never left.
-        return retries < 1 and (
-            result.status is not None or result.outcome.reason == "transport.connection_failed"
-        )
+        # A write QBO answered with a transient fault may have been saved all the same ("500 resubmit once",
+        # ref §3, is no promise that it was not; the 6000 "try again" is often saved, and a 10000 has come with
+        # a 400): it is looked up before any resend, which is the engine's job. Only a write that provably never
+        # left is sent once more.
+        return retries < 1 and result.outcome.reason == "transport.connection_failed"
 
     def _send(self, req: _Request, token: Secret) -> tuple[httpx.Response | None, str | None, float]:
         headers = {"Accept": "application/json", "Authorization": f"Bearer {token.reveal()}"}
@@ -1087,12 +1180,13 @@ class QboClient:
         )
         parsed = parse_body(response.content, response.headers.get("content-type"))
         if parsed.fault is not None:  # including a 200 that carries a Fault (ref §3)
-            fields = {k: _redact(v, token) for k, v in _fault_fields(parsed.fault).items()}
-            return QboResult(
-                req.operation, req.entity, _classify_fault(status, parsed.fault, req.write), **facts, **fields
-            )
+            fault = _redact_fault(parsed.fault, token)  # a gateway 401 has echoed the rejected token
+            fields = _fault_result(status, fault, req.write, req.operation)
+            return QboResult(req.operation, req.entity, **facts, **fields)
         if 200 <= status < 300 and parsed.kind == "json" and isinstance(parsed.body, dict):
             return QboResult(req.operation, req.entity, ACCEPTED, data=parsed.body, **facts)
+        if 200 <= status < 300 and req.batch and parsed.kind == "xml" and (items := _xml_batch(parsed.body)):
+            return QboResult(req.operation, req.entity, ACCEPTED, data=items, **facts)
         if 200 <= status < 300:  # truncated JSON, or XML or HTML where JSON was asked
             outcome = classify(status, transport_error="malformed", write=req.write)
         else:  # an error without a readable fault: HTML 503 pages, bare 502s (ref §3)
@@ -1135,22 +1229,32 @@ def _not_sent(
     )
 
 
-def _fault_fields(fault: Fault) -> dict[str, Any]:
-    first = fault.first
+def _error_line(e: FaultError) -> str:
+    return f"{e.code or '-'}" + (f" {e.element}" if e.element else "") + f": {e.detail or e.message or ''}"
+
+
+def _fault_result(status: int, fault: Fault, write: bool, operation: str | None) -> dict[str, Any]:
+    """The classified fault as QboResult fields: every error is classified and kept; the one PRECEDENCE puts first
+    decides the outcome and fills code, message and element, and the detail also names the others, so a record's
+    chain shows all of them (a 6140 beside three missing AccountRefs must not hide them)."""
+    triples = [(e.code, e.message, e.detail) for e in fault.errors]
+    index, outcomes = classify_errors(status, triples, fault.type, write=write, operation=operation)
+    deciding = fault.errors[index] if fault.errors else FaultError(None)
+    others = [e for i, e in enumerate(fault.errors) if i != index]
+    detail = deciding.detail
+    if others:
+        also = "; ".join(_error_line(e) for e in others)
+        detail = f"{detail or deciding.message or ''} (also {also})"
     return {
-        "code": first.code,
-        "message": first.message,
-        "detail": first.detail,
-        "element": first.element,
+        "outcome": outcomes[index],
+        "code": deciding.code,
+        "message": deciding.message,
+        "detail": detail,
+        "element": deciding.element,
         "fault_type": fault.type,
+        "errors": fault.errors,
+        "error_outcomes": outcomes if fault.errors else (),
     }
-
-
-def _classify_fault(status: int, fault: Fault, write: bool) -> Outcome:
-    first = fault.first
-    outcome = classify(status, first.code, fault.type, first.message, first.detail, write=write)
-    # A body that carries a fault is never a success, not even a 200 whose fault has no code (ref §3).
-    return outcome_for("provider_rejection.unknown_fault") if outcome.accepted else outcome
 
 
 def _each_item(chunk: list[dict[str, Any]], result: QboResult) -> dict[str, QboResult]:

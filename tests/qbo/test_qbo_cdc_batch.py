@@ -154,15 +154,19 @@ def test_after_a_failed_batch_the_rest_are_held_back(client: QboClient, fake: Fa
         down, standard_fault("10000", "An application error has occurred", "System Failure", status=500)
     )
     results = client.batch(_vendor_items(65), request_id="run-8")
-    assert len(fake.api_requests) == 2  # the first batch and its one resubmission; nothing after
+    # The first batch only: a 5xx may have saved some of it, so it is looked up, never resubmitted blindly.
+    assert len(fake.api_requests) == 1
     assert {results[f"v{n}"].outcome.reason for n in range(1, 31)} == {"transport.server_error"}
+    assert all(results[f"v{n}"].outcome.lookup_first for n in range(1, 31))
     assert {results[f"v{n}"].outcome.reason for n in range(31, 66)} == {"transport.not_sent"}
     assert fake.objects["vendor"] == {}
 
 
-def test_bids_must_be_short_and_unique(client: QboClient) -> None:
+def test_bids_must_be_visible_text_of_at_most_100_characters_and_unique(client: QboClient) -> None:
     with pytest.raises(ValueError, match="bId"):
-        client.batch([BatchItem("bill:BILL-000123", "create", "Bill", {})], request_id="r")
+        client.batch([BatchItem("b" * 101, "create", "Bill", {})], request_id="r")
+    with pytest.raises(ValueError, match="bId"):
+        client.batch([BatchItem("bill BILL-1", "create", "Bill", {})], request_id="r")
     with pytest.raises(ValueError, match="unique"):
         client.batch(
             [BatchItem("a", query="SELECT * FROM Bill"), BatchItem("a", query="SELECT * FROM Bill")],

@@ -180,9 +180,8 @@ def test_an_html_503_page_is_retried_on_reads_then_reported_in_plain_words(
     assert _READ(client).object["Id"] == "58"  # one 503, then the retry succeeds
 
 
-def test_a_500_on_a_write_is_resubmitted_once_with_the_same_requestid(
-    client: QboClient, fake: FakeQbo
-) -> None:
+def test_a_500_on_a_write_is_not_resent_but_looked_up_first(client: QboClient, fake: FakeQbo) -> None:
+    # "500 resubmit once" (ref §3) is no promise that nothing was saved: the engine looks the record up instead.
     fake.script(
         standard_fault(
             "10000",
@@ -192,9 +191,11 @@ def test_a_500_on_a_write_is_resubmitted_once_with_the_same_requestid(
             fault_type="SystemFault",
         )
     )
-    created = _CREATE(client)
-    assert created.ok and created.attempts == 2
-    assert [r.url.params["requestid"] for r in fake.api_requests] == ["vendor:V1:v1"] * 2
+    with pytest.raises(QboCallError) as caught:
+        _CREATE(client)
+    outcome = caught.value.outcome
+    assert (outcome.reason, outcome.retryable, outcome.lookup_first) == ("transport.server_error", True, True)
+    assert caught.value.result.attempts == 1 and len(fake.api_requests) == 1
 
 
 def test_a_timeout_on_a_write_is_ambiguous_and_not_sent_again(client: QboClient, fake: FakeQbo) -> None:
