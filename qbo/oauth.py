@@ -177,7 +177,8 @@ class OAuthClient:
                 }
             )
         except OAuthError as exc:
-            if exc.code == "invalid_grant":  # a used or expired code, not a broken connection
+            # A used or expired code, not a broken connection (a user who left the company keeps that reason).
+            if exc.outcome.reason == "authorization.reconnect_needed":
                 raise OAuthError(
                     outcome_for("authorization.connect_failed"),
                     status=exc.status,
@@ -256,7 +257,8 @@ class OAuthClient:
                 {"grant_type": "refresh_token", "refresh_token": conn.refresh_token.reveal()}
             )
         except OAuthError as exc:
-            if exc.outcome.reason == "authorization.reconnect_needed":
+            # Every invalid_grant ends the connection; its reason says why (expired, or the user left the company).
+            if exc.code == "invalid_grant":
                 self._tokens.mark_reconnect_needed(
                     realm_id, exc.outcome.reason, now=self._clock(), intuit_tid=exc.intuit_tid
                 )
@@ -321,10 +323,18 @@ class OAuthClient:
             return _TokenAnswer(payload, tid)
         error = payload.get("error") if isinstance(payload, dict) else None
         description = payload.get("error_description") if isinstance(payload, dict) else None
+        # Intuit says why an invalid_grant happened in x_error_reason (user_not_in_realm: the user who connected
+        # left the company); error_description may be missing altogether (oauth-jsclient#77).
+        why = payload.get("x_error_reason") if isinstance(payload, dict) else None
         if response.status_code == 200:  # a 200 without tokens: nothing usable came back
             outcome = classify(200, transport_error="malformed")
         else:
-            outcome = classify(response.status_code, error)
+            outcome = classify(
+                response.status_code,
+                error,
+                message=str(description) if description else None,
+                detail=str(why) if why else None,
+            )
         log.warning(
             "QuickBooks token call failed: HTTP %s %s (intuit_tid %s)",
             response.status_code,
