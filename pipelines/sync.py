@@ -87,10 +87,11 @@ def _due(store: Store, realm_id: str, now: datetime, only: Sequence[tuple[str, s
            WHERE r.realm_id = $realm AND r.removed_at IS NULL
              AND (r.state = 'ready' OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))
              AND r.entity NOT IN ('item', 'account')
-             -- a send whose outcome is unknown (a crash before it was recorded, a lookup QBO did not answer) is
-             -- settled by looking it up first: sending the record again could create it twice
+             -- a send whose outcome is unknown (a crash before it was recorded, a lookup QBO did not answer, a
+             -- transient fault on a write that may have saved it) is settled by looking it up first: sending the
+             -- record again could create it twice
              AND NOT EXISTS (SELECT 1 FROM sync_intents i WHERE i.realm_id = r.realm_id AND i.entity = r.entity
-                             AND i.record_id = r.record_id AND i.settled_at IS NULL)""",
+                             AND i.record_id = r.record_id AND (i.settled_at IS NULL OR i.outcome = 'ambiguous'))""",
         {"realm": realm_id, "now": now},
     )
     if only is not None:
@@ -191,7 +192,9 @@ def _record(
         )
         tx.execute(
             "UPDATE sync_intents SET settled_at = ?, outcome = ? WHERE realm_id = ? AND request_id = ?",
-            [now, outcome, realm_id, row["request_id"]],
+            # A write the client says may have been saved (lookup_first) stays to be looked up, whatever happens to
+            # the record meanwhile (a scheduled retry, a person's retry): the lookup comes before any resend.
+            [now, "ambiguous" if result.outcome.lookup_first else outcome, realm_id, row["request_id"]],
         )
         tx.execute(
             """INSERT OR REPLACE INTO sync_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -306,6 +309,25 @@ def _send_single(client: QboClient, row: dict) -> QboResult:
         return result
     fresh = {**body, "SyncToken": current.object["SyncToken"]}
     return _call(lambda: client.update(row["qbo_entity"], fresh, request_id=row["request_id"] + "r"))
+
+
+# A 5xx to a write: "resubmit once" (ref §3), but it may have been saved all the same, so the record is looked up
+# first and sent again (same request id) only if it is not there. A fault that asks to wait a few minutes waits
+# for its scheduled retry, which looks it up the same way (settle_open_intents).
+_RESUBMIT_ONCE = ("transport.server_error", "transport.service_unavailable", "transport.gateway_timeout")
+
+
+def _resubmit_once(client: QboClient, row: dict, answer: QboResult | None) -> QboResult:
+    assert answer is not None
+    if not answer.outcome.lookup_first or answer.outcome.reason not in _RESUBMIT_ONCE:
+        return answer
+    try:
+        found = _lookup(client, row)
+    except QboCallError:
+        return answer  # not settled: the intent stays to be looked up before anything is sent again
+    if found is not None:
+        return QboResult("lookup", row["qbo_entity"], ACCEPTED, data=found, request_id=row["request_id"])
+    return _send_single(client, row)
 
 
 def _send_batch(client: QboClient, rows: list[dict]) -> list[QboResult]:
@@ -425,6 +447,7 @@ def _send_rows(
         for i, row in enumerate(chunk):
             if answers[i] is None:
                 answers[i] = _send_single(client, row)
+            answers[i] = _resubmit_once(client, row, answers[i])
         crash_point("sync.after_send")
         mirror: list[tuple[str, dict]] = []
         # One commit per chunk, not per record: a crash before it leaves the chunk's intents open, and the next run
@@ -502,9 +525,10 @@ def settle_open_intents(
            FROM sync_intents i
            JOIN records r ON r.realm_id = i.realm_id AND r.entity = i.entity AND r.record_id = i.record_id
            LEFT JOIN sync_status s ON s.realm_id = i.realm_id AND s.entity = i.entity AND s.record_id = i.record_id
-           WHERE i.realm_id = $realm AND (i.settled_at IS NULL OR (i.outcome = 'ambiguous' AND r.state = 'ambiguous'))
+           WHERE i.realm_id = $realm AND (i.settled_at IS NULL OR (i.outcome = 'ambiguous' AND (r.state IN
+                 ('ambiguous', 'ready') OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))))
            ORDER BY i.created_at""",
-        {"realm": realm_id},
+        {"realm": realm_id, "now": now},
     ).to_dicts()
     linked = 0
     for row in open_rows:
