@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 from qbo_fakes import AUTH_CODE, BASE, REALM, FakeClock, FakeQbo
+from sandbox.sandbox_helpers import REALM as SANDBOX_REALM
+from sandbox.sandbox_helpers import START as SANDBOX_START
+from sandbox.sandbox_helpers import company
 
 from pipelines.config import Settings
 from pipelines.store import Store
 from qbo.client import QboClient
-from qbo.oauth import OAuthClient
+from qbo.oauth import OAuthClient, authorize_url, new_state
+from qbo.sandbox import Sandbox, SandboxClock
 from qbo.tokens import TokenStore
 
 
@@ -64,3 +70,44 @@ def connected(oauth: OAuthClient, token_store: TokenStore) -> TokenStore:
 @pytest.fixture
 def client(settings: Settings, connected: TokenStore, http: httpx.Client, clock: FakeClock) -> QboClient:
     return QboClient(settings, connected, REALM, http=http, clock=clock, sleep=clock.sleep)
+
+
+@dataclass
+class Box:
+    """The sandbox in-process and a client connected to it through the real OAuth round trip."""
+
+    sandbox: Sandbox
+    settings: Settings
+    tokens: TokenStore
+    oauth: OAuthClient
+    client: QboClient
+    sent: list[httpx.Request] = field(default_factory=list)
+
+    def api_requests(self) -> list[httpx.Request]:
+        return [r for r in self.sent if r.url.path.startswith("/v3/")]
+
+
+@pytest.fixture
+def box(tmp_path: Path, store: Store) -> Iterator[Box]:
+    sandbox = Sandbox(company(), clock=SandboxClock(start=SANDBOX_START))
+    sent: list[httpx.Request] = []
+    settings = Settings(
+        db_path=tmp_path / "box.duckdb",
+        qbo_env="local",
+        qbo_base_url="http://sandbox.local",
+        secret_key=Fernet.generate_key().decode(),
+        secret_key_file=tmp_path / "box-secret.key",
+    )
+    with httpx.Client(transport=sandbox.transport(), event_hooks={"request": [sent.append]}) as http:
+        tokens = TokenStore(store, settings)
+        oauth = OAuthClient(settings, tokens, http=http, clock=sandbox.clock.now)
+        state = new_state()
+        redirect = http.get(authorize_url(settings, state), follow_redirects=False)
+        callback = {k: v[0] for k, v in parse_qs(urlsplit(redirect.headers["location"]).query).items()}
+        oauth.exchange_code(callback["code"], callback["realmId"], connected_by="admin@demo.local")
+        client = QboClient(
+            settings, tokens, SANDBOX_REALM, http=http, clock=sandbox.clock.now, sleep=sandbox.clock.advance
+        )
+        yield Box(sandbox, settings, tokens, oauth, client, sent)
+    sandbox.close()
+    assert sandbox.errors == [], "the sandbox hit an internal error"
