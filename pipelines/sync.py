@@ -82,16 +82,18 @@ def _due(store: Store, realm_id: str, now: datetime, only: Sequence[tuple[str, s
     frame = store.frame(
         """SELECT r.entity, r.record_id, r.current_version AS version, coalesce(s.generation, 0) AS generation,
                   coalesce(s.retry_count, 0) AS retry_count, coalesce(s.attempts, 0) AS attempts,
-                  s.version AS status_version
+                  s.version AS status_version,
+                  -- the last send may have been saved although QBO answered with a transient fault: look first
+                  EXISTS (SELECT 1 FROM sync_intents i WHERE i.realm_id = r.realm_id AND i.entity = r.entity
+                          AND i.record_id = r.record_id AND i.outcome = 'ambiguous') AS lookup_first
            FROM records r LEFT JOIN sync_status s USING (realm_id, entity, record_id)
            WHERE r.realm_id = $realm AND r.removed_at IS NULL
              AND (r.state = 'ready' OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))
              AND r.entity NOT IN ('item', 'account')
-             -- a send whose outcome is unknown (a crash before it was recorded, a lookup QBO did not answer, a
-             -- transient fault on a write that may have saved it) is settled by looking it up first: sending the
-             -- record again could create it twice
+             -- a send whose outcome is unknown (a crash before it was recorded, a lookup QBO did not answer) is
+             -- settled by looking it up first: sending the record again could create it twice
              AND NOT EXISTS (SELECT 1 FROM sync_intents i WHERE i.realm_id = r.realm_id AND i.entity = r.entity
-                             AND i.record_id = r.record_id AND (i.settled_at IS NULL OR i.outcome = 'ambiguous'))""",
+                             AND i.record_id = r.record_id AND i.settled_at IS NULL)""",
         {"realm": realm_id, "now": now},
     )
     if only is not None:
@@ -192,8 +194,8 @@ def _record(
         )
         tx.execute(
             "UPDATE sync_intents SET settled_at = ?, outcome = ? WHERE realm_id = ? AND request_id = ?",
-            # A write the client says may have been saved (lookup_first) stays to be looked up, whatever happens to
-            # the record meanwhile (a scheduled retry, a person's retry): the lookup comes before any resend.
+            # A write the client says may have been saved (lookup_first) is marked so: whenever the record is sent
+            # again (its scheduled retry, a person's retry), it is looked up first.
             [now, "ambiguous" if result.outcome.lookup_first else outcome, realm_id, row["request_id"]],
         )
         tx.execute(
@@ -313,21 +315,30 @@ def _send_single(client: QboClient, row: dict) -> QboResult:
 
 # A 5xx to a write: "resubmit once" (ref §3), but it may have been saved all the same, so the record is looked up
 # first and sent again (same request id) only if it is not there. A fault that asks to wait a few minutes waits
-# for its scheduled retry, which looks it up the same way (settle_open_intents).
+# for its scheduled retry, which looks it up the same way (_look_up_first).
 _RESUBMIT_ONCE = ("transport.server_error", "transport.service_unavailable", "transport.gateway_timeout")
+_UNSETTLED = QboResult("lookup", None, ACCEPTED)  # marks a row whose lookup QBO did not answer: nothing is sent
 
 
-def _resubmit_once(client: QboClient, row: dict, answer: QboResult | None) -> QboResult:
-    assert answer is not None
+def _resubmit_once(client: QboClient, row: dict, answer: QboResult) -> QboResult:
     if not answer.outcome.lookup_first or answer.outcome.reason not in _RESUBMIT_ONCE:
         return answer
+    found = _look_up_first(client, row)
+    if found is _UNSETTLED:
+        return answer  # not settled: the record is looked up again before anything is sent
+    return found if found is not None else _send_single(client, row)
+
+
+def _look_up_first(client: QboClient, row: dict) -> QboResult | None:
+    """The object a send that may have been saved created, adopted; None when QBO holds none; _UNSETTLED when QBO did
+    not answer the lookup (the intent stays open, and the next run's settle looks again)."""
     try:
         found = _lookup(client, row)
     except QboCallError:
-        return answer  # not settled: the intent stays to be looked up before anything is sent again
-    if found is not None:
-        return QboResult("lookup", row["qbo_entity"], ACCEPTED, data=found, request_id=row["request_id"])
-    return _send_single(client, row)
+        return _UNSETTLED
+    if found is None:
+        return None
+    return QboResult("lookup", row["qbo_entity"], ACCEPTED, data=found, request_id=row["request_id"])
 
 
 def _send_batch(client: QboClient, rows: list[dict]) -> list[QboResult]:
@@ -438,23 +449,31 @@ def _send_rows(
             return
         _write_intents(store, realm_id, run_id, chunk, now)
         crash_point("sync.after_intent")
+        # A record whose last send may have been saved is looked up before it is sent again.
+        answers = [_look_up_first(client, r) if r.get("lookup_first") else None for r in chunk]
         # Creates share a batch (its id derived from theirs); updates go alone, so a 5010 can be re-read.
-        creates = [i for i, r in enumerate(chunk) if r["operation"] == "create"]
-        answers: list[QboResult | None] = [None] * len(chunk)
+        creates = [i for i, r in enumerate(chunk) if r["operation"] == "create" and answers[i] is None]
         if batch and len(creates) > 1:
             for i, answer in zip(creates, _send_batch(client, [chunk[i] for i in creates]), strict=True):
                 answers[i] = answer
         for i, row in enumerate(chunk):
-            if answers[i] is None:
-                answers[i] = _send_single(client, row)
-            answers[i] = _resubmit_once(client, row, answers[i])
+            answer = answers[i]
+            if answer is None:
+                answer = _resubmit_once(client, row, _send_single(client, row))
+            elif answer.operation != "lookup":  # a batch member's answer
+                answer = _resubmit_once(client, row, answer)
+            answers[i] = answer
         crash_point("sync.after_send")
         mirror: list[tuple[str, dict]] = []
         # One commit per chunk, not per record: a crash before it leaves the chunk's intents open, and the next run
         # settles them by lookup, exactly as after a crash between two records.
         with store.transaction() as tx:
             for row, answer in zip(chunk, answers, strict=True):
-                _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"], mirror, tx)
+                assert answer is not None
+                if answer is _UNSETTLED:
+                    continue  # its intent stays open: the next run's settle looks it up
+                operation = "lookup" if answer.operation == "lookup" else row["operation"]
+                _record(store, run_id, realm_id, row, answer, now, schedule, rng, operation, mirror, tx)
                 key = answer.outcome.outcome
                 result.counts[key] = result.counts.get(key, 0) + 1
         # The links are already stored with each attempt; the mirror only caches the objects until the next pull.
@@ -525,10 +544,9 @@ def settle_open_intents(
            FROM sync_intents i
            JOIN records r ON r.realm_id = i.realm_id AND r.entity = i.entity AND r.record_id = i.record_id
            LEFT JOIN sync_status s ON s.realm_id = i.realm_id AND s.entity = i.entity AND s.record_id = i.record_id
-           WHERE i.realm_id = $realm AND (i.settled_at IS NULL OR (i.outcome = 'ambiguous' AND (r.state IN
-                 ('ambiguous', 'ready') OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))))
+           WHERE i.realm_id = $realm AND (i.settled_at IS NULL OR (i.outcome = 'ambiguous' AND r.state = 'ambiguous'))
            ORDER BY i.created_at""",
-        {"realm": realm_id, "now": now},
+        {"realm": realm_id},
     ).to_dicts()
     linked = 0
     for row in open_rows:
