@@ -9,8 +9,8 @@ import pytest
 from conftest import Box
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qbo_fakes import FakeQbo
 from real_corpus import CORPUS, Sample, body_of, load
+from scripted import Scripted
 
 from qbo import faults
 from qbo.client import BatchItem, QboCallError, QboClient, parse_body
@@ -31,22 +31,22 @@ def _create(client: QboClient) -> QboCallError:
 
 # 1. The 6000 that asks to try again is QBO's trouble; the write may be saved, so it is looked up first.
 def test_1_the_try_again_6000_is_transport_owned_by_the_system_and_looked_up_before_any_resend(
-    client: QboClient, fake: FakeQbo
+    client: QboClient, qbo: Scripted
 ) -> None:
-    fake.script(_answer("fault_6000_try_again_fo_qbo.pylit", 400))
+    qbo.script(_answer("fault_6000_try_again_fo_qbo.pylit", 400))
     err = _create(client)
     outcome = err.outcome
     assert (outcome.dimension, outcome.reason, outcome.owner) == ("transport", "transport.try_again", "system")
     assert outcome.retryable and outcome.lookup_first
-    assert len(fake.api_requests) == 1  # and never resent by the client
+    assert len(qbo.api_requests) == 1  # and never resent by the client
 
 
 # 2. Every error of a fault is kept, shown and classified; the record gets the one PRECEDENCE puts first.
 def test_2_a_6140_beside_three_missing_accountrefs_is_a_record_to_fix_and_every_error_is_kept(
-    client: QboClient, fake: FakeQbo
+    client: QboClient, qbo: Scripted
 ) -> None:
     sample = SAMPLES["batch_6140_2020_fo_qbo.pylit"]
-    fake.script(httpx.Response(200, content=body_of(sample), headers={"content-type": "application/json"}))
+    qbo.script(httpx.Response(200, content=body_of(sample), headers={"content-type": "application/json"}))
     bids = list(sample.expect["batch"])
     results = client.batch([BatchItem(b, "create", "JournalEntry", {"Line": []}) for b in bids], request_id="je-b")
     first = results[bids[0]]
@@ -68,17 +68,15 @@ def test_2_a_6140_beside_three_missing_accountrefs_is_a_record_to_fix_and_every_
 )
 @settings(max_examples=200, deadline=None)
 def test_2_the_deciding_error_is_the_first_by_precedence_whatever_the_order(codes: list[str], status: int) -> None:
-    index, outcomes = faults.classify_errors(
-        status, [(c, "m", "d") for c in codes], write=True, operation="create"
-    )
+    index, outcomes = faults.classify_errors(status, [(c, "m", "d") for c in codes], write=True, operation="create")
     assert len(outcomes) == len(codes)
     rank = [faults.PRECEDENCE.index(o.dimension) for o in outcomes]
     assert rank[index] == min(rank) and index == rank.index(min(rank))
 
 
 # 3. An HTML 404 is a wrong address for an admin, not a missing object for finance.
-def test_3_an_html_404_page_is_a_wrong_address_for_an_admin(client: QboClient, fake: FakeQbo) -> None:
-    fake.script(_answer("html_404_apache_qboapi.html", 404, "text/html; charset=iso-8859-1"))
+def test_3_an_html_404_page_is_a_wrong_address_for_an_admin(client: QboClient, qbo: Scripted) -> None:
+    qbo.script(_answer("html_404_apache_qboapi.html", 404, "text/html; charset=iso-8859-1"))
     with pytest.raises(QboCallError) as caught:
         client.query("SELECT * FROM Customer")
     outcome = caught.value.outcome
@@ -87,12 +85,12 @@ def test_3_an_html_404_page_is_a_wrong_address_for_an_admin(client: QboClient, f
 
 
 # 4. A 610 in answer to a delete: what the delete asked for is done.
-def test_4_a_610_to_a_delete_is_the_delete_done(client: QboClient, fake: FakeQbo) -> None:
-    fake.script(_answer("object_not_found_610_deleted_pqb117.pylit", 400))
+def test_4_a_610_to_a_delete_is_the_delete_done(client: QboClient, qbo: Scripted) -> None:
+    qbo.script(_answer("object_not_found_610_deleted_pqb117.pylit", 400))
     done = client.delete("JournalEntry", "4351", "0", "je:4351:del")
     assert done.ok and done.outcome is faults.ALREADY_DELETED and done.code == "610" and done.object is None
     # To a create, the same 610 is still a missing object the record points at.
-    fake.script(_answer("object_not_found_610_deleted_pqb117.pylit", 400))
+    qbo.script(_answer("object_not_found_610_deleted_pqb117.pylit", 400))
     assert _create(client).outcome.reason == "provider_rejection.object_not_found"
 
 
@@ -141,9 +139,9 @@ def test_6_the_code_survives_whatever_breaks_the_detail(junk: str) -> None:
     assert parsed.fault is not None and parsed.fault.first.code == "3200"
 
 
-def test_6_in_an_xml_batch_each_item_keeps_its_own_fault(client: QboClient, fake: FakeQbo) -> None:
+def test_6_in_an_xml_batch_each_item_keeps_its_own_fault(client: QboClient, qbo: Scripted) -> None:
     sample = SAMPLES["batch_xml_2050_2080_qbruby.xml"]
-    fake.script(httpx.Response(200, content=sample.raw(), headers={"content-type": "application/xml"}))
+    qbo.script(httpx.Response(200, content=sample.raw(), headers={"content-type": "application/xml"}))
     entities = sample.entry["batch_entities"]
     results = client.batch([BatchItem(b, "create", e, {"DisplayName": b}) for b, e in entities.items()], request_id="x")
     assert results["1a"].outcome.reason == "provider_rejection.invalid_value"
@@ -153,13 +151,13 @@ def test_6_in_an_xml_batch_each_item_keeps_its_own_fault(client: QboClient, fake
 
 
 # 7. A 10000 at HTTP 400 is no 5xx: the write is not sent again (nor after a 5xx: it is looked up first).
-def test_7_a_write_answered_10000_at_http_400_is_sent_once(client: QboClient, fake: FakeQbo) -> None:
+def test_7_a_write_answered_10000_at_http_400_is_sent_once(client: QboClient, qbo: Scripted) -> None:
     body = json.dumps(
         {"Fault": {"Error": [{"Message": "m", "Detail": "System Failure Error: x", "code": "10000"}], "type": "x"}}
     )
-    fake.script(httpx.Response(400, content=body.encode(), headers={"content-type": "application/json"}))
+    qbo.script(httpx.Response(400, content=body.encode(), headers={"content-type": "application/json"}))
     err = _create(client)
-    assert len(fake.api_requests) == 1 and err.result.attempts == 1
+    assert len(qbo.api_requests) == 1 and err.result.attempts == 1
     assert err.outcome.reason == "transport.server_error" and err.outcome.lookup_first
 
 
