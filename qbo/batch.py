@@ -31,6 +31,7 @@ BATCH_REQUEST_ID_MAX = 36  # ref §1
 # 10 once inferred for batches with a requestid (ref §1) is no limit of QBO's. 100 keeps a batch body small.
 BID_MAX = 100
 
+
 # Batch items (ref §8)
 @dataclass(frozen=True)
 class BatchItem:
@@ -61,6 +62,7 @@ class BatchItem:
 def item_entity(wire: Mapping[str, Any]) -> str | None:
     return next((k for k in wire if k not in ("bId", "operation", "optionsData", "Query")), None)
 
+
 def each_item(chunk: list[dict[str, Any]], result: QboResult) -> dict[str, QboResult]:
     return {
         str(w["bId"]): replace(
@@ -72,6 +74,7 @@ def each_item(chunk: list[dict[str, Any]], result: QboResult) -> dict[str, QboRe
         )
         for w in chunk
     }
+
 
 def check_bids(wire: list[dict[str, Any]]) -> None:
     bids = [str(w.get("bId", "")) for w in wire]
@@ -89,13 +92,12 @@ def chunk_request_id(request_id: str, chunk: list[dict[str, Any]]) -> str:
     # so a retry with a different set of items is never mistaken for a repeat. 36 characters (ref §1).
     return str(uuid.uuid5(_BATCH_NAMESPACE, request_id + "|" + ",".join(str(w["bId"]) for w in chunk)))
 
+
 def item_results(result: QboResult, chunk: list[dict[str, Any]]) -> dict[str, QboResult]:
     """One result per item of a batch QBO answered, matched by bId (ref §8); an item without an answer may have
     been written, so for a write its outcome is unknown."""
     listed = (result.data or {}).get("BatchItemResponse")
-    answers = {
-        str(a.get("bId")): a for a in (listed if isinstance(listed, list) else []) if isinstance(a, Mapping)
-    }
+    answers = {str(a.get("bId")): a for a in (listed if isinstance(listed, list) else []) if isinstance(a, Mapping)}
     out: dict[str, QboResult] = {}
     for item in chunk:
         bid, entity, write = str(item["bId"]), item_entity(item), bool(item.get("operation"))
@@ -109,9 +111,7 @@ def item_results(result: QboResult, chunk: list[dict[str, Any]]) -> dict[str, Qb
         )
         answer = answers.get(bid)
         if answer is None:  # sent, no answer for it: a write may or may not have happened
-            out[bid] = replace(
-                base, outcome=classify(result.status, transport_error="malformed", write=write)
-            )
+            out[bid] = replace(base, outcome=classify(result.status, transport_error="malformed", write=write))
         elif (fault := fault_from_json(answer)) is not None:
             out[bid] = replace(base, **fault_result(200, fault, write, operation))
         elif "Query" in item:

@@ -29,6 +29,7 @@ NO_CDC = frozenset({"JournalCode", "TaxAgency", "TimeActivity", "TaxCode", "TaxR
 class CdcWindowError(ValueError):
     """CDC looks back at most 30 days (ref §7); older changes need a full query instead."""
 
+
 def cdc_objects(body: Any) -> dict[str, list[dict[str, Any]]]:
     """`{"CDCResponse":[{"QueryResponse":[{"Customer":[..]},..]}]}` (ref §7); TypeError for any other shape."""
     blocks = body.get("CDCResponse") if isinstance(body, Mapping) else None
@@ -46,6 +47,7 @@ def cdc_objects(body: Any) -> dict[str, list[dict[str, Any]]]:
                         raise TypeError(f"a CDC {key} entry is not an object")
                     found.setdefault(entity_name(key), []).extend(value)
     return found
+
 
 def updated_at(obj: Mapping[str, Any]) -> datetime | None:
     meta = obj.get("MetaData")

@@ -150,9 +150,7 @@ class QboClient:
         params = {"include": "allowduplicatedocnum"} if allow_duplicate_docnum else {}  # ref §10
         return self._entity_call("create", name, "POST", name.lower(), body, request_id, params)
 
-    def update(
-        self, entity: str, body: Mapping[str, Any], *, request_id: str, sparse: bool = True
-    ) -> QboResult:
+    def update(self, entity: str, body: Mapping[str, Any], *, request_id: str, sparse: bool = True) -> QboResult:
         """Update by Id and SyncToken; sparse by default: a full update wipes omitted fields (ref §11.11)."""
         if not body.get("Id") or body.get("SyncToken") in (None, ""):
             raise ValueError("an update needs the object's Id and SyncToken (read it first)")
@@ -166,9 +164,7 @@ class QboClient:
         if name in NAME_LISTS:
             raise ValueError(f"{name} cannot be deleted in QBO; update it with Active false (ref §5)")
         body = {"Id": check_object_id(id), "SyncToken": str(sync_token)}
-        return self._entity_call(
-            "delete", name, "POST", name.lower(), body, request_id, {"operation": "delete"}
-        )
+        return self._entity_call("delete", name, "POST", name.lower(), body, request_id, {"operation": "delete"})
 
     def read(self, entity: str, id: str) -> QboResult:
         name = entity_name(entity)
@@ -340,9 +336,7 @@ class QboClient:
         )
         merge({name: into}, {name: self.query_all(name, where, include_inactive=inactive)})
 
-    def _cdc_call(
-        self, names: Sequence[str], since: datetime
-    ) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    def _cdc_call(self, names: Sequence[str], since: datetime) -> tuple[dict[str, list[dict[str, Any]]], bool]:
         params = {"entities": ",".join(names), "changedSince": since.isoformat(timespec="seconds")}
         result = self._call(_Request("cdc", ",".join(names), "GET", "cdc", params))
         if not result.ok:
@@ -354,9 +348,7 @@ class QboClient:
         return found, sum(len(v) for v in found.values()) >= CDC_MAX_OBJECTS
 
     # batch
-    def batch(
-        self, items: Sequence[BatchItem | Mapping[str, Any]], *, request_id: str
-    ) -> dict[str, QboResult]:
+    def batch(self, items: Sequence[BatchItem | Mapping[str, Any]], *, request_id: str) -> dict[str, QboResult]:
         """Send items in batches of at most 30 (ref §8); results matched by bId, one per item, never raises
         for item faults. After a batch fails as a whole, the later ones are not sent (`transport.not_sent`).
         With more than one batch, each gets a request id derived from `request_id` and its bIds.
@@ -416,9 +408,7 @@ class QboClient:
                 with self._limiter.slot(batch=req.batch):
                     response, broken, duration = self._send(req, token)
             except HeldTooLongError as held:
-                return _not_sent(
-                    req, outcome_for("transport.throttled"), attempts - 1, retry_after=held.seconds
-                )
+                return _not_sent(req, outcome_for("transport.throttled"), attempts - 1, retry_after=held.seconds)
             result = self._interpret(req, response, broken, duration, attempts, token)
             result = replace(result, throttle_waits=throttles)
             if result.outcome.reason == "transport.throttled" and throttles < self._max_throttle_waits:
@@ -548,6 +538,7 @@ def _not_sent(
         attempts=attempts,
         retry_after=retry_after,
     )
+
 
 def _query_response(result: QboResult) -> Mapping[str, Any]:
     response = (result.data or {}).get("QueryResponse")

@@ -114,9 +114,7 @@ def _entry(
     dimension = reason.split(".", 1)[0]
     usual_outcome, usual_retry, usual_owner = _DEFAULTS[dimension]
     retry = usual_retry if retryable is None else retryable
-    return reason, Reason(
-        dimension, outcome or usual_outcome, retry, owner or usual_owner, explanation, fix, codes
-    )
+    return reason, Reason(dimension, outcome or usual_outcome, retry, owner or usual_owner, explanation, fix, codes)
 
 
 # The one catalogue (it also feeds the Help page). Keys are stable reason codes, stored in the database
@@ -201,8 +199,7 @@ CATALOGUE: dict[str, Reason] = dict(
         _entry(
             "source_data.closed_period",
             "The transaction date falls in a period that is closed in QuickBooks, so it cannot be posted.",
-            "Change the date to an open period in AWRA, or ask the controller to reopen the period in "
-            "QuickBooks.",
+            "Change the date to an open period in AWRA, or ask the controller to reopen the period in QuickBooks.",
         ),
         # -- provider rejection: QBO validation faults; fix the data or the mapping, then retry
         _entry(
@@ -213,8 +210,7 @@ CATALOGUE: dict[str, Reason] = dict(
         ),
         _entry(
             "provider_rejection.invalid_reference",
-            "The record points at a QuickBooks account, item, party or tax code that does not exist or is "
-            "inactive.",
+            "The record points at a QuickBooks account, item, party or tax code that does not exist or is inactive.",
             "Check the mapping named in the detail: reactivate the QuickBooks object or map a different one.",
             codes=("2500",),
         ),
@@ -269,8 +265,7 @@ CATALOGUE: dict[str, Reason] = dict(
         _entry(
             "provider_rejection.deposited_transaction",
             "The payment has already been deposited in QuickBooks, so it can no longer be changed.",
-            "Undo the deposit in QuickBooks first, or record the change there by hand and exclude this "
-            "update.",
+            "Undo the deposit in QuickBooks first, or record the change there by hand and exclude this update.",
             codes=("6540",),
         ),
         _entry(
@@ -282,8 +277,7 @@ CATALOGUE: dict[str, Reason] = dict(
         ),
         _entry(
             "provider_rejection.query_rejected",
-            "QuickBooks could not understand a lookup the app sent, usually because of unusual characters in"
-            " a name.",
+            "QuickBooks could not understand a lookup the app sent, usually because of unusual characters in a name.",
             "An admin reports the request id and the name involved; the record is not changed.",
             codes=("4000", "4001"),
             owner="admin",
@@ -305,16 +299,13 @@ CATALOGUE: dict[str, Reason] = dict(
         _entry(
             "duplicate_risk.doc_number_exists",
             "QuickBooks already has a transaction with this document number.",
-            "Check whether that transaction is this record: link it if so, otherwise allow the duplicate "
-            "number.",
+            "Check whether that transaction is this record: link it if so, otherwise allow the duplicate number.",
             codes=("6140", "6210"),
         ),
         _entry(
             "duplicate_risk.outcome_unknown",
-            "The request reached QuickBooks but no answer came back, so it may or may not have been "
-            "recorded.",
-            "The sync looks the record up in QuickBooks before doing anything else; it is never sent "
-            "blindly.",
+            "The request reached QuickBooks but no answer came back, so it may or may not have been recorded.",
+            "The sync looks the record up in QuickBooks before doing anything else; it is never sent blindly.",
             outcome="ambiguous",
             owner="system",
         ),
@@ -338,16 +329,13 @@ CATALOGUE: dict[str, Reason] = dict(
         ),
         _entry(
             "transport.connection_reset",
-            "The connection to QuickBooks broke before an answer arrived; this was a read, so nothing "
-            "changed.",
+            "The connection to QuickBooks broke before an answer arrived; this was a read, so nothing changed.",
             "Nothing to do: the sync retries automatically.",
         ),
         _entry(
             "transport.server_error",
-            "QuickBooks had an internal error; a change it may have saved anyway is looked up before it is sent "
-            "again.",
-            "Nothing to do: the sync retries automatically; an admin quotes the intuit_tid to Intuit if it "
-            "persists.",
+            "QuickBooks had an internal error; a change it may have saved anyway is looked up before it is sent again.",
+            "Nothing to do: the sync retries automatically; an admin quotes the intuit_tid to Intuit if it persists.",
             codes=("10000",),
         ),
         _entry(
@@ -360,8 +348,7 @@ CATALOGUE: dict[str, Reason] = dict(
             "transport.gateway_timeout",
             "QuickBooks' gateway gave up waiting for an answer; a change may have been saved behind it, so it is "
             "looked up before it is sent again.",
-            "Nothing to do: the sync retries automatically; an admin quotes the intuit_tid to Intuit if it "
-            "persists.",
+            "Nothing to do: the sync retries automatically; an admin quotes the intuit_tid to Intuit if it persists.",
             codes=("6002",),
         ),
         _entry(
@@ -382,6 +369,7 @@ CATALOGUE: dict[str, Reason] = dict(
         ),
     ]
 )
+
 
 @dataclass(frozen=True)
 class _TextRule:
@@ -585,9 +573,7 @@ def classify_errors(
         for code, message, detail in errors
     )
     # A body that carries a fault is never a success, not even one whose error has no code (ref §3).
-    outcomes = tuple(
-        o if o.reason != "accepted" else outcome_for("provider_rejection.unknown_fault") for o in outcomes
-    )
+    outcomes = tuple(o if o.reason != "accepted" else outcome_for("provider_rejection.unknown_fault") for o in outcomes)
 
     def rank(index: int) -> int:
         dimension = outcomes[index].dimension

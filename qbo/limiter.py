@@ -18,6 +18,7 @@ __all__ = ["THROTTLE_DEFAULT_WAIT", "HeldTooLongError", "RateLimiter", "retry_af
 
 THROTTLE_DEFAULT_WAIT = 60.0  # no Retry-After: wait a minute (ref §4, D-lim)
 
+
 # Rate limits (ref §4): 10 in flight, 500 per minute, 40 batch per minute, per realm
 class HeldTooLongError(Exception):
     """The wait for a slot would be longer than the limiter may hold a caller; `seconds` says how long."""

@@ -218,9 +218,7 @@ class OAuthClient:
                     status=response.status_code,
                     intuit_tid=response.headers.get("intuit_tid"),
                 )
-        self._tokens.mark_disconnected(
-            realm_id, "authorization.not_connected", now=self._clock(), actor=actor
-        )
+        self._tokens.mark_disconnected(realm_id, "authorization.not_connected", now=self._clock(), actor=actor)
         return self._tokens.status(realm_id)
 
     # access tokens
@@ -253,9 +251,7 @@ class OAuthClient:
             raise ReconnectNeededError(outcome_for("authorization.reconnect_needed"))
         assert conn.refresh_token is not None  # refresh_lapsed covers None
         try:
-            answer = self._token_request(
-                {"grant_type": "refresh_token", "refresh_token": conn.refresh_token.reveal()}
-            )
+            answer = self._token_request({"grant_type": "refresh_token", "refresh_token": conn.refresh_token.reveal()})
         except OAuthError as exc:
             # Every invalid_grant ends the connection; its reason says why (expired, or the user left the company).
             if exc.code == "invalid_grant":

@@ -77,6 +77,7 @@ NAME_LISTS = frozenset(
 _BY_LOWER = {name.lower(): name for name in KNOWN_ENTITIES}
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)*$")
 
+
 # Query builder (ref §6)
 def escape_literal(value: str) -> str:
     """Escape text for the inside of a QBO query literal: `'` becomes `\\'` (ref §6).
@@ -87,9 +88,7 @@ def escape_literal(value: str) -> str:
     values another way.
     """
     if "\\" in value:
-        raise ValueError(
-            "a QBO query literal cannot hold a backslash (ref §6); use Select.where(field, '=', v)"
-        )
+        raise ValueError("a QBO query literal cannot hold a backslash (ref §6); use Select.where(field, '=', v)")
     return value.replace("'", "\\'")
 
 
@@ -138,11 +137,7 @@ class Select:
         if isinstance(value, str) and "\\" in value:
             return self._where_backslash(field_name, op, value)
         if op == "IN":
-            if (
-                isinstance(value, str | bytes)
-                or not isinstance(value, Sequence | set | frozenset)
-                or not value
-            ):
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset) or not value:
                 raise ValueError("IN needs a non-empty list of values")
             rendered = "(" + ", ".join(_render(v) for v in value) + ")"
         else:

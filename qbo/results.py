@@ -12,6 +12,7 @@ from qbo.wire import Fault, FaultError
 
 __all__ = ["QboCallError", "QboResult", "error_line", "fault_result", "malformed", "redact", "redact_fault"]
 
+
 # Results
 @dataclass(frozen=True)
 class QboResult:
@@ -76,6 +77,7 @@ class QboCallError(Exception):
     def outcome(self) -> Outcome:
         return self.result.outcome
 
+
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 
 
@@ -92,6 +94,7 @@ def redact(text: str | None, *secrets: Secret | None) -> str | None:
         if secret is not None:
             text = text.replace(secret.reveal(), "[redacted]")
     return _BEARER.sub("Bearer [redacted]", text)
+
 
 def error_line(e: FaultError) -> str:
     return f"{e.code or '-'}" + (f" {e.element}" if e.element else "") + f": {e.detail or e.message or ''}"
@@ -119,6 +122,7 @@ def fault_result(status: int, fault: Fault, write: bool, operation: str | None) 
         "errors": fault.errors,
         "error_outcomes": outcomes if fault.errors else (),
     }
+
 
 def malformed(result: QboResult, write: bool) -> QboResult:
     """A 2xx whose JSON is not the shape QBO documents: unreadable, and for a write, outcome unknown."""

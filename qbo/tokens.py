@@ -272,9 +272,7 @@ def _load_fernet(settings: _KeySettings) -> tuple[Fernet, str]:
         path = Path(settings.secret_key_file)
         text = _read_key_file(path) if path.exists() else _create_key_file(path)
     if not text:
-        raise TokenKeyError(
-            "the token encryption key is empty; set SYNCHEALTH_SECRET_KEY or delete the key file"
-        )
+        raise TokenKeyError("the token encryption key is empty; set SYNCHEALTH_SECRET_KEY or delete the key file")
     key = _key_bytes(text)
     # Keyed with the key itself: the fingerprint tells keys apart and gives nothing away about them.
     fingerprint = hmac.new(key, b"synchealth-key-id", hashlib.sha256).hexdigest()[:16]
@@ -366,8 +364,7 @@ class TokenStore:
     def load(self, realm_id: str) -> Connection:
         """The connection with decrypted tokens; TokenUnreadableError when the key does not fit."""
         row = self._store.rows(
-            f"SELECT {_STATUS_COLUMNS}, access_token_enc, refresh_token_enc FROM qbo_connections "
-            "WHERE realm_id = ?",
+            f"SELECT {_STATUS_COLUMNS}, access_token_enc, refresh_token_enc FROM qbo_connections WHERE realm_id = ?",
             [realm_id],
         )
         if not row:
@@ -470,9 +467,7 @@ class TokenStore:
         self._set_status(realm_id, "reconnect_needed", reason, now=now, intuit_tid=intuit_tid)
         log.warning("QuickBooks realm %s needs a reconnect (%s)", realm_id, reason)
 
-    def mark_disconnected(
-        self, realm_id: str, reason: str, *, now: datetime, actor: str | None = None
-    ) -> None:
+    def mark_disconnected(self, realm_id: str, reason: str, *, now: datetime, actor: str | None = None) -> None:
         """The connection was ended on purpose (revoke); tokens are wiped."""
         self._set_status(realm_id, "disconnected", reason, now=now, actor=actor)
         log.info("QuickBooks realm %s disconnected (%s)", realm_id, reason)

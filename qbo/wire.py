@@ -25,6 +25,7 @@ __all__ = [
     "xml_batch",
 ]
 
+
 # Fault parsing (ref §3): every shape the service has been seen to send
 @dataclass(frozen=True)
 class FaultError:
@@ -110,9 +111,7 @@ def fault_from_json(obj: Any) -> Fault | None:
         return Fault("json", _text(f.get("type")), _errors(_pick(f, "Error")), parse_time(obj.get("time")))
     if isinstance(obj.get("fault"), Mapping):
         f = obj["fault"]
-        return Fault(
-            "gateway", _text(f.get("type")), _errors(_pick(f, "error")), parse_time(obj.get("time"))
-        )
+        return Fault("gateway", _text(f.get("type")), _errors(_pick(f, "error")), parse_time(obj.get("time")))
     if isinstance(obj.get("error"), str):  # OAuth: {"error": "invalid_grant", "error_description": ...}
         return Fault("oauth", "OAuth", (FaultError(obj["error"], _text(obj.get("error_description"))),))
     return None
@@ -251,6 +250,7 @@ def parse_body(content: bytes, content_type: str | None = None) -> Parsed:
 def _snippet(content: bytes) -> str:
     return " ".join(content[:200].decode("utf-8", "replace").split())
 
+
 # JSON with exact money
 def dumps(body: Any) -> bytes:
     """JSON with Decimals written as exact numbers (json.dumps would refuse them or go through float)."""
@@ -274,6 +274,7 @@ def dumps(body: Any) -> bytes:
     for mark, number in marks.items():
         text = text.replace(f'"{mark}"', number)
     return text.encode("utf-8")  # QBO refuses bodies that are not UTF-8 (code 500, ref §1)
+
 
 def entity_object(body: Any, name: str, *, needs_id: bool) -> dict[str, Any] | None:
     """The entity of `{"Bill": {...}, "time": ..}` (ref §5), or None when the body names none.

@@ -91,9 +91,7 @@ def test_a_timeout_on_a_write_is_ambiguous_and_never_retried_blindly() -> None:
 
 
 def test_a_write_that_never_left_is_plain_transport() -> None:
-    assert (
-        classify(None, transport_error="connect_failed", write=True).reason == "transport.connection_failed"
-    )
+    assert classify(None, transport_error="connect_failed", write=True).reason == "transport.connection_failed"
     assert classify(None, transport_error="connect_timeout", write=True).reason == "transport.timeout"
 
 
@@ -124,14 +122,11 @@ def test_an_unknown_transport_kind_is_a_programming_error() -> None:
         (
             "6000",
             "A business validation error has occurred",
-            "The account period has closed and the account books cannot be updated through the QBO "
-            "Services API.",
+            "The account period has closed and the account books cannot be updated through the QBO Services API.",
         ),
     ],
 )
-def test_a_closed_period_is_the_source_records_problem_whatever_the_code(
-    code: str, message: str, detail: str
-) -> None:
+def test_a_closed_period_is_the_source_records_problem_whatever_the_code(code: str, message: str, detail: str) -> None:
     outcome = classify(400, code, "ValidationFault", message, detail)
     assert (outcome.dimension, outcome.reason, outcome.owner) == (
         "source_data",
@@ -182,6 +177,4 @@ def test_the_duplicate_name_text_tells_finance_what_to_do() -> None:
 
 def test_only_transport_and_the_stale_object_retry_on_their_own() -> None:
     retrying = {reason for reason, entry in CATALOGUE.items() if entry.retryable}
-    assert retrying == {r for r in CATALOGUE if r.startswith("transport.")} | {
-        "provider_rejection.stale_object"
-    }
+    assert retrying == {r for r in CATALOGUE if r.startswith("transport.")} | {"provider_rejection.stale_object"}

@@ -50,9 +50,7 @@ class Live:
         return self.control("GET", "/log?limit=5000")
 
 
-def _connect(
-    settings: Settings, tokens: TokenStore, http: httpx.Client, clock: Callable[[], datetime]
-) -> str:
+def _connect(settings: Settings, tokens: TokenStore, http: httpx.Client, clock: Callable[[], datetime]) -> str:
     """The whole browser round trip: authorize URL -> redirect with code, state, realmId -> exchange."""
     state = new_state()
     redirect = http.get(authorize_url(settings, state), follow_redirects=False)
@@ -266,9 +264,7 @@ def test_flaky_reads_recover_and_what_does_not_is_retryable_transport(
     live = live_factory(time_scale=60)  # the backoff between retries runs on sandbox seconds
     for n in range(5):
         live.sandbox.user_create(REALM, "Vendor", {"DisplayName": f"Flaky {n}"})
-    live.control(
-        "POST", "/faults", {"spec": "http_500=0.15,http_503_html=0.1,connection_reset=0.05", "seed": 7}
-    )
+    live.control("POST", "/faults", {"spec": "http_500=0.15,http_503_html=0.1,connection_reset=0.05", "seed": 7})
     outcomes = []
     for _ in range(20):
         try:
