@@ -69,7 +69,7 @@ async def oauth_connect(request: Request) -> Response:
 
 def _exchange(state: serving.ServerState, code: str, realm_id: str, actor: str) -> None:
     with httpx.Client(timeout=_HTTP_TIMEOUT) as http:
-        oauth = OAuthClient(state.settings, TokenStore(state.store, state.settings), http=http)
+        oauth = OAuthClient(state.settings, TokenStore(state.store, state.settings), http=http, clock=state.clock)
         oauth.exchange_code(code, realm_id, connected_by=actor)
     identity = resolve(actor, load_roles(state.settings.roles_file))
     state.store.execute(

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings
 from pipelines.store import Store
 from qbo.client import QboClient
@@ -39,22 +39,23 @@ def qbo_client(
     realm_id: str | None = None,
     http: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock = system_clock,
 ) -> Iterator[QboClient]:
     """A client for one realm; the httpx.Client is built here (or injected by tests) and closed after."""
     own = http is None
     http = http or httpx.Client(timeout=_TIMEOUT)
     try:
-        extra = {"clock": clock} if clock else {}
         yield QboClient(
-            settings, TokenStore(store, settings), realm_id or settings.realm_id, http=http, sleep=sleep, **extra
+            settings, TokenStore(store, settings), realm_id or settings.realm_id, http=http, sleep=sleep, clock=clock
         )
     finally:
         if own:
             http.close()
 
 
-def connect(settings: Settings, store: Store, *, actor: str, http: httpx.Client | None = None) -> ConnectResult:
+def connect(
+    settings: Settings, store: Store, *, actor: str, http: httpx.Client | None = None, clock: Clock = system_clock
+) -> ConnectResult:
     """Run OAuth: against the local sandbox the whole round trip happens here; otherwise return the URL.
 
     The callback's `state` must be the one sent, or the code is refused (CSRF, ref §2).
@@ -73,7 +74,7 @@ def connect(settings: Settings, store: Store, *, actor: str, http: httpx.Client 
         callback = parse_qs(urlsplit(answer.headers["location"]).query)
         if callback.get("state", [""])[0] != state:
             raise RuntimeError("the OAuth callback carried another state; refused (possible forgery)")
-        oauth = OAuthClient(settings, TokenStore(store, settings), http=http)
+        oauth = OAuthClient(settings, TokenStore(store, settings), http=http, clock=clock)
         status = oauth.exchange_code(callback["code"][0], callback["realmId"][0], connected_by=actor)
         return ConnectResult(status, None, state)
     finally:

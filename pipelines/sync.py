@@ -82,7 +82,10 @@ def _due(store: Store, realm_id: str, now: datetime, only: Sequence[tuple[str, s
     frame = store.frame(
         """SELECT r.entity, r.record_id, r.current_version AS version, coalesce(s.generation, 0) AS generation,
                   coalesce(s.retry_count, 0) AS retry_count, coalesce(s.attempts, 0) AS attempts,
-                  s.version AS status_version
+                  s.version AS status_version,
+                  -- the last send may have been saved although QBO answered with a transient fault: look first
+                  EXISTS (SELECT 1 FROM sync_intents i WHERE i.realm_id = r.realm_id AND i.entity = r.entity
+                          AND i.record_id = r.record_id AND i.outcome = 'ambiguous') AS lookup_first
            FROM records r LEFT JOIN sync_status s USING (realm_id, entity, record_id)
            WHERE r.realm_id = $realm AND r.removed_at IS NULL
              AND (r.state = 'ready' OR (r.state = 'retry_scheduled' AND s.next_retry_at <= $now))
@@ -191,7 +194,9 @@ def _record(
         )
         tx.execute(
             "UPDATE sync_intents SET settled_at = ?, outcome = ? WHERE realm_id = ? AND request_id = ?",
-            [now, outcome, realm_id, row["request_id"]],
+            # A write the client says may have been saved (lookup_first) is marked so: whenever the record is sent
+            # again (its scheduled retry, a person's retry), it is looked up first.
+            [now, "ambiguous" if result.outcome.lookup_first else outcome, realm_id, row["request_id"]],
         )
         tx.execute(
             """INSERT OR REPLACE INTO sync_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -308,6 +313,34 @@ def _send_single(client: QboClient, row: dict) -> QboResult:
     return _call(lambda: client.update(row["qbo_entity"], fresh, request_id=row["request_id"] + "r"))
 
 
+# A 5xx to a write: "resubmit once" (ref §3), but it may have been saved all the same, so the record is looked up
+# first and sent again (same request id) only if it is not there. A fault that asks to wait a few minutes waits
+# for its scheduled retry, which looks it up the same way (_look_up_first).
+_RESUBMIT_ONCE = ("transport.server_error", "transport.service_unavailable", "transport.gateway_timeout")
+_UNSETTLED = QboResult("lookup", None, ACCEPTED)  # marks a row whose lookup QBO did not answer: nothing is sent
+
+
+def _resubmit_once(client: QboClient, row: dict, answer: QboResult) -> QboResult:
+    if not answer.outcome.lookup_first or answer.outcome.reason not in _RESUBMIT_ONCE:
+        return answer
+    found = _look_up_first(client, row)
+    if found is _UNSETTLED:
+        return answer  # not settled: the record is looked up again before anything is sent
+    return found if found is not None else _send_single(client, row)
+
+
+def _look_up_first(client: QboClient, row: dict) -> QboResult | None:
+    """The object a send that may have been saved created, adopted; None when QBO holds none; _UNSETTLED when QBO did
+    not answer the lookup (the intent stays open, and the next run's settle looks again)."""
+    try:
+        found = _lookup(client, row)
+    except QboCallError:
+        return _UNSETTLED
+    if found is None:
+        return None
+    return QboResult("lookup", row["qbo_entity"], ACCEPTED, data=found, request_id=row["request_id"])
+
+
 def _send_batch(client: QboClient, rows: list[dict]) -> list[QboResult]:
     items = [
         BatchItem(
@@ -416,22 +449,31 @@ def _send_rows(
             return
         _write_intents(store, realm_id, run_id, chunk, now)
         crash_point("sync.after_intent")
+        # A record whose last send may have been saved is looked up before it is sent again.
+        answers = [_look_up_first(client, r) if r.get("lookup_first") else None for r in chunk]
         # Creates share a batch (its id derived from theirs); updates go alone, so a 5010 can be re-read.
-        creates = [i for i, r in enumerate(chunk) if r["operation"] == "create"]
-        answers: list[QboResult | None] = [None] * len(chunk)
+        creates = [i for i, r in enumerate(chunk) if r["operation"] == "create" and answers[i] is None]
         if batch and len(creates) > 1:
             for i, answer in zip(creates, _send_batch(client, [chunk[i] for i in creates]), strict=True):
                 answers[i] = answer
         for i, row in enumerate(chunk):
-            if answers[i] is None:
-                answers[i] = _send_single(client, row)
+            answer = answers[i]
+            if answer is None:
+                answer = _resubmit_once(client, row, _send_single(client, row))
+            elif answer.operation != "lookup":  # a batch member's answer
+                answer = _resubmit_once(client, row, answer)
+            answers[i] = answer
         crash_point("sync.after_send")
         mirror: list[tuple[str, dict]] = []
         # One commit per chunk, not per record: a crash before it leaves the chunk's intents open, and the next run
         # settles them by lookup, exactly as after a crash between two records.
         with store.transaction() as tx:
             for row, answer in zip(chunk, answers, strict=True):
-                _record(store, run_id, realm_id, row, answer, now, schedule, rng, row["operation"], mirror, tx)
+                assert answer is not None
+                if answer is _UNSETTLED:
+                    continue  # its intent stays open: the next run's settle looks it up
+                operation = "lookup" if answer.operation == "lookup" else row["operation"]
+                _record(store, run_id, realm_id, row, answer, now, schedule, rng, operation, mirror, tx)
                 key = answer.outcome.outcome
                 result.counts[key] = result.counts.get(key, 0) + 1
         # The links are already stored with each attempt; the mirror only caches the objects until the next pull.

@@ -1,29 +1,58 @@
-"""The QBO v3 client (httpx): minorversion, requestid, query paging, CDC, batch, faults, rate limits."""
+"""The QBO v3 client for one realm: calls with auth, limits and the few safe retries, each turned into a QboResult."""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import threading
 import time
-import uuid
-import xml.etree.ElementTree as ET
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from qbo.faults import ACCEPTED, Outcome, classify, outcome_for
-from qbo.oauth import OAuthClient, OAuthError, OAuthSettings, transport_error_kind, utcnow
+from qbo.batch import (
+    BATCH_MAX_ITEMS,
+    BATCH_REQUEST_ID_MAX,
+    BatchItem,
+    check_bids,
+    chunk_request_id,
+    each_item,
+    item_results,
+)
+from qbo.cdc import (
+    CDC_MAX_LOOKBACK,
+    CDC_MAX_OBJECTS,
+    NO_CDC,
+    CdcWindowError,
+    cdc_objects,
+    is_deleted,
+    merge,
+    ordered,
+    updated_at,
+)
+from qbo.faults import ACCEPTED, ALREADY_DELETED, Outcome, classify, outcome_for
+from qbo.ids import OBJECT_ID, REQUEST_ID_MAX, check_object_id, check_request_id
+from qbo.limiter import THROTTLE_DEFAULT_WAIT, HeldTooLongError, RateLimiter, retry_after
+from qbo.oauth import OAuthClient, OAuthError, OAuthSettings, transport_error_kind
+from qbo.query import (
+    KNOWN_ENTITIES,
+    NAME_LISTS,
+    PAGE_SIZE,
+    Select,
+    entity_name,
+    escape_literal,
+    has_paging,
+    is_count_query,
+    quote_literal,
+    select,
+    select_count,
+)
+from qbo.results import QboCallError, QboResult, fault_result, malformed, redact, redact_fault
 from qbo.tokens import Secret, TokenStore
+from qbo.wire import Fault, FaultError, Parsed, dumps, entity_object, parse_body, xml_batch
 
+# The client itself, and what callers imported from here before the client was split by concern.
 __all__ = [
     "BATCH_MAX_ITEMS",
     "CDC_MAX_LOOKBACK",
@@ -52,581 +81,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MINOR_VERSION = "75"  # below 75, or none, is served as 75 anyway since 2025-08 (ref §1)
-PAGE_SIZE = 1000  # MAXRESULTS maximum (ref §6)
-BATCH_MAX_ITEMS = 30  # 31 is rejected (ref §4, §11.14)
-CDC_MAX_LOOKBACK = timedelta(days=30)  # ref §7
-CDC_MAX_OBJECTS = 1000  # per CDC response (ref §7)
-_REQUEST_ID_MAX = 50  # ref §1
-_BATCH_REQUEST_ID_MAX = 36  # on batch, where each bId may then be at most 10 (ref §1)
-_BID_MAX = 10
-_THROTTLE_DEFAULT_WAIT = 60.0  # no Retry-After: wait a minute (ref §4, D-lim)
-_NO_CDC = frozenset({"JournalCode", "TaxAgency", "TimeActivity", "TaxCode", "TaxRate"})  # ref §7
-
-KNOWN_ENTITIES = (
-    "Account",
-    "Attachable",
-    "Bill",
-    "BillPayment",
-    "Class",
-    "CompanyInfo",
-    "CreditMemo",
-    "Customer",
-    "Department",
-    "Deposit",
-    "Employee",
-    "Estimate",
-    "Invoice",
-    "Item",
-    "JournalCode",
-    "JournalEntry",
-    "Payment",
-    "PaymentMethod",
-    "Preferences",
-    "Purchase",
-    "PurchaseOrder",
-    "RefundReceipt",
-    "SalesReceipt",
-    "TaxAgency",
-    "TaxCode",
-    "TaxRate",
-    "Term",
-    "TimeActivity",
-    "Transfer",
-    "Vendor",
-    "VendorCredit",
-)
-# Name lists carry `Active`; their inactive rows appear only with `Active IN (true, false)` (ref §6).
-NAME_LISTS = frozenset(
-    {
-        "Account",
-        "Class",
-        "Customer",
-        "Department",
-        "Employee",
-        "Item",
-        "PaymentMethod",
-        "TaxCode",
-        "TaxRate",
-        "Term",
-        "Vendor",
-    }
-)
-_BY_LOWER = {name.lower(): name for name in KNOWN_ENTITIES}
-_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)*$")
-_OBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
-
-
-# Query builder (ref §6)
-def escape_literal(value: str) -> str:
-    """Escape text for the inside of a QBO query literal: `'` becomes `\\'` (ref §6).
-
-    No escape for a backslash itself is documented, and parsers in the wild disagree on `\\\\`; one
-    before the closing quote escapes the quote and lets the rest of the query be read as syntax (ref §6,
-    quickbooks-ruby#345). So a value with a backslash is refused here, and `Select.where` matches such
-    values another way.
-    """
-    if "\\" in value:
-        raise ValueError("a QBO query literal cannot hold a backslash (ref §6); use Select.where(field, '=', v)")
-    return value.replace("'", "\\'")
-
-
-def quote_literal(value: str) -> str:
-    return f"'{escape_literal(value)}'"
-
-
-def _render(value: Any) -> str:
-    if isinstance(value, bool):  # before int: bool is an int
-        return "true" if value else "false"
-    if isinstance(value, int | Decimal):
-        if isinstance(value, Decimal) and not value.is_finite():
-            raise ValueError("a query value must be a finite number")
-        return str(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("query times need a time zone (QBO compares instants)")
-        return quote_literal(value.isoformat(timespec="seconds"))
-    if isinstance(value, date):
-        return quote_literal(value.isoformat())
-    if isinstance(value, str):
-        return quote_literal(value)
-    raise TypeError(f"cannot put a {type(value).__name__} in a QBO query (use str, int, Decimal, bool, date)")
-
-
-def _check_field(name: str) -> str:
-    if not _IDENT.match(name):
-        raise ValueError(f"not a QBO property name: {name!r}")
-    return name
-
-
-@dataclass(frozen=True)
-class Select:
-    """`SELECT * | count(*) FROM Entity [WHERE a AND b] [ORDERBY f]`; values are always escaped."""
-
-    entity: str
-    conditions: tuple[str, ...] = ()
-    order: str | None = None
-    count_only: bool = False
-    exact: tuple[tuple[str, str, str], ...] = ()  # checked locally on the rows (see where)
-
-    def where(self, field_name: str, op: str, value: Any) -> Select:
-        field_name, op = _check_field(field_name), op.strip().upper()
-        if op not in ("=", "<", ">", "<=", ">=", "IN", "LIKE"):
-            raise ValueError(f"QBO queries know = < > <= >= IN LIKE, not {op!r} (ref §6)")
-        if isinstance(value, str) and "\\" in value:
-            return self._where_backslash(field_name, op, value)
-        if op == "IN":
-            if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset) or not value:
-                raise ValueError("IN needs a non-empty list of values")
-            rendered = "(" + ", ".join(_render(v) for v in value) + ")"
-        else:
-            rendered = _render(value)
-        return replace(self, conditions=(*self.conditions, f"{field_name} {op} {rendered}"))
-
-    def _where_backslash(self, field_name: str, op: str, value: str) -> Select:
-        # No literal can carry a backslash (see escape_literal), so QBO gets a LIKE with `%` where the
-        # backslashes were (LIKE's only wildcard, ref §6) and the exact test runs here on the rows.
-        if op not in ("=", "LIKE"):
-            raise ValueError("a value with a backslash can only be matched with = or LIKE")
-        pattern = "%".join(re.split(r"\\+", value))
-        return replace(
-            self,
-            conditions=(*self.conditions, f"{field_name} LIKE {quote_literal(pattern)}"),
-            exact=(*self.exact, (field_name, op, value)),
-        )
-
-    def keeps(self, row: Mapping[str, Any]) -> bool:
-        """Whether a returned row passes the checks that had to run locally (values with backslashes)."""
-        return all(_matches_exactly(_property(row, f), op, v) for f, op, v in self.exact)
-
-    def order_by(self, field_name: str, *, descending: bool = False) -> Select:
-        return replace(self, order=f"{_check_field(field_name)} {'DESC' if descending else 'ASC'}")
-
-    def include_inactive(self) -> Select:
-        """Name lists hide inactive rows unless asked (ref §6)."""
-        return self.where("Active", "IN", [True, False])
-
-    def sql(self) -> str:
-        head = "SELECT count(*)" if self.count_only else "SELECT *"
-        text = f"{head} FROM {_entity_name(self.entity)}"
-        if self.conditions:
-            text += " WHERE " + " AND ".join(self.conditions)
-        if self.order and not self.count_only:
-            text += f" ORDERBY {self.order}"
-        return text
-
-    __str__ = sql
-
-
-def select(entity: str) -> Select:
-    return Select(_entity_name(entity))
-
-
-def _property(row: Mapping[str, Any], path: str) -> Any:
-    value: Any = row
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value.get("value") if isinstance(value, Mapping) else value  # a Ref compares on its value
-
-
-def _matches_exactly(actual: Any, op: str, value: str) -> bool:
-    # Text comparisons in QBO queries ignore case (as the server would have done for a plain literal).
-    if actual is None or isinstance(actual, Mapping | list):
-        return False
-    text = str(actual).casefold()
-    if op == "=":
-        return text == value.casefold()
-    regex = ".*".join(re.escape(part) for part in value.casefold().split("%"))
-    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
-
-
-def select_count(entity: str) -> Select:
-    return Select(_entity_name(entity), count_only=True)
-
-
-def _entity_name(entity: str) -> str:
-    """The capitalised QBO name ("journalentry" -> "JournalEntry"); unknown names must be identifiers."""
-    known = _BY_LOWER.get(entity.lower())
-    if known:
-        return known
-    if not _IDENT.match(entity) or "." in entity:
-        raise ValueError(f"not a QBO entity name: {entity!r}")
-    return entity
-
-
-# Paging clauses outside string literals (a name may well contain the word MAXRESULTS).
-_LITERALS = re.compile(r"'(?:\\.|[^'\\])*'")
-_PAGING = re.compile(r"\b(STARTPOSITION|MAXRESULTS)\b", re.I)
-_COUNT = re.compile(r"^\s*select\s+count\s*\(", re.I)
-
-
-def _has_paging(sql: str) -> bool:
-    return bool(_PAGING.search(_LITERALS.sub("''", sql)))
-
-
-# Fault parsing (ref §3): every shape the service has been seen to send
-@dataclass(frozen=True)
-class FaultError:
-    code: str | None
-    message: str | None = None
-    detail: str | None = None
-    element: str | None = None
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One fault, whatever shape it came in: json (`Fault`), gateway (`fault`), xml, or oauth."""
-
-    shape: str
-    type: str | None
-    errors: tuple[FaultError, ...]
-    time: datetime | None = None
-
-    @property
-    def first(self) -> FaultError:
-        return self.errors[0] if self.errors else FaultError(None)
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """A response body, sniffed: kind is json, xml, html, text, empty or malformed."""
-
-    kind: str
-    body: Any = None
-    fault: Fault | None = None
-    summary: str | None = None
-
-
-def _pick(mapping: Mapping[str, Any], name: str) -> Any:
-    # Standard faults say "Message", gateway faults "message" (ref §3, pqb#250).
-    if name in mapping:
-        return mapping[name]
-    return mapping.get(name.lower(), mapping.get(name[:1].upper() + name[1:]))
-
-
-_GATEWAY_CODE = re.compile(r"errorCode=0*(\d+)")
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _fault_error(item: Any) -> FaultError:
-    if not isinstance(item, Mapping):
-        return FaultError(None, _text(item))
-    message = _text(_pick(item, "Message"))
-    code = _text(_pick(item, "code"))
-    if not code and message and (m := _GATEWAY_CODE.search(message)):
-        code = m.group(1)  # "message=AuthenticationFailed; errorCode=003200; statusCode=401"
-    return FaultError(code, message, _text(_pick(item, "Detail")), _text(_pick(item, "element")) or None)
-
-
-def _fault_time(value: Any) -> datetime | None:
-    try:
-        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value) / 1000, UTC)  # gateway: epoch milliseconds (ref §3)
-        if isinstance(value, str) and value:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
-
-
-def _errors(raw: Any) -> tuple[FaultError, ...]:
-    items = raw if isinstance(raw, list) else [raw] if raw else []
-    return tuple(_fault_error(i) for i in items)
-
-
-def _fault_from_json(obj: Any) -> Fault | None:
-    """The fault in a JSON body or batch item, if any (standard, lowercase gateway, or OAuth error)."""
-    if not isinstance(obj, Mapping):
-        return None
-    if isinstance(obj.get("Fault"), Mapping):
-        f = obj["Fault"]
-        return Fault("json", _text(f.get("type")), _errors(_pick(f, "Error")), _fault_time(obj.get("time")))
-    if isinstance(obj.get("fault"), Mapping):
-        f = obj["fault"]
-        return Fault("gateway", _text(f.get("type")), _errors(_pick(f, "error")), _fault_time(obj.get("time")))
-    if isinstance(obj.get("error"), str):  # OAuth: {"error": "invalid_grant", "error_description": ...}
-        return Fault("oauth", "OAuth", (FaultError(obj["error"], _text(obj.get("error_description"))),))
-    return None
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _xml_fault(root: ET.Element) -> Fault | None:
-    fault = next((el for el in root.iter() if _local(el.tag) == "Fault"), None)
-    if fault is None:
-        return None
-    errors = []
-    for err in (el for el in fault if _local(el.tag) == "Error"):
-        texts = {_local(child.tag): (child.text or "").strip() for child in err}
-        errors.append(
-            FaultError(err.get("code"), texts.get("Message"), texts.get("Detail"), err.get("element") or None)
-        )
-    return Fault("xml", fault.get("type"), tuple(errors), _fault_time(root.get("time")))
-
-
-_HTML = re.compile(rb"^\s*(<!doctype\s+html|<html)", re.I)
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
-_XML_LIMIT = 1_000_000
-
-
-def _html_summary(content: bytes) -> str:
-    m = _TITLE.search(content)
-    raw = m.group(1) if m else re.sub(rb"<[^>]+>", b" ", content[:2000])
-    return " ".join(raw.decode("utf-8", "replace").split())[:200]
-
-
-def parse_body(content: bytes, content_type: str | None = None) -> Parsed:
-    """Sniff and parse a body: the content type is not trusted (throttle faults come as XML, ref §3)."""
-    head = content.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head:
-        return Parsed("empty")
-    if head.startswith((b"{", b"[")):
-        try:
-            # Amounts stay exact: money is Decimal, never float (ARCHITECTURE.md; pqb PR#356).
-            body = json.loads(head.decode("utf-8"), parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting overflows the parser
-            return Parsed("malformed", summary=_snippet(head))
-        return Parsed("json", body, _fault_from_json(body))
-    if _HTML.match(head):
-        return Parsed("html", summary=_html_summary(head))
-    if head.startswith(b"<") and len(head) <= _XML_LIMIT:
-        try:
-            # ElementTree resolves no external entities; expat caps entity expansion.
-            root = ET.fromstring(head)
-        except ET.ParseError:
-            html = "html" in (content_type or "").lower()
-            return Parsed("html", summary=_html_summary(head)) if html else Parsed("malformed", summary=_snippet(head))
-        return Parsed("xml", root, _xml_fault(root), summary=_local(root.tag))
-    return Parsed("text", summary=_snippet(head))
-
-
-def _snippet(content: bytes) -> str:
-    return " ".join(content[:200].decode("utf-8", "replace").split())
-
-
-# Results
-@dataclass(frozen=True)
-class QboResult:
-    """What one call (or one batch item) did: everything an attempt record needs, and never token text."""
-
-    operation: str
-    entity: str | None
-    outcome: Outcome
-    status: int | None = None
-    code: str | None = None
-    message: str | None = None
-    detail: str | None = None
-    element: str | None = None
-    fault_type: str | None = None
-    intuit_tid: str | None = None
-    duration: float = 0.0
-    request_id: str | None = None
-    bid: str | None = None
-    retry_after: float | None = None
-    attempts: int = 1  # HTTP sends for this call, throttled ones included
-    throttle_waits: int = 0  # throttles waited out along the way (not failures)
-    data: Any = field(default=None, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome.accepted
-
-    @property
-    def object(self) -> dict[str, Any] | None:
-        """The entity QBO returned (create, update, read, batch item)."""
-        return self.data if isinstance(self.data, dict) else None
-
-    def describe(self) -> str:
-        parts = [f"{self.operation} {self.entity or ''}".strip() + f": {self.outcome.reason}"]
-        facts = [
-            f"HTTP {self.status}" if self.status is not None else "no response",
-            f"QBO code {self.code}" if self.code else None,
-            f"element {self.element}" if self.element else None,
-            f"intuit_tid {self.intuit_tid}" if self.intuit_tid else None,
-            f"request id {self.request_id}" if self.request_id else None,
-            f"bId {self.bid}" if self.bid else None,
-        ]
-        parts.append("(" + ", ".join(f for f in facts if f) + ")")
-        text = " ".join(p for p in (self.message, self.detail) if p)
-        return " ".join(parts) + (f": {text}" if text else "")
-
-
-class QboCallError(Exception):
-    """A call ended in anything but `accepted`; `.result` has the facts, the message is safe to log."""
-
-    def __init__(self, result: QboResult) -> None:
-        self.result = result
-        super().__init__(result.describe())
-
-    @property
-    def outcome(self) -> Outcome:
-        return self.result.outcome
-
-
-class CdcWindowError(ValueError):
-    """CDC looks back at most 30 days (ref §7); older changes need a full query instead."""
-
-
-_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
-
-
-def _redact(text: str | None, *secrets: Secret | None) -> str | None:
-    # Provider text is echoed into logs and the UI; make sure no token ever rides along.
-    if text is None:
-        return None
-    for secret in secrets:
-        if secret is not None:
-            text = text.replace(secret.reveal(), "[redacted]")
-    return _BEARER.sub("Bearer [redacted]", text)
-
-
-# Rate limits (ref §4): 10 in flight, 500 per minute, 40 batch per minute, per realm
-class _HeldTooLong(Exception):
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
-class RateLimiter:
-    """Client-side limits for one realm; share one instance between every client of that realm."""
-
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
-        max_in_flight: int = 10,
-        per_minute: int = 500,
-        batch_per_minute: int = 40,
-        window_seconds: float = 60.0,
-        max_wait_seconds: float = 600.0,
-        margin_seconds: float = 1.0,
-    ) -> None:
-        self._clock, self._sleep = clock, sleep
-        self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._lock = threading.Lock()
-        self._per_minute, self._batch_per_minute = per_minute, batch_per_minute
-        # QBO counts a request when it arrives, a little after we stamp it and not always equally late; a window
-        # that ends exactly where QBO's does gets the next request refused (then every call waits 60 s). A window
-        # a margin longer costs under 2% of the rate.
-        self._window = window_seconds + margin_seconds
-        self._max_wait = max_wait_seconds
-        self._starts: deque[float] = deque()
-        self._batch_starts: deque[float] = deque()
-        self._held_until = 0.0
-
-    def _now(self) -> float:
-        return self._clock().timestamp()
-
-    @contextmanager
-    def slot(self, *, batch: bool = False) -> Iterator[None]:
-        """Hold one of the in-flight slots, after waiting for the per-minute windows and any hold."""
-        with self._slots:
-            self._wait_turn(batch)
-            yield
-
-    def hold(self, seconds: float) -> None:
-        """QBO said slow down: nobody on this realm sends anything for `seconds` (never hammer)."""
-        with self._lock:
-            self._held_until = max(self._held_until, self._now() + seconds)
-
-    def _wait_turn(self, batch: bool) -> None:
-        while True:
-            with self._lock:
-                now = self._now()
-                wait = self._wait_needed(now, batch)
-                if wait <= 0:
-                    self._starts.append(now)
-                    if batch:
-                        self._batch_starts.append(now)
-                    return
-            if wait > self._max_wait:
-                raise _HeldTooLong(wait)
-            self._sleep(wait)
-
-    def _wait_needed(self, now: float, batch: bool) -> float:
-        for starts in (self._starts, self._batch_starts):
-            while starts and starts[0] <= now - self._window:
-                starts.popleft()
-        waits = [self._held_until - now]
-        if len(self._starts) >= self._per_minute:
-            waits.append(self._starts[0] + self._window - now)
-        if batch and len(self._batch_starts) >= self._batch_per_minute:
-            waits.append(self._batch_starts[0] + self._window - now)
-        return max(waits)
-
-
-def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
-    value = headers.get("Retry-After")  # not confirmed for QBO (ref §4); honoured when present
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # '²'.isdigit() is True, and float('²') fails
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-# Batch items (ref §8)
-@dataclass(frozen=True)
-class BatchItem:
-    """One batch entry: an operation on an entity (create, update, delete) or a query."""
-
-    bid: str
-    operation: str | None = None
-    entity: str | None = None
-    body: Mapping[str, Any] | None = None
-    query: str | Select | None = None
-    options_data: str | None = None  # "void" or "allowduplicatedocnum" (ref §8)
-
-    def to_wire(self) -> dict[str, Any]:
-        if self.query is not None:
-            return {"bId": self.bid, "Query": str(self.query)}
-        if self.operation not in ("create", "update", "delete") or not self.entity or self.body is None:
-            raise ValueError(f"batch item {self.bid!r} needs operation create|update|delete, entity and body")
-        wire: dict[str, Any] = {
-            "bId": self.bid,
-            "operation": self.operation,
-            _entity_name(self.entity): dict(self.body),
-        }
-        if self.options_data:
-            wire["optionsData"] = self.options_data
-        return wire
-
-
-def _item_entity(wire: Mapping[str, Any]) -> str | None:
-    return next((k for k in wire if k not in ("bId", "operation", "optionsData", "Query")), None)
-
-
-# JSON with exact money
-def _dumps(body: Any) -> bytes:
-    """JSON with Decimals written as exact numbers (json.dumps would refuse them or go through float)."""
-    marks: dict[str, str] = {}
-    nonce = uuid.uuid4().hex
-
-    def swap(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise ValueError("amounts must be finite")
-            mark = f"@dec{nonce}{len(marks)}@"
-            marks[mark] = format(value, "f")
-            return mark
-        if isinstance(value, Mapping):
-            return {k: swap(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [swap(v) for v in value]
-        return value
-
-    text = json.dumps(swap(body), ensure_ascii=False, separators=(",", ":"))
-    for mark, number in marks.items():
-        text = text.replace(f'"{mark}"', number)
-    return text.encode("utf-8")  # QBO refuses bodies that are not UTF-8 (code 500, ref §1)
 
 
 # The client
@@ -663,13 +117,13 @@ class QboClient:
         realm_id: str,
         *,
         http: httpx.Client,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
         limiter: RateLimiter | None = None,
         read_retries: int = 2,
         max_throttle_waits: int = 5,
     ) -> None:
-        if not _OBJECT_ID.match(realm_id):
+        if not OBJECT_ID.match(realm_id):
             raise ValueError("realm id must be 1-64 letters, digits, '-' or '_'")
         self.realm_id = realm_id
         self._http = http
@@ -692,7 +146,7 @@ class QboClient:
         self, entity: str, body: Mapping[str, Any], *, request_id: str, allow_duplicate_docnum: bool = False
     ) -> QboResult:
         """POST /{entity} with the caller's requestid: a repeat returns the original answer (ref §1)."""
-        name = _entity_name(entity)
+        name = entity_name(entity)
         params = {"include": "allowduplicatedocnum"} if allow_duplicate_docnum else {}  # ref §10
         return self._entity_call("create", name, "POST", name.lower(), body, request_id, params)
 
@@ -701,20 +155,20 @@ class QboClient:
         if not body.get("Id") or body.get("SyncToken") in (None, ""):
             raise ValueError("an update needs the object's Id and SyncToken (read it first)")
         payload = {**body, "sparse": True} if sparse else {**body, "sparse": False}
-        name = _entity_name(entity)
+        name = entity_name(entity)
         return self._entity_call("update", name, "POST", name.lower(), payload, request_id, {})
 
     def delete(self, entity: str, id: str, sync_token: str, request_id: str) -> QboResult:
         """Delete a transaction (name lists cannot be deleted: set Active false instead, ref §5)."""
-        name = _entity_name(entity)
+        name = entity_name(entity)
         if name in NAME_LISTS:
             raise ValueError(f"{name} cannot be deleted in QBO; update it with Active false (ref §5)")
-        body = {"Id": _check_id(id), "SyncToken": str(sync_token)}
+        body = {"Id": check_object_id(id), "SyncToken": str(sync_token)}
         return self._entity_call("delete", name, "POST", name.lower(), body, request_id, {"operation": "delete"})
 
     def read(self, entity: str, id: str) -> QboResult:
-        name = _entity_name(entity)
-        req = _Request("read", name, "GET", f"{name.lower()}/{_check_id(id)}", {})
+        name = entity_name(entity)
+        req = _Request("read", name, "GET", f"{name.lower()}/{check_object_id(id)}", {})
         return self._unwrap(self._call(req), name, req)
 
     def company_info(self) -> QboResult:
@@ -735,14 +189,14 @@ class QboClient:
         request_id: str,
         params: dict[str, str],
     ) -> QboResult:
-        rid = _check_request_id(request_id, _REQUEST_ID_MAX)
+        rid = check_request_id(request_id, REQUEST_ID_MAX)
         req = _Request(
             op,
             name,
             method,
             path,
             {**params, "requestid": rid},
-            _dumps(body),
+            dumps(body),
             "application/json",
             rid,
             write=True,
@@ -752,18 +206,20 @@ class QboClient:
     def _unwrap(self, result: QboResult, name: str, req: _Request) -> QboResult:
         if not result.ok:
             raise QboCallError(result)
-        obj = _entity_object(result.data, name, needs_id=req.operation in ("create", "update"))
+        if result.outcome is ALREADY_DELETED:  # a 610 to a delete: done, and there is no object to return
+            return result
+        obj = entity_object(result.data, name, needs_id=req.operation in ("create", "update"))
         if obj is None:  # a 2xx that does not name the object: a write may or may not have landed
-            raise QboCallError(_malformed(result, req.write))
+            raise QboCallError(malformed(result, req.write))
         return replace(result, data=obj)
 
     # queries
     def query(self, sql: str | Select) -> list[dict[str, Any]]:
         """Run a query, paging by 1000 (STARTPOSITION/MAXRESULTS) to a short page, unless sql pages itself."""
         text = str(sql)
-        if _COUNT.match(text):
+        if is_count_query(text):
             raise ValueError("use count() for count(*) queries")
-        if _has_paging(text):
+        if has_paging(text):
             rows = self._query_page(text)
         else:
             rows, start = [], 1
@@ -799,7 +255,7 @@ class QboClient:
             raise QboCallError(result)
         total = _query_response(result).get("totalCount", 0)
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-            raise QboCallError(_malformed(result, False))
+            raise QboCallError(malformed(result, False))
         return total
 
     @staticmethod
@@ -822,7 +278,7 @@ class QboClient:
         # With no matches the entity key is absent (ref §6).
         rows = next((v for v in _query_response(result).values() if isinstance(v, list)), [])
         if not all(isinstance(r, dict) for r in rows):
-            raise QboCallError(_malformed(result, False))
+            raise QboCallError(malformed(result, False))
         return rows
 
     # change data capture
@@ -837,10 +293,10 @@ class QboClient:
         Objects are deduplicated by Id (the newest wins; deleted is final). With `until`, changes at or
         after it are left to the next window.
         """
-        names = [_entity_name(e) for e in entities]
+        names = [entity_name(e) for e in entities]
         if not names:
             raise ValueError("cdc needs at least one entity")
-        if bad := [n for n in names if n in _NO_CDC]:
+        if bad := [n for n in names if n in NO_CDC]:
             raise ValueError(f"CDC does not cover {', '.join(bad)} (ref §7); query them instead")
         now = self._clock()
         if since.tzinfo is None or (until is not None and until.tzinfo is None):
@@ -853,11 +309,11 @@ class QboClient:
         cursor, capped_once, stalled = since, False, False
         while True:
             found, capped = self._cdc_call(names, cursor)
-            _merge(merged, found)
+            merge(merged, found)
             if not capped:
                 break
             capped_once = True
-            newest = max((t for objs in found.values() for o in objs if (t := _updated_at(o))), default=None)
+            newest = max((t for objs in found.values() for o in objs if (t := updated_at(o))), default=None)
             if newest is None or newest <= cursor:
                 stalled = True  # over 1000 changes share one instant: no shorter window exists
                 break
@@ -865,12 +321,12 @@ class QboClient:
         if capped_once:
             for name in names:
                 self._cdc_verify(name, since, merged[name], stalled)
-        return {n: _ordered(merged[n].values(), until) for n in names}
+        return {n: ordered(merged[n].values(), until) for n in names}
 
     def _cdc_verify(self, name: str, since: datetime, into: dict[str, dict[str, Any]], stalled: bool) -> None:
         where = [("MetaData.LastUpdatedTime", ">=", since)]
         inactive = name in NAME_LISTS
-        live = sum(1 for o in into.values() if not _deleted(o) and (t := _updated_at(o)) and t >= since)
+        live = sum(1 for o in into.values() if not is_deleted(o) and (t := updated_at(o)) and t >= since)
         if not stalled and self.count(name, where, include_inactive=inactive) <= live:
             return
         log.warning(
@@ -878,7 +334,7 @@ class QboClient:
             name,
             since.isoformat(),
         )
-        _merge({name: into}, {name: self.query_all(name, where, include_inactive=inactive)})
+        merge({name: into}, {name: self.query_all(name, where, include_inactive=inactive)})
 
     def _cdc_call(self, names: Sequence[str], since: datetime) -> tuple[dict[str, list[dict[str, Any]]], bool]:
         params = {"entities": ",".join(names), "changedSince": since.isoformat(timespec="seconds")}
@@ -886,9 +342,9 @@ class QboClient:
         if not result.ok:
             raise QboCallError(result)
         try:
-            found = _cdc_objects(result.data)
+            found = cdc_objects(result.data)
         except (TypeError, ValueError):  # not the shape of ref §7: nothing in it can be trusted
-            raise QboCallError(_malformed(result, False)) from None
+            raise QboCallError(malformed(result, False)) from None
         return found, sum(len(v) for v in found.values()) >= CDC_MAX_OBJECTS
 
     # batch
@@ -898,20 +354,20 @@ class QboClient:
         With more than one batch, each gets a request id derived from `request_id` and its bIds.
         """
         wire = [i.to_wire() if isinstance(i, BatchItem) else dict(i) for i in items]
-        _check_bids(wire)
+        check_bids(wire)
         chunks = [wire[i : i + BATCH_MAX_ITEMS] for i in range(0, len(wire), BATCH_MAX_ITEMS)]
         results: dict[str, QboResult] = {}
         stopped: QboResult | None = None
         for chunk in chunks:
-            rid = request_id if len(chunks) == 1 else _chunk_request_id(request_id, chunk)
-            _check_request_id(rid, _BATCH_REQUEST_ID_MAX)
+            rid = request_id if len(chunks) == 1 else chunk_request_id(request_id, chunk)
+            check_request_id(rid, BATCH_REQUEST_ID_MAX)
             if stopped is not None:
                 held = (
                     stopped.outcome
                     if stopped.outcome.dimension == "authorization"
                     else outcome_for("transport.not_sent")
                 )
-                results.update(_each_item(chunk, QboResult("batch", None, held, request_id=rid, attempts=0)))
+                results.update(each_item(chunk, QboResult("batch", None, held, request_id=rid, attempts=0)))
                 continue
             req = _Request(
                 "batch",
@@ -919,7 +375,7 @@ class QboClient:
                 "POST",
                 "batch",
                 {"requestid": rid},
-                _dumps({"BatchItemRequest": chunk}),
+                dumps({"BatchItemRequest": chunk}),
                 "application/json",
                 rid,
                 write=any(w.get("operation") for w in chunk),
@@ -927,37 +383,11 @@ class QboClient:
             )
             result = self._call(req)
             if result.ok:
-                results.update(self._batch_results(result, chunk))
+                results.update(item_results(result, chunk))
             else:
-                results.update(_each_item(chunk, result))
+                results.update(each_item(chunk, result))
                 stopped = result
         return results
-
-    def _batch_results(self, result: QboResult, chunk: list[dict[str, Any]]) -> dict[str, QboResult]:
-        listed = (result.data or {}).get("BatchItemResponse")
-        answers = {str(a.get("bId")): a for a in (listed if isinstance(listed, list) else []) if isinstance(a, Mapping)}
-        out: dict[str, QboResult] = {}
-        for item in chunk:
-            bid, entity, write = str(item["bId"]), _item_entity(item), bool(item.get("operation"))
-            base = replace(
-                result,
-                operation=f"batch.{item.get('operation') or 'query'}",
-                entity=entity,
-                bid=bid,
-                data=None,
-            )
-            answer = answers.get(bid)
-            if answer is None:  # sent, no answer for it: a write may or may not have happened
-                out[bid] = replace(base, outcome=classify(result.status, transport_error="malformed", write=write))
-            elif (fault := _fault_from_json(answer)) is not None:
-                out[bid] = replace(base, **_fault_fields(fault), outcome=_classify_fault(200, fault, write))
-            elif "Query" in item:
-                out[bid] = replace(base, data=answer.get("QueryResponse"))
-            else:
-                obj = _entity_object(answer, entity or "", needs_id=item.get("operation") != "delete")
-                # An answer that names no object proves nothing: for a write, the outcome is unknown.
-                out[bid] = replace(base, data=obj) if obj is not None else _malformed(base, write)
-        return out
 
     # the exchange
     def _call(self, req: _Request) -> QboResult:
@@ -977,13 +407,13 @@ class QboClient:
             try:
                 with self._limiter.slot(batch=req.batch):
                     response, broken, duration = self._send(req, token)
-            except _HeldTooLong as held:
+            except HeldTooLongError as held:
                 return _not_sent(req, outcome_for("transport.throttled"), attempts - 1, retry_after=held.seconds)
             result = self._interpret(req, response, broken, duration, attempts, token)
             result = replace(result, throttle_waits=throttles)
             if result.outcome.reason == "transport.throttled" and throttles < self._max_throttle_waits:
                 throttles += 1
-                wait = result.retry_after if result.retry_after is not None else _THROTTLE_DEFAULT_WAIT
+                wait = result.retry_after if result.retry_after is not None else THROTTLE_DEFAULT_WAIT
                 log.warning(
                     "QBO throttled realm %s; every call waits %.0f s (intuit_tid %s)",
                     self.realm_id,
@@ -1010,9 +440,11 @@ class QboClient:
             return False
         if not req.write:
             return retries < self._read_retries
-        # A write is resent once, same requestid (so QBO replays instead of redoing, ref §1), only when QBO
-        # answered with a 5xx ("500 resubmit once", ref §3) or the request provably never left.
-        return retries < 1 and (result.status is not None or result.outcome.reason == "transport.connection_failed")
+        # A write QBO answered with a transient fault may have been saved all the same ("500 resubmit once",
+        # ref §3, is no promise that it was not; the 6000 "try again" is often saved, and a 10000 has come with
+        # a 400): it is looked up before any resend, which is the engine's job. Only a write that provably never
+        # left is sent once more.
+        return retries < 1 and result.outcome.reason == "transport.connection_failed"
 
     def _send(self, req: _Request, token: Secret) -> tuple[httpx.Response | None, str | None, float]:
         headers = {"Accept": "application/json", "Authorization": f"Bearer {token.reveal()}"}
@@ -1055,21 +487,22 @@ class QboClient:
         facts.update(
             status=status,
             intuit_tid=response.headers.get("intuit_tid"),  # support asks for it (ref §1)
-            retry_after=_retry_after(response.headers, self._clock()),
+            retry_after=retry_after(response.headers, self._clock()),
         )
         parsed = parse_body(response.content, response.headers.get("content-type"))
         if parsed.fault is not None:  # including a 200 that carries a Fault (ref §3)
-            fields = {k: _redact(v, token) for k, v in _fault_fields(parsed.fault).items()}
-            return QboResult(
-                req.operation, req.entity, _classify_fault(status, parsed.fault, req.write), **facts, **fields
-            )
+            fault = redact_fault(parsed.fault, token)  # a gateway 401 has echoed the rejected token
+            fields = fault_result(status, fault, req.write, req.operation)
+            return QboResult(req.operation, req.entity, **facts, **fields)
         if 200 <= status < 300 and parsed.kind == "json" and isinstance(parsed.body, dict):
             return QboResult(req.operation, req.entity, ACCEPTED, data=parsed.body, **facts)
+        if 200 <= status < 300 and req.batch and parsed.kind == "xml" and (items := xml_batch(parsed.body)):
+            return QboResult(req.operation, req.entity, ACCEPTED, data=items, **facts)
         if 200 <= status < 300:  # truncated JSON, or XML or HTML where JSON was asked
             outcome = classify(status, transport_error="malformed", write=req.write)
         else:  # an error without a readable fault: HTML 503 pages, bare 502s (ref §3)
             outcome = classify(status, write=req.write)
-        return QboResult(req.operation, req.entity, outcome, message=_redact(parsed.summary, token), **facts)
+        return QboResult(req.operation, req.entity, outcome, message=redact(parsed.summary, token), **facts)
 
     def _log(self, req: _Request, result: QboResult) -> None:
         # Method, path, status, reason and ids only: no headers, no bodies, no query text.
@@ -1107,141 +540,8 @@ def _not_sent(
     )
 
 
-def _fault_fields(fault: Fault) -> dict[str, Any]:
-    first = fault.first
-    return {
-        "code": first.code,
-        "message": first.message,
-        "detail": first.detail,
-        "element": first.element,
-        "fault_type": fault.type,
-    }
-
-
-def _classify_fault(status: int, fault: Fault, write: bool) -> Outcome:
-    first = fault.first
-    outcome = classify(status, first.code, fault.type, first.message, first.detail, write=write)
-    # A body that carries a fault is never a success, not even a 200 whose fault has no code (ref §3).
-    return outcome_for("provider_rejection.unknown_fault") if outcome.accepted else outcome
-
-
-def _each_item(chunk: list[dict[str, Any]], result: QboResult) -> dict[str, QboResult]:
-    return {
-        str(w["bId"]): replace(
-            result,
-            operation=f"batch.{w.get('operation') or 'query'}",
-            entity=_item_entity(w),
-            bid=str(w["bId"]),
-            data=None,
-        )
-        for w in chunk
-    }
-
-
-def _malformed(result: QboResult, write: bool) -> QboResult:
-    """A 2xx whose JSON is not the shape QBO documents: unreadable, and for a write, outcome unknown."""
-    return replace(result, outcome=classify(result.status, transport_error="malformed", write=write), data=None)
-
-
 def _query_response(result: QboResult) -> Mapping[str, Any]:
     response = (result.data or {}).get("QueryResponse")
     if not isinstance(response, Mapping):
-        raise QboCallError(_malformed(result, False))
+        raise QboCallError(malformed(result, False))
     return response
-
-
-def _cdc_objects(body: Any) -> dict[str, list[dict[str, Any]]]:
-    """`{"CDCResponse":[{"QueryResponse":[{"Customer":[..]},..]}]}` (ref §7); TypeError for any other shape."""
-    blocks = body.get("CDCResponse") if isinstance(body, Mapping) else None
-    if not isinstance(blocks, list):
-        raise TypeError("CDCResponse is not a list")
-    found: dict[str, list[dict[str, Any]]] = {}
-    for block in blocks:
-        responses = (block.get("QueryResponse") or []) if isinstance(block, Mapping) else None
-        if not isinstance(responses, list) or not all(isinstance(r, Mapping) for r in responses):
-            raise TypeError("a CDC block is not a list of query responses")
-        for response in responses:
-            for key, value in response.items():
-                if isinstance(value, list):
-                    if not all(isinstance(o, dict) for o in value):
-                        raise TypeError(f"a CDC {key} entry is not an object")
-                    found.setdefault(_entity_name(key), []).extend(value)
-    return found
-
-
-def _entity_object(body: Any, name: str, *, needs_id: bool) -> dict[str, Any] | None:
-    """The entity of `{"Bill": {...}, "time": ..}` (ref §5), or None when the body names none.
-
-    Creates and updates must also carry the object's Id: a record is marked synced by it.
-    """
-    if not isinstance(body, dict):
-        return None
-    obj = body.get(name, next((v for k, v in body.items() if k.lower() == name.lower()), None))
-    if not isinstance(obj, dict) or (needs_id and not obj.get("Id")):
-        return None
-    return obj
-
-
-def _check_request_id(request_id: str, limit: int) -> str:
-    if not isinstance(request_id, str) or not _VISIBLE_ASCII.match(request_id) or len(request_id) > limit:
-        raise ValueError(f"requestid must be 1-{limit} visible ASCII characters (ref §1)")
-    return request_id
-
-
-def _check_id(value: str) -> str:
-    if not _OBJECT_ID.match(str(value)):
-        raise ValueError(f"not a QBO object id: {value!r}")
-    return str(value)
-
-
-def _check_bids(wire: list[dict[str, Any]]) -> None:
-    bids = [str(w.get("bId", "")) for w in wire]
-    if any(not b or len(b) > _BID_MAX or not _VISIBLE_ASCII.match(b) for b in bids):
-        raise ValueError(f"every batch item needs a bId of 1-{_BID_MAX} visible characters (ref §1)")
-    if len(set(bids)) != len(bids):
-        raise ValueError("batch bIds must be unique: results are matched by bId (ref §8)")
-
-
-_BATCH_NAMESPACE = uuid.UUID("5b1e0c52-4f0e-4a55-9d59-3f6f1f0c9a21")
-
-
-def _chunk_request_id(request_id: str, chunk: list[dict[str, Any]]) -> str:
-    # Deterministic (the same retry gets the same id, so QBO replays) and bound to the chunk's items,
-    # so a retry with a different set of items is never mistaken for a repeat. 36 characters (ref §1).
-    return str(uuid.uuid5(_BATCH_NAMESPACE, request_id + "|" + ",".join(str(w["bId"]) for w in chunk)))
-
-
-def _updated_at(obj: Mapping[str, Any]) -> datetime | None:
-    meta = obj.get("MetaData")
-    raw = meta.get("LastUpdatedTime") if isinstance(meta, Mapping) else None
-    return _fault_time(raw) if isinstance(raw, str) else None
-
-
-def _deleted(obj: Mapping[str, Any]) -> bool:
-    return str(obj.get("status", "")).lower() == "deleted"
-
-
-def _rank(obj: Mapping[str, Any]) -> tuple[int, datetime, int]:
-    # Deleted is final (deleted transactions stay dead, ref §11.13); then the latest change, then SyncToken.
-    token = str(obj.get("SyncToken", ""))
-    return (
-        int(_deleted(obj)),
-        _updated_at(obj) or datetime.min.replace(tzinfo=UTC),
-        int(token) if token.isdigit() else -1,
-    )
-
-
-def _merge(into: dict[str, dict[str, dict[str, Any]]], found: Mapping[str, list[dict[str, Any]]]) -> None:
-    for name, objects in found.items():
-        bucket = into.get(name)
-        if bucket is None:
-            continue
-        for obj in objects:
-            key = str(obj.get("Id"))
-            if key not in bucket or _rank(obj) >= _rank(bucket[key]):
-                bucket[key] = obj
-
-
-def _ordered(objects: Any, until: datetime | None) -> list[dict[str, Any]]:
-    kept = [o for o in objects if until is None or (t := _updated_at(o)) is None or t < until]
-    return sorted(kept, key=lambda o: (_updated_at(o) or datetime.min.replace(tzinfo=UTC), str(o.get("Id"))))

@@ -9,7 +9,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -29,7 +29,6 @@ __all__ = [
     "endpoints",
     "new_state",
     "transport_error_kind",
-    "utcnow",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,6 @@ _INTUIT_TOKEN = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
 _INTUIT_REVOKE = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
 
 _REALM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class OAuthSettings(Protocol):
@@ -143,7 +138,7 @@ class OAuthClient:
         token_store: TokenStore,
         *,
         http: httpx.Client,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
     ) -> None:
         self._settings = settings
         self._tokens = token_store
@@ -177,7 +172,8 @@ class OAuthClient:
                 }
             )
         except OAuthError as exc:
-            if exc.code == "invalid_grant":  # a used or expired code, not a broken connection
+            # A used or expired code, not a broken connection (a user who left the company keeps that reason).
+            if exc.outcome.reason == "authorization.reconnect_needed":
                 raise OAuthError(
                     outcome_for("authorization.connect_failed"),
                     status=exc.status,
@@ -252,7 +248,8 @@ class OAuthClient:
         try:
             answer = self._token_request({"grant_type": "refresh_token", "refresh_token": conn.refresh_token.reveal()})
         except OAuthError as exc:
-            if exc.outcome.reason == "authorization.reconnect_needed":
+            # Every invalid_grant ends the connection; its reason says why (expired, or the user left the company).
+            if exc.code == "invalid_grant":
                 self._tokens.mark_reconnect_needed(
                     realm_id, exc.outcome.reason, now=self._clock(), intuit_tid=exc.intuit_tid
                 )
@@ -317,10 +314,18 @@ class OAuthClient:
             return _TokenAnswer(payload, tid)
         error = payload.get("error") if isinstance(payload, dict) else None
         description = payload.get("error_description") if isinstance(payload, dict) else None
+        # Intuit says why an invalid_grant happened in x_error_reason (user_not_in_realm: the user who connected
+        # left the company); error_description may be missing altogether (oauth-jsclient#77).
+        why = payload.get("x_error_reason") if isinstance(payload, dict) else None
         if response.status_code == 200:  # a 200 without tokens: nothing usable came back
             outcome = classify(200, transport_error="malformed")
         else:
-            outcome = classify(response.status_code, error)
+            outcome = classify(
+                response.status_code,
+                error,
+                message=str(description) if description else None,
+                detail=str(why) if why else None,
+            )
         log.warning(
             "QuickBooks token call failed: HTTP %s %s (intuit_tid %s)",
             response.status_code,

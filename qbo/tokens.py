@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -121,7 +121,7 @@ class Secret:
 _TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII, as OAuth 2.0 tokens are (RFC 6749 A.12)
 
 
-def _is_token(value: object) -> bool:
+def _is_token(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _TOKEN_TEXT.match(value) is not None
 
 

@@ -452,9 +452,7 @@ def write_history_demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.demo.history", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.history", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="data/demo", help="where the snapshot and company file are left")
     parser.add_argument(
         "--db", default=None, help="the store to fill (default: SYNCHEALTH_DB or data/synchealth.duckdb)"

@@ -36,6 +36,8 @@ _NOT_FOUND = (
     "items, vendors or employees."
 )
 _DELETED = "Another user has deleted this transaction."
+# QBO names its internal host in "Could not find resource" details (qbo_api cassette error/500.yml).
+_INTERNAL_BASE = "https://c50.sandbox.qbo.intuit.com/qbo50"
 _VOIDABLE = {"Invoice": "operation=void", "Payment": "include=void", "BillPayment": "include=void"}
 
 # notify(entity, Id, operation, when): a committed change, for webhooks (Create, Update, Delete, Void).
@@ -116,7 +118,8 @@ class RealmApi:
             return self.batch(request)
         entity = canonical(head)
         if entity is None or len(segments) > 2:
-            raise shapes.unsupported(f"{request.method} /{'/'.join(segments)}")
+            relative = f"/v3/company/{self.store.realm_id}/{'/'.join(segments)}"
+            raise shapes.no_resource(relative, f"{_INTERNAL_BASE}{relative}")
         if request.method == "GET":
             # /companyinfo/{realmId} and /preferences: one object each, whatever the URL says.
             obj_id = "1" if entity in SINGLETONS else (segments[1] if len(segments) == 2 else "")
@@ -302,7 +305,6 @@ class RealmApi:
                 f"A batch holds at most {BATCH_MAX_ITEMS} items; this one has {len(items)}",
                 "BatchItemRequest",
             )
-        with_request_id = "requestid" in request.params
         replies = []
         for item in items:
             if not isinstance(item, dict):
@@ -310,9 +312,6 @@ class RealmApi:
             bid = str(item.get("bId") or "")
             if not bid:
                 raise shapes.required("BatchItemRequest.bId")
-            if with_request_id and len(bid) > 10:
-                # With a requestid, each bId may be at most 10 characters (ref §1).
-                raise shapes.bad_request(f"bId {bid!r} is longer than 10 characters", "BatchItemRequest.bId")
             try:
                 replies.append({"bId": bid, **self._batch_item(item)})
             except shapes.QboFault as fault:

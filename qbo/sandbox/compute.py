@@ -60,6 +60,41 @@ def apply_defaults(store: RealmStore, entity: str, obj: dict[str, Any], *, today
             if is_digits(str(o.get("DocNumber") or ""))
         ]
         obj["DocNumber"] = str(max(numbers) + 1 if numbers else 1001)
+    if creating:
+        _reply_defaults(store, entity, obj)
+
+
+# What real replies carry although the request left it out (qbo_api and quickbooks-ruby captures): a Bill gets the
+# company's A/P account, an Invoice its print and email status and an empty tax detail, a Payment the account its
+# money goes to (Undeposited Funds, value 4 in QBO's sample companies).
+_INVOICE_DEFAULTS = {
+    "PrintStatus": "NeedToPrint",
+    "EmailStatus": "NotSet",
+    "ApplyTaxAfterDiscount": False,
+}
+
+
+def _reply_defaults(store: RealmStore, entity: str, obj: dict[str, Any]) -> None:
+    if entity == "Bill" and "APAccountRef" not in obj:
+        payable = _account(store, lambda a: a.get("AccountType") == "Accounts Payable")
+        if payable is not None:
+            obj["APAccountRef"] = payable
+    if entity == "Invoice":
+        for key, value in _INVOICE_DEFAULTS.items():
+            obj.setdefault(key, value)
+        obj.setdefault("TxnTaxDetail", {"TotalTax": Decimal("0")})
+    if entity == "Payment" and "DepositToAccountRef" not in obj:
+        undeposited = _account(store, lambda a: str(a.get("Name") or "").casefold() == "undeposited funds")
+        if undeposited is not None:
+            obj["DepositToAccountRef"] = undeposited
+
+
+def _account(store: RealmStore, wanted: Any) -> dict[str, str] | None:
+    found = [a for a in store.live("Account") if a.get("Active") is not False and wanted(a)]
+    if not found:
+        return None
+    account = min(found, key=lambda a: int(a["Id"]) if is_digits(str(a["Id"])) else 0)
+    return {"value": str(account["Id"]), "name": str(account.get("Name") or "")}
 
 
 def line_total(entity: str, obj: dict[str, Any]) -> Decimal:

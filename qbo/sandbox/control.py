@@ -28,12 +28,13 @@ CONTROL_ROUTES = (
     ("POST", "/_sandbox/webhooks", '{"url", "verifier_token", "format": legacy|cloudevents}, or {}'),
     ("POST", "/_sandbox/tokens", '{"realm", "scope"}: a token response without the OAuth round trip'),
     ("POST", "/_sandbox/{realm}/tokens/expire", 'access tokens expire now; {"refresh": true} revokes too'),
+    ("POST", "/_sandbox/{realm}/user-left", "the user who connected leaves the company: refreshes fail"),
     ("GET", "/_sandbox/{realm}/entities/{Entity}", "every object, inactive and deleted included"),
     ("POST", "/_sandbox/{realm}/entities/{Entity}", "create an object as a QBO user"),
     ("POST", "/_sandbox/{realm}/entities/{Entity}/{Id}", "sparse-patch an object as a QBO user"),
     ("DELETE", "/_sandbox/{realm}/entities/{Entity}/{Id}", "delete a transaction as a QBO user"),
 )
-_REALM_ROUTE = re.compile(r"/_sandbox/([^/]+)/(tokens/expire|entities/([^/]+)(?:/([^/]+))?)")
+_REALM_ROUTE = re.compile(r"/_sandbox/([^/]+)/(tokens/expire|user-left|entities/([^/]+)(?:/([^/]+))?)")
 
 
 def handle_control(sandbox: Sandbox, method: str, path: str, params: dict[str, str], body: bytes) -> SandboxResponse:
@@ -118,6 +119,8 @@ def _route(
     realm, action, entity, obj_id = match.groups()
     if action == "tokens/expire" and method == "POST":
         return 200, sandbox.expire_tokens(realm, refresh=bool(payload.get("refresh")))
+    if action == "user-left" and method == "POST":
+        return 200, sandbox.user_left(realm)
     if entity is not None and obj_id is None:
         if method == "GET":
             return 200, sandbox.entities(realm, entity)

@@ -36,10 +36,8 @@ __all__ = ["DELIVER", "RESET", "TIMEOUT", "Sandbox", "SandboxError", "SandboxRes
 
 _API_PATH = re.compile(r"/v3/company/([^/]+)(?:/(.*))?")
 _OAUTH_PATHS = ("/oauth2/v1/tokens/bearer", "/oauth2/v1/tokens/revoke", "/connect/oauth2")
-_THROTTLE = (
-    "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-    "The request limit was reached. Try again later",
-)
+# Real throttle texts, two spaces after the full stop included (pqb#43, qbruby#338, PHP-SDK#54).
+_THROTTLE_DETAIL = "The request limit was reached.  Try again later"
 _log = logging.getLogger(__name__)
 
 
@@ -54,7 +52,9 @@ class Sandbox:
         company: a company file (path or dict) loaded at start and again on `reset()`.
         faults: a fault spec (`kind[@op]=rate,...`) or a FaultPlan; `seed` seeds its draws.
         time_scale: sandbox seconds per real second (token lifetimes, rate windows, CDC look-back).
-        limits: QBO's rate limits (ref §4); `throttle_format` "json" (gateway shape) or "xml".
+        limits: QBO's rate limits (ref §4).
+        throttle_format: "xml", as real throttles come even to Accept: application/json (pqb#43, PHP-SDK#54), or
+            "json" (the gateway shape); `throttle_status` 429, or 403 as QBO answered in 2016 (qbruby#338).
         retry_after_seconds: send `Retry-After` on 429s (unconfirmed in QBO, so off by default).
         timeout_hold_seconds: how long the HTTP server holds a response to make a client time out.
         latency_seconds: real seconds every admitted API request takes (to make concurrency visible).
@@ -72,7 +72,8 @@ class Sandbox:
         clock: SandboxClock | None = None,
         clients: Mapping[str, str] | None = None,
         limits: Limits | None = None,
-        throttle_format: str = "json",
+        throttle_format: str = "xml",
+        throttle_status: int = 429,
         retry_after_seconds: int | None = None,
         timeout_hold_seconds: float = 30.0,
         latency_seconds: float = 0.0,
@@ -81,8 +82,11 @@ class Sandbox:
     ) -> None:
         if throttle_format not in ("json", "xml"):
             raise ValueError("throttle_format must be json or xml")
+        if throttle_status not in (429, 403):
+            raise ValueError("throttle_status must be 429 or 403")
         self.clock = clock or SandboxClock(time_scale)
         self.throttle_format = throttle_format
+        self.throttle_status = throttle_status
         self.retry_after_seconds = retry_after_seconds
         self.timeout_hold_seconds = timeout_hold_seconds
         self.latency_seconds = latency_seconds
@@ -169,6 +173,12 @@ class Sandbox:
             expired = self.oauth.expire_access(realm)
             revoked = self.oauth.revoke_realm(realm) if refresh else 0
         return {"access_tokens_expired": expired, "grants_revoked": revoked}
+
+    def user_left(self, realm: str) -> dict[str, int]:
+        """The QBO user who connected `realm` leaves the company: its refreshes now answer the real invalid_grant
+        with x_error_reason user_not_in_realm."""
+        with self._lock:
+            return {"grants": self.oauth.user_left(realm)}
 
     def configure_webhooks(self, url: str, verifier_token: str, fmt: str = "legacy") -> None:
         try:
@@ -278,7 +288,8 @@ class Sandbox:
         elif _API_PATH.fullmatch(path):
             response = self._api(method, path, params, lowered, body)
         else:
-            response = json_response(404, {"error": f"no such resource: {path}"})
+            # Outside the API and OAuth paths QBO's front end answers with its web server's HTML page.
+            response = SandboxResponse(404, {"content-type": "text/html; charset=iso-8859-1"}, shapes.html_404(path))
         response.headers.setdefault("intuit_tid", _tid())
         return response
 
@@ -323,7 +334,8 @@ class Sandbox:
                 return self._logged(entry, self._gateway(denied), "auth")
             reason = self.limiter.admit(realm_id, self.clock.seconds(), batch=operation == "batch")
             if reason is not None:
-                return self._logged(entry, self._throttled(xml=self.throttle_format == "xml"), f"limit:{reason}")
+                throttled = self._throttled(xml=self.throttle_format == "xml", status=self.throttle_status)
+                return self._logged(entry, throttled, f"limit:{reason}")
         try:
             if self.latency_seconds:
                 time.sleep(self.latency_seconds)
@@ -356,6 +368,10 @@ class Sandbox:
             store.replies[request_id] = replace(response, headers=dict(response.headers))
         if fault == "timeout_after_commit":
             response.action = TIMEOUT
+        elif fault == "try_again_6000" and response.status == 200:
+            # Saved, and answered with the 6000 that asks to try again: what a client that resends blindly turns
+            # into a duplicate. A repeat of the requestid replays the saved answer.
+            response = self._fault_response(shapes.try_again())
         return self._logged(entry, response, f"fault:{fault}" if fault else None)
 
     def _run(self, store: RealmStore, request: ApiRequest) -> SandboxResponse:
@@ -389,17 +405,18 @@ class Sandbox:
         )
         return json_response(failure.status, payload)
 
-    def _throttled(self, *, xml: bool) -> SandboxResponse:
+    def _throttled(self, *, xml: bool, status: int = 429) -> SandboxResponse:
         headers = {}
         if self.retry_after_seconds is not None:
             headers["retry-after"] = str(self.retry_after_seconds)
+        message = f"message=ThrottleExceeded; errorCode=003001; statusCode={status}"
         if xml:
-            # The throttle fault has come back as XML even to Accept: application/json (ref §3, pqb#43).
-            body = shapes.xml_fault("3001", *_THROTTLE, "SERVICE", format_qbo_time(self.clock.now()))
-            return SandboxResponse(429, {"content-type": "application/xml", **headers}, body)
-        # By default the gateway's lowercase JSON, type SERVICE (ref §3 table, 3001); XML is an option.
-        payload = shapes.gateway_fault(429, "3001", "ThrottleExceeded", _THROTTLE[1], "SERVICE", self._epoch_ms())
-        return json_response(429, payload, headers)
+            # Every real throttle in the corpus is XML, although JSON was asked for (pqb#43, PHP-SDK#54).
+            body = shapes.xml_fault("3001", message, _THROTTLE_DETAIL, "SERVICE", format_qbo_time(self.clock.now()))
+            return SandboxResponse(status, {"content-type": "application/xml", **headers}, body)
+        epoch_ms = self._epoch_ms()
+        payload = shapes.gateway_fault(status, "3001", "ThrottleExceeded", _THROTTLE_DETAIL, "SERVICE", epoch_ms)
+        return json_response(status, payload, headers)
 
     def _injected(self, kind: str) -> SandboxResponse:
         if kind == "timeout_before_commit":
@@ -412,6 +429,8 @@ class Sandbox:
             return SandboxResponse(503, {"content-type": "text/html"}, shapes.html_503())
         if kind == "throttle_429_xml":
             return self._throttled(xml=True)
+        if kind == "throttle_403_xml":
+            return self._throttled(xml=True, status=403)
         if kind == "auth_401":
             return self._gateway(BearerFailure(401, "3200", "AuthenticationFailed", "Token expired", "AUTHENTICATION"))
         raise AssertionError(kind)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "ACTIVE_FLAG",
     "ENTITIES",
@@ -17,6 +19,7 @@ __all__ = [
     "TXN_LINE_TYPES",
     "canonical",
     "display_label",
+    "txn_type_label",
 ]
 
 PARTIES = ("Vendor", "Customer", "Employee")
@@ -196,3 +199,9 @@ def canonical(name: str) -> str | None:
 
 def display_label(entity: str) -> str:
     return _LABELS.get(entity, entity)
+
+
+def txn_type_label(entity: str) -> str:
+    """The TxnType QBO names in fault details: words, not the API name ("DocNumber=... is assigned to TxnType=
+    Journal Entry" in a production fault, finoptimal/fo_qbo; "TxnType=Invoice", ref §3)."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", entity)

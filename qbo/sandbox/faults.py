@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "OPERATIONS", "PRE_COMMIT", "FaultPlan", "FaultRule"]
+__all__ = ["FAULT_KINDS", "OPERATIONS", "POST_COMMIT", "PRE_COMMIT", "FaultPlan", "FaultRule"]
 
 FAULT_KINDS = (
     "timeout_before_commit",
@@ -14,12 +14,16 @@ FAULT_KINDS = (
     "http_500",
     "http_503_html",
     "throttle_429_xml",
+    "throttle_403_xml",
     "auth_401",
     "connection_reset",
+    "try_again_6000",
 )
-# Every kind but timeout_after_commit answers before anything is stored; a reset drops the connection
-# before the request runs, so only timeout_after_commit leaves an ambiguous outcome.
-PRE_COMMIT = frozenset(FAULT_KINDS) - {"timeout_after_commit"}
+# Answered after the request ran: a timeout (no answer) or the 6000 that asks to try again although the write was
+# saved ("the entity saves anyway", as real QBO does). Every other kind answers before anything is stored; a reset
+# drops the connection before the request runs.
+POST_COMMIT = frozenset({"timeout_after_commit", "try_again_6000"})
+PRE_COMMIT = frozenset(FAULT_KINDS) - POST_COMMIT
 OPERATIONS = ("read", "query", "cdc", "batch", "create", "update", "delete", "void")
 _GROUPS = {"write": frozenset({"create", "update", "delete", "void", "batch"})}
 

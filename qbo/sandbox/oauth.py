@@ -45,7 +45,7 @@ class BearerFailure:
     status: int
     code: str
     name: str
-    detail: str
+    detail: str | None  # real 3100 gateway faults carry "detail": null (oauth-jsclient#2, erpnext#29161)
     fault_type: str
 
 
@@ -58,6 +58,7 @@ class _Grant:
     refresh_issued: datetime
     refresh_expires: datetime
     hard_expires: datetime
+    user_left: bool = False  # the user who connected is no member of the company any more
     revoked: bool = False
     access_tokens: set[str] = field(default_factory=set)
 
@@ -85,6 +86,16 @@ def _error(status: int, error: str, description: str | None = None) -> OAuthRepl
     if description:
         payload["error_description"] = description
     return _json(status, payload)
+
+
+# Intuit's answer to a refresh after the connecting user left the company, key for key as a production
+# integration kept it (finoptimal/fo_qbo fo_qbo/errors.py).
+_USER_NOT_IN_REALM = {
+    "error_description": "Unauthorized Request: User is not a member of the specified Realm",
+    "x_error_reason": "user_not_in_realm",
+    "x_error_reason_detail": "The user is not in the specified realm",
+    "error": "invalid_grant",
+}
 
 
 def _b64url(data: bytes) -> str:
@@ -169,7 +180,13 @@ class OAuthServer:
             grant = self._new_grant(client_id, code.realm, code.scopes, now)
         elif grant_type == "refresh_token":
             grant = self._by_refresh.get(form.get("refresh_token", ""))
-            if grant is None or grant.revoked or grant.client_id != client_id:
+            if grant is None or grant.client_id != client_id:
+                # A refresh token Intuit does not know: no description at all ("Refresh token not found" in
+                # Intuit's logs, a bare {"error":"invalid_grant"} on the wire, oauth-jsclient#77).
+                return _error(400, "invalid_grant")
+            if grant.user_left:
+                return _json(400, dict(_USER_NOT_IN_REALM))
+            if grant.revoked:
                 return _error(400, "invalid_grant", "Token invalid")
             if now >= grant.refresh_expires or now >= grant.hard_expires:
                 return _error(400, "invalid_grant", "Token expired")
@@ -270,10 +287,11 @@ class OAuthServer:
         if self.clock.now() >= expires:
             return _authentication("Token expired")
         if grant.realm != realm:
-            # A token used on another company's path: 3100, like a sandbox token on the production host.
-            return _authorization(f"The token was issued for another company ({grant.realm}).")
+            # A token used on another company's path: 3100, like a sandbox token on the production host; the
+            # real gateway says no more than that ("detail": null).
+            return _authorization(None)
         if ACCOUNTING_SCOPE not in grant.scopes:
-            return _authorization(f"The token lacks the {ACCOUNTING_SCOPE} scope.")
+            return _authorization("The access token does not have sufficient scope")  # QBOConceptsTutorial-PHP#13
         return None
 
     def expire_access(self, realm: str) -> int:
@@ -283,6 +301,15 @@ class OAuthServer:
         for token, (grant, _expires) in list(self._access.items()):
             if grant.realm == realm:
                 self._access[token] = (grant, now)
+                count += 1
+        return count
+
+    def user_left(self, realm: str) -> int:
+        """The user who connected `realm` is removed from the company: their grants refresh no more."""
+        count = 0
+        for grant in self._grants:
+            if grant.realm == realm and not grant.user_left:
+                grant.user_left = True
                 count += 1
         return count
 
@@ -300,6 +327,6 @@ def _authentication(detail: str) -> BearerFailure:
     return BearerFailure(401, "3200", "AuthenticationFailed", detail, "AUTHENTICATION")
 
 
-def _authorization(detail: str) -> BearerFailure:
+def _authorization(detail: str | None) -> BearerFailure:
     # Ref §3 confirms gateway types SERVICE and AUTHENTICATION only; 3100's type is unconfirmed: SERVICE.
     return BearerFailure(403, "3100", "ApplicationAuthorizationFailed", detail, "SERVICE")

@@ -16,6 +16,7 @@ from qbo.sandbox.entities import (
     TRANSACTIONS,
     TXN_LINE_TYPES,
     display_label,
+    txn_type_label,
 )
 from qbo.sandbox.store import RealmStore
 from qbo.sandbox.wire import to_decimal
@@ -341,13 +342,9 @@ def _item_line(line: dict[str, Any], detail_type: str) -> None:
     qty = _money(detail["Qty"], f"Line.{detail_type}.Qty")
     price = _money(detail["UnitPrice"], f"Line.{detail_type}.UnitPrice")
     amount = _money(line["Amount"], "Line.Amount")
-    # Reported, unconfirmed (ref §5 "Amounts"): QBO rejects Amount != Qty x UnitPrice; enforced to the cent.
+    # Real QBO refuses Amount != Qty x UnitPrice with 6070 (Intuit's error code list); to the cent here.
     if _cents(qty * price) != _cents(amount):
-        raise shapes.business(
-            f"Amount is not equal to UnitPrice * Qty. Supplied value: {amount} "
-            f"(Qty {qty} x UnitPrice {price} = {_cents(qty * price)})",
-            "Line.Amount",
-        )
+        raise shapes.amount_mismatch(amount)
 
 
 def _balanced(obj: dict[str, Any]) -> None:
@@ -436,7 +433,7 @@ def _doc_number(store: RealmStore, entity: str, obj: dict[str, Any], existing: d
     own_id = str(obj.get("Id") or "")
     for other in store.live(entity):
         if str(other["Id"]) != own_id and str(other.get("DocNumber") or "").strip() == doc:
-            raise shapes.duplicate_docnumber(doc, entity, str(other["Id"]))
+            raise shapes.duplicate_docnumber(doc, txn_type_label(entity), str(other["Id"]))
 
 
 def check_sync_token(body: dict[str, Any], existing: dict[str, Any]) -> None:

@@ -168,7 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--faults", metavar="SPEC", help="kind[@operation]=rate,... e.g. http_500=0.05")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws (default 0)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="K", help="run the clock K times faster")
-    parser.add_argument("--throttle-xml", action="store_true", help="answer rate limits with XML, not JSON")
+    parser.add_argument(
+        "--throttle",
+        choices=("xml", "xml-403", "json"),
+        default="xml",
+        help="how rate limits are answered: XML with 429 as QBO does (default), XML with 403 as in 2016, or JSON",
+    )
     parser.add_argument("--retry-after", type=int, metavar="SECONDS", help="send Retry-After on 429s")
     parser.add_argument(
         "--timeout-hold",
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             faults=args.faults,
             seed=args.seed,
             time_scale=args.time_scale,
-            throttle_format="xml" if args.throttle_xml else "json",
+            throttle_format="json" if args.throttle == "json" else "xml",
+            throttle_status=403 if args.throttle == "xml-403" else 429,
             retry_after_seconds=args.retry_after,
             timeout_hold_seconds=args.timeout_hold,
         )

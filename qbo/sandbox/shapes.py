@@ -7,12 +7,15 @@ from xml.sax.saxutils import escape, quoteattr
 
 __all__ = [
     "QboFault",
+    "amount_mismatch",
     "bad_request",
     "business",
     "duplicate_docnumber",
     "duplicate_name",
     "gateway_fault",
+    "html_404",
     "html_503",
+    "no_resource",
     "invalid_enum",
     "invalid_reference",
     "not_found",
@@ -21,6 +24,7 @@ __all__ = [
     "stale_object",
     "standard_fault",
     "system_failure",
+    "try_again",
     "unsupported",
     "xml_fault",
 ]
@@ -61,7 +65,9 @@ def standard_fault(fault: QboFault, time: str) -> dict[str, Any]:
     return {"Fault": fault.fault(), "time": time}
 
 
-def gateway_fault(status: int, code: str, name: str, detail: str, fault_type: str, epoch_ms: int) -> dict[str, Any]:
+def gateway_fault(
+    status: int, code: str, name: str, detail: str | None, fault_type: str, epoch_ms: int
+) -> dict[str, Any]:
     """The gateway's lowercase shape with epoch-millisecond `time` (ref §3, pqb#250).
 
     `name` is the `message=` part, e.g. AuthenticationFailed; the code is zero-padded to six digits there.
@@ -96,6 +102,17 @@ def xml_fault(code: str, message: str, detail: str, fault_type: str, time: str, 
         f"<Error code={quoteattr(code)}{element_attr}>"
         f"<Message>{escape(message)}</Message><Detail>{escape(detail)}</Detail>"
         "</Error></Fault></IntuitResponse>"
+    )
+    return text.encode("utf-8")
+
+
+def html_404(path: str) -> bytes:
+    """The web server's page for a URL that is no API resource, as QBO's front end sent it (qbo_api cassette
+    irregular_char.yml); a client must read it as a wrong address, not as a missing object."""
+    text = (
+        '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>404 Not Found</title>\n'
+        f"</head><body>\n<h1>Not Found</h1>\n<p>The requested URL {escape(path)} was not found on this server.</p>\n"
+        "</body></html>\n"
     )
     return text.encode("utf-8")
 
@@ -150,7 +167,8 @@ def duplicate_name(detail: str | None = None) -> QboFault:
 
 
 def duplicate_docnumber(doc_number: str, txn_type: str, txn_id: str) -> QboFault:
-    """6140 with the Detail of the real 2026 fault quoted in ref §3 (6140 versus 6210 is unconfirmed)."""
+    """6140 with the Detail of real faults: `txn_type` is the name QBO shows, e.g. "Journal Entry" with a space
+    (finoptimal/fo_qbo capture), "Invoice" (ref §3)."""
     return QboFault(
         "6140",
         "Duplicate Document Number Error",
@@ -189,12 +207,45 @@ def bad_request(detail: str, element: str = "") -> QboFault:
 
 
 def system_failure() -> QboFault:
-    """The 500 a flaky QBO returns (ref §3 code 10000; its HTTP status is unconfirmed, we use 500)."""
+    """The 500 a flaky QBO returns: code 10000, SystemFault, a Java exception in the Detail (quickbooks-ruby#224
+    and #285; 10000 has also come with HTTP 400, the status is QBO's to choose)."""
     return QboFault(
         "10000",
         "An application error has occurred while processing your request",
-        "System Failure Error: An unexpected error occurred while accessing or saving your data. "
-        "Please wait a few minutes and try again. If the problem persists, contact customer support.",
+        "System Failure Error: java.lang.NullPointerException",
         status=500,
         fault_type="SystemFault",
+    )
+
+
+def try_again() -> QboFault:
+    """The 6000 real QBO answers some writes with, although the record is often saved anyway: Message and Detail
+    as a production integration kept them (finoptimal/fo_qbo). Its HTTP status was not kept; a ValidationFault
+    comes with 400 (ref §3)."""
+    return QboFault(
+        "6000",
+        "A business validation error has occurred while processing your request",
+        "Business Validation Error: An unexpected error occurred while accessing or saving your data. Please wait "
+        "a few minutes and try again. If the problem persists, contact customer support.",
+    )
+
+
+def amount_mismatch(amount: object) -> QboFault:
+    """6070, which real QBO sends for a line whose Amount is not Qty x UnitPrice (Intuit's error code list:
+    "Amount calculation incorrect in the request", "Amount is not equal to Qty * UnitPrice. Supplied value:XXX")."""
+    return QboFault(
+        "6070",
+        "Amount calculation incorrect in the request",
+        f"Amount is not equal to Qty * UnitPrice. Supplied value:{amount}",
+        "Line.Amount",
+    )
+
+
+def no_resource(relative: str, full: str) -> QboFault:
+    """Code 500 for a path under the company that names no resource, word for word as QBO answered GET
+    customer/1/5 (qbo_api cassette error/500.yml)."""
+    return QboFault(
+        "500",
+        "Unsupported Operation",
+        f"Operation Could not find resource for relative : {relative} of full path: {full} is not supported.",
     )

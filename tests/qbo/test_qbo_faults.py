@@ -60,7 +60,7 @@ def test_gateway_codes_are_read_with_their_zero_padding() -> None:
     [
         (401, "authorization.token_expired"),
         (403, "authorization.scope_or_environment"),
-        (404, "provider_rejection.object_not_found"),
+        (404, "authorization.wrong_address"),
         (429, "transport.throttled"),
         (500, "transport.server_error"),
         (502, "transport.server_error"),

@@ -8,11 +8,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from qbo_fakes import BASE, REALM, FakeClock, FakeQbo
+from conftest import BASE
+from real_corpus import CORPUS
+from scripted import REALM, SandboxTime, Scripted
 
 from pipelines.config import Settings
 from qbo.client import QboCallError, QboClient
 from qbo.oauth import OAuthClient, OAuthError, authorize_url, endpoints, new_state
+from qbo.sandbox.oauth import HARD_EXPIRY_SECONDS
 from qbo.tokens import Secret, TokenStore
 
 
@@ -47,36 +50,36 @@ def test_a_used_code_fails_cleanly_and_stores_nothing(oauth: OAuthClient, token_
     assert token_store.status(REALM).status == "disconnected"
 
 
-def test_the_access_token_is_reused_until_it_expires(client: QboClient, fake: FakeQbo, clock: FakeClock) -> None:
-    after_connect = fake.token_calls
+def test_the_access_token_is_reused_until_it_expires(client: QboClient, qbo: Scripted, clock: SandboxTime) -> None:
+    after_connect = qbo.token_calls
     for _ in range(5):
         client.company_info()
-    assert fake.token_calls == after_connect  # no refresh on every call (ref §11.1: pqb#392)
+    assert qbo.token_calls == after_connect  # no refresh on every call (ref §11.1: pqb#392)
     clock.advance(3600)
     client.company_info()
     client.company_info()
-    assert fake.token_calls == after_connect + 1
+    assert qbo.token_calls == after_connect + 1
 
 
 def test_the_rotated_refresh_token_is_stored_before_the_new_access_token_is_used(
-    client: QboClient, connected: TokenStore, fake: FakeQbo, clock: FakeClock
+    client: QboClient, connected: TokenStore, qbo: Scripted, clock: SandboxTime
 ) -> None:
     stored_when_used: list[Secret | None] = []
-    fake.on_api = lambda _request: stored_when_used.append(connected.load(REALM).refresh_token)
-    old = fake.refresh
+    qbo.on_api = lambda _request: stored_when_used.append(connected.load(REALM).refresh_token)
+    old = qbo.refresh
     clock.advance(3600)
     client.company_info()
-    assert fake.refresh != old
-    assert stored_when_used == [Secret(fake.refresh)]
+    assert qbo.refresh != old
+    assert stored_when_used == [Secret(qbo.refresh)]
     assert connected.status(REALM).refresh_count == 1
     assert connected.events(REALM)[0]["event"] == "refreshed" and connected.events(REALM)[0]["rotated"] is True
 
 
 def test_one_refresher_per_realm_and_the_others_reuse_its_token(
-    client: QboClient, fake: FakeQbo, clock: FakeClock
+    client: QboClient, qbo: Scripted, clock: SandboxTime
 ) -> None:
-    before = fake.token_calls
-    fake.on_token = lambda: time.sleep(0.2)  # a slow token endpoint: everyone else arrives meanwhile
+    before = qbo.token_calls
+    qbo.on_token = lambda _request: time.sleep(0.2)  # a slow token endpoint: everyone else arrives meanwhile
     clock.advance(3600)
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -94,13 +97,13 @@ def test_one_refresher_per_realm_and_the_others_reuse_its_token(
     for t in threads:
         t.join()
     assert errors == []
-    assert fake.token_calls == before + 1  # concurrent refreshes would invalidate each other (ref §11.2)
+    assert qbo.token_calls == before + 1  # concurrent refreshes would invalidate each other (ref §11.2)
 
 
 def test_invalid_grant_parks_the_realm_with_a_clear_reason_not_a_crash(
-    client: QboClient, connected: TokenStore, fake: FakeQbo, clock: FakeClock
+    client: QboClient, connected: TokenStore, qbo: Scripted, clock: SandboxTime
 ) -> None:
-    fake.refresh = "RT1-revoked-at-intuit"  # the stored refresh token is no longer honoured
+    qbo.sandbox.expire_tokens(REALM, refresh=True)  # revoked at Intuit: the stored refresh token is refused
     clock.advance(3600)
     with pytest.raises(QboCallError) as caught:
         client.company_info()
@@ -113,69 +116,70 @@ def test_invalid_grant_parks_the_realm_with_a_clear_reason_not_a_crash(
     assert "reconnect" in str(caught.value).lower()
     status = connected.status(REALM)
     assert (status.status, status.reason) == ("reconnect_needed", "authorization.reconnect_needed")
-    sent = len(fake.requests)
+    sent = len(qbo.requests)
     with pytest.raises(QboCallError, match="authorization.reconnect_needed"):
         client.company_info()
-    assert len(fake.requests) == sent  # nothing goes out until an admin reconnects
+    assert len(qbo.requests) == sent  # nothing goes out until an admin reconnects
 
 
 def test_a_401_mid_run_refreshes_once_and_the_call_succeeds(
-    client: QboClient, connected: TokenStore, fake: FakeQbo
+    client: QboClient, connected: TokenStore, qbo: Scripted
 ) -> None:
-    before = fake.token_calls
-    fake.expire_access()  # Intuit stopped accepting the token before our clock says it expires
+    before = qbo.token_calls
+    qbo.sandbox.expire_tokens(REALM)  # Intuit stopped accepting the token before our clock says it expires
     created = client.create("Vendor", {"DisplayName": "Acme"}, request_id="vendor:V1:v1")
     assert created.object["DisplayName"] == "Acme"
-    assert fake.token_calls == before + 1
-    sent = [r for r in fake.api_requests if r.method == "POST"]
+    assert qbo.token_calls == before + 1
+    sent = [r for r in qbo.api_requests if r.method == "POST"]
     assert [r.url.params["requestid"] for r in sent] == ["vendor:V1:v1", "vendor:V1:v1"]
-    assert connected.load(REALM).refresh_token == Secret(fake.refresh)
+    assert connected.load(REALM).refresh_token == Secret(qbo.refresh)
 
 
-def test_a_401_that_survives_a_refresh_is_reported_not_looped(client: QboClient, fake: FakeQbo) -> None:
-    before = fake.token_calls
-    fake.script(lambda r: httpx.Response(401, content=b""), lambda r: httpx.Response(401, content=b""))
+def test_a_401_that_survives_a_refresh_is_reported_not_looped(client: QboClient, qbo: Scripted) -> None:
+    before = qbo.token_calls
+    # The gateway's real 401 (qbo_api): the token is refused again right after a good refresh.
+    refused = (CORPUS / "gateway_401_3200_qboapi.json").read_bytes()
+    qbo.script(*[httpx.Response(401, content=refused, headers={"content-type": "application/json"})] * 2)
     with pytest.raises(QboCallError) as caught:
         client.company_info()
     assert caught.value.outcome.reason == "authorization.token_expired"
-    assert fake.token_calls == before + 1
+    assert qbo.token_calls == before + 1
 
 
 def test_a_hard_expired_refresh_token_asks_for_a_reconnect_without_calling_intuit(
-    client: QboClient, connected: TokenStore, fake: FakeQbo, clock: FakeClock
+    client: QboClient, connected: TokenStore, qbo: Scripted, clock: SandboxTime
 ) -> None:
-    before = fake.token_calls
-    clock.advance(156032154 + 1)  # past the 5-year cap (ref §2, B-rt25)
+    before = qbo.token_calls
+    clock.advance(HARD_EXPIRY_SECONDS + 1)  # past the 5-year cap (ref §2, B-rt25)
     with pytest.raises(QboCallError, match="authorization.reconnect_needed"):
         client.company_info()
-    assert fake.token_calls == before
+    assert qbo.token_calls == before
     assert connected.status(REALM).status == "reconnect_needed"
 
 
 def test_an_unreachable_token_endpoint_is_transport_and_keeps_the_connection(
-    settings: Settings, connected: TokenStore, fake: FakeQbo, clock: FakeClock
+    client: QboClient, connected: TokenStore, qbo: Scripted, clock: SandboxTime
 ) -> None:
-    def down(request: httpx.Request) -> httpx.Response:
-        if request.url.path.startswith("/oauth2"):
-            raise httpx.ConnectError("connection refused", request=request)
-        return fake(request)
+    def down(request: httpx.Request) -> None:
+        raise httpx.ConnectError("connection refused", request=request)
 
-    with httpx.Client(transport=httpx.MockTransport(down)) as http_down:
-        qbo = QboClient(settings, connected, REALM, http=http_down, clock=clock, sleep=clock.sleep)
-        clock.advance(3600)
-        with pytest.raises(QboCallError) as caught:
-            qbo.company_info()
+    qbo.on_token = down
+    sent = len(qbo.api_requests)
+    clock.advance(3600)
+    with pytest.raises(QboCallError) as caught:
+        client.company_info()
+    assert len(qbo.api_requests) == sent
     assert caught.value.outcome.reason == "transport.connection_failed"
     assert connected.status(REALM).status == "connected"
 
 
 def test_revoke_disconnects_and_forgets_the_tokens(
-    oauth: OAuthClient, connected: TokenStore, fake: FakeQbo, client: QboClient
+    oauth: OAuthClient, connected: TokenStore, qbo: Scripted, client: QboClient
 ) -> None:
-    refresh = fake.refresh
+    refresh = qbo.refresh
     status = oauth.revoke(REALM, actor="admin@demo.local")
     assert (status.status, status.reason) == ("disconnected", "authorization.not_connected")
-    revoke = [r for r in fake.requests if r.url.path.endswith("/revoke")]
+    revoke = [r for r in qbo.requests if r.url.path.endswith("/revoke")]
     assert len(revoke) == 1 and refresh in revoke[0].content.decode()
     assert connected.load(REALM).refresh_token is None
     with pytest.raises(QboCallError, match="authorization.not_connected"):

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from qbo_fakes import AUTH_CODE, REALM, START, FakeClock, FakeQbo
+from conftest import connect
+from scripted import REALM, START, SandboxTime, Scripted
 
 from pipelines.config import Settings
 from pipelines.store import Store
 from qbo.client import QboClient
 from qbo.oauth import OAuthClient, ReconnectNeededError
+from qbo.sandbox.oauth import HARD_EXPIRY_SECONDS, REFRESH_TOKEN_SECONDS
 from qbo.tokens import Secret, TokenKeyError, TokenSet, TokenStore, TokenUnreadableError
 
 
@@ -27,19 +29,19 @@ def _file_bytes(db: Path) -> bytes:
 
 
 def test_tokens_never_reach_the_database_file_or_the_logs(
-    tmp_path: Path, settings: Settings, fake: FakeQbo, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, settings: Settings, qbo: Scripted, clock: SandboxTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     db = tmp_path / "tokens.duckdb"
     seen: list[str] = []
-    with Store(db) as store, httpx.Client(transport=httpx.MockTransport(fake)) as http:
+    with Store(db) as store, httpx.Client(transport=qbo) as http:
         tokens = TokenStore(store, settings)
-        OAuthClient(settings, tokens, http=http, clock=clock).exchange_code(AUTH_CODE, REALM)
-        seen += [fake.access, fake.refresh]
+        connect(settings, OAuthClient(settings, tokens, http=http, clock=clock), http)
+        seen += [qbo.access, qbo.refresh]
         clock.advance(3700)  # the access token expires: one refresh rotates both tokens
         QboClient(settings, tokens, REALM, http=http, clock=clock, sleep=clock.sleep).company_info()
-        seen += [fake.access, fake.refresh]
-        assert tokens.load(REALM).refresh_token == Secret(fake.refresh)  # stored, and readable with the key
+        seen += [qbo.access, qbo.refresh]
+        assert tokens.load(REALM).refresh_token == Secret(qbo.refresh)  # stored, and readable with the key
         store.execute("CHECKPOINT")
     content = _file_bytes(db)
     assert len(set(seen)) == 4
@@ -102,21 +104,21 @@ def test_a_changed_key_parks_the_connection_and_the_old_key_brings_it_back(store
 
 
 def test_the_connection_status_shows_lifetimes_and_history_but_no_token(
-    connected: TokenStore, fake: FakeQbo, clock: FakeClock
+    connected: TokenStore, qbo: Scripted, clock: SandboxTime
 ) -> None:
     status = connected.status(REALM)
     shown = status.to_dict()
     assert shown["status"] == "connected" and shown["connected_by"] == "admin@demo.local"
     assert shown["scopes"] == ["com.intuit.quickbooks.accounting"]
     assert status.access_expires_at == clock.now + timedelta(seconds=3600)
-    assert status.refresh_expires_at == clock.now + timedelta(seconds=8726400)
+    assert status.refresh_expires_at == clock.now + timedelta(seconds=REFRESH_TOKEN_SECONDS)
     # Asked for with x-include-refresh-token-hard-expires-in and kept (ref §2).
-    assert status.refresh_hard_expires_at == clock.now + timedelta(seconds=156032154)
-    assert fake.access not in str(shown) and fake.refresh not in str(shown) and fake.refresh not in repr(status)
+    assert status.refresh_hard_expires_at == clock.now + timedelta(seconds=HARD_EXPIRY_SECONDS)
+    assert qbo.access not in str(shown) and qbo.refresh not in str(shown) and qbo.refresh not in repr(status)
     assert [e["event"] for e in connected.events(REALM)] == ["connected"]
 
 
-def test_reconnect_needed_forgets_the_dead_tokens(connected: TokenStore, clock: FakeClock) -> None:
+def test_reconnect_needed_forgets_the_dead_tokens(connected: TokenStore, clock: SandboxTime) -> None:
     connected.mark_reconnect_needed(REALM, "authorization.reconnect_needed", now=clock.now)
     conn = connected.load(REALM)
     assert conn.access_token is None and conn.refresh_token is None
@@ -130,10 +132,10 @@ def test_an_unknown_realm_is_not_connected(token_store: TokenStore) -> None:
 
 
 def test_oauth_refuses_to_work_on_a_parked_realm(
-    connected: TokenStore, oauth: OAuthClient, fake: FakeQbo, clock: FakeClock
+    connected: TokenStore, oauth: OAuthClient, qbo: Scripted, clock: SandboxTime
 ) -> None:
     connected.mark_reconnect_needed(REALM, "authorization.reconnect_needed", now=clock.now)
-    calls = fake.token_calls
+    calls = qbo.token_calls
     with pytest.raises(ReconnectNeededError, match="reconnect"):
         oauth.access_token(REALM)
-    assert fake.token_calls == calls
+    assert qbo.token_calls == calls

@@ -1,12 +1,9 @@
-"""Golden shapes: envelopes and faults keep the keys and types of the samples in ref §2, §3, §5-§9."""
+"""The sandbox answers in the golden shapes, which every real answer in tests/qbo/real fits too."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,49 +12,8 @@ from pipelines.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from qbo.sandbox import Limits, Sandbox
 from qbo.sandbox.webhooks import cloudevents_payload, legacy_payload
 
+from .golden_shapes import GOLDEN, assert_conforms, golden, xml_shape
 from .sandbox_helpers import REALM, Qbo, authorized_client, body, make_sandbox
-
-GOLDEN = Path(__file__).parent / "golden"
-OPEN = "__open__"  # a golden object marked open may carry more keys than the sample shows
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float | Decimal):
-        return "number"
-    return type(value).__name__
-
-
-def assert_conforms(actual: Any, golden: Any, path: str = "$") -> None:
-    """`actual` has the golden sample's structure: same keys (unless open), same JSON types, recursively."""
-    if isinstance(golden, dict):
-        assert isinstance(actual, dict), f"{path}: expected an object, got {_kind(actual)}"
-        wanted = {k for k in golden if k != OPEN}
-        missing = wanted - set(actual)
-        assert not missing, f"{path}: missing keys {sorted(missing)}"
-        if not golden.get(OPEN):
-            extra = set(actual) - wanted
-            assert not extra, f"{path}: unexpected keys {sorted(extra)}"
-        for key in wanted:
-            assert_conforms(actual[key], golden[key], f"{path}.{key}")
-    elif isinstance(golden, list):
-        assert isinstance(actual, list), f"{path}: expected a list, got {_kind(actual)}"
-        if len(golden) == 1:
-            for index, item in enumerate(actual):
-                assert_conforms(item, golden[0], f"{path}[{index}]")
-        elif golden:
-            assert len(actual) == len(golden), f"{path}: expected {len(golden)} items"
-            for index, (item, sample) in enumerate(zip(actual, golden, strict=True)):
-                assert_conforms(item, sample, f"{path}[{index}]")
-    else:
-        assert _kind(actual) == _kind(golden), f"{path}: expected {_kind(golden)}, got {_kind(actual)}"
-
-
-def golden(name: str) -> Any:
-    return json.loads((GOLDEN / f"{name}.json").read_text())
 
 
 def test_standard_fault(qbo: Qbo) -> None:
@@ -72,8 +28,17 @@ def test_gateway_fault(control: httpx.Client) -> None:
     assert_conforms(body(reply), golden("gateway_fault"))
 
 
-def test_throttle_uses_the_gateway_shape() -> None:
+def test_a_throttle_is_xml_by_default_as_every_real_one_is() -> None:
     sandbox = make_sandbox(limits=Limits(per_minute=0))
+    with authorized_client(sandbox) as http:
+        reply = Qbo(http).read("Vendor", "1")
+    assert reply.status_code == 429 and reply.headers["content-type"] == "application/xml"
+    real = (GOLDEN.parent.parent / "qbo" / "real" / "throttle_429_xml_phpsdk54.xml").read_bytes()
+    assert xml_shape(reply.content) == xml_shape(real)
+
+
+def test_the_json_throttle_is_still_the_gateway_shape() -> None:
+    sandbox = make_sandbox(limits=Limits(per_minute=0), throttle_format="json")
     with authorized_client(sandbox) as http:
         reply = Qbo(http).read("Vendor", "1")
     assert reply.status_code == 429
@@ -87,8 +52,16 @@ def test_entity_envelope(qbo: Qbo) -> None:
         "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "4"}},
     }
     bill = {"VendorRef": {"value": "1"}, "TxnDate": "2025-06-11", "Line": [line]}
-    assert_conforms(body(qbo.create("Bill", bill)), golden("entity_envelope"))
+    created = body(qbo.create("Bill", bill))
+    assert_conforms(created, golden("entity_envelope"))
+    assert set(created) == {"Bill", "time"} and created["Bill"]["TotalAmt"] == created["Bill"]["Balance"] == 200
     assert_conforms(body(qbo.read("Bill", "1")), golden("entity_envelope"))
+
+
+def test_delete_reply(qbo: Qbo) -> None:
+    reply = body(qbo.delete("Bill", "1", "0"))
+    assert_conforms(reply, golden("delete_reply"))
+    assert reply["Bill"] == {"status": "Deleted", "domain": "QBO", "Id": "1"}
 
 
 @pytest.mark.parametrize(
@@ -120,7 +93,14 @@ def test_batch_response(qbo: Qbo) -> None:
         ]
     )
     assert reply.status_code == 200
-    assert_conforms(body(reply), golden("batch_response"))
+    answer = body(reply)
+    assert_conforms(answer, golden("batch_response"))
+    items = answer["BatchItemResponse"]
+    assert [("Customer" in i, "Fault" in i, "QueryResponse" in i) for i in items] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
 
 
 def test_token_responses(sandbox: Sandbox, control: httpx.Client) -> None:
@@ -158,15 +138,23 @@ def test_xml_throttle_fault_is_an_intuit_response() -> None:
     error = fault.find(f"{ns}Error")
     assert error is not None and error.get("code") == "3001"
     assert error.findtext(f"{ns}Message") == "message=ThrottleExceeded; errorCode=003001; statusCode=429"
-    assert error.findtext(f"{ns}Detail") == "The request limit was reached. Try again later"
+    # Word for word, two spaces included, as every real throttle in the corpus says it.
+    assert error.findtext(f"{ns}Detail") == "The request limit was reached.  Try again later"
 
 
 def test_the_shape_checker_catches_drift() -> None:
-    sample = golden("standard_fault")
-    drifted = json.loads(json.dumps(sample))
+    real = json.loads((GOLDEN.parent.parent / "qbo" / "real" / "duplicate_name_6240_null_qboapi.json").read_text())
+    assert_conforms(real, golden("standard_fault"))  # no element, as QBO sent it: optional
+    drifted = json.loads(json.dumps(real))
     drifted["Fault"]["Error"][0]["code"] = 6240
     with pytest.raises(AssertionError, match="code"):
-        assert_conforms(drifted, sample)
-    del drifted["time"]
+        assert_conforms(drifted, golden("standard_fault"))
+    del drifted["Fault"]
     with pytest.raises(AssertionError, match="missing keys"):
-        assert_conforms(drifted, sample)
+        assert_conforms(drifted, golden("standard_fault"))
+    gateway = golden("gateway_fault")
+    gateway["fault"]["error"][0]["detail"] = 7
+    with pytest.raises(AssertionError, match="fits none"):
+        assert_conforms(gateway, golden("gateway_fault"))
+    with pytest.raises(AssertionError, match="no entity key"):
+        assert_conforms({"time": "2020-09-29T06:02:35.106-07:00"}, golden("entity_envelope"))

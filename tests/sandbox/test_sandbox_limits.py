@@ -10,7 +10,7 @@ import pytest
 
 from qbo.sandbox import Limits, Sandbox, SandboxClock
 
-from .sandbox_helpers import REALM, START, Qbo, authorized_client, body, make_sandbox
+from .sandbox_helpers import REALM, START, Qbo, authorized_client, make_sandbox
 
 
 class _FakeMonotonic:
@@ -31,10 +31,9 @@ def test_500_requests_a_minute_then_429_until_the_window_moves(sandbox: Sandbox,
     assert set(_fill(qbo, 500)) == {200}
     throttled = qbo.read("Vendor", "1")
     assert throttled.status_code == 429
-    error = body(throttled)["fault"]["error"][0]
-    assert error["code"] == "3001"
-    assert error["message"] == "message=ThrottleExceeded; errorCode=003001; statusCode=429"
-    assert body(throttled)["fault"]["type"] == "SERVICE"
+    assert throttled.headers["content-type"] == "application/xml"  # as every real throttle answered
+    assert b'<Fault type="SERVICE"><Error code="3001">' in throttled.content
+    assert b"<Message>message=ThrottleExceeded; errorCode=003001; statusCode=429</Message>" in throttled.content
     assert "retry-after" not in throttled.headers
     sandbox.clock.advance(60)
     assert qbo.read("Vendor", "1").status_code == 200
@@ -67,6 +66,7 @@ def test_40_batches_a_minute(sandbox: Sandbox, qbo: Qbo) -> None:
 @pytest.mark.parametrize(("fmt", "retry_after"), [("xml", None), ("json", 60)])
 def test_throttle_format_and_retry_after_are_options(fmt: str, retry_after: int | None) -> None:
     sandbox = make_sandbox(limits=Limits(per_minute=1), throttle_format=fmt, retry_after_seconds=retry_after)
+    assert make_sandbox().throttle_format == "xml"  # the default is what QBO sends
     with authorized_client(sandbox) as http:
         qbo = Qbo(http)
         _fill(qbo, 1)
@@ -110,3 +110,15 @@ def test_an_optional_per_second_limit() -> None:
     with authorized_client(sandbox) as http:
         statuses = _fill(Qbo(http), 11)
     assert statuses[-1] == 429 and statuses[:10] == [200] * 10
+
+
+def test_a_403_throttle_as_qbo_answered_in_2016_is_an_option() -> None:
+    sandbox = make_sandbox(limits=Limits(per_minute=1), throttle_status=403)
+    with authorized_client(sandbox) as http:
+        qbo = Qbo(http)
+        _fill(qbo, 1)
+        reply = qbo.read("Vendor", "1")
+    assert reply.status_code == 403 and reply.headers["content-type"] == "application/xml"
+    assert b"<Message>message=ThrottleExceeded; errorCode=003001; statusCode=403</Message>" in reply.content
+    with pytest.raises(ValueError, match="429 or 403"):
+        make_sandbox(throttle_status=500)
