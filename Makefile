@@ -32,7 +32,7 @@ demo: install
 run: install
 	rm -f data/synchealth.duckdb data/synchealth.duckdb.wal
 	$(BIN)/python -m pipelines.demo.history --dir $(DEMO_DIR)
-	PORT=$(PORT) $(BIN)/python -m pipelines.demo.launcher $(DEMO_DIR)
+	$(BIN)/python -m pipelines.demo.launcher $(DEMO_DIR) --port $(PORT)
 
 test: install
 	$(BIN)/ruff check .

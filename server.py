@@ -1,20 +1,22 @@
 """The one server: `st.App` serves the pages (app.py) beside the OAuth, webhook, health and local API routes.
 
-Its lifespan owns the process's one Store and the scheduler. Run it with `synchealth serve` (or
+Its lifespan owns the process's one Store, its commands and the scheduler. Run it with `synchealth serve` (or
 `uvicorn server:app`); this module is the ASGI entry, app.py stays the Streamlit script it serves.
 
 Routes:
     GET  /oauth/connect?ticket=T   one-time link from the Connection page -> Intuit's authorize URL with a state
-    GET  /oauth/callback           checks the state, exchanges the code, stores the tokens encrypted
+    GET  /oauth/callback           checks the state; the connect command exchanges the code and stores the tokens
     POST /webhooks/qbo             verifies intuit-signature, answers at once, the scheduler re-reads later
-    GET  /healthz                  store, scheduler, last cycle, last error, connections, webhooks
-    POST /api/cli, /api/connect    the local API (bearer token from the 0600 server file) for the CLI and scripts
+    GET  /healthz                  ok or degraded; with the local API token, the store, scheduler and connections
+    POST /api/command, /api/view   the local API (bearer token from the 0600 server file): commands and reads, JSON
+    POST /api/connect              a one-time Connect link for an admin
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,21 +30,25 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from pipelines.clock import system_clock
-from pipelines.config import load_settings
+from pipelines.commands import Caller
+from pipelines.config import load_server_config, load_settings
 from pipelines.connection_health import connection_health
 from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
+from pipelines.incidents import configure_log, log_path_for, record_incident
 from pipelines.serve import state as serving
+from pipelines.serve.remote import remove_server_file, write_server_file
 from pipelines.serve.scheduler import Scheduler, SchedulerConfig
 from pipelines.serve.webhooks import SIGNATURE_HEADER, WebhookInbox, handle_delivery
 from pipelines.store import Store
-from qbo.oauth import OAuthClient, OAuthError, authorize_url
-from qbo.tokens import TokenStore
+from pipelines.views.api import read_view
+from qbo.oauth import authorize_url
 
 __all__ = ["app", "create_app"]
 
 log = logging.getLogger("synchealth.server")
 ROOT = Path(__file__).resolve().parent
 _HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_API_BODY_LIMIT = 1 << 20  # a command's JSON: names, keys and reasons, never near a megabyte
 
 
 def _state() -> serving.ServerState:
@@ -67,15 +73,11 @@ async def oauth_connect(request: Request) -> Response:
     return RedirectResponse(url, status_code=302)
 
 
-def _exchange(state: serving.ServerState, code: str, realm_id: str, actor: str) -> None:
-    with httpx.Client(timeout=_HTTP_TIMEOUT) as http:
-        oauth = OAuthClient(state.settings, TokenStore(state.store, state.settings), http=http, clock=state.clock)
-        oauth.exchange_code(code, realm_id, connected_by=actor)
+def _exchange(state: serving.ServerState, code: str, realm_id: str, actor: str):
     identity = resolve(actor, load_roles(state.settings.roles_file))
-    state.store.execute(
-        "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [realm_id, state.now(), identity.email, identity.role, "connect", f"connection:{realm_id}", "OAuth connect"],
-    )
+    with httpx.Client(timeout=_HTTP_TIMEOUT) as http:
+        caller = Caller(identity, realm_id, state.clock)
+        return state.commands.finish_connect(caller, code, realm_id, http=http)
 
 
 async def oauth_callback(request: Request) -> Response:
@@ -93,10 +95,9 @@ async def oauth_callback(request: Request) -> Response:
     code, realm_id = params.get("code"), params.get("realmId")
     if not code or not realm_id:
         return PlainTextResponse("The callback carried no code or realmId.", status_code=400)
-    try:
-        await run_in_threadpool(_exchange, state, code, realm_id, actor)
-    except (OAuthError, ValueError) as err:
-        return PlainTextResponse(f"QuickBooks refused the connection: {err}", status_code=400)
+    done = await run_in_threadpool(_exchange, state, code, realm_id, actor)
+    if not done.ok:
+        return PlainTextResponse(f"QuickBooks refused the connection: {done.message}", status_code=400)
     state.scheduler.request_cycle()  # pull and sync what waited for the connection, now
     return RedirectResponse(f"/connection?connected={realm_id}", status_code=303)
 
@@ -118,12 +119,14 @@ async def qbo_webhook(request: Request) -> Response:
 
 
 # -- health ------------------------------------------------------------------------------------------------
-def _health(state: serving.ServerState) -> tuple[int, dict[str, Any]]:
-    store: dict[str, Any] = {"path": str(state.store.path)}
+def _health(state: serving.ServerState, detailed: bool) -> tuple[int, dict[str, Any]]:
+    store: dict[str, Any] = {}
     realms: list[dict[str, Any]] = []
     try:
         store["schema_version"] = state.store.schema_version
         store["ok"] = True
+        check = state.store.audit_check
+        store["audit"] = {"ok": check.ok, "problem": check.problem}
         now = state.now()
         for (realm_id,) in state.store.rows("SELECT realm_id FROM qbo_connections ORDER BY 1"):
             h = connection_health(state.store, realm_id, now=now, host=state.settings.api_base_url)
@@ -141,11 +144,14 @@ def _health(state: serving.ServerState) -> tuple[int, dict[str, Any]]:
     except Exception as err:  # the health route reports a broken store; it does not become one more error
         store.update(ok=False, error=f"{type(err).__name__}: {err}")
     scheduler = state.scheduler.status()
-    ok = bool(store.get("ok")) and scheduler["running"]
-    return (200 if ok else 503), {
+    ok = bool(store.get("ok")) and scheduler["running"] and store.get("audit", {}).get("ok", False)
+    code = 200 if ok else 503
+    if not detailed:  # anyone may ask whether it is up; only the holder of the local API token sees the rest
+        return code, {"status": "ok" if ok else "degraded"}
+    return code, {
         "status": "ok" if ok else "degraded",
-        "started_at": state.started_at.isoformat(),
-        "store": store,
+        "started_at": state.started_at.isoformat() if state.started_at else None,
+        "store": {"path": str(state.store.path), **store},
         "scheduler": scheduler,
         "last_cycle": scheduler["last_cycle"],
         "last_error": scheduler["last_error"],
@@ -155,7 +161,8 @@ def _health(state: serving.ServerState) -> tuple[int, dict[str, Any]]:
 
 
 async def healthz(request: Request) -> Response:
-    code, body = await run_in_threadpool(_health, _state())
+    state = _state()
+    code, body = await run_in_threadpool(_health, state, _authorized(request, state))
     return JSONResponse(body, status_code=code)
 
 
@@ -165,15 +172,57 @@ def _authorized(request: Request, state: serving.ServerState) -> bool:
     return hmac.compare_digest(given, state.api_token.encode())
 
 
-async def api_cli(request: Request) -> Response:
-    """Run a `synchealth` command on the server's store (the CLI's way in while the server holds the file)."""
+async def _json_body(request: Request) -> dict[str, Any] | None:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _API_BODY_LIMIT:
+            return None
+    try:
+        found = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _run_command(state: serving.ServerState, payload: dict[str, Any]) -> dict[str, Any]:
+    identity = resolve(payload.get("actor"), load_roles(state.settings.roles_file))
+    caller = Caller(identity, str(payload.get("realm") or state.settings.realm_id), state.clock)
+    return state.commands.dispatch(str(payload["command"]), caller, payload.get("params") or {}).to_json()
+
+
+def _run_view(state: serving.ServerState, payload: dict[str, Any]) -> dict[str, Any]:
+    realm = str(payload.get("realm") or state.settings.realm_id)
+    try:
+        data = read_view(state.store, str(payload["view"]), realm, state.now(), payload.get("params") or {})
+    except (LookupError, ValueError) as err:
+        return {"error": str(err).strip("'\""), "bad_input": True}
+    except Exception as err:
+        return {"error": str(record_incident(err, f"the {payload['view']} view"))}
+    return {"data": data}
+
+
+async def api_command(request: Request) -> Response:
+    """Run a command for the CLI beside the server: the same commands, the same role checks and audit."""
     state = _state()
     if not _authorized(request, state):
         return JSONResponse({"error": "unauthorized"}, status_code=401)
-    argv = (await request.json()).get("argv")
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        return JSONResponse({"error": "argv must be a list of strings"}, status_code=400)
-    return JSONResponse(await run_in_threadpool(serving.run_cli_here, argv, state.settings))
+    payload = await _json_body(request)
+    if payload is None or not isinstance(payload.get("command"), str) or not isinstance(payload.get("params", {}),
+                                                                                        dict):  # fmt: skip
+        return JSONResponse({"error": "expected {command, actor, realm, params}"}, status_code=400)
+    return JSONResponse(await run_in_threadpool(_run_command, state, payload))
+
+
+async def api_view(request: Request) -> Response:
+    """A read for the CLI beside the server: answered from the store at once, never behind a cycle."""
+    state = _state()
+    if not _authorized(request, state):
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
+    payload = await _json_body(request)
+    if payload is None or not isinstance(payload.get("view"), str) or not isinstance(payload.get("params", {}), dict):
+        return JSONResponse({"error": "expected {view, realm, params}"}, status_code=400)
+    return JSONResponse(await run_in_threadpool(_run_view, state, payload))
 
 
 async def api_connect(request: Request) -> Response:
@@ -181,7 +230,8 @@ async def api_connect(request: Request) -> Response:
     state = _state()
     if not _authorized(request, state):
         return JSONResponse({"error": "unauthorized"}, status_code=401)
-    identity = resolve((await request.json()).get("actor"), load_roles(state.settings.roles_file))
+    payload = await _json_body(request) or {}
+    identity = resolve(payload.get("actor"), load_roles(state.settings.roles_file))
     try:
         require(identity, "connect")
     except PermissionDeniedError as err:
@@ -207,11 +257,22 @@ def _register_local_webhooks(state: serving.ServerState) -> None:
         log.warning("could not register webhooks with the local sandbox (%s); changes arrive by CDC only", err)
 
 
+def _settings_and_config():
+    """What `synchealth serve` built; under a bare `uvicorn server:app`, read here."""
+    given = serving.configured()
+    if given is not None:
+        return given
+    settings = load_settings()
+    return settings, load_server_config(settings)
+
+
 @asynccontextmanager
 async def lifespan(_app: st.App):
-    settings = load_settings()
-    config = serving.load_server_config(settings)
+    settings, config = _settings_and_config()
+    configure_log(log_path_for(settings.db_path))
     store = Store(settings.db_path)
+    if not store.audit_check.ok:
+        log.error("the audit log is not intact: %s", store.audit_check.problem)
     clock = system_clock  # the server's one clock: routes, webhooks and the scheduler all read this one
     inbox = WebhookInbox()
     inbox.recall(store, clock())  # a delivery replayed across a restart is still recognised
@@ -228,7 +289,7 @@ async def lifespan(_app: st.App):
     )
     state = serving.ServerState(settings, config, store, scheduler, inbox, clock=clock)
     serving.install(state)
-    serving.write_server_file(settings.db_path, config.url, state.api_token)
+    write_server_file(settings.db_path, config.url, state.api_token)
     if settings.qbo_env == "local":
         await asyncio.to_thread(_register_local_webhooks, state)
     scheduler.start()
@@ -238,7 +299,7 @@ async def lifespan(_app: st.App):
     finally:
         # The scheduler ends its step under way first; only then does the store close (no half-written file).
         await asyncio.to_thread(scheduler.stop)
-        serving.remove_server_file(settings.db_path)
+        remove_server_file(settings.db_path)
         serving.uninstall(state)
         store.close()
         log.info("QBO Sync Health stopped; the store is closed")
@@ -249,7 +310,8 @@ ROUTES = [
     Route("/oauth/callback", oauth_callback, methods=["GET"]),
     Route("/webhooks/qbo", qbo_webhook, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
-    Route("/api/cli", api_cli, methods=["POST"]),
+    Route("/api/command", api_command, methods=["POST"]),
+    Route("/api/view", api_view, methods=["POST"]),
     Route("/api/connect", api_connect, methods=["POST"]),
 ]
 

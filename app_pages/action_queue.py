@@ -6,20 +6,9 @@ import streamlit as st
 from pipelines.exceptions import RESOLUTION_CODES
 from pipelines.identity import FINANCE_DIMENSIONS
 from pipelines.views.queue import filter_queue, owner_choices, queue_summary
-from ui.data import (
-    action_queue,
-    csv_export,
-    get_settings,
-    get_store,
-    identity_of,
-    people,
-    queue_assign,
-    queue_exclude,
-    queue_resolve,
-    retry_records,
-)
+from ui.actions import caller_for, commands, run_bulk, show_results_table
+from ui.data import action_queue, csv_export, get_settings, get_store, identity_of, people
 
-CHUNK = 25  # items per call in bulk work: the progress bar moves after each
 COLUMNS = [
     "priority", "link", "key", "reason", "fix", "detail", "at_stake", "due_date", "owned_by", "status", "escalated",
     "escalation_reason", "age_days", "due_by", "dimension", "occurrences", "exception_id",
@@ -34,11 +23,7 @@ last = st.session_state.get("queue_last")
 
 st.title("Action queue")
 if last is not None:
-    results: pl.DataFrame = last["results"]
-    n, ok = results.height, int(results["done"].sum())
-    st.progress(1.0, text=f"{last['label']}: {n:,} of {n:,} processed")
-    (st.success if ok == n else st.warning)(f"{last['label']}: {ok:,} done, {n - ok:,} refused. Each item's result:")
-    st.dataframe(results, hide_index=True, column_config={"message": st.column_config.TextColumn(width="large")})
+    show_results_table(last["label"], last["results"])
     if st.button("Dismiss these results", key="q_dismiss"):
         del st.session_state["queue_last"]
         st.rerun()
@@ -151,19 +136,13 @@ if admin_only and identity.role != "admin":
     )
 
 
-def run_bulk(label: str, items: list, act) -> None:
-    """Run `act` on the items in chunks with a progress bar, then show every item's result after a rerun."""
-    bar = st.progress(0.0, text=f"{label}: 0 of {len(items):,}")
-    parts = []
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start : start + CHUNK]
-        parts.append(act(chunk))
-        done = start + len(chunk)
-        bar.progress(done / len(items), text=f"{label}: {done:,} of {len(items):,}")
-    st.session_state["queue_last"] = {"label": label, "results": pl.concat(parts, how="diagonal_relaxed")}
+def bulk(label: str, items: list, act) -> None:
+    """Run a command over the items in chunks, then show every item's answer after a rerun."""
+    st.session_state["queue_last"] = {"label": label, "results": run_bulk(label, items, act)}
     st.rerun()
 
 
+caller = caller_for(identity)
 left, right = st.columns(2)
 with left, st.container(border=True):
     st.markdown("**Assign**")
@@ -171,10 +150,10 @@ with left, st.container(border=True):
     person = st.selectbox("To", choices, key="q_assign_to")
     note = st.text_input("Note (optional)", key="q_assign_note")
     if st.button("Assign selected", key="q_assign", disabled=not picked_ids):
-        run_bulk(
+        bulk(
             f"Assign to {person}",
             picked_ids,
-            lambda chunk: queue_assign(store, settings, realm, chunk, person, identity, note or None),
+            lambda chunk: commands().assign(caller, chunk, to=person, note=note or None),
         )
 with right, st.container(border=True):
     st.markdown("**Resolve**")
@@ -189,30 +168,23 @@ with right, st.container(border=True):
     one_record = code != "marked_synced" or (len(picked_keys) == 1 and bool(qbo_id))
     blocked = not picked_ids or not reason.strip() or not one_record
     if st.button("Resolve selected", key="q_resolve", disabled=blocked):
-        run_bulk(
+        bulk(
             f"Resolve as {RESOLUTION_CODES[code]}",
             picked_ids,
-            lambda chunk: queue_resolve(store, settings, realm, chunk, code, reason, identity, qbo_id),
+            lambda chunk: commands().resolve(caller, chunk, code=code, reason=reason, qbo_id=qbo_id or None),
         )
 
 with st.container(border=True):
     st.markdown("**Exclude from sync** — the records are never sent; their open items close.")
     why = st.text_input("Why (required)", key="q_exclude_reason")
     if st.button("Exclude selected records", key="q_exclude", disabled=not picked_keys or not why.strip()):
-        run_bulk("Exclude from sync", picked_keys, lambda chunk: queue_exclude(store, realm, chunk, why, identity))
+        bulk("Exclude from sync", picked_keys, lambda chunk: commands().exclude(caller, chunk, reason=why))
 
 with st.container(border=True):
     st.markdown("**Retry** — re-check the selected records and resend the ones whose cause changed.")
     if identity.can("retry"):
         override = st.text_input("Override reason (only to resend although nothing changed)", key="q_override")
         if st.button(f"Retry {len(picked_keys):,} record(s)", key="q_retry", disabled=not picked_keys):
-
-            def retry_chunk(chunk: list[str]) -> pl.DataFrame:
-                answers = retry_records(store, settings, chunk, identity, override or None)
-                return pl.DataFrame(
-                    [{"item": a.key, "done": a.sent, "message": a.message, "state": a.state} for a in answers]
-                )
-
-            run_bulk("Retry", picked_keys, retry_chunk)
+            bulk("Retry", picked_keys, lambda chunk: commands().retry(caller, chunk, override_reason=override or None))
     else:
         st.caption(f"Retry needs the admin role; you are signed in as a {identity.role}.")

@@ -3,8 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from pipelines.mappings import accept_suggestions, map_and_recheck
-from ui import data as page_data
+from ui.actions import caller_for, commands, run_action, show_result
 from ui.data import get_settings, get_store, identity_of, mapping_gaps, qbo_choices
 
 settings = get_settings()
@@ -51,8 +50,8 @@ if not suggested.is_empty():
     rows = picked_rows.selection.rows if identity.can("map") else []
     if identity.can("map") and st.button(f"Accept {len(rows)} selected", disabled=not rows, key="accept_go"):
         pairs = [(suggested["kind"][i], suggested["awra_value"][i]) for i in rows]
-        done = accept_suggestions(store, realm, pairs, identity=identity, now=page_data.page_now())
-        st.success(f"Accepted {len(pairs)}: {done.now_ready:,} of {done.waiting:,} waiting records now ready.")
+        done = run_action("Accept suggestions", lambda: commands().accept_suggestions(caller_for(identity), pairs))
+        show_result(done)
 
 st.subheader("Map a value")
 if not identity.can("map"):
@@ -77,10 +76,7 @@ picked = st.selectbox(
 reason = st.text_input("Reason (kept in the audit log)", key="map_reason")
 if st.button("Map and re-check", type="primary", disabled=not ids, key="map_go"):
     with st.spinner("Re-checking every record..."):
-        done = map_and_recheck(
-            store, realm, kind, value, ids[picked], identity=identity, reason=reason or None, now=page_data.page_now()
+        done = run_action(
+            "Map", lambda: commands().map(caller_for(identity), kind, value, ids[picked], reason=reason or None)
         )
-    st.success(
-        f"Mapped {value} to {done.mapping['qbo_name']}: {done.now_ready:,} of {done.waiting:,} waiting "
-        f"records now ready" + (f"; {done.still_blocked:,} wait on something else." if done.still_blocked else ".")
-    )
+    show_result(done)

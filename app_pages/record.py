@@ -3,15 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from ui.data import (
-    decide_duplicate,
-    get_settings,
-    get_store,
-    identity_of,
-    qbo_link,
-    record_chain,
-    retry_records,
-)
+from ui.actions import caller_for, commands, run_action, show_result
+from ui.data import get_settings, get_store, identity_of, qbo_link, record_chain
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
@@ -59,11 +52,9 @@ if chain["duplicate_candidates"]:
         why = st.text_input("Reason (audited)", key="dup_reason")
         left, right = st.columns(2)
         if left.button("Link to it", key="dup_link", disabled=not why):
-            decide_duplicate(store, realm, key, pick, identity, why)
-            st.rerun()
+            show_result(run_action("Link", lambda: commands().link(caller_for(identity), key, pick, reason=why)))
         if right.button("Create new anyway", key="dup_new", disabled=not why):
-            decide_duplicate(store, realm, key, None, identity, why)
-            st.rerun()
+            show_result(run_action("Create new", lambda: commands().create_new(caller_for(identity), key, reason=why)))
 
 st.subheader("Attempts")
 if chain["attempts"]:
@@ -74,8 +65,16 @@ if chain["state"] != "synced":
     if identity.can("retry"):
         override = st.text_input("Override reason (only to send although nothing changed)", key="retry_override")
         if st.button("Retry now", type="primary", key="retry_go"):
-            answer = retry_records(store, settings, [key], identity, override or None)[0]
-            (st.success if answer.sent else st.warning)(f"{answer.key}: {answer.message}")
+            answer = run_action(
+                "Retry", lambda: commands().retry(caller_for(identity), [key], override_reason=override or None)
+            )
+            (item,) = answer.items or [None]
+            if item is not None:
+                (st.success if item.done else st.error if item.status == "failed" else st.warning)(
+                    f"{item.item}: {item.message}"
+                )
+            else:
+                show_result(answer)
     else:
         st.caption(f"Retry needs the admin role; you are signed in as a {identity.role}.")
 

@@ -4,7 +4,8 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from ui.data import get_settings, get_store, identity_of, run_attempts, run_sync_now, sync_history
+from ui.actions import caller_for, commands, run_action, show_result
+from ui.data import get_settings, get_store, identity_of, run_attempts, sync_history
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
@@ -14,8 +15,8 @@ identity = identity_of(st.session_state.get("actor"), settings)
 st.title("Sync runs")
 if identity.can("sync") and st.button("Run a cycle now (check, then sync)", key="sync_now"):
     bar = st.progress(0.0, text="checking")
-    result = run_sync_now(store, settings, identity, progress=lambda f, label: bar.progress(f, text=label))
-    st.success(f"Run {result.sync.run_id}: {result.sync.counts or 'nothing due'}; {result.sync.held:,} held")
+    progress = lambda f, label: bar.progress(min(max(f, 0.0), 1.0), text=label)  # noqa: E731
+    show_result(run_action("Sync", lambda: commands().sync(caller_for(identity), progress=progress)))
 
 runs = sync_history(store, realm)
 if runs.is_empty():

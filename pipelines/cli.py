@@ -1,4 +1,8 @@
-"""The `synchealth` console script: one clear line on failure, exit 0 done, 1 failed, 2 bad input or usage."""
+"""The `synchealth` console script: one clear line on failure, exit 0 done, 1 failed or refused, 2 bad input or usage.
+
+Writes go through the commands (pipelines.commands); reads through the named views (pipelines.views.api). Both run
+on the store itself, or, while a server holds it, through the server's local API, JSON in and JSON out.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,19 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 from pipelines.clock import Clock, system_clock
-from pipelines.config import Settings, load_settings
-from pipelines.identity import Identity, PermissionDeniedError, load_roles, require, resolve
+from pipelines.commands import Caller, Commands, Result
+from pipelines.config import Settings, load_server_config, load_settings
+from pipelines.identity import Identity, RolesFileMissing, load_roles, resolve
+from pipelines.incidents import configure_log, log_path_for, record_incident
+from pipelines.keys import RecordKey
+from pipelines.serve.remote import ServerUnavailable, call_server, read_server_file
 from pipelines.store import Store, StoreBusyError, StoreError
-from qbo.client import QboCallError
-from qbo.oauth import OAuthError
 
 __all__ = ["main"]
 
@@ -30,7 +35,7 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Context:
-    """What every command gets: settings built once, the acting identity, output mode."""
+    """What every command gets: settings built once, the acting identity, output mode, the clock."""
 
     settings: Settings
     identity: Identity
@@ -40,14 +45,57 @@ class Context:
     def now(self):
         return self.clock()
 
-    def open_store(self) -> Store:
-        from pipelines.serve.state import borrow_store
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.identity, self.settings.realm_id, self.clock)
 
-        # Run by the server for a CLI beside it (`/api/cli`): the server's own store, left open after.
-        return borrow_store(self.settings.db_path) or Store(self.settings.db_path)  # type: ignore[return-value]
+    def command(self, name: str, params: dict[str, Any], progress: Any = None) -> Result:
+        """Run a command on the store, or through the server that holds it."""
+        try:
+            store = Store(self.settings.db_path)
+        except StoreBusyError:
+            return self._remote_command(name, params)
+        with store:
+            _warn_if_audit_broken(store)
+            return Commands(store, self.settings).dispatch(name, self.caller, params, progress=progress)
 
-    def require(self, action: str) -> None:
-        require(self.identity, action)
+    def _remote_command(self, name: str, params: dict[str, Any]) -> Result:
+        payload = {"command": name, "actor": self.identity.email, "realm": self.settings.realm_id, "params": params}
+        try:
+            return Result.from_json(call_server(self.settings.db_path, "/api/command", payload))
+        except ServerUnavailable as err:
+            raise StoreError(str(err)) from None
+
+    def view(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A named read on the store, or through the server that holds it (it never waits for a cycle)."""
+        from pipelines.views.api import read_view
+
+        try:
+            store = Store(self.settings.db_path)
+        except StoreBusyError:
+            return self._remote_view(name, params)
+        with store:
+            _warn_if_audit_broken(store)
+            try:
+                return read_view(store, name, self.settings.realm_id, self.now(), params)
+            except (LookupError, ValueError) as err:
+                raise UsageError(str(err).strip("'\"")) from None
+
+    def _remote_view(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        payload = {"view": name, "realm": self.settings.realm_id, "params": params}
+        try:
+            answer = call_server(self.settings.db_path, "/api/view", payload)
+        except ServerUnavailable as err:
+            raise StoreError(str(err)) from None
+        if "error" in answer:
+            raise UsageError(answer["error"]) if answer.get("bad_input") else StoreError(answer["error"])
+        return answer["data"]
+
+
+def _warn_if_audit_broken(store: Store) -> None:
+    check = store.audit_check
+    if not check.ok:
+        print(f"synchealth: WARNING: {check.problem} (run `synchealth audit verify`)", file=sys.stderr)
 
 
 class _Progress:
@@ -66,16 +114,46 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _progress() -> _Progress:
+    return _Progress(sys.stderr.isatty())
+
+
 def _emit(ctx: Context, payload: dict, text: str) -> None:
     print(json.dumps(payload, indent=2, default=str) if ctx.as_json else text)
+
+
+def _finish(ctx: Context, result: Result, text: Callable[[Result], str] | None = None) -> int:
+    """Print a command's answer and turn it into the exit code: what was done on stdout, each refusal or failure
+    as one line on stderr; 0 all done, 2 only bad input, 1 otherwise."""
+    done = [i for i in result.items if i.done]
+    not_done = [i for i in result.items if not i.done]
+    bad_input = result.bad_input or (bool(not_done) and all(i.bad_input for i in not_done) and not done)
+    code = EXIT_OK if result.status == "done" else EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+    if ctx.as_json:
+        payload = {"status": result.status, "message": result.message, **result.data,
+                   "items": [i.__dict__ for i in result.items], "incident": result.incident}  # fmt: skip
+        _emit(ctx, payload, "")
+        return code
+    if result.status == "done" or done:
+        print("\n".join([text(result) if text else result.message, *(f"{i.item}: {i.message}" for i in done)]))
+    for item in not_done:
+        tail = f" (incident {item.incident})" if item.incident and item.incident not in item.message else ""
+        print(f"synchealth: {item.item}: {item.status}: {item.message}{tail}", file=sys.stderr)
+    if result.status != "done" and not result.items:
+        refused = result.status == "refused" and not result.bad_input
+        print(f"synchealth: {'refused: ' if refused else ''}{result.message}", file=sys.stderr)
+    return code
 
 
 # -- commands --------------------------------------------------------------------------------------------
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.demo.company import write_demo
 
-    as_of = date.fromisoformat(args.as_of) if args.as_of else ctx.now().date()
-    summary = write_demo(Path(args.dir), seed=args.seed, scale=args.scale, as_of=as_of, fmt=args.format)
+    as_of = _date(args.as_of, "--as-of") if args.as_of else ctx.now().date()
+    try:
+        summary = write_demo(Path(args.dir), seed=args.seed, scale=args.scale, as_of=as_of, fmt=args.format)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     total = sum(summary.counts.values())
     _emit(
         ctx,
@@ -85,40 +163,15 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.ingest import SnapshotError, ingest_snapshot
+def _date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} takes a date as YYYY-MM-DD, not {text!r}") from None
 
-    with ctx.open_store() as store:
-        try:
-            result = ingest_snapshot(
-                store,
-                Path(args.dir),
-                realm_id=ctx.settings.realm_id,
-                progress=_Progress(sys.stderr.isatty()),
-                now=ctx.now(),
-            )
-        except SnapshotError as err:
-            raise UsageError(f"snapshot refused, nothing applied: {err}") from None
-    text = (
-        f"{result.status}: {result.new:,} new, {result.changed:,} changed, {result.removed:,} removed, "
-        f"{result.restored:,} restored records from {sum(result.rows.values()):,} rows "
-        f"in {result.seconds:.1f}s (run {result.run_id})"
-    )
-    _emit(
-        ctx,
-        {
-            "run_id": result.run_id,
-            "status": result.status,
-            "new": result.new,
-            "changed": result.changed,
-            "removed": result.removed,
-            "restored": result.restored,
-            "rows": result.rows,
-            "seconds": round(result.seconds, 3),
-        },
-        text,
-    )
-    return EXIT_OK
+
+def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
+    return _finish(ctx, ctx.command("ingest", {"folder": str(Path(args.dir).resolve())}, _progress()))
 
 
 def _status_text(summary: dict) -> str:
@@ -136,201 +189,64 @@ def _status_text(summary: dict) -> str:
         lines.append(f"last ingest: run {last['run_id']} {last['status']} at {last['finished_at']}{tail}")
     else:
         lines.append("nothing loaded yet: run `synchealth demo` then `synchealth ingest data/demo/awra`")
+    if not summary.get("audit", {}).get("ok", True):
+        lines.append(f"AUDIT LOG: {summary['audit']['problem']}")
     return "\n".join(lines)
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.views.metrics import status_summary
-
-    with ctx.open_store() as store:
-        summary = status_summary(store, ctx.settings.realm_id)
+    summary = ctx.view("status", {})
     _emit(ctx, summary, _status_text(summary))
     return EXIT_OK
 
 
 def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.connection import connect
-
-    ctx.require("connect")
-    with ctx.open_store() as store:
-        result = connect(ctx.settings, store, actor=ctx.identity.email)
-    if result.status is None:
-        _emit(
-            ctx,
-            {"authorize_url": result.authorize_url},
-            f"open this URL as a QuickBooks admin to connect; the app's /oauth/callback finishes it:\n"
-            f"{result.authorize_url}",
-        )
-        return EXIT_OK
-    status = result.status.to_dict()
-    _emit(ctx, {"connection": status}, f"connected to QuickBooks company {status.get('realm_id')}")
-    return EXIT_OK
+    return _finish(ctx, ctx.command("connect", {}))
 
 
 def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.connection import qbo_client
-    from pipelines.pull import pull
+    return _finish(ctx, ctx.command("pull", {"full": bool(args.full)}, _progress()))
 
-    ctx.require("pull")
-    with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
-        result = pull(store, client, full=args.full, progress=_Progress(sys.stderr.isatty()), now=ctx.now())
-    text = (
-        f"{result.kind} pull {result.pull_id}: {result.objects:,} objects "
-        f"({result.deleted:,} deleted); {result.inactive:,} inactive objects in QuickBooks"
-    )
-    _emit(
-        ctx,
-        {
-            "pull_id": result.pull_id,
-            "kind": result.kind,
-            "objects": result.objects,
-            "deleted": result.deleted,
-            "by_entity": result.by_entity,
-        },
-        text,
-    )
-    return EXIT_OK
+
+def _check_text(result: Result) -> str:
+    data = result.data
+    lines = [result.message, "by state: " + ", ".join(f"{k} {v:,}" for k, v in sorted(data["by_state"].items()))]
+    lines += [f"  {reason:<44}{n:>8,}" for reason, n in sorted(data["by_reason"].items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
 
 
 def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.readiness import run_check
-
-    with ctx.open_store() as store:
-        result = run_check(store, ctx.settings.realm_id, now=ctx.now(), actor=ctx.identity.email)
-    lines = [
-        f"check {result.run_id}: {result.records:,} records, {result.ready:,} ready, "
-        f"{result.findings:,} findings in {result.seconds:.1f}s",
-        "by state: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.by_state.items())),
-    ]
-    lines += [f"  {reason:<44}{n:>8,}" for reason, n in sorted(result.by_reason.items(), key=lambda kv: -kv[1])]
-    _emit(
-        ctx,
-        {
-            "run_id": result.run_id,
-            "records": result.records,
-            "ready": result.ready,
-            "findings": result.findings,
-            "by_state": result.by_state,
-            "by_reason": result.by_reason,
-        },
-        "\n".join(lines),
-    )
-    return EXIT_OK
+    return _finish(ctx, ctx.command("check", {}), _check_text)
 
 
 def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.mappings import map_and_recheck
-
-    with ctx.open_store() as store:
-        try:
-            done = map_and_recheck(
-                store,
-                ctx.settings.realm_id,
-                args.kind,
-                args.awra_value,
-                args.qbo_id,
-                identity=ctx.identity,
-                reason=args.reason,
-                now=ctx.now(),
-            )
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-    m = done.mapping
-    text = (
-        f"mapped {args.kind} {args.awra_value} -> QuickBooks {m['qbo_entity']} {args.qbo_id} ({m['qbo_name']}): "
-        f"{done.waiting:,} records were waiting on it, {done.now_ready:,} are now ready"
-        + (f", {done.still_blocked:,} still blocked" if done.still_blocked else "")
-    )
-    _emit(
-        ctx,
-        {
-            "mapping": m,
-            "records_waiting": done.waiting,
-            "now_ready": done.now_ready,
-            "still_blocked": done.still_blocked,
-        },
-        text,
-    )
-    return EXIT_OK
+    params = {"kind": args.kind, "awra_value": args.awra_value, "qbo_id": args.qbo_id}
+    if args.reason is not None:
+        params["reason"] = args.reason
+    return _finish(ctx, ctx.command("map", params))
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.connection import qbo_client
-    from pipelines.cycle import run_cycle
-
-    ctx.require("sync")
-    only = [_key(k) for k in args.only] if args.only else None
-    with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
-        result = run_cycle(
-            store,
-            client,
-            ctx.settings,
-            now=ctx.now(),
-            trigger="manual",
-            actor=ctx.identity.email,
-            only=only,
-            progress=_Progress(sys.stderr.isatty()),
-        )
-    s = result.sync
-    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(s.counts.items())) or "nothing sent"
-    text = (
-        f"sync run {s.run_id} {s.status}: {s.planned:,} due, {counts}; {s.linked:,} settled by lookup, "
-        f"{s.held:,} held (waiting on a party or document) in {s.seconds:.1f}s"
-    )
-    _emit(
-        ctx,
-        {
-            "run_id": s.run_id,
-            "status": s.status,
-            "planned": s.planned,
-            "outcomes": s.counts,
-            "held": s.held,
-            "settled_by_lookup": s.linked,
-            "check_run_id": result.check.run_id,
-        },
-        text,
-    )
-    return EXIT_OK if s.status in ("done", "paused") else EXIT_FAILED
+    params = {"only": [str(_key(k)) for k in args.only]} if args.only else {}
+    return _finish(ctx, ctx.command("sync", params, _progress()))
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.connection import qbo_client
-    from pipelines.sync import retry
-
-    keys = [":".join(_key(k)) for k in args.keys]
-    with ctx.open_store() as store, qbo_client(ctx.settings, store) as client:
-        answers = retry(
-            store,
-            client,
-            keys,
-            identity=ctx.identity,
-            now=ctx.now(),
-            override_reason=args.override_reason,
-            schedule=ctx.settings.retry_schedule,
-        )
-    _emit(
-        ctx,
-        {"results": [a.__dict__ for a in answers]},
-        "\n".join(f"{a.key}: {'sent' if a.sent else 'refused'}: {a.message.removeprefix('sent: ')}" for a in answers),
-    )
-    return EXIT_OK if all(a.sent for a in answers) else EXIT_FAILED
+    params: dict[str, Any] = {"keys": [str(_key(k)) for k in args.keys]}
+    if args.override_reason is not None:
+        params["override_reason"] = args.override_reason
+    return _finish(ctx, ctx.command("retry", params))
 
 
-def _key(text: str) -> tuple[str, str]:
-    entity, sep, record_id = text.partition(":")
-    if not sep or not record_id:
-        raise UsageError(f"record key {text!r} must be <entity>:<awra id>, e.g. bill:BILL-000123")
-    return entity, record_id
+def _key(text: str) -> RecordKey:
+    try:
+        return RecordKey.parse(text)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.views.metrics import record_chain
-
-    with ctx.open_store() as store:
-        try:
-            chain = record_chain(store, ctx.settings.realm_id, args.key)
-        except LookupError as err:
-            raise UsageError(str(err)) from None
+    chain = ctx.view("record", {"key": str(_key(args.key))})
     lines = [f"{chain['key']} v{chain['version']}: {chain['state']}"]
     lines += [f"  {f['dimension']:<16}{f['reason']:<40}{f['detail']}" for f in chain["findings"]]
     lines += [
@@ -346,124 +262,89 @@ def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from pipelines.serve.state import serve
 
-    return serve(ctx.settings, host=args.host, port=args.port, interval=args.interval)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    config = load_server_config(ctx.settings, default_url=f"http://{shown}:{args.port}")
+    if args.interval is not None:
+        config = replace(config, interval=args.interval)
+    try:
+        return serve(ctx.settings, config, host=args.host, port=args.port)
+    except StoreBusyError:
+        info = read_server_file(ctx.settings.db_path)
+        if info is None:
+            raise
+        raise StoreError(f"a server already holds {ctx.settings.db_path} on {info['url']}; stop it first") from None
 
 
 # -- the action queue -------------------------------------------------------------------------------------
-def _realm_connected(store: Store, realm_id: str) -> bool:
-    return store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id]) == "connected"
-
-
-def _refused_input(err: Exception) -> UsageError:
-    return UsageError(str(err).strip("'\""))
-
-
 def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.exceptions import RESOLUTION_CODES, resolve
-
-    realm = ctx.settings.realm_id
-    with ctx.open_store() as store:
-        try:
-            if args.code == "marked_synced" and _realm_connected(store, realm):
-                from pipelines.connection import qbo_client
-
-                # The Id is read from QuickBooks itself before anything is linked.
-                with qbo_client(ctx.settings, store) as client:
-                    done = resolve(store, realm, args.exception_id, code=args.code, reason=args.reason,
-                                   identity=ctx.identity, now=ctx.now(), qbo_id=args.qbo_id, client=client)  # fmt: skip
-            else:
-                done = resolve(store, realm, args.exception_id, code=args.code, reason=args.reason,
-                               identity=ctx.identity, now=ctx.now(), qbo_id=args.qbo_id)  # fmt: skip
-        except (LookupError, ValueError) as err:
-            raise _refused_input(err) from None
-    tail = "; the record goes again in the next cycle" if done.get("requeued") else ""
-    _emit(
-        ctx,
-        {"resolved": done},
-        f"resolved #{done['exception_id']} ({done['cause']}) as {RESOLUTION_CODES[args.code]}{tail}",
-    )
-    return EXIT_OK
+    params: dict[str, Any] = {"exception_ids": [args.exception_id], "code": args.code, "reason": args.reason}
+    if args.qbo_id is not None:
+        params["qbo_id"] = args.qbo_id
+    return _finish(ctx, ctx.command("resolve", params))
 
 
 def cmd_assign(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.exceptions import assign
-
-    with ctx.open_store() as store:
-        try:
-            done = assign(store, ctx.settings.realm_id, args.exception_id, to=args.to, identity=ctx.identity,
-                          now=ctx.now(), note=args.reason, roles=load_roles(ctx.settings.roles_file))  # fmt: skip
-        except (LookupError, ValueError) as err:
-            raise _refused_input(err) from None
-    _emit(ctx, {"assigned": done}, f"assigned #{done['exception_id']} ({done['cause']}) to {done['owner']}")
-    return EXIT_OK
+    params: dict[str, Any] = {"exception_ids": [args.exception_id], "to": args.to}
+    if args.reason is not None:
+        params["note"] = args.reason
+    return _finish(ctx, ctx.command("assign", params))
 
 
 def cmd_exclude(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.exceptions import exclude
-
-    key = ":".join(_key(args.key))
-    with ctx.open_store() as store:
-        try:
-            closed = exclude(
-                store, ctx.settings.realm_id, key, reason=args.reason, identity=ctx.identity, now=ctx.now()
-            )
-        except (LookupError, ValueError) as err:
-            raise _refused_input(err) from None
-    ids = ", ".join(f"#{c['exception_id']}" for c in closed) or "none were open"
-    _emit(ctx, {"excluded": key, "resolved": closed}, f"excluded {key} from sync; exceptions resolved: {ids}")
-    return EXIT_OK
+    return _finish(ctx, ctx.command("exclude", {"keys": [str(_key(args.key))], "reason": args.reason}))
 
 
 def _queue_line(row: dict) -> str:
     due = str(row["due_date"]) if row["due_date"] else "-"
     flag = " ESCALATED" if row["escalated"] else (" OVERDUE" if row["overdue"] else "")
+    stake = "$" + format(float(row["at_stake"] or 0), ",.2f")
     return (
         f"{row['priority']:>5} #{row['exception_id']:<7}{row['key']:<30}{row['reason']:<38}"
-        f"{'$' + format(row['at_stake'], ',.2f'):>16}  due {due:<11}{row['owned_by']:<24}{row['status']}{flag}\n"
+        f"{stake:>16}  due {due:<11}{row['owned_by']:<24}{row['status']}{flag}\n"
         f"{'':>13}{row['detail']}\n{'':>13}fix: {row['fix']}"
     )
 
 
 def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
-    from pipelines.views.queue import OPEN_STATUSES, action_queue, filter_queue, queue_summary
-
-    with ctx.open_store() as store:
-        frame = action_queue(store, ctx.settings.realm_id, now=ctx.now(), statuses=args.status or OPEN_STATUSES)
-    frame = filter_queue(frame, owners=[args.owner] if args.owner else None, dimensions=args.dimension)
-    summary = queue_summary(frame)
     limit = args.limit if args.limit is not None else (0 if ctx.as_json else 50)
-    shown = frame.head(limit) if limit else frame
+    params: dict[str, Any] = {"status": args.status, "owner": args.owner, "dimension": args.dimension, "limit": limit}
+    answer = ctx.view("queue", params)
     if ctx.as_json:
-        from pipelines.views.metrics import _dicts
-
-        columns = [c for c in shown.columns if c != "link"]
-        _emit(ctx, {"count": frame.height, "summary": summary, "items": _dicts(shown.select(columns))}, "")
+        _emit(ctx, answer, "")
         return EXIT_OK
+    summary, shown = answer["summary"], answer["items"]
     who = f" for {args.owner}" if args.owner else ""
     lines = [
-        f"{summary['items']:,} open item(s){who} on {summary['records']:,} record(s), ${summary['dollars']:,.2f}; "
-        f"{summary['overdue']:,} overdue, {summary['escalated']:,} escalated"
+        f"{summary['items']:,} open item(s){who} on {summary['records']:,} record(s), "
+        f"${float(summary['dollars']):,.2f}; {summary['overdue']:,} overdue, {summary['escalated']:,} escalated"
     ]
-    lines += [_queue_line(row) for row in shown.iter_rows(named=True)]
-    if shown.height < frame.height:
-        lines.append(f"... {frame.height - shown.height:,} more (--limit 0 shows all)")
+    lines += [_queue_line(row) for row in shown]
+    if len(shown) < answer["count"]:
+        lines.append(f"... {answer['count'] - len(shown):,} more (--limit 0 shows all)")
     print("\n".join(lines))
     return EXIT_OK
 
 
 def cmd_digest(ctx: Context, args: argparse.Namespace) -> int:
-    from datetime import timedelta
+    from pipelines.views.queue import digest_html, digest_text
 
-    from pipelines.views.queue import digest, digest_html, digest_text
-
-    now = ctx.now()
-    with ctx.open_store() as store:
-        d = digest(store, ctx.settings.realm_id, now=now, since=now - timedelta(hours=args.since_hours))
+    d = ctx.view("digest", {"since_hours": args.since_hours})
     if args.html:
         sys.stdout.write(digest_html(d))
     else:
         _emit(ctx, d, digest_text(d).rstrip("\n"))
     return EXIT_OK
+
+
+def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
+    check = ctx.view("audit_verify", {})
+    if check["ok"]:
+        _emit(ctx, check, f"audit log intact: {check['rows']:,} rows, newest hash {check['newest_hash'] or '-'}")
+        return EXIT_OK
+    if ctx.as_json:
+        _emit(ctx, check, "")
+    print(f"synchealth: audit log broken: {check['problem']}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 # -- parser ----------------------------------------------------------------------------------------------
@@ -482,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     demo.set_defaults(func=cmd_demo)
 
-    ingest = sub.add_parser("ingest", help="validate and load an AWRA snapshot folder")
+    ingest = sub.add_parser("ingest", help="validate and load an AWRA snapshot folder (admin)")
     ingest.add_argument("dir")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -561,6 +442,10 @@ def _parser() -> argparse.ArgumentParser:
     digestc.add_argument("--since-hours", type=float, default=24.0, help="what counts as new (default 24)")
     digestc.set_defaults(func=cmd_digest)
 
+    auditc = sub.add_parser("audit", help="check the audit log: every row's hash chain and the guard triggers")
+    auditc.add_argument("action", choices=("verify",))
+    auditc.set_defaults(func=cmd_audit)
+
     # Listed for --help only: main() hands `sandbox ...` to qbo.sandbox.server before parsing.
     sub.add_parser("sandbox", help="run the local QuickBooks Online sandbox (see `synchealth sandbox -h`)")
     return p
@@ -602,31 +487,25 @@ def main(
     args = _parser().parse_args(raw)
     try:
         settings = settings_loader().with_overrides(db_path=Path(args.db) if args.db else None)
+        configure_log(log_path_for(settings.db_path))
         identity = resolve(args.actor, load_roles(settings.roles_file))
-        ctx = Context(settings, identity, args.json, clock)
-        return args.func(ctx, args)
+        return args.func(Context(settings, identity, args.json, clock), args)
     except UsageError as err:
         print(f"synchealth: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except PermissionDeniedError as err:
-        print(f"synchealth: refused: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except StoreBusyError as err:  # the server holds the file: through its local API, or one line
-        from pipelines.serve.state import beside_server
-
-        return beside_server(raw, args.command, getattr(args, "dir", None), settings.db_path, err)
-    except (StoreError, ValueError, LookupError, OAuthError, QboCallError) as err:
+    except (StoreError, RolesFileMissing) as err:
         print(f"synchealth: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except httpx.TransportError as err:
-        where = settings.api_base_url if "settings" in locals() else "QuickBooks"
-        print(
-            f"synchealth: cannot reach {where} ({type(err).__name__}); is `synchealth sandbox` running?",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+    except BrokenPipeError:
+        # `synchealth ... | head`: the reader left; say nothing more (and nothing to a closed pipe).
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("synchealth: interrupted; the store is unchanged by the unfinished step", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as err:  # anything unexpected: one line for the person, the trace in the log
+        incident = record_incident(err, f"synchealth {args.command}")
+        print(f"synchealth: {incident}", file=sys.stderr)
         return EXIT_FAILED
 
 

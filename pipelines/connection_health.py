@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipelines.config import DEFAULT_WARN_DAYS
 from pipelines.store import Store
 from qbo.faults import CATALOGUE
 
@@ -28,7 +29,6 @@ __all__ = [
 
 RECONNECT_SOON = "authorization.reconnect_soon"
 RECONNECT_SOON_FIX = "An admin reconnects QuickBooks from the Connection page before the date shown."
-DEFAULT_WARN_DAYS = 14
 # Refresh ahead: a little before the access token ends, and once a day so the 100-day rolling window of the
 # refresh token restarts (Intuit rotates the value about daily; ref §2).
 _ACCESS_AHEAD = timedelta(minutes=10)
@@ -217,13 +217,11 @@ def warning_causes_sql() -> str:
 def check_reconnect(
     store: Store, realm_id: str, *, now: datetime, warn_days: int = DEFAULT_WARN_DAYS
 ) -> list[dict[str, Any]]:
-    """Record the realm's warnings, then bring its exceptions in step at once.
+    """Record the realm's warnings (the command that calls this refreshes the exceptions once after).
 
     pipelines.exceptions.refresh_exceptions reads `connection_warnings` (warning_causes_sql): it opens, routes
     (owner admin) and audits one `connection` exception per warning, and resolves it when the warning is gone.
     """
-    from pipelines.exceptions import refresh_exceptions
-
     health = connection_health(store, realm_id, now=now)
     found = _warnings(store, health, now, warn_days)
     with store.transaction() as tx:
@@ -232,5 +230,4 @@ def check_reconnect(
             tx.execute(
                 "INSERT INTO connection_warnings VALUES (?, ?, ?, ?, ?)", [realm_id, reason, detail, lapses, now]
             ).fetchall()
-    refresh_exceptions(store, realm_id, now=now)
     return [{"reason": r, "detail": d, "lapses_at": lapses} for r, d, lapses in found]

@@ -9,6 +9,7 @@ from datetime import datetime
 from pipelines.config import Settings
 from pipelines.exceptions import refresh_exceptions
 from pipelines.readiness import CheckResult, run_check
+from pipelines.routing import load_routing
 from pipelines.store import Store
 from pipelines.sync import SyncResult, sync_run
 from qbo.client import QboClient
@@ -46,4 +47,5 @@ def run_cycle(
         schedule=settings.retry_schedule,
         progress=progress,
     )
-    return CycleResult(check, sync, refresh_exceptions(store, client.realm_id, now=now))
+    routing = load_routing(settings.routing_file)
+    return CycleResult(check, sync, refresh_exceptions(store, client.realm_id, now=now, routing=routing))

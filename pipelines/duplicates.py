@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +9,8 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-from pipelines.identity import Identity, require
+from pipelines.audit import Change
+from pipelines.keys import RecordKey
 from pipelines.store import Store, current_view
 from schemas.awra import table_for_entity
 
@@ -529,21 +529,9 @@ def _state(cur: duckdb.DuckDBPyConnection, realm_id: str, entity: str, record_id
     return state
 
 
-def _audit(
-    cur: duckdb.DuckDBPyConnection, realm_id: str, identity: Identity, action: str, target: str, reason: str,
-    before: dict, after: dict, now: datetime,
-) -> None:  # fmt: skip
-    cur.execute(
-        "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, "
-        "after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [realm_id, now, identity.email, identity.role, action, target, reason,
-         json.dumps(before, sort_keys=True, default=str), json.dumps(after, sort_keys=True, default=str)],
-    ).fetchall()  # fmt: skip
-
-
 def _decide(
     cur: duckdb.DuckDBPyConnection, realm_id: str, entity: str, record_id: str, version: int, decision: str,
-    qbo: tuple[str, str] | None, identity: Identity, reason: str, now: datetime,
+    qbo: tuple[str, str] | None, actor: str, reason: str, now: datetime,
 ) -> None:  # fmt: skip
     # One decision per record (the table's key): the latest replaces the earlier one, the audit log keeps both.
     cur.execute(
@@ -551,117 +539,109 @@ def _decide(
         ON CONFLICT (realm_id, entity, record_id) DO UPDATE SET version = excluded.version,
           decision = excluded.decision, qbo_entity = excluded.qbo_entity, qbo_id = excluded.qbo_id,
           actor = excluded.actor, reason = excluded.reason, decided_at = excluded.decided_at""",
-        [realm_id, entity, record_id, version, decision, *(qbo or (None, None)), identity.email, reason, now],
+        [realm_id, entity, record_id, version, decision, *(qbo or (None, None)), actor, reason, now],
     ).fetchall()
 
 
 def link_duplicate(
-    store: Store,
+    cur: duckdb.DuckDBPyConnection,
     realm_id: str,
-    entity: str,
-    record_id: str,
+    key: RecordKey,
     qbo_id: str,
     *,
-    identity: Identity,
+    actor: str,
     reason: str,
     now: datetime,
-) -> None:
-    """A person says the QBO object is this record: link it (never create it), record and audit that."""
-    require(identity, "link_duplicate")
+) -> Change:
+    """A person says the QBO object is this record: link it (never create it); returns the change to audit."""
+    entity, record_id = key
     reason = (reason or "").strip()
     qbo_entity = QBO_ENTITY.get(entity, "")
     label = _LABEL.get(qbo_entity, entity)
-    with store.transaction() as cur:
-        version = _live_version(cur, realm_id, entity, record_id)
-        found = _row(
-            cur,
-            "SELECT name, sync_token, active, deleted, marker FROM qbo_objects "
-            "WHERE realm_id = ? AND entity = ? AND qbo_id = ?",
-            [realm_id, qbo_entity, qbo_id],
+    version = _live_version(cur, realm_id, entity, record_id)
+    found = _row(
+        cur,
+        "SELECT name, sync_token, active, deleted, marker FROM qbo_objects "
+        "WHERE realm_id = ? AND entity = ? AND qbo_id = ?",
+        [realm_id, qbo_entity, qbo_id],
+    )
+    if found is None:
+        other = cur.execute(
+            "SELECT entity FROM qbo_objects WHERE realm_id = ? AND qbo_id = ? AND entity IN (?, ?, ?) "
+            "ORDER BY entity LIMIT 1",
+            [realm_id, qbo_id, *_NAME_LISTS],
+        ).fetchall()
+        hint = (
+            f" (Id {qbo_id} is a QuickBooks {_LABEL[other[0][0]]}; a {label} links only to a {label})"
+            if other and entity in _PARTIES
+            else "; pull from QuickBooks again if it was added since, or check the Id"
         )
-        if found is None:
-            other = cur.execute(
-                "SELECT entity FROM qbo_objects WHERE realm_id = ? AND qbo_id = ? AND entity IN (?, ?, ?) "
-                "ORDER BY entity LIMIT 1",
-                [realm_id, qbo_id, *_NAME_LISTS],
-            ).fetchall()
-            hint = (
-                f" (Id {qbo_id} is a QuickBooks {_LABEL[other[0][0]]}; a {label} links only to a {label})"
-                if other and entity in _PARTIES
-                else "; pull from QuickBooks again if it was added since, or check the Id"
+        raise ValueError(f"QuickBooks has no {label} with Id {qbo_id}{hint}")
+    if found["deleted"]:
+        raise ValueError(f"QuickBooks {label} Id {qbo_id} is deleted; a record cannot be linked to it")
+    own = f"awra:{entity}:{record_id}:v"
+    if entity not in _PARTIES:
+        # A transaction is one QuickBooks object: one already another record's cannot be this one too.
+        if found["marker"] and not found["marker"].startswith(own):
+            raise ValueError(
+                f"QuickBooks {label} Id {qbo_id} was created by this sync for another record "
+                f"({found['marker']}); it cannot also be {entity}:{record_id}"
             )
-            raise ValueError(f"QuickBooks has no {label} with Id {qbo_id}{hint}")
-        if found["deleted"]:
-            raise ValueError(f"QuickBooks {label} Id {qbo_id} is deleted; a record cannot be linked to it")
-        own = f"awra:{entity}:{record_id}:v"
-        if entity not in _PARTIES:
-            # A transaction is one QuickBooks object: one already another record's cannot be this one too.
-            if found["marker"] and not found["marker"].startswith(own):
-                raise ValueError(
-                    f"QuickBooks {label} Id {qbo_id} was created by this sync for another record "
-                    f"({found['marker']}); it cannot also be {entity}:{record_id}"
-                )
-            taken = cur.execute(
-                "SELECT entity, record_id FROM external_refs WHERE realm_id = ? AND qbo_entity = ? "
-                "AND qbo_id = ? AND NOT (entity = ? AND record_id = ?)",
-                [realm_id, qbo_entity, qbo_id, entity, record_id],
-            ).fetchall()
-            if taken:
-                raise ValueError(f"QuickBooks {label} Id {qbo_id} is already linked to {taken[0][0]}:{taken[0][1]}")
-        before = _state(cur, realm_id, entity, record_id)
-        linked = before["external_ref"]
-        if linked and linked["qbo_id"] != qbo_id:
-            raise ValueError(f"{entity}:{record_id} is already linked to QuickBooks {label} Id {linked['qbo_id']}")
-        _decide(cur, realm_id, entity, record_id, version, "link", (qbo_entity, qbo_id), identity, reason, now)
+        taken = cur.execute(
+            "SELECT entity, record_id FROM external_refs WHERE realm_id = ? AND qbo_entity = ? "
+            "AND qbo_id = ? AND NOT (entity = ? AND record_id = ?)",
+            [realm_id, qbo_entity, qbo_id, entity, record_id],
+        ).fetchall()
+        if taken:
+            raise ValueError(f"QuickBooks {label} Id {qbo_id} is already linked to {taken[0][0]}:{taken[0][1]}")
+    before = _state(cur, realm_id, entity, record_id)
+    linked = before["external_ref"]
+    if linked and linked["qbo_id"] != qbo_id:
+        raise ValueError(f"{entity}:{record_id} is already linked to QuickBooks {label} Id {linked['qbo_id']}")
+    _decide(cur, realm_id, entity, record_id, version, "link", (qbo_entity, qbo_id), actor, reason, now)
+    cur.execute(
+        """INSERT INTO external_refs VALUES (?, ?, ?, ?, ?, ?, ?, 'person', ?, ?)
+        ON CONFLICT (realm_id, entity, record_id) DO UPDATE SET sync_token = excluded.sync_token,
+          synced_version = excluded.synced_version, linked_by = excluded.linked_by,
+          linked_at = excluded.linked_at, actor = excluded.actor""",
+        [realm_id, entity, record_id, qbo_entity, qbo_id, found["sync_token"], version, now, actor],
+    ).fetchall()  # fmt: skip
+    if entity in _PARTIES:
         cur.execute(
-            """INSERT INTO external_refs VALUES (?, ?, ?, ?, ?, ?, ?, 'person', ?, ?)
-            ON CONFLICT (realm_id, entity, record_id) DO UPDATE SET sync_token = excluded.sync_token,
-              synced_version = excluded.synced_version, linked_by = excluded.linked_by,
-              linked_at = excluded.linked_at, actor = excluded.actor""",
-            [realm_id, entity, record_id, qbo_entity, qbo_id, found["sync_token"], version, now,
-             identity.email],
-        ).fetchall()  # fmt: skip
-        if entity in _PARTIES:
-            cur.execute(
-                """INSERT INTO mappings VALUES (?, ?, ?, ?, ?, ?, 'manual', 'mapped', 1.0, 'person', ?, ?)
-                ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET qbo_entity = excluded.qbo_entity,
-                  qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name, source = excluded.source,
-                  status = excluded.status, confidence = excluded.confidence,
-                  match_rule = excluded.match_rule, set_by = excluded.set_by, set_at = excluded.set_at""",
-                [realm_id, entity, record_id, qbo_entity, qbo_id, found["name"], identity.email, now],
-            ).fetchall()
-        after = _state(cur, realm_id, entity, record_id)
-        _audit(cur, realm_id, identity, "link_duplicate", f"{entity}:{record_id}", reason, before, after, now)
+            """INSERT INTO mappings VALUES (?, ?, ?, ?, ?, ?, 'manual', 'mapped', 1.0, 'person', ?, ?)
+            ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET qbo_entity = excluded.qbo_entity,
+              qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name, source = excluded.source,
+              status = excluded.status, confidence = excluded.confidence,
+              match_rule = excluded.match_rule, set_by = excluded.set_by, set_at = excluded.set_at""",
+            [realm_id, entity, record_id, qbo_entity, qbo_id, found["name"], actor, now],
+        ).fetchall()
+    after = _state(cur, realm_id, entity, record_id)
+    return Change("link_duplicate", str(key), reason, before, after)
 
 
 def confirm_create_new(
-    store: Store,
+    cur: duckdb.DuckDBPyConnection,
     realm_id: str,
-    entity: str,
-    record_id: str,
+    key: RecordKey,
     *,
-    identity: Identity,
+    actor: str,
     reason: str,
     now: datetime,
-) -> None:
-    """A person says none of the candidates is this record: create it, for this version only; audited."""
-    require(identity, "create_despite_duplicate")
+) -> Change:
+    """A person says none of the candidates is this record: create it, for this version only."""
+    entity, record_id = key
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("confirming 'create new' despite a possible duplicate needs a reason")
-    with store.transaction() as cur:
-        version = _live_version(cur, realm_id, entity, record_id)
-        before = _state(cur, realm_id, entity, record_id)
-        linked = before["external_ref"]
-        if linked:
-            raise ValueError(
-                f"{entity}:{record_id} is already linked to QuickBooks "
-                f"{_LABEL.get(linked['qbo_entity'], linked['qbo_entity'])} Id {linked['qbo_id']}; "
-                "there is nothing to create"
-            )
-        _decide(cur, realm_id, entity, record_id, version, "create_new", None, identity, reason, now)
-        after = _state(cur, realm_id, entity, record_id)
-        _audit(
-            cur, realm_id, identity, "create_despite_duplicate", f"{entity}:{record_id}", reason, before,
-            after, now,
-        )  # fmt: skip
+    version = _live_version(cur, realm_id, entity, record_id)
+    before = _state(cur, realm_id, entity, record_id)
+    linked = before["external_ref"]
+    if linked:
+        raise ValueError(
+            f"{key} is already linked to QuickBooks "
+            f"{_LABEL.get(linked['qbo_entity'], linked['qbo_entity'])} Id {linked['qbo_id']}; "
+            "there is nothing to create"
+        )
+    _decide(cur, realm_id, entity, record_id, version, "create_new", None, actor, reason, now)
+    after = _state(cur, realm_id, entity, record_id)
+    return Change("create_despite_duplicate", str(key), reason, before, after)

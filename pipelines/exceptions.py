@@ -8,16 +8,17 @@ when it passes its due-by or its record has used up its automatic retries.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from pipelines.audit import Change, append_selected
 from pipelines.catalogue import catalogue
 from pipelines.connection_health import warning_causes_sql
-from pipelines.identity import Identity, PermissionDeniedError, require, roles_for
+from pipelines.identity import roles_for
+from pipelines.keys import RecordKey
 from pipelines.routing import Routing, load_routing, route
 from pipelines.store import Store
 from pipelines.views.queue import stake_sql
@@ -26,13 +27,16 @@ __all__ = [
     "DEFAULT_OWNER",
     "RESOLUTION_CODES",
     "ExceptionNotFoundError",
-    "act_on_many",
     "assign",
+    "check_resolvable",
+    "describe",
     "escalate",
     "exclude",
     "get_exception",
     "mark_synced",
+    "open_exceptions_of",
     "open_exceptions_sql",
+    "reason_text",
     "refresh_exceptions",
     "resolve",
 ]
@@ -204,17 +208,17 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
 
 
 def _reopen(tx: duckdb.DuckDBPyConnection, params: dict) -> int:
-    tx.execute(
-        """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json)
-           SELECT $realm, $now, 'system', 'system', 'reopen', e.entity || ':' || e.record_id,
-                  'the cause is back: ' || e.reason,
+    append_selected(
+        tx,
+        """SELECT $realm AS realm_id, $now AS acted_at, 'system' AS actor, 'system' AS role, 'reopen' AS action,
+                  e.entity || ':' || e.record_id AS target, 'the cause is back: ' || e.reason AS reason,
                   to_json({'exception_id': e.exception_id, 'status': e.status, 'resolved_by': e.resolved_by,
-                           'resolution_code': e.resolution_code, 'resolution': e.resolution})::VARCHAR,
+                           'resolution_code': e.resolution_code, 'resolution': e.resolution})::VARCHAR AS before_json,
                   to_json({'exception_id': e.exception_id, 'status': 'open', 'owner_role': r.owner_role,
-                           'owner': r.owner, 'due_by': r.due_by, 'routed_by': r.routed_by})::VARCHAR
-           FROM exceptions e JOIN _routed r ON r.reopen_id = e.exception_id""",
+                           'owner': r.owner, 'due_by': r.due_by, 'routed_by': r.routed_by})::VARCHAR AS after_json
+           FROM exceptions e JOIN _routed r ON r.reopen_id = e.exception_id ORDER BY e.exception_id""",
         params,
-    ).fetchall()
+    )
     return tx.execute(
         """UPDATE exceptions SET status = 'open', owner_role = r.owner_role, owner = r.owner, due_by = r.due_by,
              routed_by = r.routed_by, escalated = FALSE, escalated_at = NULL, escalation_reason = NULL,
@@ -243,28 +247,33 @@ def _auto_resolve(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime) -
     tx.execute(
         """UPDATE exceptions SET status = 'resolved', resolved_at = $now, resolved_by = 'system',
              resolution_code = 'auto', last_activity_at = $now,
-             resolution = 'auto: ' || CASE g.state WHEN 'synced' THEN 'the record synced'
-                                                   WHEN 'excluded' THEN 'the record was excluded'
-                                                   WHEN 'removed' THEN 'the record left AWRA'
-                                                   ELSE CASE split_part(g.reason, '.', 1)
-                                                     WHEN 'mapping' THEN 'the mapping is now in place'
-                                                     WHEN 'source_data' THEN 'the source record was corrected'
-                                                     WHEN 'duplicate_risk' THEN 'the duplicate risk was settled'
-                                                     WHEN 'authorization' THEN 'QuickBooks is connected again'
-                                                     ELSE 'the cause is no longer found' END END
+             resolution = 'auto: ' || CASE WHEN g.state = 'excluded' THEN 'the record was excluded'
+                                           WHEN g.state = 'removed' THEN 'the record left AWRA'
+                                           -- what cured the cause, even when the record synced right after
+                                           WHEN split_part(g.reason, '.', 1) = 'mapping'
+                                             THEN 'the mapping is now in place'
+                                           WHEN split_part(g.reason, '.', 1) = 'source_data'
+                                             THEN 'the source record was corrected'
+                                           WHEN split_part(g.reason, '.', 1) = 'duplicate_risk'
+                                             THEN 'the duplicate risk was settled'
+                                           WHEN split_part(g.reason, '.', 1) = 'authorization'
+                                             THEN 'QuickBooks is connected again'
+                                           WHEN g.state = 'synced' THEN 'the record synced'
+                                           ELSE 'the cause is no longer found' END
            FROM _gone g WHERE exceptions.exception_id = g.exception_id""",
         {"now": now},
     ).fetchall()
-    return tx.execute(
-        """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json)
-           SELECT $realm, $now, 'system', 'system', 'auto_resolve', g.entity || ':' || g.record_id, e.resolution,
+    return append_selected(
+        tx,
+        """SELECT $realm AS realm_id, $now AS acted_at, 'system' AS actor, 'system' AS role, 'auto_resolve' AS action,
+                  g.entity || ':' || g.record_id AS target, e.resolution AS reason,
                   to_json({'exception_id': g.exception_id, 'cause': g.reason, 'status': g.status,
-                           'owner': g.owner})::VARCHAR,
+                           'owner': g.owner})::VARCHAR AS before_json,
                   to_json({'exception_id': g.exception_id, 'cause': g.reason, 'status': 'resolved',
-                           'record_state': g.state})::VARCHAR
-           FROM _gone g JOIN exceptions e USING (exception_id)""",
+                           'record_state': g.state})::VARCHAR AS after_json
+           FROM _gone g JOIN exceptions e USING (exception_id) ORDER BY g.exception_id""",
         {"realm": realm_id, "now": now},
-    ).fetchall()[0][0]
+    )
 
 
 # -- escalation ------------------------------------------------------------------------------------------
@@ -292,15 +301,17 @@ def _escalate(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime, retry
            FROM _escalate x WHERE exceptions.exception_id = x.exception_id""",
         {"now": now},
     ).fetchall()
-    return tx.execute(
-        """INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json)
-           SELECT $realm, $now, 'system', 'system', 'escalate', x.entity || ':' || x.record_id, x.why,
-                  to_json({'exception_id': x.exception_id, 'escalated': FALSE, 'due_by': x.due_by})::VARCHAR,
+    return append_selected(
+        tx,
+        """SELECT $realm AS realm_id, $now AS acted_at, 'system' AS actor, 'system' AS role, 'escalate' AS action,
+                  x.entity || ':' || x.record_id AS target, x.why AS reason,
+                  to_json({'exception_id': x.exception_id, 'escalated': FALSE, 'due_by': x.due_by})::VARCHAR
+                      AS before_json,
                   to_json({'exception_id': x.exception_id, 'escalated': TRUE, 'cause': x.reason,
-                           'owner': coalesce(x.owner, x.owner_role)})::VARCHAR
-           FROM _escalate x""",
+                           'owner': coalesce(x.owner, x.owner_role)})::VARCHAR AS after_json
+           FROM _escalate x ORDER BY x.exception_id""",
         {"realm": realm_id, "now": now},
-    ).fetchall()[0][0]
+    )
 
 
 def escalate(store: Store, realm_id: str, *, now: datetime, retry_limit: int | None = None) -> int:
@@ -309,7 +320,7 @@ def escalate(store: Store, realm_id: str, *, now: datetime, retry_limit: int | N
         return int(_escalate(tx, realm_id, now, retry_limit))
 
 
-# -- a person's actions ----------------------------------------------------------------------------------
+# -- a person's actions: the changes; the command that calls them checks the role and audits --------------
 _SNAPSHOT = ("status", "owner_role", "owner", "due_by", "escalated", "resolved_by", "resolution_code", "resolution")
 
 
@@ -337,40 +348,23 @@ def get_exception(store: Store, realm_id: str, exception_id: int) -> dict[str, A
     return _load(store.cursor(), realm_id, exception_id)
 
 
+def open_exceptions_of(store: Store, realm_id: str, key: RecordKey) -> list[dict[str, Any]]:
+    """The open exceptions of one record (their dimensions decide who may act on the record)."""
+    return _fetch(
+        store.cursor(),
+        """SELECT e.*, r.state FROM exceptions e JOIN records r USING (realm_id, entity, record_id)
+           WHERE e.realm_id = ? AND e.entity = ? AND e.record_id = ? AND e.status <> 'resolved'
+           ORDER BY e.exception_id""",
+        [realm_id, key.entity, key.record_id],
+    )
+
+
 def _key(row: dict[str, Any]) -> str:
     return f"{row['entity']}:{row['record_id']}"
 
 
 def _snap(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"exception_id": row["exception_id"], "cause": row["reason"], **{k: row.get(k) for k in _SNAPSHOT}, **extra}
-
-
-def _audit(
-    cur: duckdb.DuckDBPyConnection,
-    realm_id: str,
-    identity: Identity,
-    action: str,
-    target: str,
-    reason: str | None,
-    before: dict,
-    after: dict,
-    now: datetime,
-) -> None:
-    cur.execute(
-        "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            realm_id,
-            now,
-            identity.email,
-            identity.role,
-            action,
-            target,
-            reason,
-            json.dumps(before, sort_keys=True, default=str),
-            json.dumps(after, sort_keys=True, default=str),
-        ],
-    ).fetchall()
 
 
 def _open(row: dict[str, Any]) -> None:
@@ -381,7 +375,8 @@ def _open(row: dict[str, Any]) -> None:
         )
 
 
-def _reason_text(reason: str | None, what: str) -> str:
+def reason_text(reason: str | None, what: str) -> str:
+    """The person's reason, trimmed; refused when empty (every decision keeps its reason in the audit log)."""
     text = (reason or "").strip()
     if not text:
         raise ValueError(f"{what} needs a reason (it is kept in the audit log)")
@@ -389,41 +384,37 @@ def _reason_text(reason: str | None, what: str) -> str:
 
 
 def assign(
-    store: Store,
+    cur: duckdb.DuckDBPyConnection,
     realm_id: str,
     exception_id: int,
     *,
     to: str,
-    identity: Identity,
     now: datetime,
     note: str | None = None,
     roles: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Give an open exception to a person (who, with a roles config, must be able to act on it); audited."""
+) -> tuple[dict[str, Any], Change]:
+    """Give an open exception to a person (who, with a roles config, must be able to act on it)."""
     person = (to or "").strip().lower()
     if "@" not in person:
         raise ValueError(f"assign to a person's email, not {to!r}")
-    with store.transaction() as cur:
-        row = _load(cur, realm_id, exception_id)
-        require(identity, "assign", row["dimension"])
-        _open(row)
-        if roles is not None:
-            role = roles.get(person)
-            if role is None:
-                raise ValueError(f"{person} is not in the roles config; only a known person can own an exception")
-            if role not in roles_for("resolve", row["dimension"]):
-                needed = " or ".join(roles_for("resolve", row["dimension"]))
-                raise ValueError(
-                    f"{person} is a {role} and cannot act on a {row['dimension'].replace('_', ' ')} exception; "
-                    f"assign it to someone with the {needed} role"
-                )
-        cur.execute(
-            "UPDATE exceptions SET owner = ?, status = 'assigned', last_activity_at = ? WHERE exception_id = ?",
-            [person, now, row["exception_id"]],
-        ).fetchall()
-        after = _snap({**row, "owner": person, "status": "assigned"})
-        _audit(cur, realm_id, identity, "assign", _key(row), (note or "").strip() or None, _snap(row), after, now)
-    return after
+    row = _load(cur, realm_id, exception_id)
+    _open(row)
+    if roles is not None:
+        role = roles.get(person)
+        if role is None:
+            raise ValueError(f"{person} is not in the roles config; only a known person can own an exception")
+        if role not in roles_for("resolve", row["dimension"]):
+            needed = " or ".join(roles_for("resolve", row["dimension"]))
+            raise ValueError(
+                f"{person} is a {role} and cannot act on a {row['dimension'].replace('_', ' ')} exception; "
+                f"assign it to someone with the {needed} role"
+            )
+    cur.execute(
+        "UPDATE exceptions SET owner = ?, status = 'assigned', last_activity_at = ? WHERE exception_id = ?",
+        [person, now, row["exception_id"]],
+    ).fetchall()
+    after = _snap({**row, "owner": person, "status": "assigned"})
+    return after, Change("assign", _key(row), (note or "").strip() or None, _snap(row), after)
 
 
 def _close(
@@ -432,12 +423,12 @@ def _close(
     rows: Sequence[dict[str, Any]],
     code: str,
     reason: str,
-    identity: Identity,
+    actor: str,
     now: datetime,
     **extra: Any,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[Change]]:
     """Resolve these exceptions by a person's decision, remembering how much the store had seen then."""
-    done = []
+    done, changes = [], []
     for row in rows:
         mark = cur.execute(
             _RECORD_MARK, {"realm": realm_id, "entity": row["entity"], "id": row["record_id"]}
@@ -445,209 +436,151 @@ def _close(
         cur.execute(
             """UPDATE exceptions SET status = 'resolved', resolved_at = ?, resolved_by = ?, resolution_code = ?,
                  resolution = ?, resolved_mark = ?, last_activity_at = ? WHERE exception_id = ?""",
-            [now, identity.email, code, reason, mark, now, row["exception_id"]],
+            [now, actor, code, reason, mark, now, row["exception_id"]],
         ).fetchall()
         after = _snap(
-            {**row, "status": "resolved", "resolved_by": identity.email, "resolution_code": code, "resolution": reason},
+            {**row, "status": "resolved", "resolved_by": actor, "resolution_code": code, "resolution": reason},
             **extra,
         )
-        _audit(cur, realm_id, identity, "resolve", _key(row), f"{RESOLUTION_CODES[code]}: {reason}", _snap(row),
-               after, now)  # fmt: skip
+        changes.append(Change("resolve", _key(row), f"{RESOLUTION_CODES[code]}: {reason}", _snap(row), after))
         done.append(after)
-    return done
+    return done, changes
 
 
-def resolve(
-    store: Store,
-    realm_id: str,
-    exception_id: int,
-    *,
-    code: str,
-    reason: str,
-    identity: Identity,
-    now: datetime,
-    qbo_id: str | None = None,
-    client: Any = None,
-) -> dict[str, Any]:
-    """A person closes an exception with a reason code and text; each code does what it says, then is audited.
-
-    fixed_in_qbo: the cause was fixed in QuickBooks; a record QuickBooks refused goes back to the next cycle.
-    excluded: the record is excluded from sync (all its open exceptions close). marked_synced: the record is
-    already in QuickBooks as qbo_id (verified, then linked). create_new: none of the possible duplicates is it.
-    """
+def check_resolvable(row: dict[str, Any], code: str) -> None:
+    """Refuse, before anything is done, a resolution this exception cannot take."""
     if code not in RESOLUTION_CODES:
         raise ValueError(f"resolution code must be one of {', '.join(RESOLUTION_CODES)}, not {code!r}")
-    text = _reason_text(reason, f"resolving as {RESOLUTION_CODES[code]}")
-    row = get_exception(store, realm_id, exception_id)
-    require(identity, "resolve", row["dimension"])
     _open(row)
     if row["dimension"] == "authorization":
         raise ValueError(
             "a connection problem resolves on its own once an admin reconnects QuickBooks (Connection page or "
             "`synchealth connect`); it cannot be closed by hand"
         )
-    if code == "excluded":
-        closed = exclude(store, realm_id, _key(row), reason=text, identity=identity, now=now)
-        return next(c for c in closed if c["exception_id"] == row["exception_id"])
-    if code == "marked_synced":
-        if not qbo_id:
-            raise ValueError("marking a record as synced needs the QuickBooks Id it already has (--qbo-id)")
-        return mark_synced(store, realm_id, exception_id, qbo_id, reason=text, identity=identity, now=now,
-                           client=client)  # fmt: skip
-    if code == "create_new":
-        if row["dimension"] != "duplicate_risk":
-            raise ValueError("'create new despite a duplicate' closes duplicate-risk exceptions only")
-        from pipelines.duplicates import confirm_create_new
+    if code == "create_new" and row["dimension"] != "duplicate_risk":
+        raise ValueError("'create new despite a duplicate' closes duplicate-risk exceptions only")
 
-        confirm_create_new(store, realm_id, row["entity"], row["record_id"], identity=identity, reason=text, now=now)
+
+def resolve(
+    cur: duckdb.DuckDBPyConnection,
+    realm_id: str,
+    exception_id: int,
+    *,
+    code: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> tuple[dict[str, Any], list[Change]]:
+    """Close an exception as fixed in QuickBooks or create-new (the other codes have their own steps).
+
+    fixed_in_qbo: the cause was fixed in QuickBooks; a record QuickBooks refused goes back to the next cycle.
+    """
+    row = _load(cur, realm_id, exception_id)
+    check_resolvable(row, code)
     requeued = False
-    with store.transaction() as cur:
-        row = _load(cur, realm_id, exception_id)
-        _open(row)
-        if code == "fixed_in_qbo" and row["state"] == "needs_fix":
-            # QuickBooks refused it and nothing here changed: the person's fix is the change; send it once more.
-            cur.execute(
-                "UPDATE records SET state = 'ready' WHERE realm_id = ? AND entity = ? AND record_id = ? "
-                "AND state = 'needs_fix'",
-                [realm_id, row["entity"], row["record_id"]],
-            ).fetchall()
-            requeued = True
-        return _close(cur, realm_id, [row], code, text, identity, now, requeued=requeued)[0]
+    if code == "fixed_in_qbo" and row["state"] == "needs_fix":
+        # QuickBooks refused it and nothing here changed: the person's fix is the change; send it once more.
+        cur.execute(
+            "UPDATE records SET state = 'ready' WHERE realm_id = ? AND entity = ? AND record_id = ? "
+            "AND state = 'needs_fix'",
+            [realm_id, row["entity"], row["record_id"]],
+        ).fetchall()
+        requeued = True
+    done, changes = _close(cur, realm_id, [row], code, reason, actor, now, requeued=requeued)
+    return done[0], changes
 
 
-def _record(cur: duckdb.DuckDBPyConnection, realm_id: str, key: str) -> tuple[str, str, str]:
-    entity, sep, record_id = key.partition(":")
-    if not sep or not record_id:
-        raise ValueError(f"record key {key!r} must be <entity>:<awra id>, e.g. bill:BILL-000123")
+def _record_state(cur: duckdb.DuckDBPyConnection, realm_id: str, key: RecordKey) -> str:
     state = cur.execute(
         "SELECT state FROM records WHERE realm_id = ? AND entity = ? AND record_id = ? AND removed_at IS NULL",
-        [realm_id, entity, record_id],
+        [realm_id, key.entity, key.record_id],
     ).fetchall()
     if not state:
         raise ExceptionNotFoundError(f"no live record {key} in company {realm_id}")
-    return entity, record_id, state[0][0]
+    return state[0][0]
 
 
 def exclude(
-    store: Store, realm_id: str, key: str, *, reason: str, identity: Identity, now: datetime
-) -> list[dict[str, Any]]:
+    cur: duckdb.DuckDBPyConnection, realm_id: str, key: RecordKey, *, reason: str, actor: str, now: datetime
+) -> tuple[list[dict[str, Any]], list[Change]]:
     """Exclude a record from sync (it is never sent) and close its open exceptions; returns what closed."""
-    text = _reason_text(reason, "excluding a record from sync")
-    require(identity, "exclude")
-    with store.transaction() as cur:
-        entity, record_id, state = _record(cur, realm_id, key)
-        if state == "synced":
-            raise ValueError(f"{key} is already in QuickBooks; excluding it would not take it out")
-        if state == "excluded":
-            raise ValueError(f"{key} is already excluded from sync")
-        rows = _fetch(
-            cur,
-            """SELECT e.*, r.state FROM exceptions e JOIN records r USING (realm_id, entity, record_id)
-               WHERE e.realm_id = ? AND e.entity = ? AND e.record_id = ? AND e.status <> 'resolved'
-               ORDER BY e.exception_id""",
-            [realm_id, entity, record_id],
-        )
-        for row in rows:
-            require(identity, "exclude", row["dimension"])
-        cur.execute(
-            "INSERT INTO exclusions VALUES (?, ?, ?, ?, ?, ?)", [realm_id, entity, record_id, identity.email, text, now]
-        ).fetchall()
-        # What the next check would set (exclusions come first there too); the queue reflects it at once.
-        cur.execute(
-            "UPDATE records SET state = 'excluded' WHERE realm_id = ? AND entity = ? AND record_id = ?",
-            [realm_id, entity, record_id],
-        ).fetchall()
-        _audit(cur, realm_id, identity, "exclude", key, text, {"state": state},
-               {"state": "excluded", "exceptions": [r["exception_id"] for r in rows]}, now)  # fmt: skip
-        return _close(cur, realm_id, rows, "excluded", text, identity, now)
+    state = _record_state(cur, realm_id, key)
+    if state == "synced":
+        raise ValueError(f"{key} is already in QuickBooks; excluding it would not take it out")
+    if state == "excluded":
+        raise ValueError(f"{key} is already excluded from sync")
+    rows = _fetch(
+        cur,
+        """SELECT e.*, r.state FROM exceptions e JOIN records r USING (realm_id, entity, record_id)
+           WHERE e.realm_id = ? AND e.entity = ? AND e.record_id = ? AND e.status <> 'resolved'
+           ORDER BY e.exception_id""",
+        [realm_id, key.entity, key.record_id],
+    )
+    cur.execute(
+        "INSERT INTO exclusions VALUES (?, ?, ?, ?, ?, ?)", [realm_id, key.entity, key.record_id, actor, reason, now]
+    ).fetchall()
+    # What the next check would set (exclusions come first there too); the queue reflects it at once.
+    cur.execute(
+        "UPDATE records SET state = 'excluded' WHERE realm_id = ? AND entity = ? AND record_id = ?",
+        [realm_id, key.entity, key.record_id],
+    ).fetchall()
+    excluded = Change(
+        "exclude",
+        str(key),
+        reason,
+        {"state": state},
+        {"state": "excluded", "exceptions": [r["exception_id"] for r in rows]},
+    )
+    closed, changes = _close(cur, realm_id, rows, "excluded", reason, actor, now)
+    return closed, [excluded, *changes]
 
 
 def mark_synced(
-    store: Store,
+    cur: duckdb.DuckDBPyConnection,
     realm_id: str,
     exception_id: int,
     qbo_id: str,
     *,
     reason: str,
-    identity: Identity,
+    actor: str,
     now: datetime,
-    client: Any = None,
-) -> dict[str, Any]:
-    """The record is already in QuickBooks as qbo_id: verify that object exists, link it, close the exception.
-
-    With a client the object is read from QuickBooks itself (and refreshed in the mirror); without one, the mirror
-    of the last pull is the evidence. An Id QuickBooks does not have is refused and nothing is linked.
-    """
+) -> tuple[dict[str, Any], list[Change]]:
+    """The record is already in QuickBooks as qbo_id (the caller verified it): link it, close its exceptions."""
     from pipelines.duplicates import QBO_ENTITY, link_duplicate
 
-    text = _reason_text(reason, "marking a record as synced")
-    row = get_exception(store, realm_id, exception_id)
-    require(identity, "resolve", row["dimension"])
-    _open(row)
+    row = _load(cur, realm_id, exception_id)
+    check_resolvable(row, "marked_synced")
     qbo_entity = QBO_ENTITY.get(row["entity"])
     if qbo_entity is None or row["entity"] in ("item",):
         raise ValueError(f"a {row['entity']} is not sent to QuickBooks, so it cannot be marked as synced")
-    qbo_id = str(qbo_id).strip()
-    if client is not None:
-        _verify_in_qbo(store, client, realm_id, qbo_entity, qbo_id, now)
-    link_duplicate(
-        store, realm_id, row["entity"], row["record_id"], qbo_id, identity=identity,
-        reason=f"marked as synced: {text}", now=now,
-    )  # fmt: skip
-    with store.transaction() as cur:
-        row = _load(cur, realm_id, exception_id)
-        cur.execute(
-            "UPDATE records SET state = 'synced' WHERE realm_id = ? AND entity = ? AND record_id = ?",
-            [realm_id, row["entity"], row["record_id"]],
-        ).fetchall()
-        others = _fetch(
-            cur,
-            """SELECT e.*, 'synced' AS state FROM exceptions e WHERE e.realm_id = ? AND e.entity = ?
-               AND e.record_id = ? AND e.status <> 'resolved' AND e.exception_id <> ?""",
-            [realm_id, row["entity"], row["record_id"], row["exception_id"]],
-        )
-        done = _close(cur, realm_id, [row, *others], "marked_synced", text, identity, now,
-                      qbo_entity=qbo_entity, qbo_id=qbo_id)  # fmt: skip
-    return done[0]
+    key = RecordKey(row["entity"], row["record_id"])
+    linked = link_duplicate(cur, realm_id, key, str(qbo_id).strip(), actor=actor, reason=f"marked as synced: {reason}",
+                            now=now)  # fmt: skip
+    cur.execute(
+        "UPDATE records SET state = 'synced' WHERE realm_id = ? AND entity = ? AND record_id = ?",
+        [realm_id, row["entity"], row["record_id"]],
+    ).fetchall()
+    row = _load(cur, realm_id, exception_id)
+    others = _fetch(
+        cur,
+        """SELECT e.*, 'synced' AS state FROM exceptions e WHERE e.realm_id = ? AND e.entity = ?
+           AND e.record_id = ? AND e.status <> 'resolved' AND e.exception_id <> ?""",
+        [realm_id, row["entity"], row["record_id"], row["exception_id"]],
+    )
+    done, changes = _close(cur, realm_id, [row, *others], "marked_synced", reason, actor, now,
+                           qbo_entity=qbo_entity, qbo_id=str(qbo_id).strip())  # fmt: skip
+    return done[0], [linked, *changes]
 
 
-def _verify_in_qbo(store: Store, client: Any, realm_id: str, qbo_entity: str, qbo_id: str, now: datetime) -> None:
-    from pipelines.pull import load_objects
-    from qbo.client import QboCallError
-
-    label = qbo_entity.lower()
-    try:
-        found = client.read(qbo_entity, qbo_id).object
-    except ValueError:
-        raise ValueError(f"{qbo_id!r} is not a QuickBooks Id (a number, e.g. 145)") from None
-    except QboCallError as err:
-        if err.result.status in (400, 404) or err.outcome.reason == "provider_rejection.object_not_found":
-            raise ValueError(f"QuickBooks has no {label} with Id {qbo_id}; nothing was linked") from None
-        raise
-    if not found or found.get("status") == "Deleted":
-        raise ValueError(f"QuickBooks {label} Id {qbo_id} is deleted; a record cannot be linked to it")
-    load_objects(store, realm_id, qbo_entity, [found], now)
-
-
-def act_on_many(action, items: Sequence[Any]) -> list[dict[str, Any]]:
-    """Run one action per item; a refusal or an error is that item's result, never the end of the others."""
-    results = []
-    for item in items:
-        try:
-            done = action(item)
-            results.append({"item": str(item), "done": True, "message": _describe(done)})
-        except (PermissionDeniedError, ValueError, LookupError) as err:
-            results.append({"item": str(item), "done": False, "message": f"refused: {err}"})
-    return results
-
-
-def _describe(done: Any) -> str:
+def describe(done: Any, *, with_id: bool = True) -> str:
+    """One line for a person: what happened to each exception an action touched."""
     rows = done if isinstance(done, list) else [done]
     parts = []
     for r in rows:
+        head = f"#{r['exception_id']} " if with_id else ""
         if r.get("status") == "resolved":
             tail = " (sent again in the next cycle)" if r.get("requeued") else ""
-            parts.append(f"#{r['exception_id']} resolved: {RESOLUTION_CODES.get(r['resolution_code'], '')}{tail}")
+            parts.append(f"{head}resolved: {RESOLUTION_CODES.get(r['resolution_code'], '')}{tail}")
         else:
-            parts.append(f"#{r['exception_id']} {r.get('status')} to {r.get('owner') or r.get('owner_role')}")
+            parts.append(f"{head}{r.get('status')} to {r.get('owner') or r.get('owner_role')}")
     return "; ".join(parts) or "nothing was open"

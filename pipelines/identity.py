@@ -11,8 +11,11 @@ __all__ = [
     "EXCEPTION_ACTIONS",
     "FINANCE_DIMENSIONS",
     "ROLES",
+    "SYSTEM",
+    "SYSTEM_ROLE",
     "Identity",
     "PermissionDeniedError",
+    "RolesFileMissing",
     "load_roles",
     "require",
     "resolve",
@@ -20,6 +23,8 @@ __all__ = [
 ]
 
 ROLES = ("viewer", "finance", "admin")
+# The scheduler acts as "system": it may run what a cycle does, and nothing a person decides.
+SYSTEM_ROLE = "system"
 
 # action -> the roles that may perform it. Reads need no entry: every role reads everything.
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -31,9 +36,13 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "map": ("admin",),
     "retry": ("admin",),
     "override": ("admin",),
-    "sync": ("admin",),
+    "sync": ("admin", SYSTEM_ROLE),
     "connect": ("admin",),
-    "pull": ("admin",),
+    "pull": ("admin", SYSTEM_ROLE),
+    "ingest": ("admin", SYSTEM_ROLE),
+    "allow_removal": ("admin",),
+    "check": ("finance", "admin", SYSTEM_ROLE),
+    "cycle": (SYSTEM_ROLE,),
 }
 # Exceptions finance acts on: the business's own data, what QuickBooks refused, possible duplicates. Mapping,
 # authorization and transport exceptions need an admin, whatever the action.
@@ -47,6 +56,10 @@ def roles_for(action: str, dimension: str | None = None) -> tuple[str, ...]:
     if dimension is not None and action in EXCEPTION_ACTIONS and dimension not in FINANCE_DIMENSIONS:
         roles = tuple(r for r in roles if r == "admin")
     return roles
+
+
+class RolesFileMissing(Exception):
+    """The roles config the settings name is not there; the message says which file and how to fix it."""
 
 
 class PermissionDeniedError(Exception):
@@ -64,10 +77,16 @@ class Identity:
         return self.role in roles_for(action, dimension)
 
 
+SYSTEM = Identity("system", SYSTEM_ROLE)
+
+
 def load_roles(path: Path) -> dict[str, str]:
-    """email -> role from the roles config; a missing file means everyone is a viewer."""
-    if not path.is_file():
-        return {}
+    """email -> role from the roles config. A missing file is an error, not "everyone is a viewer": a store opened
+    with the wrong settings must not quietly turn its admins into viewers."""
+    if not Path(path).is_file():
+        raise RolesFileMissing(
+            f"the roles file {path} does not exist; create it (see config/roles.toml) or set SYNCHEALTH_ROLES_FILE"
+        )
     with path.open("rb") as fh:
         people = tomllib.load(fh).get("people", {})
     bad = {email: role for email, role in people.items() if role not in ROLES}
@@ -86,6 +105,6 @@ def require(identity: Identity, action: str, dimension: str | None = None) -> No
     """Refuse, with the role needed, when the identity may not perform the action (on this dimension)."""
     if identity.can(action, dimension):
         return
-    needed = " or ".join(roles_for(action, dimension))
+    needed = " or ".join(r for r in roles_for(action, dimension) if r != SYSTEM_ROLE)  # people are not "system"
     what = f"{action} of a {dimension.replace('_', ' ')} exception" if dimension else action
     raise PermissionDeniedError(f"{what} needs the {needed} role; {identity.email} is a {identity.role}")

@@ -604,12 +604,15 @@ def _record_run(
     totals: dict[str, int],
     error: str | None,
     prints: dict[str, tuple[str, str]] | None = None,
+    actor: str | None = None,
 ) -> None:
     rows = sum(f[1] for f in files.values())
     accepted = sum(f[2] for f in files.values())
     rejected = sum(f[3] for f in files.values())
     cur.execute(
-        "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ingest_runs (run_id, realm_id, source, started_at, finished_at, status, rows, accepted, "
+        "rejected, new_records, changed_records, removed_records, error, actor) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             realm_id,
@@ -624,6 +627,7 @@ def _record_run(
             totals.get("changed", 0),
             totals.get("removed", 0),
             error,
+            actor,
         ],
     )
     cur.executemany(
@@ -643,6 +647,7 @@ def _refuse(
     finished: datetime,
     err: SnapshotError,
     raw: dict[str, _RawFile] | None,
+    actor: str | None = None,
 ) -> None:
     """Only the ingest history notes a refusal; no record or version is touched."""
     by_file: dict[str, list[Problem]] = {}
@@ -659,7 +664,7 @@ def _refuse(
         files[name] = (fname, rows, max(rows - bad, 0) if probs else rows, bad if probs else 0, msg)
     with store.transaction() as cur:
         run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
-        _record_run(cur, run_id, realm_id, str(folder), started, finished, "refused", files, {}, str(err))
+        _record_run(cur, run_id, realm_id, str(folder), started, finished, "refused", files, {}, str(err), actor=actor)
 
 
 def _fingerprints(folder: Path) -> dict[str, tuple[str, str]]:
@@ -699,8 +704,12 @@ def ingest_snapshot(
     realm_id: str,
     now: datetime,
     progress: Progress | None = None,
+    actor: str | None = None,
 ) -> IngestResult:
-    """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError."""
+    """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError.
+
+    `actor` is who asked for it (a person, or the scheduler as "system"); the ingest history keeps it.
+    """
     clock = time.perf_counter()
     started = now
     say = progress or (lambda _f, _l: None)
@@ -717,7 +726,7 @@ def ingest_snapshot(
         say(0.35, "checking the contract")
         frames = validate_snapshot(todo)
     except SnapshotError as err:
-        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw)
+        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw, actor)
         raise
     say(0.6, "staging")
     _stage(store, frames, raw, hashes)
@@ -746,6 +755,7 @@ def ingest_snapshot(
             totals,
             None,
             prints,
+            actor=actor,
         )
     say(1.0, "done")
     return IngestResult(

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
 import polars as pl
 
+from pipelines.audit import Change
 from pipelines.duplicates import normalize_name_sql
-from pipelines.identity import Identity, require
 from pipelines.store import Store, awra_table, current_view
 
 __all__ = [
     "KINDS",
     "MappingKind",
-    "MappingOutcome",
-    "accept_suggestions",
     "gap_inventory",
-    "map_and_recheck",
+    "now_ready",
     "all_mapping_usage_sql",
     "mapping_usage_sql",
     "refresh_mappings",
     "set_mapping",
+    "suggested_target",
+    "waiting_on",
 ]
 
 
@@ -218,131 +218,74 @@ def refresh_mappings(store: Store, realm_id: str, *, now: datetime) -> dict[str,
 
 
 def set_mapping(
-    store: Store,
+    cur: duckdb.DuckDBPyConnection,
     realm_id: str,
     kind: str,
     awra_value: str,
     qbo_id: str,
     *,
-    identity: Identity,
+    actor: str,
     reason: str | None,
     now: datetime,
     source: str = "manual",
-) -> dict:
-    """A person maps a value (admin only, audited). The QBO object must exist, be active and be of the kind."""
-    require(identity, "map")
+) -> tuple[dict, Change]:
+    """Map a value to a QuickBooks object, which must exist, be active and be of the kind; returns it and the change."""
     if kind not in KINDS and kind not in ("vendor", "customer"):
         raise ValueError(f"unknown mapping kind {kind!r}; kinds are {', '.join([*KINDS, 'vendor', 'customer'])}")
     entities = KINDS[kind].qbo_entities if kind in KINDS else (kind.capitalize(),)
-    found = store.rows(
+    found = cur.execute(
         f"""SELECT entity, qbo_id, name, active, deleted FROM qbo_objects
             WHERE realm_id = ? AND qbo_id = ? AND entity IN ({", ".join("?" for _ in entities)})""",
         [realm_id, qbo_id, *entities],
-    )
+    ).fetchall()
     if not found:
         raise ValueError(f"QuickBooks has no {' or '.join(entities)} with Id {qbo_id} (pull first if it is new)")
     entity, _, name, active, deleted = found[0]
     if deleted or not active:
         raise ValueError(f"QuickBooks {entity} {qbo_id} ({name}) is {'deleted' if deleted else 'inactive'}")
-    before = store.rows(
+    before = cur.execute(
         "SELECT qbo_id, qbo_name, status, source FROM mappings WHERE realm_id = ? AND kind = ? AND awra_value = ?",
         [realm_id, kind, awra_value],
-    )
+    ).fetchall()
     after = {"qbo_entity": entity, "qbo_id": qbo_id, "qbo_name": name, "status": "mapped", "source": source}
-    with store.transaction() as cur:
-        cur.execute(
-            """INSERT OR REPLACE INTO mappings VALUES (?, ?, ?, ?, ?, ?, ?, 'mapped', 1.0, 'person', ?, ?)""",
-            [realm_id, kind, awra_value, entity, qbo_id, name, source, identity.email, now],
-        )
-        cur.execute(
-            "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, "
-            "after_json) VALUES (?, ?, ?, ?, 'map', ?, ?, ?, ?)",
-            [
-                realm_id,
-                now,
-                identity.email,
-                identity.role,
-                f"{kind}:{awra_value}",
-                reason,
-                json.dumps(dict(zip(("qbo_id", "qbo_name", "status", "source"), before[0], strict=True)))
-                if before
-                else None,
-                json.dumps(after),
-            ],
-        )
-    return after
+    cur.execute(
+        """INSERT OR REPLACE INTO mappings VALUES (?, ?, ?, ?, ?, ?, ?, 'mapped', 1.0, 'person', ?, ?)""",
+        [realm_id, kind, awra_value, entity, qbo_id, name, source, actor, now],
+    ).fetchall()
+    was = dict(zip(("qbo_id", "qbo_name", "status", "source"), before[0], strict=True)) if before else None
+    return after, Change("map", f"{kind}:{awra_value}", reason, was, after)
 
 
-@dataclass(frozen=True)
-class MappingOutcome:
-    """What setting one mapping did: the mapping, and how many records it freed."""
-
-    mapping: dict
-    waiting: int
-    now_ready: int
-    still_blocked: int
-
-
-def _waiting_on(store: Store, run_id: int | None, kind: str, value: str) -> set[tuple[str, str]]:
-    return set(
-        store.rows(
-            "SELECT DISTINCT entity, record_id FROM findings "
-            "WHERE run_id = ? AND mapping_kind = ? AND mapping_value = ?",
-            [run_id, kind, value],
-        )
+def suggested_target(store: Store, realm_id: str, kind: str, value: str) -> str:
+    """The QuickBooks Id a suggestion proposes for (kind, value); ValueError when there is no such suggestion."""
+    row = store.rows(
+        "SELECT qbo_id FROM mappings WHERE realm_id = ? AND kind = ? AND awra_value = ? AND status = 'suggested'",
+        [realm_id, kind, value],
     )
+    if not row:
+        raise ValueError(f"there is no suggestion for {kind} {value} to accept")
+    return str(row[0][0])
 
 
-def map_and_recheck(
-    store: Store,
-    realm_id: str,
-    kind: str,
-    awra_value: str,
-    qbo_id: str,
-    *,
-    identity: Identity,
-    reason: str | None,
-    now: datetime,
-) -> MappingOutcome:
-    """Fix once, re-validate all: set the mapping, re-check every record, count the ones it freed."""
-    from pipelines.readiness import run_check
-
+def waiting_on(store: Store, realm_id: str, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The records the last check found waiting on any of these (kind, value) mappings."""
     last = store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
-    waiting = _waiting_on(store, last, kind, awra_value)
-    after = set_mapping(store, realm_id, kind, awra_value, qbo_id, identity=identity, reason=reason, now=now)
-    run_check(store, realm_id, now=now, trigger="map", actor=identity.email)
-    ready = set(store.rows("SELECT entity, record_id FROM records WHERE realm_id = ? AND state = 'ready'", [realm_id]))
-    now_ready = len(waiting & ready)
-    return MappingOutcome(after, len(waiting), now_ready, len(waiting) - now_ready)
-
-
-def accept_suggestions(
-    store: Store, realm_id: str, pairs: list[tuple[str, str]], *, identity: Identity, now: datetime
-) -> MappingOutcome:
-    """A person accepts suggested mappings (kind, AWRA value) as they stand; one re-check for them all."""
-    from pipelines.readiness import run_check
-
-    require(identity, "map")
-    last = store.scalar("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id])
-    waiting: set[tuple[str, str]] = set()
-    accepted = []
+    found: set[tuple[str, str]] = set()
     for kind, value in pairs:
-        row = store.rows(
-            "SELECT qbo_id FROM mappings WHERE realm_id = ? AND kind = ? AND awra_value = ? AND status = 'suggested'",
-            [realm_id, kind, value],
-        )
-        if not row:
-            raise ValueError(f"there is no suggestion for {kind} {value} to accept")
-        waiting |= _waiting_on(store, last, kind, value)
-        accepted.append(
-            set_mapping(
-                store, realm_id, kind, value, row[0][0], identity=identity, reason="accepted suggestion", now=now
+        found |= set(
+            store.rows(
+                "SELECT DISTINCT entity, record_id FROM findings "
+                "WHERE run_id = ? AND mapping_kind = ? AND mapping_value = ?",
+                [last, kind, value],
             )
         )
-    run_check(store, realm_id, now=now, trigger="map", actor=identity.email)
+    return found
+
+
+def now_ready(store: Store, realm_id: str, records: set[tuple[str, str]]) -> int:
+    """How many of these records are ready to send now."""
     ready = set(store.rows("SELECT entity, record_id FROM records WHERE realm_id = ? AND state = 'ready'", [realm_id]))
-    now_ready = len(waiting & ready)
-    return MappingOutcome({"accepted": accepted}, len(waiting), now_ready, len(waiting) - now_ready)
+    return len(records & ready)
 
 
 def gap_inventory(store: Store, realm_id: str, run_id: int | None = None) -> pl.DataFrame:

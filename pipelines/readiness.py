@@ -11,7 +11,6 @@ import polars as pl
 
 from pipelines import duplicates
 from pipelines.clock import elapsed_from
-from pipelines.exceptions import refresh_exceptions
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER
@@ -459,7 +458,6 @@ def run_check(
             )
     finally:
         cur.unregister("_findings")
-    refresh_exceptions(store, realm_id, now=now)
     by_reason = dict(findings.group_by("reason").len().iter_rows())
     return CheckResult(
         run_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.config import APP_ROOT
 from pipelines.identity import FINANCE_DIMENSIONS
 from qbo.faults import DIMENSIONS
 
@@ -22,7 +22,6 @@ __all__ = [
     "RoutingRule",
     "load_routing",
     "route",
-    "routing_path",
 ]
 
 # How long each kind of problem may stay open before it is overdue (and escalates), unless a rule says otherwise.
@@ -89,11 +88,6 @@ class Routing:
 DEFAULT_ROUTING = Routing()
 
 
-def routing_path() -> Path:
-    """SYNCHEALTH_ROUTING_FILE, else config/routing.toml (relative to where the app runs, like the roles file)."""
-    return Path(os.environ.get("SYNCHEALTH_ROUTING_FILE") or "config/routing.toml")
-
-
 def _strings(rule: str, key: str, value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
     values = (value,) if isinstance(value, str) else tuple(value)
     if not values or not all(isinstance(v, str) and v for v in values):
@@ -140,7 +134,7 @@ def _rule(number: int, raw: dict[str, Any]) -> RoutingRule:
 
 def load_routing(path: Path | None = None) -> Routing:
     """The routing config; a missing file means the defaults (ARCHITECTURE.md owners, DEFAULT_DUE_DAYS)."""
-    path = path or routing_path()
+    path = path or APP_ROOT / "config" / "routing.toml"
     if not path.is_file():
         return DEFAULT_ROUTING
     with path.open("rb") as fh:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.audit import AuditCheck, rehash_all, verify
 from pipelines.clock import system_clock
+from pipelines.config import crash_point_requested
 from qbo.tokens import TOKENS_DDL
 from schemas.awra import CONTRACT, Table
 
@@ -44,11 +46,15 @@ class StoreTooNewError(StoreError):
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema step; applied in its own transaction, recorded in schema_version."""
+    """One schema step; applied in its own transaction, recorded in schema_version.
+
+    `then` runs after the SQL in the same transaction, for a step SQL cannot express (a hash chain over rows).
+    """
 
     version: int
     description: str
     sql: str
+    then: Callable[[duckdb.DuckDBPyConnection], object] | None = None
 
 
 def awra_table(name: str) -> str:
@@ -466,6 +472,15 @@ def _current_views() -> str:
     return "\n".join(views)
 
 
+_AUDIT_NO_UPDATE = """CREATE TRIGGER audit_no_update AFTER UPDATE ON audit_log FOR EACH STATEMENT
+  INSERT INTO audit_guard SELECT error('audit_log is append-only: UPDATE refused');"""
+
+
+def _chain_existing_audit_rows(tx: duckdb.DuckDBPyConnection) -> None:
+    rehash_all(tx)
+    tx.execute(_AUDIT_NO_UPDATE)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "AWRA records and versions, ingest runs, append-only audit log", _V1),
     Migration(2, "QBO connections (encrypted tokens, status) and their events", TOKENS_DDL),
@@ -489,12 +504,22 @@ MIGRATIONS: list[Migration] = [
         "QBO mirror: when each object's content last changed",
         "ALTER TABLE qbo_objects ADD changed_at TIMESTAMPTZ; UPDATE qbo_objects SET changed_at = pulled_at;",
     ),
+    # Each audit row's hash chained to the one before: a rewrite that gets past the triggers is still seen. The
+    # guard is lifted for the one UPDATE that gives the existing rows their hashes, and put back in the same step.
+    Migration(
+        12,
+        "Audit log: a hash chain over its rows",
+        "DROP TRIGGER audit_no_update ON audit_log; ALTER TABLE audit_log ADD chain_hash VARCHAR;",
+        then=_chain_existing_audit_rows,
+    ),
+    # Ingest is a person's (or the scheduler's) act like every write: the history says who asked for each run.
+    Migration(13, "Ingest: who asked for each run", "ALTER TABLE ingest_runs ADD actor VARCHAR;"),
 ]
 
 
 def crash_point(name: str) -> None:
     """Die here, at once and without cleanup, when SYNCHEALTH_CRASH_AT names this point (crash tests)."""
-    if os.environ.get("SYNCHEALTH_CRASH_AT") == name:
+    if crash_point_requested() == name:
         os._exit(70)
 
 
@@ -520,6 +545,9 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._migrate()
+        # The audit log's guard and its newest rows are checked at every open; a broken chain is reported (the
+        # CLI on stderr, /healthz, the Health page), never repaired.
+        self.audit_check: AuditCheck = verify(self.cursor(), full=False)
 
     # -- connection -----------------------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -560,15 +588,29 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction on this thread's cursor; writers in this process take turns."""
+        """One transaction on this thread's cursor; writers in this process take turns.
+
+        Nested, it joins the transaction already open on this thread: a command opens one around the engine steps
+        it calls and its audit entry, so the change and its record commit together or not at all.
+        """
         with self._write_lock:
             cur = self.cursor()
+            if getattr(self._local, "depth", 0):
+                self._local.depth += 1
+                try:
+                    yield cur
+                finally:
+                    self._local.depth -= 1
+                return
             cur.execute("BEGIN TRANSACTION")
+            self._local.depth = 1
             try:
                 yield cur
             except BaseException:
+                self._local.depth = 0
                 cur.execute("ROLLBACK")
                 raise
+            self._local.depth = 0
             cur.execute("COMMIT")
 
     @contextmanager
@@ -607,6 +649,8 @@ class Store:
                 continue
             with self.transaction() as tx:
                 tx.execute(migration.sql)
+                if migration.then is not None:
+                    migration.then(tx)
                 tx.execute(
                     "INSERT INTO schema_version VALUES (?, ?, ?)",
                     [migration.version, migration.description, system_clock()],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -17,6 +16,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.keys import RecordKey
+from pipelines.locks import realm_lock
 from pipelines.payloads import build_payloads
 from pipelines.pull import load_objects
 from pipelines.store import Store, crash_point
@@ -27,9 +28,11 @@ from schemas.awra import SEND_TIERS
 __all__ = [
     "TIERS",
     "RetryAnswer",
-    "retry",
     "SyncResult",
     "request_id_for",
+    "requeue",
+    "retry_answers",
+    "retry_gate",
     "settle_open_intents",
     "sync_run",
 ]
@@ -38,8 +41,6 @@ TIERS = SEND_TIERS  # dependency order, from the contract
 _TIER_OF = {e: i for i, tier in enumerate(TIERS) for e in tier}
 _BATCH = 30  # items per QBO batch (ref §8); the client splits longer lists the same way
 _PARTIES = ("vendor", "customer")
-_locks: dict[str, threading.RLock] = {}
-_locks_guard = threading.Lock()
 Progress = Callable[[float, str], None]
 
 
@@ -64,12 +65,6 @@ def request_id_for(realm_id: str, entity: str, record_id: str, version: int, gen
     """Deterministic per (realm, record, version, generation): a resend of one attempt replays, never creates."""
     digest = hashlib.sha256(f"{realm_id}|{entity}:{record_id}|v{version}|g{generation}".encode()).hexdigest()
     return f"sh-{digest[:32]}"  # 35 characters: inside QBO's 50 (and 36 for batches) (ref §1)
-
-
-def _realm_lock(realm_id: str) -> threading.RLock:
-    """Single flight per realm in this process (re-entrant: a retry holds it across check and send)."""
-    with _locks_guard:
-        return _locks.setdefault(realm_id, threading.RLock())
 
 
 def _body(payload: str) -> dict[str, Any]:
@@ -398,7 +393,7 @@ def sync_run(
     clock = time.perf_counter()
     say = progress or (lambda _f, _l: None)
     rng = random.Random(seed)
-    with _realm_lock(realm_id):
+    with realm_lock(realm_id):
         run_id = int(store.scalar("SELECT nextval('sync_run_seq')"))
         store.execute(
             "INSERT INTO sync_runs (run_id, realm_id, trigger, actor, started_at, status) VALUES (?, ?, ?, ?, ?, ?)",
@@ -626,58 +621,22 @@ def _held_reason(store: Store, realm_id: str, entity: str, record_id: str) -> st
     return problem[0] if problem and problem[0] else "nothing was due (another run may have sent it)"
 
 
-def retry(
-    store: Store,
-    client: QboClient,
-    keys: Sequence[str],
-    *,
-    identity,
-    now: datetime,
-    override_reason: str | None = None,
-    schedule: Sequence[int] = (60, 300, 1800, 7200, 21600),
-) -> list[RetryAnswer]:
-    """Re-check exactly these records, then send the ones whose cause changed; refuse the rest with the reason."""
-    from pipelines.identity import require
-
-    require(identity, "retry")
-    if override_reason is not None:
-        require(identity, "override")
-        if not override_reason.strip():
-            raise ValueError("an override needs a reason (it is kept in the audit log)")
-    realm_id = client.realm_id
-    with _realm_lock(realm_id):  # two retries of one record at once: the second sees the first's result
-        return _retry_locked(
-            store, client, keys, identity=identity, now=now, override_reason=override_reason, schedule=schedule
-        )
-
-
-def _retry_locked(
-    store: Store,
-    client: QboClient,
-    keys: Sequence[str],
-    *,
-    identity,
-    now: datetime,
-    override_reason: str | None,
-    schedule: Sequence[int],
-) -> list[RetryAnswer]:
-    from pipelines.exceptions import refresh_exceptions
-    from pipelines.readiness import run_check
-
-    realm_id = client.realm_id
-    parsed = [(k.partition(":")[0], k.partition(":")[2]) for k in keys]
-    run_check(store, realm_id, now=now, trigger="retry", actor=identity.email)
-    answers: dict[str, RetryAnswer] = {}
-    allowed: list[tuple[str, str]] = []
-    for entity, record_id in parsed:
-        key = f"{entity}:{record_id}"
+def retry_gate(
+    store: Store, realm_id: str, keys: Sequence[RecordKey], *, override: bool
+) -> tuple[dict[RecordKey, RetryAnswer], list[RecordKey]]:
+    """After a fresh check: the records that may go again, and for the others why not (with `override`, a person
+    sends a refused record although nothing changed; a finding that still blocks it is never overridden)."""
+    answers: dict[RecordKey, RetryAnswer] = {}
+    allowed: list[RecordKey] = []
+    for key in dict.fromkeys(keys):
+        entity, record_id = key
         found = store.rows(
             "SELECT state, current_version FROM records WHERE realm_id = ? AND entity = ? AND record_id = ? "
             "AND removed_at IS NULL",
             [realm_id, entity, record_id],
         )
         if not found:
-            answers[key] = RetryAnswer(key, False, "no such record in AWRA", "unknown")
+            answers[key] = RetryAnswer(str(key), False, "no such record in AWRA", "unknown")
             continue
         state = found[0][0]
         detail = store.scalar(
@@ -686,68 +645,60 @@ def _retry_locked(
             [realm_id, entity, record_id],
         )
         if state == "synced":
-            answers[key] = RetryAnswer(key, False, "already in QuickBooks: nothing to retry", state)
+            answers[key] = RetryAnswer(str(key), False, "already in QuickBooks: nothing to retry", state)
+        elif state == "excluded":
+            answers[key] = RetryAnswer(str(key), False, "excluded from sync by a person: nothing to retry", state)
         elif detail is not None:
-            answers[key] = RetryAnswer(key, False, f"still {detail}", state)
+            answers[key] = RetryAnswer(str(key), False, f"still {detail}", state)
         elif (
             state in ("needs_fix", "blocked")
-            and override_reason is None
-            and not (_changed_since_attempt(store, realm_id, entity, record_id))
+            and not override
+            and not _changed_since_attempt(store, realm_id, entity, record_id)
         ):
             last = store.rows(
-                "SELECT reason, message FROM sync_attempts WHERE realm_id = ? AND entity = ? AND record_id = ? "
+                "SELECT message FROM sync_attempts WHERE realm_id = ? AND entity = ? AND record_id = ? "
                 "ORDER BY attempt_id DESC LIMIT 1",
                 [realm_id, entity, record_id],
             )
-            why = f"{last[0][0]}: {last[0][1]}" if last else state
+            why = f" ({last[0][0]})" if last and last[0][0] else ""
             answers[key] = RetryAnswer(
-                key, False, f"QuickBooks refused it ({why}) and nothing has changed since; fix the cause first", state
+                str(key), False, f"QuickBooks refused it{why} and nothing has changed since; fix the cause first", state
             )
         else:
-            allowed.append((entity, record_id))
-    if allowed:
-        with store.transaction() as tx:
-            for entity, record_id in allowed:
-                tx.execute(
-                    "UPDATE records SET state = 'ready' WHERE realm_id = ? AND entity = ? AND record_id = ? "
-                    "AND state IN ('needs_fix', 'blocked', 'retry_scheduled', 'ambiguous', 'ready')",
-                    [realm_id, entity, record_id],
-                )
-                tx.execute(
-                    "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        realm_id,
-                        now,
-                        identity.email,
-                        identity.role,
-                        "override" if override_reason else "retry",
-                        f"{entity}:{record_id}",
-                        override_reason,
-                    ],
-                )
-        run = sync_run(
-            store, client, now=now, trigger="retry", actor=identity.email, only=allowed, schedule=schedule, batch=False
+            allowed.append(key)
+    return answers, allowed
+
+
+def requeue(cur: duckdb.DuckDBPyConnection, realm_id: str, keys: Sequence[RecordKey]) -> None:
+    """Make these records due now (a person asked for them to go again)."""
+    cur.executemany(
+        "UPDATE records SET state = 'ready' WHERE realm_id = ? AND entity = ? AND record_id = ? "
+        "AND state IN ('needs_fix', 'blocked', 'retry_scheduled', 'ambiguous', 'ready')",
+        [[realm_id, k.entity, k.record_id] for k in keys],
+    )
+
+
+def retry_answers(store: Store, realm_id: str, run_id: int, keys: Sequence[RecordKey]) -> dict[RecordKey, RetryAnswer]:
+    """What the retry run did with each record it was allowed to send."""
+    answers = {}
+    for key in keys:
+        entity, record_id = key
+        state = store.scalar(
+            "SELECT state FROM records WHERE realm_id = ? AND entity = ? AND record_id = ?",
+            [realm_id, entity, record_id],
         )
-        refresh_exceptions(store, realm_id, now=now)
-        for entity, record_id in allowed:
-            key = f"{entity}:{record_id}"
-            state = store.scalar(
-                "SELECT state FROM records WHERE realm_id = ? AND entity = ? AND record_id = ?",
-                [realm_id, entity, record_id],
-            )
-            ref = store.scalar(
-                "SELECT qbo_id FROM external_refs WHERE realm_id = ? AND entity = ? AND record_id = ?",
-                [realm_id, entity, record_id],
-            )
-            sent = store.scalar(
-                "SELECT count(*) FROM sync_attempts WHERE run_id = ? AND entity = ? AND record_id = ?",
-                [run.run_id, entity, record_id],
-            )
-            if not sent:
-                why = _held_reason(store, realm_id, entity, record_id)
-                answers[key] = RetryAnswer(key, False, f"not sent: {why}", state)
-                continue
-            message = f"sent: in QuickBooks as Id {ref}" if state == "synced" else f"sent: now {state}"
-            answers[key] = RetryAnswer(key, True, message, state)
-    return [answers[f"{e}:{r}"] for e, r in parsed]
+        ref = store.scalar(
+            "SELECT qbo_id FROM external_refs WHERE realm_id = ? AND entity = ? AND record_id = ?",
+            [realm_id, entity, record_id],
+        )
+        sent = store.scalar(
+            "SELECT count(*) FROM sync_attempts WHERE run_id = ? AND entity = ? AND record_id = ?",
+            [run_id, entity, record_id],
+        )
+        if not sent:
+            answers[key] = RetryAnswer(str(key), False, f"not sent: {_held_reason(store, realm_id, entity, record_id)}",
+                                       state)  # fmt: skip
+            continue
+        message = f"sent: in QuickBooks as Id {ref}" if state == "synced" else f"sent: now {state}"
+        answers[key] = RetryAnswer(str(key), True, message, state)
+    return answers

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from qbo.faults import CATALOGUE
 
 if TYPE_CHECKING:
-    from pipelines.store import Store
+    from contextlib import AbstractContextManager
 
 __all__ = [
     "CONNECTION_STATUSES",
@@ -32,6 +32,7 @@ __all__ = [
     "Secret",
     "TokenKeyError",
     "TokenSet",
+    "Database",
     "TokenStore",
     "TokenUnreadableError",
 ]
@@ -309,10 +310,20 @@ def _status_from_row(row: tuple) -> ConnectionStatus:
     )
 
 
+class Database(Protocol):
+    """What the token store needs of the app's store: read rows, write in a transaction, its path for the lock."""
+
+    path: Path
+
+    def rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]: ...
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+
 class TokenStore:
     """Encrypted token persistence on the app's Store; the OAuth layer (qbo.oauth) decides when to refresh."""
 
-    def __init__(self, store: Store, settings: Any) -> None:
+    def __init__(self, store: Database, settings: Any) -> None:
         self._store = store
         self._environment = str(getattr(settings, "qbo_env", "local"))
         self._fernet, self._fingerprint = _load_fernet(settings)

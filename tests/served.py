@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fixtures import REALM, tiny_company
 from streamlit.testing.v1 import AppTest
-from test_sync import World
+from world import World
 
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread

@@ -17,7 +17,7 @@ import pytest
 from browser import ARTIFACTS, browser_page, free_port, require_chromium
 from fixtures import ANCHOR, PERIOD, PERIOD_NAME, REALM, tiny_company, tiny_snapshot
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_sync import World
+from world import World
 
 from pipelines.store import Store
 from pipelines.views import health

@@ -39,6 +39,7 @@ def test_every_source_reason_is_in_the_catalogue_once_with_its_words() -> None:
 def test_every_reason_a_demo_company_raises_has_a_catalogue_row(tmp_path: Path) -> None:
     """The demo seeds every kind of problem; none may reach the queue without its words."""
     from pipelines.demo.company import write_demo
+    from pipelines.exceptions import refresh_exceptions
     from pipelines.ingest import ingest_snapshot
     from pipelines.pull import load_company_file
     from pipelines.readiness import run_check
@@ -47,7 +48,8 @@ def test_every_reason_a_demo_company_raises_has_a_catalogue_row(tmp_path: Path) 
     with Store(tmp_path / "demo.duckdb") as store:
         ingest_snapshot(store, tmp_path / "awra", realm_id=REALM, now=T0)
         load_company_file(store, json.loads((tmp_path / "qbo-company.json").read_text()), datetime.now(UTC))
-        run_check(store, REALM, now=datetime.now(UTC))
+        run_check(store, REALM, now=T0)
+        refresh_exceptions(store, REALM, now=T0)
         raised = {r[0] for r in store.rows("SELECT DISTINCT reason FROM exceptions")}
     assert len(raised) >= 15
     assert raised - set(catalogue()["reason"]) == set()

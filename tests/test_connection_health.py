@@ -15,6 +15,7 @@ from pipelines.config import Settings
 from pipelines.connection import connect, qbo_client
 from pipelines.connection_health import RECONNECT_SOON, check_reconnect, connection_health, needs_refresh
 from pipelines.cycle import run_cycle
+from pipelines.exceptions import refresh_exceptions
 from pipelines.ingest import ingest_snapshot
 from pipelines.pull import pull
 from pipelines.serve.webhooks import WebhookDelivery, persist_deliveries
@@ -24,6 +25,13 @@ from qbo.sandbox import Sandbox
 from qbo.tokens import TokenStore
 
 DAY = 86400
+
+
+def warnings_then_queue(world: World, **kwargs) -> list[dict]:
+    """What a cycle does with the connection: record its warnings, then bring the exception queue in step."""
+    found = check_reconnect(world.store, REALM, **kwargs)
+    refresh_exceptions(world.store, REALM, now=kwargs["now"])
+    return found
 
 
 class World:
@@ -87,20 +95,20 @@ def test_countdowns_follow_the_sandbox_clock(world: World) -> None:
 
 
 def test_the_reconnect_exception_opens_days_before_the_refresh_token_lapses(world: World) -> None:
-    assert check_reconnect(world.store, REALM, now=world.now()) == []
+    assert warnings_then_queue(world, now=world.now()) == []
     world.advance(88 * DAY)  # unused for 88 days: 13 days of the rolling window left
-    assert check_reconnect(world.store, REALM, now=world.now(), warn_days=10) == []
-    found = check_reconnect(world.store, REALM, now=world.now())
+    assert warnings_then_queue(world, now=world.now(), warn_days=10) == []
+    found = warnings_then_queue(world, now=world.now())
     assert [w["reason"] for w in found] == [RECONNECT_SOON]
     ((reason, owner, seen, detail),) = world.open_connection_exceptions()
     assert (reason, owner, seen) == (RECONNECT_SOON, "admin", 1) and "lapses in 13 day(s)" in detail
     assert world.health().warnings[0]["reason"] == RECONNECT_SOON
 
-    check_reconnect(world.store, REALM, now=world.now())
+    warnings_then_queue(world, now=world.now())
     assert world.open_connection_exceptions()[0][2] == 2  # the same exception, seen again
 
     world.refresh()  # a use restarts the 100 days: the cause is gone and the exception resolves itself
-    assert check_reconnect(world.store, REALM, now=world.now()) == []
+    assert warnings_then_queue(world, now=world.now()) == []
     assert world.open_connection_exceptions() == []
     assert world.store.scalar("SELECT resolved_by FROM exceptions WHERE reason = ?", [RECONNECT_SOON]) == "system"
     assert world.store.scalar("SELECT count(*) FROM audit_log WHERE action = 'auto_resolve'") == 1
@@ -112,26 +120,24 @@ def test_the_five_year_cap_warns_even_though_refreshes_keep_working(world: World
         world.refresh()
     world.advance(5 * 365 * DAY - 18 * 100 * DAY - 25 * DAY)
     world.refresh()
-    assert check_reconnect(world.store, REALM, now=world.now()) == []
+    assert warnings_then_queue(world, now=world.now()) == []
     world.advance(12 * DAY)
     world.refresh()
     h = world.health()
     assert h.lapses_at == h.refresh_hard_expires_at
-    (found,) = check_reconnect(world.store, REALM, now=world.now())
+    (found,) = warnings_then_queue(world, now=world.now())
     assert found["reason"] == RECONNECT_SOON and "5-year limit" in found["detail"]
 
 
 def test_invalid_grant_pauses_the_realm_and_the_exception_opens_at_once(world: World) -> None:
     world.advance(88 * DAY)
-    check_reconnect(world.store, REALM, now=world.now())
+    warnings_then_queue(world, now=world.now())
     world.sandbox.expire_tokens(REALM, refresh=True)  # revoked in QuickBooks
     with pytest.raises(ReconnectNeededError):
         world.refresh()
     assert world.health().status == "reconnect_needed"
-    from pipelines.exceptions import refresh_exceptions
-
     refresh_exceptions(world.store, REALM, now=world.now())
-    check_reconnect(world.store, REALM, now=world.now())
+    warnings_then_queue(world, now=world.now())
     assert [r[0] for r in world.open_connection_exceptions()] == ["authorization.reconnect_needed"]
 
 
@@ -142,7 +148,7 @@ def test_a_refused_call_opens_the_exception_at_once(world: World, tmp_path: Path
         world.sandbox.set_faults("auth_401=1.0")  # every API call: 401, even after a refresh
         run_cycle(world.store, client, world.settings, now=world.now(), trigger="manual", actor="admin@demo.local")
     world.sandbox.set_faults(None)
-    found = check_reconnect(world.store, REALM, now=world.now())
+    found = warnings_then_queue(world, now=world.now())
     assert [w["reason"] for w in found] == ["authorization.token_expired"]
     assert world.open_connection_exceptions()[0][:2] == ("authorization.token_expired", "admin")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,25 +14,36 @@ import pytest
 from fixtures import REALM, T0, day, iso, tiny_snapshot, write_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from world import ADMIN, FINANCE, VIEWER, caller_at, commands_on
 
 from pipelines.demo.company import DOC_NUMBER_EXISTS, NAME_EXISTS, NEAR_DUPLICATE, write_demo
 from pipelines.duplicates import (
     adopt_marked,
-    confirm_create_new,
     duplicate_findings,
     find_candidates,
-    link_duplicate,
     normalize_name,
     normalize_name_sql,
 )
-from pipelines.identity import Identity, PermissionDeniedError
+from pipelines.identity import Identity
 from pipelines.ingest import ingest_snapshot
 from pipelines.pull import load_objects
 from pipelines.store import Store
 
 NOW = T0 + timedelta(hours=3)
-FINANCE = Identity("finance@demo.local", "finance")
-VIEWER = Identity("viewer@demo.local", "viewer")
+
+
+def _link(store: Store, entity: str, record_id: str, qbo_id: str, who: Identity, reason: str, ok: bool = True):
+    """A person links the record to a QuickBooks object (the link command, as the Record page does)."""
+    done = commands_on(store).link(caller_at(who, NOW), f"{entity}:{record_id}", qbo_id, reason=reason)
+    assert done.ok is ok, done.message
+    return done
+
+
+def _create(store: Store, entity: str, record_id: str, who: Identity, reason: str, ok: bool = True):
+    """A person says none of the candidates is the record (the create-new command)."""
+    done = commands_on(store).create_new(caller_at(who, NOW), f"{entity}:{record_id}", reason=reason)
+    assert done.ok is ok, done.message
+    return done
 
 
 def _snapshot() -> dict[str, list[dict]]:
@@ -316,7 +328,7 @@ def test_duplicate_findings_of_nothing_is_an_empty_frame(adopted: Store) -> None
 
 # -- decisions -------------------------------------------------------------------------------------------
 def test_link_records_the_decision_and_suppresses_the_candidate(adopted: Store) -> None:
-    link_duplicate(adopted, REALM, "bill", "BILL-1", "100", identity=FINANCE, reason="same invoice", now=NOW)
+    _link(adopted, "bill", "BILL-1", "100", FINANCE, "same invoice")
     assert adopted.rows(
         "SELECT qbo_entity, qbo_id, sync_token, synced_version, linked_by, actor FROM external_refs "
         "WHERE record_id = 'BILL-1'"
@@ -334,7 +346,7 @@ def test_link_records_the_decision_and_suppresses_the_candidate(adopted: Store) 
 
 
 def test_linking_a_vendor_maps_it(adopted: Store) -> None:
-    link_duplicate(adopted, REALM, "vendor", "VEN-2", "9", identity=FINANCE, reason="same firm", now=NOW)
+    _link(adopted, "vendor", "VEN-2", "9", FINANCE, "same firm")
     assert adopted.rows(
         "SELECT qbo_entity, qbo_id, qbo_name, source, status, match_rule, set_by FROM mappings "
         "WHERE awra_value = 'VEN-2'"
@@ -358,25 +370,22 @@ def test_linking_a_vendor_maps_it(adopted: Store) -> None:
 def test_link_is_refused_for_what_it_cannot_be(
     adopted: Store, entity: str, record_id: str, qbo_id: str, message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        link_duplicate(adopted, REALM, entity, record_id, qbo_id, identity=FINANCE, reason="x", now=NOW)
+    refused = _link(adopted, entity, record_id, qbo_id, FINANCE, "x", ok=False)
+    assert refused.status == "refused" and re.search(message, refused.message), refused.message
     assert adopted.scalar("SELECT count(*) FROM duplicate_decisions") == 0
     assert adopted.scalar("SELECT count(*) FROM audit_log") == 0
     assert adopted.scalar("SELECT count(*) FROM external_refs WHERE linked_by = 'person'") == 0
 
 
 def test_an_object_already_linked_cannot_be_linked_to_a_second_record(adopted: Store) -> None:
-    link_duplicate(adopted, REALM, "bill", "BILL-1", "103", identity=FINANCE, reason="typo", now=NOW)
-    with pytest.raises(ValueError, match="already linked to bill:BILL-1"):
-        link_duplicate(adopted, REALM, "bill", "BILL-2", "103", identity=FINANCE, reason="x", now=NOW)
-    with pytest.raises(ValueError, match="already linked to QuickBooks bill Id 103"):
-        link_duplicate(adopted, REALM, "bill", "BILL-1", "100", identity=FINANCE, reason="x", now=NOW)
+    _link(adopted, "bill", "BILL-1", "103", FINANCE, "typo")
+    assert "already linked to bill:BILL-1" in _link(adopted, "bill", "BILL-2", "103", FINANCE, "x", ok=False).message
+    taken = _link(adopted, "bill", "BILL-1", "100", FINANCE, "x", ok=False)
+    assert "already linked to QuickBooks bill Id 103" in taken.message
 
 
 def test_create_new_is_per_version_and_audited(adopted: Store, tmp_path: Path) -> None:
-    confirm_create_new(
-        adopted, REALM, "invoice", "INV-1", identity=FINANCE, reason="a second visit, billed apart", now=NOW
-    )
+    _create(adopted, "invoice", "INV-1", FINANCE, "a second visit, billed apart")
     assert adopted.rows("SELECT version, decision, reason FROM duplicate_decisions") == [
         (1, "create_new", "a second visit, billed apart")
     ]
@@ -394,22 +403,18 @@ def test_create_new_is_per_version_and_audited(adopted: Store, tmp_path: Path) -
 
 
 def test_create_new_needs_a_reason_and_an_unlinked_record(adopted: Store) -> None:
-    with pytest.raises(ValueError, match="needs a reason"):
-        confirm_create_new(adopted, REALM, "invoice", "INV-1", identity=FINANCE, reason="  ", now=NOW)
-    with pytest.raises(ValueError, match="already linked to QuickBooks vendor Id 1"):
-        confirm_create_new(adopted, REALM, "vendor", "VEN-1", identity=FINANCE, reason="new", now=NOW)
+    assert "needs a reason" in _create(adopted, "invoice", "INV-1", FINANCE, "  ", ok=False).message
+    linked = _create(adopted, "vendor", "VEN-1", FINANCE, "new", ok=False)
+    assert "already linked to QuickBooks vendor Id 1" in linked.message
     assert adopted.scalar("SELECT count(*) FROM audit_log") == 0
 
 
 def test_decisions_need_the_finance_or_admin_role(adopted: Store) -> None:
-    with pytest.raises(PermissionDeniedError, match="needs the finance or admin role"):
-        link_duplicate(adopted, REALM, "bill", "BILL-1", "100", identity=VIEWER, reason="x", now=NOW)
-    with pytest.raises(PermissionDeniedError, match="needs the finance or admin role"):
-        confirm_create_new(adopted, REALM, "bill", "BILL-1", identity=VIEWER, reason="x", now=NOW)
+    assert "needs the finance or admin role" in _link(adopted, "bill", "BILL-1", "100", VIEWER, "x", ok=False).message
+    assert "needs the finance or admin role" in _create(adopted, "bill", "BILL-1", VIEWER, "x", ok=False).message
     assert adopted.scalar("SELECT count(*) FROM duplicate_decisions") == 0
     assert adopted.scalar("SELECT count(*) FROM audit_log") == 0
-    admin = Identity("admin@demo.local", "admin")
-    link_duplicate(adopted, REALM, "bill", "BILL-1", "100", identity=admin, reason="same", now=NOW)
+    _link(adopted, "bill", "BILL-1", "100", ADMIN, "same")
 
 
 # -- the demo company ------------------------------------------------------------------------------------

@@ -429,7 +429,7 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_one_clear_line(
         before = _fingerprint(store)
     env = {**os.environ, "SYNCHEALTH_DB": str(ws.db), "SYNCHEALTH_REALM_ID": REALM}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "ingest", str(ws.folder)],
+        [sys.executable, "-m", "pipelines.cli", "--actor", "admin@demo.local", "ingest", str(ws.folder)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     err = proc.stderr.strip()

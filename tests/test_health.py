@@ -12,10 +12,9 @@ from statistics import median
 import polars as pl
 import pytest
 from fixtures import PERIOD, REALM, iso, month, tiny_snapshot
-from test_sync import ADMIN, World
+from world import World
 
 from pipelines.cycle import run_cycle
-from pipelines.mappings import set_mapping
 from pipelines.views import health, read_model, trends
 
 _TABLES = {  # table -> (entity, id column, money column; a journal entry's money is its debits)
@@ -87,7 +86,8 @@ def test_headline_counts_each_blocked_record_once_with_its_snapshot_amount(world
 
 def test_change_since_counts_what_was_open_then(world: World) -> None:
     then = world.now + timedelta(minutes=5)
-    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+    world.now += timedelta(minutes=10)  # the admin maps after the reference moment (the map re-checks at once)
+    assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.now += timedelta(hours=1)
     world.cycle()  # BILL-1 and then BP-1 sync
     world.now += timedelta(hours=1)
@@ -213,7 +213,7 @@ def test_top_fixes_rank_by_money_at_stake_and_say_what_to_do(world: World) -> No
     assert top["fix"].str.len_chars().min() > 10 and top["owner"].null_count() == 0
     assert top["rank"].to_list() == list(range(1, top.height + 1))
     # a lost connection holds everything, so it comes first (found when the next record is due to go)
-    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+    assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.sandbox.expire_tokens(REALM, refresh=True)
     world.now += timedelta(minutes=10)
     with world.client() as client:  # no pull: it would stop at the refused sign-in; the cycle pauses the sync
@@ -226,7 +226,7 @@ def test_top_fixes_rank_by_money_at_stake_and_say_what_to_do(world: World) -> No
 
 def test_trends_count_first_time_right_retries_and_codes_from_the_attempts(world: World) -> None:
     # the next records go out while QuickBooks drops every connection, then again once it is back
-    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+    assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.sandbox.set_faults("connection_reset@write=1", seed=3)
     world.now += timedelta(hours=1)
     world.cycle()
@@ -272,7 +272,8 @@ def test_trends_count_first_time_right_retries_and_codes_from_the_attempts(world
 
 
 def test_failures_over_time_match_the_headline_at_each_check_run(world: World) -> None:
-    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+    world.now += timedelta(minutes=30)  # the map's own check is a run of its own, after the first cycle's
+    assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.now += timedelta(hours=1)
     world.cycle()
     frame = trends.failures_over_time(world.store, REALM)
@@ -352,7 +353,7 @@ def test_prepared_working_tables_give_the_same_numbers(world: World) -> None:
 
     # A change to the store makes the read model stale; the next view rebuilds it and still agrees with live SQL.
     built = world.store.scalar("SELECT version FROM rm_state")
-    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, now=now, reason="the widget we sell")
+    assert world.map("item", "WID-220", "1", reason="the widget we sell").ok
     world.cycle()
     assert not read_model.is_current(world.store, REALM)
     plain = models()

@@ -174,7 +174,19 @@ def test_bad_input_is_refused_whole_with_file_row_column_and_exit_2(
     tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "store.duckdb"
-    assert main(["--db", str(db), "ingest", str(write_snapshot(tmp_path / "good", tiny_snapshot()))]) == 0
+    assert (
+        main(
+            [
+                "--actor",
+                "admin@demo.local",
+                "--db",
+                str(db),
+                "ingest",
+                str(write_snapshot(tmp_path / "good", tiny_snapshot())),
+            ]
+        )
+        == 0
+    )
     with Store(db) as store:
         before = _dump(store)
     snap = tiny_snapshot()
@@ -183,7 +195,7 @@ def test_bad_input_is_refused_whole_with_file_row_column_and_exit_2(
     _bad_snapshot(kind, folder)
     capsys.readouterr()
 
-    code = main(["--db", str(db), "ingest", str(folder)])
+    code = main(["--actor", "admin@demo.local", "--db", str(db), "ingest", str(folder)])
 
     err = capsys.readouterr().err.strip()
     file, row, column, words = BAD_INPUTS[kind]
@@ -250,7 +262,7 @@ def test_a_crash_between_staging_and_swap_leaves_the_previous_data(tmp_path: Pat
     folder = write_snapshot(tmp_path / "v2", snap)
     env = {**os.environ, "SYNCHEALTH_CRASH_AT": point, "SYNCHEALTH_REALM_ID": REALM}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "--db", str(db), "ingest", str(folder)],
+        [sys.executable, "-m", "pipelines.cli", "--actor", "admin@demo.local", "--db", str(db), "ingest", str(folder)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -265,7 +277,7 @@ def test_a_crash_between_staging_and_swap_leaves_the_previous_data(tmp_path: Pat
 
 def test_cli_ingest_and_status_json(tmp_path: Path, snapshot_dir: Path, capsys) -> None:
     db = str(tmp_path / "cli.duckdb")
-    assert main(["--db", db, "ingest", str(snapshot_dir)]) == 0
+    assert main(["--actor", "admin@demo.local", "--db", db, "ingest", str(snapshot_dir)]) == 0
     capsys.readouterr()
     assert main(["status", "--json", "--db", db]) == 0
     import json
@@ -280,7 +292,7 @@ def test_cli_ingest_and_status_json(tmp_path: Path, snapshot_dir: Path, capsys) 
 def test_console_script_runs(tmp_path: Path, snapshot_dir: Path) -> None:
     exe = Path(sys.executable).with_name("synchealth")
     proc = subprocess.run(
-        [str(exe), "--db", str(tmp_path / "s.duckdb"), "ingest", str(snapshot_dir)],
+        [str(exe), "--actor", "admin@demo.local", "--db", str(tmp_path / "s.duckdb"), "ingest", str(snapshot_dir)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -11,9 +11,8 @@ import pytest
 from fixtures import PERIOD, PERIOD_NAME, REALM, last_day, tiny_snapshot
 from served import point_app_at
 from streamlit.testing.v1 import AppTest
-from test_sync import ADMIN, World
+from world import World
 
-from pipelines.mappings import set_mapping
 from pipelines.store import Store
 from pipelines.views import health
 from ui.data import get_settings, get_store
@@ -47,7 +46,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     snap["bills"][1]["txn_date"] = last_day().isoformat()
     world = World(tmp, snap)
     world.cycle()
-    set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+    assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.sandbox.set_faults("connection_reset@write=1", seed=3)
     world.now += timedelta(hours=1)
     world.cycle()

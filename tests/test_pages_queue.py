@@ -9,7 +9,7 @@ import pytest
 from fixtures import REALM, tiny_snapshot
 from served import open_page, serve
 from streamlit.testing.v1 import AppTest
-from test_sync import ADMIN, World
+from world import World
 
 from pipelines.catalogue import catalogue
 from pipelines.mappings import set_mapping
@@ -68,16 +68,16 @@ def test_finance_resolves_a_source_data_item_but_not_a_mapping_one_and_cannot_re
     at.button(key="q_resolve").click().run()
     assert not at.exception
     results = at.dataframe[0].value
-    assert len(results) == 2 and results["done"].all()
-    assert all("resolved: fixed in QuickBooks" in m for m in results["message"])
+    assert len(results) == 2 and (results["Result"] == "done").all()
+    assert all("resolved: fixed in QuickBooks" in m for m in results["What happened"])
     assert at.progress[0].value == 100
     assert "bill:BILL-2" not in _keys(at, 1)  # the queue below no longer lists them
 
     _select(at, "BILL-1")
     assert any("acting on them needs the admin role" in i.value for i in at.info)
     at.button(key="q_resolve").click().run()
-    (message,) = at.dataframe[0].value["message"]
-    assert message.startswith("refused: resolve of a mapping exception needs the admin role")
+    (message,) = at.dataframe[0].value["What happened"]
+    assert message.startswith("resolve of a mapping exception needs the admin role")
 
     mappings = _page("mappings.py", actor="finance@demo.local")
     assert not [b for b in mappings.button if b.key == "map_go"]
@@ -89,8 +89,8 @@ def test_an_admin_assigns_retries_and_maps_and_the_audit_page_shows_who_did_what
     _select(at, "BILL-1")
     at.selectbox(key="q_assign_to").select("admin@demo.local").run()
     at.button(key="q_assign").click().run()
-    (message,) = at.dataframe[0].value["message"]
-    assert message.endswith(" assigned to admin@demo.local")
+    (message,) = at.dataframe[0].value["What happened"]
+    assert message.endswith("assigned to admin@demo.local")
     table = at.dataframe[1].value
     assert table[table["key"] == "bill:BILL-1"].iloc[0][["status", "owned_by"]].tolist() == [
         "assigned",
@@ -98,8 +98,8 @@ def test_an_admin_assigns_retries_and_maps_and_the_audit_page_shows_who_did_what
     ]
     at.button(key="q_retry").click().run()  # still unmapped: refused with the reason, per record
     retried = at.dataframe[0].value
-    assert retried["item"].tolist() == ["bill:BILL-1"] and not retried["done"].any()
-    assert "still line 1: item SKU WID-220 has no QuickBooks item" in retried["message"][0]
+    assert retried["Item"].tolist() == ["bill:BILL-1"] and (retried["Result"] == "refused").all()
+    assert "still line 1: item SKU WID-220 has no QuickBooks item" in retried["What happened"][0]
     assert [b for b in _page("mappings.py", actor="admin@demo.local").button if b.key == "map_go"]
 
     audit = _page("audit.py", actor="viewer@demo.local")
@@ -149,7 +149,10 @@ def _bulk_snapshot() -> dict:
 @pytest.fixture
 def bulk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     def map_one(world: World) -> None:  # WID-220 is mapped now; the records learn it when they are re-checked
-        set_mapping(world.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=world.now)
+        with world.store.transaction() as tx:
+            set_mapping(
+                tx, REALM, "item", "WID-220", "1", actor="admin@demo.local", reason="same widget", now=world.now
+            )
 
     yield from serve(tmp_path, monkeypatch, _bulk_snapshot(), after=map_one)
 
@@ -163,12 +166,12 @@ def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: Wo
     assert not at.exception
     assert at.progress[0].value == 100 and at.progress[0].text == f"Retry: {BULK} of {BULK} processed"
     results = at.dataframe[0].value
-    assert len(results) == BULK and results["item"].is_unique
-    sent = results[results["done"]]
-    assert len(sent) == SENDABLE and sent["message"].str.startswith("sent: in QuickBooks as Id").all()
-    refused = results[~results["done"]]
-    assert refused["message"].str.contains("item SKU WID-330 has no QuickBooks item").all()
-    assert f"{SENDABLE} done, {BULK - SENDABLE} refused" in at.warning[0].value
+    assert len(results) == BULK and results["Item"].is_unique
+    sent = results[results["Result"] == "done"]
+    assert len(sent) == SENDABLE and sent["What happened"].str.startswith("sent: in QuickBooks as Id").all()
+    refused = results[results["Result"] == "refused"]
+    assert refused["What happened"].str.contains("item SKU WID-330 has no QuickBooks item").all()
+    assert f"{SENDABLE:,} of {BULK:,} done, {BULK - SENDABLE:,} refused" in at.warning[0].value
 
 
 def test_a_drill_link_from_the_health_page_arrives_filtered(served: World) -> None:

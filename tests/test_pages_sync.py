@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fixtures import tiny_snapshot
 from served import open_page, serve
-from test_sync import World
+from world import World
 
 
 @pytest.fixture

@@ -252,7 +252,8 @@ def test_a_changed_record_becomes_a_sparse_update_that_keeps_what_qbo_users_adde
 
 @pytest.mark.parametrize("company", [_company_with_department()])
 def test_a_category_mapped_to_a_department_goes_on_the_header_and_is_accepted(world: World) -> None:
-    set_mapping(world.store, REALM, "class", "East", "7", identity=ADMIN, reason="locations", now=NOW)
+    with world.store.transaction() as tx:
+        set_mapping(tx, REALM, "class", "East", "7", actor=ADMIN.email, reason="locations", now=NOW)
     run_check(world.store, REALM, now=NOW)
     _send_phases(world, {"VEN-1", "CUS-1", "BILL-1", "INV-1", "JE-1"})
 

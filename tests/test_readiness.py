@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 from fixtures import BOOK_CLOSE, REALM, T0, iso, load_company, month, tiny_company, tiny_snapshot, write_snapshot
+from world import ADMIN, FINANCE, caller_at, commands_on
 
-from pipelines.identity import Identity, PermissionDeniedError
 from pipelines.ingest import ingest_snapshot
-from pipelines.mappings import gap_inventory, set_mapping
+from pipelines.mappings import gap_inventory
 from pipelines.readiness import run_check
 from pipelines.store import Store
 
 NOW = T0 + timedelta(hours=3)
-ADMIN = Identity("admin@demo.local", "admin")
 
 
 def clean_snapshot() -> dict:
@@ -215,7 +214,7 @@ def _checked(tmp_path: Path, snap_change: Callable = _noop, company_change: Call
     store = Store(tmp_path / "r.duckdb")
     ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM, now=T0)
     load_company(store, company)
-    run_check(store, REALM, now=NOW)
+    assert commands_on(store).check(caller_at(ADMIN, NOW)).ok  # the check command: findings, states, the queue
     return store
 
 
@@ -275,15 +274,16 @@ def test_accepting_a_mapping_unblocks_exactly_the_records_that_only_lacked_it(tm
     row = gaps.filter(gaps["awra_value"] == "GADGET-9").row(0, named=True)
     assert (row["kind"], row["records"], str(row["dollars"])) == ("item", 2, "300.00")
 
-    set_mapping(store, REALM, "item", "GADGET-9", "1", identity=ADMIN, reason="same widget", now=NOW)
-    run_check(store, REALM, now=NOW, trigger="map")
+    assert commands_on(store).map(caller_at(ADMIN, NOW), "item", "GADGET-9", "1", reason="same widget").ok
 
     found = _reasons(store)
     assert "invoice:INV-1" not in found  # it only lacked the item: now ready
     assert found["invoice:INV-2"] == {"source_data.not_approved"}  # still not approved
     assert store.scalar("SELECT state FROM records WHERE record_id = 'INV-1'") == "ready"
     assert store.scalar("SELECT state FROM records WHERE record_id = 'PAY-1'") == "ready"
-    audit = store.rows("SELECT actor, role, action, target, reason FROM audit_log ORDER BY audit_id")
+    audit = store.rows(
+        "SELECT actor, role, action, target, reason FROM audit_log WHERE action <> 'check' ORDER BY audit_id"
+    )
     assert audit[0] == ("admin@demo.local", "admin", "map", "item:GADGET-9", "same widget")
     # the exceptions that only waited on the item resolve on their own, and the log says why
     assert ("system", "system", "auto_resolve", "invoice:INV-1", "auto: the mapping is now in place") in audit
@@ -293,15 +293,13 @@ def test_accepting_a_mapping_unblocks_exactly_the_records_that_only_lacked_it(tm
 
 def test_mapping_needs_the_admin_role_and_an_active_qbo_object(tmp_path: Path) -> None:
     store = _checked(tmp_path, _noop, _deactivate("Item", "2"))
-    with pytest.raises(PermissionDeniedError, match="map needs the admin role"):
-        set_mapping(
-            store, REALM, "item", "X", "1", identity=Identity("finance@demo.local", "finance"), reason=None, now=NOW
-        )
-    with pytest.raises(ValueError, match="QuickBooks has no Item with Id 404"):
-        set_mapping(store, REALM, "item", "X", "404", identity=ADMIN, reason=None, now=NOW)
-    with pytest.raises(ValueError, match="inactive"):
-        set_mapping(store, REALM, "item", "X", "2", identity=ADMIN, reason=None, now=NOW)
-    assert store.scalar("SELECT count(*) FROM audit_log") == 0
+    commands = commands_on(store)
+    finance = commands.map(caller_at(FINANCE, NOW), "item", "X", "1")
+    assert finance.status == "refused" and "map needs the admin role" in finance.message
+    missing = commands.map(caller_at(ADMIN, NOW), "item", "X", "404")
+    assert missing.bad_input and "QuickBooks has no Item with Id 404" in missing.message
+    assert "inactive" in commands.map(caller_at(ADMIN, NOW), "item", "X", "2").message
+    assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'map'") == 0
 
 
 def test_a_close_name_is_only_suggested_until_a_person_accepts(tmp_path: Path) -> None:
@@ -320,15 +318,13 @@ def test_findings_are_kept_per_run_for_trends(tmp_path: Path) -> None:
 
 
 def test_accepting_suggestions_maps_them_and_rechecks_once(tmp_path: Path) -> None:
-    from pipelines.mappings import accept_suggestions
-
     store = _checked(tmp_path, _set("payments", 0, payment_method="CHECK."))
     runs_before = store.scalar("SELECT count(*) FROM check_runs")
-    done = accept_suggestions(store, REALM, [("payment_method", "CHECK.")], identity=ADMIN, now=NOW)
-    assert (done.waiting, done.now_ready) == (1, 1)
+    done = commands_on(store).accept_suggestions(caller_at(ADMIN, NOW), [("payment_method", "CHECK.")])
+    assert (done.data["records_waiting"], done.data["now_ready"]) == (1, 1)
     assert store.rows("SELECT status, source, qbo_name FROM mappings WHERE awra_value = 'CHECK.'") == [
         ("mapped", "manual", "Check")
     ]
     assert store.scalar("SELECT count(*) FROM check_runs") == runs_before + 1
-    with pytest.raises(ValueError, match="no suggestion for payment_method CHECK."):
-        accept_suggestions(store, REALM, [("payment_method", "CHECK.")], identity=ADMIN, now=NOW)
+    (again,) = commands_on(store).accept_suggestions(caller_at(ADMIN, NOW), [("payment_method", "CHECK.")]).items
+    assert again.status == "refused" and "no suggestion for payment_method CHECK." in again.message

@@ -6,11 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from fixtures import REALM, tiny_company
-from test_sync import ADMIN, World
+from world import ADMIN, World
 
 from pipelines.cycle import run_cycle
 from pipelines.pull import pull
-from pipelines.sync import retry
 from pipelines.views.metrics import record_chain
 
 
@@ -28,8 +27,7 @@ def _refused_by_quickbooks(tmp_path: Path) -> World:
 
 
 def _retry(w: World, key: str):
-    with w.client() as client:
-        (answer,) = retry(w.store, client, [key], identity=ADMIN, now=w.now, schedule=w.settings.retry_schedule)
+    (answer,) = w.retry(key).items
     return answer
 
 
@@ -42,7 +40,7 @@ def test_a_record_quickbooks_refused_is_refused_while_the_cause_stands_and_sent_
     assert attempt["qbo_code"] == "6240"
 
     refused = _retry(w, "vendor:VEN-1")  # this crashed with a BinderException before
-    assert not refused.sent and "nothing has changed since" in refused.message and "6240" not in refused.key
+    assert not refused.done and "nothing has changed since" in refused.message
     assert w.state("vendor:VEN-1") == "needs_fix"
 
     # Someone renames the employee in QuickBooks; the next pull sees it, and the retry now has a reason to send.
@@ -52,7 +50,7 @@ def test_a_record_quickbooks_refused_is_refused_while_the_cause_stands_and_sent_
     with w.client() as client:
         pull(w.store, client, now=w.now)
     sent = _retry(w, "vendor:VEN-1")
-    assert sent.sent and sent.state == "synced", sent.message
+    assert sent.done and sent.data["state"] == "synced", sent.message
     chain = record_chain(w.store, REALM, "vendor:VEN-1")
     assert [a["outcome"] for a in chain["attempts"]] == ["duplicate", "accepted"]  # the history is kept
     assert w.in_qbo()["Vendor"]["VEN-1"] == 1  # exactly one vendor carries the record's marker

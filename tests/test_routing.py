@@ -139,9 +139,7 @@ def test_a_missing_config_means_the_defaults(tmp_path: Path) -> None:
 def test_new_exceptions_are_routed_inside_refresh_and_keep_their_person(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_sync import ADMIN, World
-
-    from pipelines.exceptions import assign
+    from world import ADMIN, World
 
     config = _config(
         tmp_path,
@@ -156,10 +154,9 @@ owner_role = "admin"
 due_days = 0.5
 """,
     )
-    monkeypatch.setenv("SYNCHEALTH_ROUTING_FILE", str(config))
     snap = tiny_snapshot()
     snap["bill_lines"][0]["item_sku"] = "WID-220"  # BILL-1 ($30.50) waits on a mapping; BILL-2 ($5) is pending
-    w = World(tmp_path, snap)
+    w = World(tmp_path, snap, routing_file=config)
     w.cycle()
     rows = dict(
         w.store.rows(
@@ -174,7 +171,7 @@ due_days = 0.5
     assert rows["BILL-2 source_data.not_approved"] == [None, "finance", "default for source_data", "5 days"]
     # A person's assignment stands while the cause lasts: later cycles do not route it again.
     eid = w.store.scalar("SELECT exception_id FROM exceptions WHERE record_id = 'BILL-1'")
-    assign(w.store, REALM, eid, to="admin@demo.local", identity=ADMIN, now=w.now)
+    assert w.commands.assign(w.caller(ADMIN), [eid], to="admin@demo.local").ok
     w.cycle()
     assert w.store.rows("SELECT owner, status FROM exceptions WHERE exception_id = ?", [eid]) == [
         ("admin@demo.local", "assigned")

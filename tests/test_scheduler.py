@@ -10,62 +10,33 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
-from fixtures import REALM, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import REALM, tiny_snapshot, write_snapshot
+from world import ADMIN, World
 
-from pipelines import exceptions as actions
+from pipelines import commands as commands_module
 from pipelines.clock import system_clock
-from pipelines.config import Settings
-from pipelines.connection import connect, qbo_client
-from pipelines.identity import Identity
-from pipelines.serve import scheduler as scheduler_module
+from pipelines.commands import Caller
 from pipelines.serve.scheduler import Scheduler, SchedulerConfig
 from pipelines.serve.webhooks import WebhookDelivery
 from pipelines.store import Store
-from pipelines.sync import retry
 from pipelines.views import read_model
-from qbo.sandbox import Sandbox
-
-ADMIN = Identity("admin@demo.local", "admin")
-
-
-class World:
-    """A connected store, the sandbox behind an in-process transport, and a scheduler that is not started."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.sandbox = Sandbox(tiny_company())
-        self.settings = Settings(
-            db_path=tmp_path / "s.duckdb",
-            qbo_base_url="http://sandbox.local",
-            secret_key=Fernet.generate_key().decode(),
-            secret_key_file=tmp_path / "secret.key",
-            retry_schedule=(60, 120, 240),
-        )
-        self.http = httpx.Client(transport=self.sandbox.transport())
-        self.store = Store(self.settings.db_path)
-        self.snapshot = write_snapshot(tmp_path / "awra", tiny_snapshot())
-        connect(self.settings, self.store, actor=ADMIN.email, http=self.http)
-        self.scheduler = Scheduler(
-            self.store,
-            self.settings,
-            SchedulerConfig(interval=3600, snapshot_dir=self.snapshot, stop_grace=10),
-            client_factory=self.client,
-            clock=system_clock,
-        )
-
-    def client(self, realm: str = REALM):
-        return qbo_client(self.settings, self.store, realm, http=self.http, sleep=self.sandbox.clock.advance)
-
-    def reads_since(self, mark: int) -> list[tuple[str, str]]:
-        return [(e["method"], e["path"]) for e in list(self.sandbox.request_log)[mark:]]
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+    """A connected store with nothing loaded yet, and a scheduler (not started) that ingests the snapshot folder."""
+    w = World(tmp_path, ingested=False)
+    w.snapshot = write_snapshot(tmp_path / "awra", tiny_snapshot())
+    w.scheduler = Scheduler(
+        w.store,
+        w.settings,
+        SchedulerConfig(interval=3600, snapshot_dir=w.snapshot, stop_grace=10),
+        client_factory=w.client,
+        clock=system_clock,
+    )
     yield w
     w.scheduler.stop(timeout=10)
-    w.store.close()
+    w.close()
     w.sandbox.close()
 
 
@@ -129,8 +100,8 @@ def test_single_flight_a_cycle_never_overlaps_itself_or_a_retry_of_the_same_real
         done["cycle"] = time.monotonic()
 
     def page_retry() -> None:
-        with world.client() as client:
-            retry(world.store, client, ["bill:BILL-2"], identity=ADMIN, now=datetime.now(UTC))
+        caller = Caller(ADMIN, REALM, system_clock)
+        world.scheduler.commands.retry(caller, ["bill:BILL-2"])  # a page's retry: the same commands, the same lock
         done["retry"] = time.monotonic()
 
     a = threading.Thread(target=cycle)
@@ -150,15 +121,15 @@ def test_single_flight_a_cycle_never_overlaps_itself_or_a_retry_of_the_same_real
 
 def test_an_error_is_recorded_and_the_next_cycle_still_runs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    real_pull = scheduler_module.pull
+    real_pull = commands_module.pull
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
-            raise RuntimeError("QuickBooks is down")
+            raise httpx.ConnectError("QuickBooks is down")
         return real_pull(*args, **kwargs)
 
-    monkeypatch.setattr(scheduler_module, "pull", flaky)
+    monkeypatch.setattr(commands_module, "pull", flaky)
     world.scheduler.config = SchedulerConfig(interval=0.05, snapshot_dir=world.snapshot, stop_grace=10)
     world.scheduler.start()
     deadline = time.monotonic() + 30
@@ -167,7 +138,7 @@ def test_an_error_is_recorded_and_the_next_cycle_still_runs(world: World, monkey
     assert world.scheduler.stop(timeout=20)
     statuses = [r[0] for r in world.store.rows("SELECT status FROM server_cycles ORDER BY cycle_id")]
     assert statuses[0] == "failed" and "done" in statuses[1:]
-    assert "QuickBooks is down" in world.scheduler.last_error["error"]
+    assert "cannot reach QuickBooks" in world.scheduler.last_error["error"]
     failed = world.scheduler.status()
     assert failed["failed_cycles"] == 1 and failed["cycles"] >= 2 and not failed["running"]
     # the failed cycle still checked and synced after its pull failed
@@ -205,10 +176,3 @@ def test_stop_finishes_the_step_under_way_skips_the_rest_and_leaves_the_store_wh
     with Store(path) as again:  # the file opens cleanly and holds the finished pull
         assert again.scalar("SELECT count(*) FROM qbo_pulls WHERE status = 'done'") == 1
     world.store = Store(path)
-
-
-def test_the_escalation_hook_runs_when_actions_has_one(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = []
-    monkeypatch.setattr(actions, "escalate", lambda store, realm, now: seen.append(realm) or 0, raising=False)
-    world.scheduler.run_cycle("manual")
-    assert seen == [REALM]

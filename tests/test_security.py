@@ -20,14 +20,12 @@ from served import open_page, serve
 from starlette.applications import Starlette
 from starlette.routing import Route
 from streamlit.testing.v1 import AppTest
-from test_sync import ADMIN, FINANCE, World
+from world import ADMIN, FINANCE, VIEWER, World, caller_at, commands_on
 
 from pipelines.catalogue import search
 from pipelines.cli import main
 from pipelines.clock import system_clock
 from pipelines.exceptions import RESOLUTION_CODES
-from pipelines.identity import Identity, PermissionDeniedError
-from pipelines.mappings import accept_suggestions, set_mapping
 from pipelines.serve import state as serving
 from pipelines.serve.webhooks import (
     REPLAY_WINDOW,
@@ -40,11 +38,10 @@ from pipelines.store import Store
 from pipelines.views.queue import action_queue, audit_frame, filter_audit, filter_queue
 from qbo.tokens import TokenStore
 from ui.charts import plain
-from ui.data import csv_export, decide_duplicate, retry_records, run_sync_now
+from ui.data import csv_export
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
-VIEWER = Identity("viewer@demo.local", "viewer")
 VERIFIER = "security-test-verifier"
 
 # SQL, LIKE, regex, placeholder, quoting, Markdown and formula look-alikes; none may act as anything but text.
@@ -302,19 +299,22 @@ def test_every_write_button_is_absent_for_a_role_without_it_and_the_engine_refus
     assert shown["finance@demo.local"] >= {"q_assign", "q_resolve", "q_exclude"}
     assert shown["admin@demo.local"] >= {"q_retry", "map_go", "sync_now", "retry_go"}
 
-    # A forged click reaches the engine, which checks again.
+    # A forged click reaches the commands, which check the role again and change nothing.
     with Store(served.settings.db_path) as store:
-        now = datetime.now(UTC)
+        commands = commands_on(store)
+        before = _table_counts(store)
+        now = system_clock()
         for act in (
-            lambda: run_sync_now(store, served.settings, FINANCE),
-            lambda: retry_records(store, served.settings, ["bill:BILL-1"], FINANCE, "x"),
-            lambda: set_mapping(store, REALM, "item", HOSTILE_SKU, "1", identity=FINANCE, reason="x", now=now),
-            lambda: accept_suggestions(store, REALM, [("item", HOSTILE_SKU)], identity=FINANCE, now=now),
-            lambda: decide_duplicate(store, REALM, "bill:BILL-1", "1", VIEWER, "x"),
-            lambda: decide_duplicate(store, REALM, "bill:BILL-1", None, VIEWER, "x"),
+            lambda: commands.sync(caller_at(FINANCE, now)),
+            lambda: commands.retry(caller_at(FINANCE, now), ["bill:BILL-1"], override_reason="x"),
+            lambda: commands.map(caller_at(FINANCE, now), "item", HOSTILE_SKU, "1", reason="x"),
+            lambda: commands.accept_suggestions(caller_at(FINANCE, now), [("item", HOSTILE_SKU)]),
+            lambda: commands.link(caller_at(VIEWER, now), "bill:BILL-1", "1", reason="x"),
+            lambda: commands.create_new(caller_at(VIEWER, now), "bill:BILL-1", reason="x"),
         ):
-            with pytest.raises(PermissionDeniedError):
-                act()
+            answer = act()
+            assert answer.status == "refused" and "needs the" in answer.message, answer.message
+        assert _table_counts(store) == before
 
 
 # -- hostile text -------------------------------------------------------------------------------------------
@@ -379,11 +379,11 @@ def test_sql_looking_mapping_values_and_reasons_are_stored_byte_for_byte(
         _cli(capsys, *fin, "assign", str(source), "--to", "finance@demo.local", "--reason", reasons["assign"])[0] == 0
     )
     code, out, _ = _cli(capsys, *fin, "--json", "resolve", str(source), "--reason", reasons["resolve"])
-    assert code == 0 and json.loads(out)["resolved"]["resolution"] == reasons["resolve"]
+    assert code == 0 and json.loads(out)["items"][0]["data"]["resolution"] == reasons["resolve"]
     code, out, err = _cli(capsys, *admin, "map", "item", HOSTILE_SKU, "1", "--reason", reasons["map"])
-    assert code == 0 and out.startswith(f"mapped item {HOSTILE_SKU} -> QuickBooks Item 1 (Widget): 1 records"), err
+    assert code == 0 and out.startswith(f"mapped item {HOSTILE_SKU} to QuickBooks Item 1 (Widget): 1 of 1"), err
     code, out, _ = _cli(capsys, *fin, "exclude", f"bill:{HOSTILE_ID}", "--reason", reasons["exclude"])
-    assert code == 0 and out.startswith(f"excluded bill:{HOSTILE_ID} from sync")
+    assert code == 0 and f"bill:{HOSTILE_ID}: excluded from sync" in out
 
     with Store(db) as store:
         manual = "SELECT awra_value FROM mappings WHERE kind = 'item' AND qbo_id = '1' AND source = 'manual'"
@@ -400,7 +400,7 @@ def test_sql_looking_mapping_values_and_reasons_are_stored_byte_for_byte(
         # Every hostile value as a mapping of its own: stored as given, and nothing else touched.
         counted = _table_counts(store)
         for i, text in enumerate(HOSTILE):
-            set_mapping(store, REALM, "class", text, "1", identity=ADMIN, reason=text, now=datetime.now(UTC))
+            assert commands_on(store).map(caller_at(ADMIN, system_clock()), "class", text, "1", reason=text).ok
             assert store.rows("SELECT awra_value FROM mappings WHERE kind = 'class' AND awra_value = ?", [text]) == [
                 (text,)
             ]
@@ -408,7 +408,8 @@ def test_sql_looking_mapping_values_and_reasons_are_stored_byte_for_byte(
                 (f"class:{text}", text)
             ]
             after = _table_counts(store)
-            assert after == {
+            rechecked = {t: after[t] for t in ("check_runs", "findings")}  # the map re-checks every record
+            assert {**after, **{t: counted[t] for t in rechecked}} == {
                 **counted,
                 "mappings": counted["mappings"] + i + 1,
                 "audit_log": counted["audit_log"] + i + 1,

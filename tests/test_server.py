@@ -21,7 +21,7 @@ from fixtures import REALM, T0, tiny_company, tiny_snapshot, write_snapshot
 
 from pipelines.clock import system_clock
 from pipelines.ingest import ingest_snapshot
-from pipelines.serve.state import read_server_file, server_file, write_server_file
+from pipelines.serve.remote import read_server_file, server_file, write_server_file
 from pipelines.serve.webhooks import sign
 from pipelines.store import Store
 from qbo.sandbox import Sandbox
@@ -45,7 +45,8 @@ class Served:
         return {"authorization": f"Bearer {read_server_file(self.db)['token']}"}
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/healthz", timeout=10).json()
+        """The detailed health: what the holder of the local API token sees."""
+        return httpx.get(f"{self.url}/healthz", headers=self.auth, timeout=10).json()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -169,6 +170,8 @@ def test_the_pages_and_the_health_route_are_served_over_http(served: Served) -> 
     page = httpx.get(f"{served.url}/")
     assert page.status_code == 200 and '<div id="root">' in page.text  # the Streamlit shell
     assert httpx.get(f"{served.url}/_stcore/health").text == "ok"
+    anyone = httpx.get(f"{served.url}/healthz")  # without the token: up or not, and nothing about the deployment
+    assert anyone.status_code == 200 and anyone.json() == {"status": "ok"}
     h = served.health()
     assert h["status"] == "ok" and h["store"]["ok"] and h["store"]["path"] == str(served.db)
     assert h["scheduler"]["running"] and h["scheduler"]["interval_seconds"] == 3600
@@ -343,7 +346,9 @@ def test_synchealth_serve_starts_the_server_and_stops_cleanly_on_ctrl_c(tmp_path
 
         _until(up, 60, "synchealth serve")
         assert read_server_file(db)["url"] == f"http://127.0.0.1:{port}"
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["scheduler"]["interval_seconds"] == 600
+        token = {"authorization": f"Bearer {read_server_file(db)['token']}"}
+        detail = httpx.get(f"http://127.0.0.1:{port}/healthz", headers=token).json()
+        assert detail["scheduler"]["interval_seconds"] == 600
     finally:
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=30)[0]

@@ -5,132 +5,35 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from cryptography.fernet import Fernet
-from fixtures import REALM, T0, iso, tiny_company, tiny_snapshot, write_snapshot
+from fixtures import REALM, iso, tiny_company, tiny_snapshot, write_snapshot
+from world import ADMIN, FINANCE, World, exactly_once
 
-from pipelines.config import Settings
-from pipelines.connection import connect, qbo_client
-from pipelines.cycle import run_cycle
-from pipelines.duplicates import link_duplicate
-from pipelines.identity import Identity, PermissionDeniedError
 from pipelines.ingest import ingest_snapshot
-from pipelines.mappings import set_mapping
-from pipelines.pull import pull
 from pipelines.store import Store
-from pipelines.sync import request_id_for, retry
+from pipelines.sync import request_id_for
 from pipelines.views.metrics import record_chain
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN = Identity("admin@demo.local", "admin")
-FINANCE = Identity("finance@demo.local", "finance")
-# Every eligible record of the tiny snapshot (BILL-2 is pending and unposted, so it never goes).
-ELIGIBLE = {
-    "Vendor": {"VEN-1", "VEN-2"},
-    "Customer": {"CUS-1"},
-    "PurchaseOrder": {"PO-1"},
-    "Bill": {"BILL-1"},
-    "Invoice": {"INV-1"},
-    "Payment": {"PAY-1"},
-    "BillPayment": {"BP-1"},
-    "JournalEntry": {"JE-1"},
-}
-
-
-class World:
-    """A store, a sandbox and a connected client, with the engine's clock in the test's hand."""
-
-    def __init__(
-        self,
-        tmp_path: Path,
-        snapshot: dict | None = None,
-        company: dict | None = None,
-        base_url: str = "http://sandbox.local",
-        sandbox: Sandbox | None = None,
-    ) -> None:
-        self.sandbox = sandbox or Sandbox(company or tiny_company())
-        self.settings = Settings(
-            db_path=tmp_path / "sync.duckdb",
-            qbo_base_url=base_url,
-            secret_key=Fernet.generate_key().decode(),
-            secret_key_file=tmp_path / "secret.key",
-            retry_schedule=(60, 120, 240),
-        )
-        self.http = httpx.Client(transport=self.sandbox.transport()) if base_url == "http://sandbox.local" else None
-        self.store = Store(self.settings.db_path)
-        self.now = T0
-        ingest_snapshot(
-            self.store, write_snapshot(tmp_path / "awra", snapshot or tiny_snapshot()), realm_id=REALM, now=self.now
-        )
-        connect(self.settings, self.store, actor=ADMIN.email, http=self.http or httpx.Client())
-
-    def client(self):
-        # A throttle wait moves the sandbox clock instead of sleeping: the test stays fast and exact.
-        return qbo_client(
-            self.settings, self.store, http=self.http, sleep=self.sandbox.clock.advance, clock=self.sandbox.clock.now
-        )
-
-    def cycle(self, only=None):
-        with self.client() as client:
-            pull(self.store, client, now=self.now)
-            return run_cycle(
-                self.store, client, self.settings, now=self.now, trigger="manual", actor=ADMIN.email, only=only
-            )
-
-    def drain(self, rounds: int = 12) -> None:
-        """Run cycles, moving the clock past every scheduled retry, until nothing is left to do."""
-        for _ in range(rounds):
-            self.cycle()
-            self.now += timedelta(minutes=10)
-            self.sandbox.clock.advance(600)
-            left = self.store.scalar(
-                "SELECT count(*) FROM records WHERE state IN ('ready', 'queued', 'retry_scheduled', 'ambiguous')"
-            )
-            if not left:
-                return
-
-    def state(self, key: str) -> str:
-        entity, record_id = key.split(":")
-        return self.store.scalar("SELECT state FROM records WHERE entity = ? AND record_id = ?", [entity, record_id])
-
-    def in_qbo(self) -> dict[str, Counter]:
-        """Per entity: how many QBO objects carry each AWRA record's marker (counted by the control API)."""
-        out = {}
-        for entity in ELIGIBLE:
-            notes = [
-                o.get("Notes") or o.get("PrivateNote") or ""
-                for o in self.sandbox.entities(REALM, entity)
-                if o.get("status") != "Deleted"
-            ]
-            out[entity] = Counter(n.split(":")[2] for n in notes if n.startswith("awra:"))
-        return out
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
     yield w
-    w.store.close()
-
-
-def _exactly_once(world: World) -> None:
-    found = world.in_qbo()
-    for entity, ids in ELIGIBLE.items():
-        assert dict(found[entity]) == dict.fromkeys(ids, 1), (entity, found[entity])
+    w.close()
 
 
 def test_one_cycle_sends_every_ready_record_once_in_dependency_order(world: World) -> None:
     result = world.cycle()
     assert result.sync.counts == {"accepted": 9}
-    _exactly_once(world)
+    exactly_once(world)
     order = [r[0] for r in world.store.rows("SELECT entity FROM sync_attempts ORDER BY attempt_id")]
     assert order.index("payment") > order.index("invoice") > order.index("customer")
     assert world.state("bill:BILL-2") == "not_ready"
@@ -160,15 +63,14 @@ def test_missing_item_mapping_is_not_sent_retry_refused_until_mapped(tmp_path: P
     )
     assert exc == [("mapping", "mapping.item_missing", "admin", "line 1: item SKU WID-220 has no QuickBooks item")]
 
-    with w.client() as client:
-        refused = retry(w.store, client, ["bill:BILL-1"], identity=ADMIN, now=w.now)
-        assert not refused[0].sent and "still line 1: item SKU WID-220 has no QuickBooks item" in refused[0].message
-        with pytest.raises(PermissionDeniedError, match="retry needs the admin role"):
-            retry(w.store, client, ["bill:BILL-1"], identity=FINANCE, now=w.now)
+    (refused,) = w.retry("bill:BILL-1").items
+    assert not refused.done and "still line 1: item SKU WID-220 has no QuickBooks item" in refused.message
+    denied = w.retry("bill:BILL-1", identity=FINANCE)
+    assert denied.status == "refused" and "retry needs the admin role" in denied.message
 
-        set_mapping(w.store, REALM, "item", "WID-220", "1", identity=ADMIN, reason="same widget", now=w.now)
-        sent = retry(w.store, client, ["bill:BILL-1"], identity=ADMIN, now=w.now)
-    assert sent[0].sent and "in QuickBooks as Id" in sent[0].message
+    assert w.map("item", "WID-220", "1", reason="same widget").ok
+    (sent,) = w.retry("bill:BILL-1").items
+    assert sent.done and "in QuickBooks as Id" in sent.message
     assert w.state("bill:BILL-1") == "synced"
     chain = record_chain(w.store, REALM, "bill:BILL-1")
     assert chain["external_id"] and len(chain["attempts"]) == 1 and chain["retry_count"] == 0
@@ -209,7 +111,7 @@ def test_an_existing_doc_number_is_linked_not_created(tmp_path: Path) -> None:
     assert [(c["qbo_id"], c["rule"]) for c in chain["duplicate_candidates"]] == [("500", "doc_number_exists")]
     before = len(w.sandbox.entities(REALM, "Bill"))
 
-    link_duplicate(w.store, REALM, "bill", "BILL-1", "500", identity=FINANCE, reason="same invoice", now=w.now)
+    assert w.commands.link(w.caller(FINANCE), "bill:BILL-1", "500", reason="same invoice").ok
     w.cycle()
 
     assert w.state("bill:BILL-1") == "synced"
@@ -218,14 +120,10 @@ def test_an_existing_doc_number_is_linked_not_created(tmp_path: Path) -> None:
 
 
 def test_create_new_despite_a_duplicate_doc_number_is_sent_with_qbo_allowing_it(tmp_path: Path) -> None:
-    from pipelines.duplicates import confirm_create_new
-
     w = World(tmp_path, company=_company_with_bill_inv9())
     w.cycle()
     assert w.state("bill:BILL-1") == "blocked"
-    confirm_create_new(
-        w.store, REALM, "bill", "BILL-1", identity=FINANCE, reason="two invoices, same number", now=w.now
-    )
+    assert w.commands.create_new(w.caller(FINANCE), "bill:BILL-1", reason="two invoices, same number").ok
     w.cycle()
     assert w.state("bill:BILL-1") == "synced"
     numbers = [b.get("DocNumber") for b in w.sandbox.entities(REALM, "Bill")]
@@ -244,12 +142,12 @@ FAULTS = [
 
 
 @pytest.mark.parametrize("kind", FAULTS)
-def test_each_injected_fault_ends_classified_and_every_record_lands_exactly_once(world: World, kind: str) -> None:
+def test_each_injected_fault_ends_classified_and_every_record_landsexactly_once(world: World, kind: str) -> None:
     world.sandbox.set_faults(f"{kind}@write=0.5", seed=11)  # writes: a faulted pull is another test
     world.drain()
     world.sandbox.set_faults(None)
     world.drain()
-    _exactly_once(world)
+    exactly_once(world)
     outcomes = {r[0] for r in world.store.rows("SELECT outcome FROM sync_attempts")}
     assert outcomes <= {"accepted", "transport", "ambiguous", "throttled", "authorization"}
     left = world.store.rows("SELECT entity, record_id, state FROM records WHERE state NOT IN ('synced', 'not_ready')")
@@ -303,15 +201,14 @@ def test_two_retries_of_one_record_at_once_send_it_once(world: World) -> None:
     answers = []
 
     def go() -> None:
-        with world.client() as client:
-            answers.extend(retry(world.store, client, ["vendor:VEN-1"], identity=ADMIN, now=world.now))
+        answers.extend(world.retry("vendor:VEN-1").items)
 
     threads = [threading.Thread(target=go) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(a.sent for a in answers) == [False, True]
+    assert sorted(a.done for a in answers) == [False, True]
     assert world.in_qbo()["Vendor"]["VEN-1"] == 1
 
 
@@ -341,6 +238,6 @@ def test_a_process_killed_between_intent_and_outcome_loses_and_duplicates_nothin
         unsettled = w.store.scalar("SELECT count(*) FROM sync_intents WHERE settled_at IS NULL")
         assert unsettled > 0
         w.drain()
-        _exactly_once(w)
+        exactly_once(w)
         assert w.store.scalar("SELECT count(*) FROM sync_intents WHERE settled_at IS NULL") == 0
         w.store.close()

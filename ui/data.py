@@ -11,6 +11,7 @@ import streamlit as st
 from pipelines.clock import system_clock
 from pipelines.config import Settings, load_settings
 from pipelines.identity import Identity, load_roles, resolve
+from pipelines.incidents import configure_log, log_path_for
 from pipelines.store import Store
 from pipelines.views import metrics
 
@@ -20,14 +21,8 @@ __all__ = [
     "trends_view",
     "audit_log",
     "csv_export",
-    "queue_assign",
-    "queue_exclude",
-    "queue_resolve",
     "connect_link",
     "connection_view",
-    "decide_duplicate",
-    "run_sync_now",
-    "retry_records",
     "qbo_link",
     "record_chain",
     "run_attempts",
@@ -52,7 +47,9 @@ def get_settings() -> Settings:
     from pipelines.serve.state import current
 
     served = current()  # under `synchealth serve`: the settings the lifespan opened the store with
-    return served.settings if served else load_settings()
+    settings = served.settings if served else load_settings()
+    configure_log(log_path_for(settings.db_path))  # a page's incidents go to the log beside the store
+    return settings
 
 
 @st.cache_resource
@@ -186,49 +183,6 @@ def qbo_link(settings: Settings, realm_id: str, qbo_entity: str, qbo_id: str) ->
     return f"https://{host}/app/{qbo_entity.lower()}?txnId={qbo_id}"
 
 
-# -- actions from the pages: each goes through the engine, which checks the role and audits -----------------
-def retry_records(store: Store, settings: Settings, keys: list[str], identity: Identity, override: str | None = None):
-    from pipelines.connection import qbo_client
-    from pipelines.sync import retry
-
-    with qbo_client(settings, store) as client:
-        return retry(
-            store,
-            client,
-            keys,
-            identity=identity,
-            now=page_now(),
-            override_reason=override,
-            schedule=settings.retry_schedule,
-        )
-
-
-def run_sync_now(store: Store, settings: Settings, identity: Identity, progress=None):
-    from pipelines.connection import qbo_client
-    from pipelines.cycle import run_cycle
-    from pipelines.identity import require
-
-    require(identity, "sync")
-    with qbo_client(settings, store) as client:
-        return run_cycle(
-            store, client, settings, now=page_now(), trigger="manual", actor=identity.email, progress=progress
-        )
-
-
-def decide_duplicate(store: Store, realm_id: str, key: str, qbo_id: str | None, identity: Identity, reason: str):
-    """Link the record to a QBO object (qbo_id) or confirm it is new (qbo_id None); then re-check."""
-    from pipelines.duplicates import confirm_create_new, link_duplicate
-    from pipelines.readiness import run_check
-
-    entity, _, record_id = key.partition(":")
-    now = page_now()
-    if qbo_id:
-        link_duplicate(store, realm_id, entity, record_id, qbo_id, identity=identity, reason=reason, now=now)
-    else:
-        confirm_create_new(store, realm_id, entity, record_id, identity=identity, reason=reason, now=now)
-    run_check(store, realm_id, now=now, trigger="check", actor=identity.email)
-
-
 # -- the Connection page ---------------------------------------------------------------------------------------
 def connection_view(store: Store, settings: Settings, realm_id: str) -> dict:
     """The realm's connection health, and its history newest first (no token is decrypted for it)."""
@@ -270,58 +224,6 @@ def action_queue(store: Store, realm_id: str) -> pl.DataFrame:
 
     minute = page_now().replace(second=0, microsecond=0).isoformat()
     return _action_queue(store, realm_id, queue_version(store, realm_id), minute)
-
-
-def queue_assign(
-    store: Store, settings: Settings, realm_id: str, ids: list[int], to: str, identity: Identity, note: str | None
-) -> pl.DataFrame:
-    """Assign each exception; one result row per item (a refusal says which role it needs)."""
-    from pipelines.exceptions import act_on_many, assign
-
-    roles, now = people(settings), page_now()
-    return pl.DataFrame(
-        act_on_many(
-            lambda i: assign(store, realm_id, i, to=to, identity=identity, now=now, note=note, roles=roles), ids
-        )
-    )
-
-
-def queue_resolve(
-    store: Store,
-    settings: Settings,
-    realm_id: str,
-    ids: list[int],
-    code: str,
-    reason: str,
-    identity: Identity,
-    qbo_id: str | None = None,
-) -> pl.DataFrame:
-    """Resolve each exception with the code and reason; marked-as-synced reads the Id from QuickBooks first."""
-    from contextlib import nullcontext
-
-    from pipelines.connection import qbo_client
-    from pipelines.exceptions import act_on_many, resolve
-
-    now = page_now()
-    connected = store.scalar("SELECT status FROM qbo_connections WHERE realm_id = ?", [realm_id]) == "connected"
-    live = code == "marked_synced" and connected
-    with qbo_client(settings, store, realm_id) if live else nullcontext() as client:
-
-        def one(exception_id: int) -> dict:
-            return resolve(store, realm_id, exception_id, code=code, reason=reason, identity=identity, now=now,
-                           qbo_id=qbo_id, client=client)  # fmt: skip
-
-        return pl.DataFrame(act_on_many(one, ids))
-
-
-def queue_exclude(store: Store, realm_id: str, keys: list[str], reason: str, identity: Identity) -> pl.DataFrame:
-    """Exclude each record from sync (closing its open exceptions); one result row per record."""
-    from pipelines.exceptions import act_on_many, exclude
-
-    now = page_now()
-    return pl.DataFrame(
-        act_on_many(lambda k: exclude(store, realm_id, k, reason=reason, identity=identity, now=now), keys)
-    )
 
 
 @st.cache_data(max_entries=16)

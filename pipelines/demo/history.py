@@ -30,17 +30,13 @@ import httpx
 import polars as pl
 
 from pipelines.clock import system_clock
+from pipelines.commands import Caller, Commands
 from pipelines.config import Settings, load_settings
 from pipelines.connection import qbo_client
-from pipelines.cycle import run_cycle
 from pipelines.demo.company import NOT_APPROVED, NOT_POSTED, DemoSummary, write_demo
-from pipelines.duplicates import confirm_create_new
 from pipelines.identity import Identity
-from pipelines.ingest import ingest_snapshot
-from pipelines.mappings import KINDS, gap_inventory, map_and_recheck
-from pipelines.pull import pull
+from pipelines.mappings import KINDS, gap_inventory
 from pipelines.store import Store
-from qbo.client import QboCallError
 from qbo.oauth import OAuthClient, authorize_url, new_state
 from qbo.sandbox import Sandbox, SandboxClock
 from qbo.sandbox.store import COMPANY_FORMAT
@@ -255,7 +251,7 @@ def _pick_target(store: Store, realm_id: str, kind: str, value: str, name: str |
     return best[0]
 
 
-def _review_mappings(store: Store, realm_id: str, now: datetime, how_many: int) -> list[str]:
+def _review_mappings(commands: Commands, store: Store, realm_id: str, now: datetime, how_many: int) -> list[str]:
     """An admin's weekly review: map the gaps that block the most money (a suggestion when there is one)."""
     gaps = gap_inventory(store, realm_id)
     done = []
@@ -265,21 +261,19 @@ def _review_mappings(store: Store, realm_id: str, now: datetime, how_many: int) 
         )
         if target is None:
             continue
-        outcome = map_and_recheck(
-            store,
-            realm_id,
+        outcome = commands.map(
+            Caller(ADMIN, realm_id, lambda: now),
             gap["kind"],
             gap["awra_value"],
             target,
-            identity=ADMIN,
             reason="weekly mapping review (demo history)",
-            now=now,
         )
-        done.append(f"{gap['kind']} {gap['awra_value']} -> {target} ({outcome.now_ready} records freed)")
+        if outcome.ok:
+            done.append(f"{gap['kind']} {gap['awra_value']} -> {target} ({outcome.data['now_ready']} records freed)")
     return done
 
 
-def _overrule_a_duplicate(store: Store, realm_id: str, now: datetime) -> str | None:
+def _overrule_a_duplicate(commands: Commands, store: Store, realm_id: str, now: datetime) -> str | None:
     """A finance user decides the biggest possible duplicate is new after all (QuickBooks may then refuse it)."""
     row = store.rows(
         """SELECT entity, record_id FROM findings
@@ -289,11 +283,11 @@ def _overrule_a_duplicate(store: Store, realm_id: str, now: datetime) -> str | N
     )
     if not row:
         return None
-    entity, record_id = row[0]
-    confirm_create_new(
-        store, realm_id, entity, record_id, identity=FINANCE, reason="looks different to me (demo history)", now=now
+    key = f"{row[0][0]}:{row[0][1]}"
+    done = commands.create_new(
+        Caller(FINANCE, realm_id, lambda: now), key, reason="looks different to me (demo history)"
     )
-    return f"{entity}:{record_id}"
+    return key if done.ok else None
 
 
 def _delete_a_synced_bill(store: Store, sandbox: Sandbox, realm_id: str) -> str | None:
@@ -347,6 +341,13 @@ def build_history(
         raise ValueError(f"the plan covers {(plan.end - plan.start).days} days, not {weeks} weeks")
     sandbox.load_company(history_company(company_file, plan))
     http = httpx.Client(transport=sandbox.transport())
+    commands = Commands(
+        store,
+        settings,
+        client_factory=lambda realm, _clock: qbo_client(
+            settings, store, realm, http=http, sleep=lambda s: sandbox.clock.advance(s), clock=sandbox.clock.now
+        ),
+    )
     result = HistoryResult(plan.start, plan.end)
     bad_week = weeks // 2
     outage = max(weeks - 2, 1)  # the week the connection is lost for one cycle (tokens revoked in QuickBooks)
@@ -368,30 +369,34 @@ def build_history(
                 result.connection_lost_at, reconnect_due = at, True
             sandbox.set_faults(bad_week_faults if week == bad_week else faults, seed=seed * 1000 + i)
             folder = plan.snapshot_at(at, work_dir / "snapshot")
-            ingest = ingest_snapshot(store, folder, realm_id=realm_id, now=at)
+            system = Caller.system(realm_id, lambda at=at: at)
+            ingest = commands.ingest(system, folder)
+            if not ingest.ok:
+                raise RuntimeError(f"the demo snapshot of {at:%Y-%m-%d} was refused: {ingest.message}")
             for key in ("new", "changed"):
-                result.ingests[key] = result.ingests.get(key, 0) + getattr(ingest, key)
+                result.ingests[key] = result.ingests.get(key, 0) + ingest.data[key]
             shutil.rmtree(folder)
-            with qbo_client(settings, store, http=http, sleep=sandbox.clock.advance, clock=sandbox.clock.now) as client:
-                try:
-                    pull(store, client, now=at)
-                except QboCallError:
-                    pass  # the realm needs reconnecting: the cycle checks, the sync pauses, the page says why
-                if new_week:
-                    result.mappings_fixed += _review_mappings(store, realm_id, at, mapping_fixes_per_week)
-                    overruled = _overrule_a_duplicate(store, realm_id, at)
-                    result.created_despite_duplicate += [overruled] if overruled else []
-                cycle = run_cycle(store, client, settings, now=at, trigger="schedule", actor=None)
-            for outcome, n in cycle.sync.counts.items():
+            # A pull QuickBooks refuses (the realm needs reconnecting) is that cycle's news: the check runs, the
+            # sync pauses, and the page says why.
+            commands.pull(system)
+            if new_week:
+                result.mappings_fixed += _review_mappings(commands, store, realm_id, at, mapping_fixes_per_week)
+                overruled = _overrule_a_duplicate(commands, store, realm_id, at)
+                result.created_despite_duplicate += [overruled] if overruled else []
+            cycle = commands.cycle(system)
+            if not cycle.ok:
+                raise RuntimeError(f"the demo cycle of {at:%Y-%m-%d %H:%M} failed: {cycle.message}")
+            counts = cycle.data.get("sent") or {}
+            for outcome, n in counts.items():
                 result.sent[outcome] = result.sent.get(outcome, 0) + n
             result.cycles += 1
             if week == bad_week + 1 and not result.deleted_in_qbo:
                 deleted = _delete_a_synced_bill(store, sandbox, realm_id)
                 result.deleted_in_qbo += [deleted] if deleted else []
-            outcomes = ", ".join(f"{k} {v}" for k, v in cycle.sync.counts.items())
+            outcomes = ", ".join(f"{k} {v}" for k, v in counts.items())
             say(
-                f"{at:%Y-%m-%d %H:%M} cycle {i + 1}/{len(plan.cycles)}: {ingest.new:,} new, {ingest.changed:,} "
-                f"changed; sent {sum(cycle.sync.counts.values()):,} ({outcomes})"
+                f"{at:%Y-%m-%d %H:%M} cycle {i + 1}/{len(plan.cycles)}: {ingest.data['new']:,} new, "
+                f"{ingest.data['changed']:,} changed; sent {sum(counts.values()):,} ({outcomes})"
             )
     finally:
         sandbox.set_faults(None)

@@ -6,7 +6,7 @@ it re-ingests the demo snapshot folder when a file in it changes, and re-reads w
 
 from __future__ import annotations
 
-import os
+import argparse
 import subprocess
 import sys
 import time
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.config import load_settings
+from pipelines.config import Settings, child_environment, load_settings
 
 __all__ = ["main"]
 
@@ -37,8 +37,14 @@ def _synchealth(*args: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    demo_dir = Path((argv or sys.argv[1:] or ["data/demo"])[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.launcher", description=__doc__.splitlines()[0])
+    parser.add_argument("demo_dir", nargs="?", default="data/demo")
+    parser.add_argument("--port", type=int, default=8501, help="where the app listens (default 8501)")
+    args = parser.parse_args(argv)
+    demo_dir, port = Path(args.demo_dir), args.port
     settings = load_settings()
+    # An OAuth redirect set for a real deployment is kept; the demo's own points at this port.
+    redirect = None if settings.qbo_redirect_uri == Settings().qbo_redirect_uri else settings.qbo_redirect_uri
     port = settings.qbo_base_url.rsplit(":", 1)[-1].strip("/")
     # Time scale 10: QBO's real limits still hold, on a clock ten times faster, so the first sync of the demo
     # (about 1,500 records) takes seconds instead of a minute or more.
@@ -51,15 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         _synchealth("--actor", "admin@demo.local", "connect")
         _synchealth("--actor", "admin@demo.local", "pull")
         _synchealth("--actor", "admin@demo.local", "sync")
-        app_port = os.environ.get("PORT", "8501")
-        env = {
-            **os.environ,
-            "SYNCHEALTH_SNAPSHOT_DIR": str(demo_dir / "awra"),
-            "SYNCHEALTH_SERVER_URL": f"http://127.0.0.1:{app_port}",
-            "SYNCHEALTH_QBO_REDIRECT_URI": os.environ.get(
-                "SYNCHEALTH_QBO_REDIRECT_URI", f"http://localhost:{app_port}/oauth/callback"
-            ),
-        }
+        app_port = str(port)
+        env = child_environment(
+            SYNCHEALTH_SNAPSHOT_DIR=str(demo_dir / "awra"),
+            SYNCHEALTH_SERVER_URL=f"http://127.0.0.1:{app_port}",
+            SYNCHEALTH_QBO_REDIRECT_URI=redirect or f"http://localhost:{app_port}/oauth/callback",
+        )
         print(f"QBO Sync Health on http://localhost:{app_port} (Ctrl+C stops the server and the sandbox)", flush=True)
         return subprocess.call(
             [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", app_port], env=env

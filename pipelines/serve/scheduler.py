@@ -18,22 +18,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines import exceptions as actions
 from pipelines.clock import Clock, system_clock
-from pipelines.config import Settings
+from pipelines.commands import Caller, Commands, Result
+from pipelines.config import DEFAULT_WARN_DAYS, Settings
 from pipelines.connection import qbo_client
-from pipelines.connection_health import DEFAULT_WARN_DAYS, check_reconnect, connection_health, needs_refresh
-from pipelines.cycle import run_cycle
-from pipelines.ingest import FORMATS, SnapshotError, ingest_snapshot
-from pipelines.pull import PULLED_ENTITIES, pull, pull_entities
-from pipelines.readiness import run_check
+from pipelines.connection_health import connection_health, needs_refresh
+from pipelines.ingest import FORMATS
+from pipelines.locks import realm_lock
 from pipelines.serve.webhooks import WebhookDelivery, WebhookInbox, persist_deliveries
 from pipelines.store import Store
-from pipelines.sync import _realm_lock
 from pipelines.views import read_model
 from qbo.client import QboClient
 
-__all__ = ["SYSTEM_ACTOR", "CycleReport", "Scheduler", "SchedulerConfig", "snapshot_fingerprint"]
+__all__ = ["SYSTEM_ACTOR", "CycleReport", "Scheduler", "SchedulerConfig", "StepFailed", "snapshot_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +92,17 @@ def _nap(event: threading.Event, seconds: float, *also: threading.Event) -> None
         time.sleep(min(left, 0.05))
 
 
+class StepFailed(Exception):
+    """A command the cycle ran was refused or failed; the message is its one line."""
+
+
+def _done(result: Result) -> dict[str, Any]:
+    """A step's result for the cycle's report; a refused or failed command is that step's error."""
+    if not result.ok:
+        raise StepFailed(result.message)
+    return result.data
+
+
 class Scheduler:
     """Runs cycles on a background thread: every `interval` seconds, and at once when webhooks name objects."""
 
@@ -112,8 +120,9 @@ class Scheduler:
         self.settings = settings
         self.config = config or SchedulerConfig(snapshot_dir=settings.snapshot_dir)
         self.inbox = inbox or WebhookInbox()
-        self._client = client_factory or (lambda realm: qbo_client(settings, store, realm))
+        self._client = client_factory or (lambda realm: qbo_client(settings, store, realm, clock=clock))
         self._clock = clock
+        self.commands = Commands(store, settings, client_factory=lambda realm, _clock: self._client(realm))
         self._flight = threading.Lock()  # one cycle at a time, whoever starts it
         self._stopping = threading.Event()
         self._wakeup = threading.Event()
@@ -247,7 +256,7 @@ class Scheduler:
 
     def _realm_cycle(self, report: CycleReport, realm: str, trigger: str) -> None:
         try:
-            with _realm_lock(realm):
+            with realm_lock(realm):
                 self._realm_steps(report, realm, trigger)
         except Exception as err:  # e.g. the token key cannot be read: recorded like a failed step
             line = f"{realm}: {type(err).__name__}: {err}"
@@ -257,21 +266,19 @@ class Scheduler:
     def _realm_steps(self, report: CycleReport, realm: str, trigger: str) -> None:
         deliveries, refs = self.inbox.checkout(realm)
         report.steps[f"{realm}.webhook_log"] = len(persist_deliveries(self.store, deliveries))
+        caller = Caller.system(realm, self._clock)
         if self._status(realm) == "connected":
             with self._client(realm) as client:
                 self._step(report, f"{realm}.refresh", lambda: self._refresh(client, realm))
-                if trigger != "webhook":
-                    self._step(report, f"{realm}.pull", lambda: self._pull(client))
-                if refs:
-                    self._step(report, f"{realm}.webhook_pull", lambda: self._pull_named(client, realm, refs, report))
-                self._step(report, f"{realm}.cycle", lambda: self._check_and_sync(client))
-        else:
-            # Nothing can be read or sent; readiness still runs so the pages and exceptions stay current.
-            self._step(report, f"{realm}.check", lambda: self._check_only(realm))
+            if trigger != "webhook":
+                self._step(report, f"{realm}.pull", lambda: self._pull(caller))
             if refs:
-                report.steps[f"{realm}.webhook_pull"] = "dropped: not connected (the pull after a reconnect catches up)"
-        self._step(report, f"{realm}.escalate", lambda: self._escalate(realm))
-        self._step(report, f"{realm}.reconnect_check", lambda: self._reconnect_check(realm))
+                self._step(report, f"{realm}.webhook_pull", lambda: self._pull_named(caller, realm, refs, report))
+        elif refs:
+            report.steps[f"{realm}.webhook_pull"] = "dropped: not connected (the pull after a reconnect catches up)"
+        # Connection warnings, the check, the sync when connected, and the queue (with its escalations) once.
+        warn_days = self.config.reconnect_warn_days
+        self._step(report, f"{realm}.cycle", lambda: _done(self.commands.cycle(caller, reconnect_warn_days=warn_days)))
 
     # -- steps ------------------------------------------------------------------------------------------
     def _ingest(self) -> Any:
@@ -283,19 +290,10 @@ class Scheduler:
             return f"no snapshot folder at {folder}"
         if fingerprint == self._fingerprint:
             return "unchanged since the last ingest (not read)"
-        try:
-            result = ingest_snapshot(self.store, folder, realm_id=self.settings.realm_id, now=self._clock())
-        except SnapshotError:
-            self._fingerprint = fingerprint  # refused and recorded: not read again until a file changes
-            raise
+        done = self.commands.ingest(Caller.system(self.settings.realm_id, self._clock), folder)
+        # Refused or applied, it is recorded: the same files are not read again until one of them changes.
         self._fingerprint = fingerprint
-        return {
-            "run_id": result.run_id,
-            "status": result.status,
-            "new": result.new,
-            "changed": result.changed,
-            "removed": result.removed,
-        }
+        return _done(done)
 
     def _refresh(self, client: QboClient, realm: str) -> str:
         now = self._clock()
@@ -304,51 +302,20 @@ class Scheduler:
         client.oauth.refresh(realm)
         return "refreshed"
 
-    def _pull(self, client: QboClient) -> dict[str, Any]:
-        result = pull(self.store, client, now=self._clock())
-        return {"pull_id": result.pull_id, "kind": result.kind, "objects": result.objects}
+    def _pull(self, caller: Caller) -> dict[str, Any]:
+        return _done(self.commands.pull(caller))
 
-    def _pull_named(
-        self, client: QboClient, realm: str, refs: dict[str, list[str]], report: CycleReport
-    ) -> dict[str, Any]:
-        wanted = {e: ids for e, ids in refs.items() if e in PULLED_ENTITIES}
-        try:
-            result = pull_entities(self.store, client, wanted, now=self._clock()) if wanted else None
-        except Exception:
+    def _pull_named(self, caller: Caller, realm: str, refs: dict[str, list[str]], report: CycleReport) -> Any:
+        done = self.commands.pull_named(caller, refs)
+        if not done.ok:
             self.inbox.give_back(realm, refs)
-            raise
+            return _done(done)
         self.store.execute(
             "UPDATE webhook_events SET processed_at = ?, cycle_id = ? "
             "WHERE realm_id = ? AND signature = 'valid' AND processed_at IS NULL",
             [self._clock(), report.cycle_id, realm],
         )
-        ignored = sorted(set(refs) - set(wanted))
-        return {"pull_id": result.pull_id if result else None, "read": wanted, "ignored": ignored}
-
-    def _check_and_sync(self, client: QboClient) -> dict[str, Any]:
-        done = run_cycle(self.store, client, self.settings, now=self._clock(), trigger="schedule", actor=SYSTEM_ACTOR)
-        return {
-            "check_run": done.check.run_id,
-            "ready": done.check.ready,
-            "sync_run": done.sync.run_id,
-            "sync": done.sync.status,
-            "sent": done.sync.counts,
-            "exceptions": done.exceptions,
-        }
-
-    def _check_only(self, realm: str) -> dict[str, Any]:
-        done = run_check(self.store, realm, now=self._clock(), trigger="schedule", actor=SYSTEM_ACTOR)
-        return {"check_run": done.run_id, "ready": done.ready}
-
-    def _escalate(self, realm: str) -> Any:
-        escalate = getattr(actions, "escalate", None)  # pipelines.exceptions grows it; until then, nothing to do
-        if escalate is None:
-            return "no escalation rules yet"
-        return escalate(self.store, realm, now=self._clock())
-
-    def _reconnect_check(self, realm: str) -> list[str]:
-        found = check_reconnect(self.store, realm, now=self._clock(), warn_days=self.config.reconnect_warn_days)
-        return [w["reason"] for w in found]
+        return done.data
 
     # -- bookkeeping ------------------------------------------------------------------------------------
     def _status(self, realm: str) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fixtures import REALM
-from test_sync import World, _exactly_once
+from world import World, exactly_once
 
 import pipelines.sync
 from pipelines.cycle import run_cycle
@@ -46,7 +46,7 @@ def test_a_retry_killed_after_its_intent_is_sent_again_not_left_queued(
     assert w.store.scalar("SELECT count(*) FROM sync_intents WHERE settled_at IS NULL") > 0
     w.drain()
     assert w.state("vendor:VEN-1") == "synced"
-    _exactly_once(w)
+    exactly_once(w)
     w.store.close()
 
 
@@ -88,7 +88,7 @@ def test_a_lookup_qbo_does_not_answer_sends_nothing_and_the_next_run_finds_the_r
     assert w.store.scalar("SELECT count(*) FROM sync_attempts WHERE operation = 'replay'") == 0
     w.sandbox.set_faults(None)
     w.drain()
-    _exactly_once(w)
+    exactly_once(w)
     left = w.store.rows("SELECT entity, record_id, state FROM records WHERE state NOT IN ('synced', 'not_ready')")
     assert left == []
     w.store.close()
@@ -117,5 +117,5 @@ def test_a_record_whose_send_is_unsettled_is_not_sent_again_while_its_lookup_goe
     assert w.in_qbo()["Vendor"]["VEN-1"] == 1  # the one copy the killed run created
     w.sandbox.set_faults(None)
     w.drain()
-    _exactly_once(w)
+    exactly_once(w)
     w.store.close()
