@@ -442,3 +442,72 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_one_clear_line(
         assert f"column {column}" in err, err
     with Store(ws.db) as store:
         assert _fingerprint(store) == before
+
+
+# -- Unicode digits, spaces and look-alikes in every typed column ------------------------------------------
+# Regex `\d` and Python's int() accept every Unicode decimal digit (Arabic-Indic ١, full-width １, Devanagari ४ ...),
+# DuckDB's casts do not: a value the contract let through must also convert, so the contract takes ASCII only.
+LOOKALIKES = [
+    "٫", "٬", "．", "，", "−", "－", "‐", "‑", "–", "：", "Ｔ", "Ｚ", "ｚ", "\u200b", "\ufeff", "\u00ad", "Ⅸ", "²", "①",
+    "𝟗", "\u0660", "\u06f5", "\u0967", "\uff11", "\u2007", "\u00a0", "\u3000", "\u202f", "⁺", "₋",
+]  # fmt: skip
+_TYPED = {
+    # kind -> a valid value the mutation starts from
+    "money": "1250.00",
+    "money_nonneg": "30.50",
+    "quantity": "2.5",
+    "date": "2026-11-15",
+    "timestamp": "2026-11-15T09:30:00+01:00",
+    "int": "7",
+    "currency": "USD",
+}
+TYPED_COLUMNS = sorted(
+    (t.name, c.name, c.kind) for t in CONTRACT.values() for c in t.columns if c.kind in _TYPED and _frame(t.name).height
+)
+odd_chars = (
+    st.characters(categories=["Nd"])
+    | st.characters(categories=["Zs"])
+    | st.characters(categories=["No", "Nl", "Pd", "Cf"])
+    | st.sampled_from(LOOKALIKES)
+)
+
+
+@st.composite
+def unicode_mutations(draw: st.DrawFn) -> Mutation:
+    """A valid typed value with some characters swapped for Unicode digits, spaces or look-alikes (or some added)."""
+    table, column, kind = draw(st.sampled_from(TYPED_COLUMNS))
+    chars = list(_TYPED[kind])
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        at = draw(st.integers(min_value=0, max_value=len(chars)))
+        if draw(st.booleans()) and at < len(chars):
+            chars[at] = draw(odd_chars)
+        else:
+            chars.insert(at, draw(odd_chars))
+    row = draw(st.integers(min_value=0, max_value=_frame(table).height - 1))
+    return _cell(table, row, column, "".join(chars))
+
+
+def _check_unicode(ws: Workspace, mutation: Mutation, fmt: str) -> None:
+    outcome, same = _ingest_mutated(ws, mutation, fmt)
+    if isinstance(outcome, IngestResult):
+        assert outcome.status in ("applied", "unchanged")
+        return
+    assert same, f"refused, yet the store changed: {outcome}"
+    row = mutation.row + (2 if fmt == "csv" else 1)
+    assert all(p.row is not None and p.column for p in outcome.problems), outcome.problems
+    assert any(p.file == f"{mutation.table}.{fmt}" and p.row == row and p.column == mutation.column
+               for p in outcome.problems), outcome.problems  # fmt: skip
+
+
+@FUZZ
+@given(mutation=unicode_mutations(), fmt=st.sampled_from(["csv", "jsonl", "parquet"]))
+# Regressions: each passed the contract's `\d`, then failed the store's cast with a traceback (exit 1).
+@example(mutation=_cell("bills", 0, "total", "١٢٣"), fmt="csv")
+@example(mutation=_cell("payments", 0, "amount", "１２３.４５"), fmt="jsonl")
+@example(mutation=_cell("bill_lines", 0, "line_no", "1١"), fmt="csv")
+@example(mutation=_cell("vendors", 0, "updated_at", "2026-11-15T0٩:30:00Z"), fmt="parquet")
+@example(mutation=_cell("bills", 0, "txn_date", "２０２６-11-15"), fmt="csv")
+def test_unicode_digits_spaces_and_look_alikes_in_typed_columns_are_applied_or_refused_at_their_cell(
+    workspace: Callable[[], Workspace], mutation: Mutation, fmt: str
+) -> None:
+    _check_unicode(workspace(), mutation, fmt)
