@@ -110,7 +110,18 @@ _PIPELINE_REASONS: dict[str, tuple[str, str, str]] = {
         "Open the QuickBooks transaction the detail names: link it if it is this record, otherwise confirm "
         "'create new' with a reason.",
     ),
+    "source_data.mass_removal": (
+        "ingest",
+        "AWRA snapshot refused as a mass removal: it would have removed a large part of a table, or emptied one, "
+        "which is what a broken or partial export looks like. Nothing of it was applied, and no new AWRA data "
+        "arrives until someone decides.",
+        "Check the export the detail names. If it was broken, fix it: the next snapshot goes in on its own. If "
+        'those records really left AWRA, an admin ingests the snapshot again with --allow-removal "reason" '
+        "(`synchealth ingest DIR --allow-removal ...`); the reason is kept in the audit log.",
+    ),
 }
+# Who owns a pipeline reason when it is not its dimension's default: letting a mass removal in is an admin's call.
+_PIPELINE_OWNERS = {"source_data.mass_removal": "admin"}
 _PARTY_KINDS = ("vendor", "customer")
 # ARCHITECTURE.md "Health dimensions", default owner column (transport: "system, then admin").
 DIMENSION_OWNER = {
@@ -195,7 +206,8 @@ def _rows() -> list[dict[str, str]]:
         if reason in rows:
             add(reason, "duplicate check", "", "", "finance")
     for reason, (found_by, explanation, fix) in _PIPELINE_REASONS.items():
-        add(reason, found_by, explanation, fix, DIMENSION_OWNER[reason.split(".", 1)[0]])
+        owner = _PIPELINE_OWNERS.get(reason, DIMENSION_OWNER[reason.split(".", 1)[0]])
+        add(reason, found_by, explanation, fix, owner)
     return list(rows.values())
 
 

@@ -20,14 +20,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.clock import elapsed_from
-from pipelines.store import Store, awra_table, crash_point
+from pipelines.store import Store, awra_table, crash_point, current_view
 from schemas.awra import CONTRACT, Column, Table, contract_schema
 
 __all__ = [
     "FORMATS",
     "LIMITS",
+    "MASS_REMOVAL",
+    "REMOVAL_FLOOR",
+    "REMOVAL_SHARE",
     "IngestResult",
+    "MassRemovalError",
     "Problem",
+    "Removal",
     "SnapshotError",
     "SnapshotLimits",
     "ingest_snapshot",
@@ -86,6 +91,54 @@ class SnapshotError(Exception):
         first = str(problems[0])
         more = len(problems) - 1
         super().__init__(first + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+
+
+# A snapshot may remove up to this share of a table's live records on its own; past it (and at least REMOVAL_FLOOR
+# records), or when a table that holds live records arrives empty, it is refused unless a person gives a reason. A
+# header-only export once marked every record removed and resolved every exception as "corrected".
+REMOVAL_SHARE = 0.20
+# Fewer removals than this are never a mass removal: 1 of a company's 3 customers leaving is an ordinary day.
+REMOVAL_FLOOR = 5
+# The start of a mass-removal refusal's message, in the ingest history: the exception queue finds it by this.
+MASS_REMOVAL = "mass removal refused"
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What one table of a snapshot would remove: records (or, for a lines table, the lines of live records)."""
+
+    table: str
+    file: str
+    removed: int
+    live: int
+    empty: bool  # the file holds no rows at all
+
+    @property
+    def what(self) -> str:
+        noun = "lines" if CONTRACT[self.table].is_lines else "live records"
+        share = f"{self.removed / self.live:.0%}" if self.live else "0%"
+        tail = ", the file is empty" if self.empty else ""
+        return f"would remove {self.removed:,} of {self.live:,} {noun} ({share}{tail})"
+
+    def __str__(self) -> str:
+        return f"{self.file} {self.what}"
+
+
+class MassRemovalError(SnapshotError):
+    """The snapshot would remove more of a table than a careful export does; nothing of it is applied.
+
+    str() names each table, how many of how many records would go, and how to allow it with a reason.
+    """
+
+    def __init__(self, removals: list[Removal], share: float, reason_given: bool = False) -> None:
+        self.removals = removals
+        super().__init__([Problem(r.file, None, None, r.what) for r in removals], {r.table: 0 for r in removals})
+        blank = " (--allow-removal needs a reason, not blank text)" if reason_given else ""
+        self.args = (
+            f"{MASS_REMOVAL}: {'; '.join(str(r) for r in removals)}. A snapshot may remove at most {share:.0%} of a "
+            f"table's records (any {REMOVAL_FLOOR - 1} or fewer) and never empty a table on its own; if these "
+            f'records really left AWRA, ingest it again with --allow-removal "reason"{blank}',
+        )
 
 
 @dataclass
@@ -910,6 +963,33 @@ def _unchanged_tables(store: Store, realm_id: str, prints: dict[str, tuple[str, 
     return {t: same[t] for names in by_entity.values() if all(n in same for n in names) for t in names}
 
 
+def _removals(cur, raw: dict[str, _RawFile], realm_id: str) -> list[Removal]:
+    """Per table read: the live records the staged snapshot leaves out; a lines file that arrives empty."""
+    found = []
+    for name, r in raw.items():
+        table = r.table
+        if table.is_lines:
+            if r.frame.height:
+                continue
+            live = cur.execute(f"SELECT count(*) FROM {current_view(name)} WHERE realm_id = ?", [realm_id]).fetchall()
+            found.append(Removal(name, r.name, int(live[0][0]), int(live[0][0]), True))
+            continue
+        removed, live = cur.execute(
+            f"""SELECT count(*) FILTER (WHERE s.record_id IS NULL), count(*) FROM records r
+                LEFT JOIN stage_raw_{name} s ON s.record_id = r.record_id
+                WHERE r.realm_id = ? AND r.entity = ? AND r.removed_at IS NULL""",
+            [realm_id, table.entity],
+        ).fetchall()[0]
+        found.append(Removal(name, r.name, int(removed), int(live), r.frame.height == 0))
+    return found
+
+
+def _mass(removal: Removal, share: float) -> bool:
+    if not removal.live or not removal.removed:
+        return False
+    return removal.empty or (removal.removed > share * removal.live and removal.removed >= REMOVAL_FLOOR)
+
+
 def ingest_snapshot(
     store: Store,
     folder: Path,
@@ -917,9 +997,18 @@ def ingest_snapshot(
     realm_id: str,
     now: datetime,
     progress: Progress | None = None,
+    allow_removal: str | None = None,
+    actor: str = "system",
+    actor_role: str = "system",
+    max_removal_share: float = REMOVAL_SHARE,
     limits: SnapshotLimits = LIMITS,
 ) -> IngestResult:
-    """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError."""
+    """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError.
+
+    A snapshot that would remove more than max_removal_share of a table's live records (and at least REMOVAL_FLOOR),
+    or arrives with an empty file for a table that holds live records, is refused with MassRemovalError unless
+    allow_removal carries a reason; then it is applied and the reason goes to the audit log under actor.
+    """
     clock = time.perf_counter()
     started = now
     say = progress or (lambda _f, _l: None)
@@ -927,6 +1016,7 @@ def ingest_snapshot(
     prints = _fingerprints(folder) if folder.is_dir() else {}
     # An entity whose files did not change since the last applied snapshot cannot have changed records.
     skipped = _unchanged_tables(store, realm_id, prints)
+    reason = (allow_removal or "").strip()
     try:
         say(0.05, "reading files")
         raw = read_snapshot(folder, {t for t in CONTRACT if t not in skipped}, limits)
@@ -935,11 +1025,15 @@ def ingest_snapshot(
         todo = _only_changed(raw, _unchanged_ids(store, realm_id, hashes))
         say(0.35, "checking the contract")
         frames = validate_snapshot(todo)
+        say(0.6, "staging")
+        _stage(store, frames, raw, hashes)
+        removals = _removals(store.cursor(), raw, realm_id)
+        massive = [r for r in removals if _mass(r, max_removal_share)]
+        if massive and not reason:
+            raise MassRemovalError(massive, max_removal_share, reason_given=allow_removal is not None)
     except SnapshotError as err:
         _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw)
         raise
-    say(0.6, "staging")
-    _stage(store, frames, raw, hashes)
     crash_point("ingest.staged")
     say(0.8, "applying")
     by_entity: dict[str, dict[str, int]] = {}
@@ -966,6 +1060,8 @@ def ingest_snapshot(
             None,
             prints,
         )
+        if massive:
+            _audit_removal(cur, realm_id, int(run_id), folder, massive, reason, actor, actor_role, started)
     say(1.0, "done")
     return IngestResult(
         run_id=int(run_id),
@@ -978,3 +1074,31 @@ def ingest_snapshot(
         seconds=time.perf_counter() - clock,
         changes_by_entity=by_entity,
     )
+
+
+def _audit_removal(
+    cur,
+    realm_id: str,
+    run_id: int,
+    folder: Path,
+    removals: list[Removal],
+    reason: str,
+    actor: str,
+    role: str,
+    now: datetime,
+) -> None:
+    """A mass removal applied on a person's word: who, why, and what it removed, in the append-only audit log."""
+    cur.execute(
+        "INSERT INTO audit_log (realm_id, acted_at, actor, role, action, target, reason, before_json, after_json) "
+        "VALUES (?, ?, ?, ?, 'allow_removal', ?, ?, ?, ?)",
+        [
+            realm_id,
+            now,
+            actor,
+            role,
+            f"snapshot:{folder}",
+            reason,
+            json.dumps({r.table: {"live": r.live} for r in removals}, sort_keys=True),
+            json.dumps({"run_id": run_id, **{r.table: {"removed": r.removed} for r in removals}}, sort_keys=True),
+        ],
+    ).fetchall()
