@@ -291,3 +291,124 @@ def test_a_refused_mass_removal_holds_one_owned_exception_until_a_snapshot_lands
     assert store.rows("SELECT status, resolution FROM exceptions WHERE reason = 'source_data.mass_removal'") == [
         ("resolved", "auto: a later AWRA snapshot was applied")
     ]
+
+
+# -- QuickBooks objects deleted, voided or changed after the sync ------------------------------------------------
+@pytest.fixture
+def synced(tmp_path: Path):
+    """The tiny company synced whole into the sandbox, the clocks then moved on an hour."""
+    from datetime import timedelta
+
+    from test_sync import World
+
+    w = World(tmp_path)
+    w.cycle()
+    assert w.store.scalar("SELECT count(*) FROM records WHERE state = 'synced' AND entity <> 'item'") == 12
+    w.now += timedelta(hours=1)
+    w.sandbox.clock.advance(3600)
+    yield w
+    w.store.close()
+
+
+def _qbo_id(w, key: str) -> str:
+    entity, record_id = key.split(":")
+    return w.store.scalar("SELECT qbo_id FROM external_refs WHERE entity = ? AND record_id = ?", [entity, record_id])
+
+
+def _open(w, key: str) -> list[tuple]:
+    entity, record_id = key.split(":")
+    return w.store.rows(
+        "SELECT dimension, reason, owner_role, detail FROM exceptions WHERE entity = ? AND record_id = ? "
+        "AND status <> 'resolved' ORDER BY reason",
+        [entity, record_id],
+    )
+
+
+def test_a_synced_record_is_not_flagged_when_only_a_payment_moved_its_sync_token(synced) -> None:
+    # BP-1 paid BILL-1 and PAY-1 paid INV-1: QuickBooks moved both documents' SyncTokens, their totals stand.
+    synced.cycle()
+    tokens = synced.store.rows(
+        "SELECT x.sync_token, o.sync_token FROM external_refs x JOIN qbo_objects o ON o.entity = x.qbo_entity "
+        "AND o.qbo_id = x.qbo_id WHERE x.record_id IN ('BILL-1', 'INV-1')"
+    )
+    assert all(ours != theirs for ours, theirs in tokens)
+    assert synced.store.scalar("SELECT count(*) FROM findings WHERE check_name = 'in_quickbooks'") == 0
+    assert synced.state("bill:BILL-1") == synced.state("invoice:INV-1") == "synced"
+
+
+def test_a_synced_bill_deleted_in_quickbooks_gets_an_owned_exception_and_is_never_held_silently(
+    synced, tmp_path: Path
+) -> None:
+    synced.sandbox.user_delete(REALM, "Bill", _qbo_id(synced, "bill:BILL-1"))
+    synced.cycle()  # the pull sees it gone; the check flags the record
+    assert synced.state("bill:BILL-1") == "blocked"
+    (exc,) = _open(synced, "bill:BILL-1")
+    assert exc[:3] == ("provider_rejection", "provider_rejection.deleted_in_qbo", "finance")
+    assert f"QuickBooks bill Id {_qbo_id(synced, 'bill:BILL-1')} was deleted there" in exc[3]
+    # AWRA changes the bill afterwards: it is not made ready, so no sync holds it without a word
+    snap = tiny_snapshot()
+    snap["bills"][0]["owner"] = "someone@else.example"
+    ingest_snapshot(synced.store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=synced.now)
+    result = synced.cycle()
+    assert synced.state("bill:BILL-1") == "blocked" and result.sync.held == 0
+    assert [e[1] for e in _open(synced, "bill:BILL-1")] == ["provider_rejection.deleted_in_qbo"]
+    # excluding it (the deletion was meant) closes the exception, and it stays closed
+    from pipelines.exceptions import exclude
+    from pipelines.identity import Identity
+
+    exclude(synced.store, REALM, "bill:BILL-1", reason="deleted on purpose in QuickBooks",
+            identity=Identity("finance@demo.local", "finance"), now=synced.now)  # fmt: skip
+    synced.cycle()
+    assert synced.state("bill:BILL-1") == "excluded" and _open(synced, "bill:BILL-1") == []
+
+
+def test_a_payment_of_a_deleted_invoice_waits_with_an_exception_instead_of_being_held(synced, tmp_path: Path) -> None:
+    synced.sandbox.user_delete(REALM, "Invoice", _qbo_id(synced, "invoice:INV-1"))
+    snap = tiny_snapshot()
+    snap["payments"].append({**snap["payments"][0], "payment_id": "PAY-2", "payment_number": "P-2"})
+    ingest_snapshot(synced.store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=synced.now)
+    result = synced.cycle()
+    assert result.sync.held == 0 and synced.state("payment:PAY-2") == "not_ready"
+    assert [e[1] for e in _open(synced, "payment:PAY-2")] == ["source_data.dependency_not_ready"]
+    assert "invoice INV-1 is not ready" in _open(synced, "payment:PAY-2")[0][3]
+
+
+def test_a_synced_invoice_voided_in_quickbooks_gets_an_owned_exception(synced) -> None:
+    from qbo.batch import BatchItem
+
+    qbo_id = _qbo_id(synced, "invoice:INV-1")
+    token = next(o["SyncToken"] for o in synced.sandbox.entities(REALM, "Invoice") if o["Id"] == qbo_id)
+    with synced.client() as client:  # as a QuickBooks user voiding it would
+        done = client.batch([BatchItem("v1", "update", "Invoice", {"Id": qbo_id, "SyncToken": token}, None, "void")],
+                            request_id="void-inv-1")  # fmt: skip
+    assert done["v1"].ok
+    synced.cycle()
+    assert synced.state("invoice:INV-1") == "blocked"
+    (exc,) = _open(synced, "invoice:INV-1")
+    assert exc[1] == "provider_rejection.voided_in_qbo" and "AWRA still has 150.00 on it, posted" in exc[3]
+
+
+def test_a_total_changed_in_quickbooks_gets_an_owned_exception_that_closes_once_they_agree(synced) -> None:
+    qbo_id = _qbo_id(synced, "payment:PAY-1")
+    synced.sandbox.user_patch(REALM, "Payment", qbo_id, {"TotalAmt": 140.0})
+    synced.cycle()
+    assert synced.state("payment:PAY-1") == "blocked"
+    (exc,) = _open(synced, "payment:PAY-1")
+    assert exc[:3] == ("provider_rejection", "provider_rejection.changed_in_qbo", "finance")
+    assert exc[3] == f"QuickBooks payment Id {qbo_id} now totals 140.00; the AWRA version it was synced from (v1) " \
+                     "totals 150.00"  # fmt: skip
+    synced.sandbox.user_patch(REALM, "Payment", qbo_id, {"TotalAmt": 150.0})  # put right in QuickBooks
+    synced.cycle()
+    assert synced.state("payment:PAY-1") == "synced" and _open(synced, "payment:PAY-1") == []
+    resolution = synced.store.scalar("SELECT resolution FROM exceptions WHERE record_id = 'PAY-1'")
+    assert resolution == "auto: the record synced"
+
+
+def test_every_qbo_drift_reason_has_its_catalogue_words() -> None:
+    from pipelines.catalogue import catalogue
+    from pipelines.readiness import DRIFT_REASONS
+
+    rows = catalogue().filter(pl.col("reason").is_in([*DRIFT_REASONS, "source_data.mass_removal"]))
+    assert rows.height == 4
+    for row in rows.iter_rows(named=True):
+        assert row["explanation"] and row["fix"] and row["owner_role"] in ("finance", "admin")
