@@ -15,7 +15,7 @@ from pipelines.exceptions import refresh_exceptions
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER
-from schemas.readiness import RULES, TRANSACTIONS, readiness_schema
+from schemas.readiness import QBO_TEXT_LIMITS, RULES, TRANSACTIONS, readiness_schema
 
 __all__ = [
     "CheckResult",
@@ -71,7 +71,7 @@ _LINE_AGG = """
                       regexp_replace(qty::VARCHAR, '\\.?0+$', ''), regexp_replace(unit_price::VARCHAR, '\\.?0+$', ''),
                       round(qty * unit_price, 2)::DECIMAL(18,2)::VARCHAR, amount::VARCHAR) END,
                '; ' ORDER BY line_no) FILTER (WHERE {mismatch}) AS lines_amount_mismatch,
-    NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits
+    NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits, {too_long} AS lines_too_long
   FROM {lines} a JOIN todo t ON t.rid = a.{pid} AND t.version = a.version WHERE a.realm_id = $realm GROUP BY 1"""
 
 _JE_LINE_AGG = """
@@ -80,12 +80,40 @@ _JE_LINE_AGG = """
     string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE amount IS NULL) AS lines_missing_amount,
     NULL::VARCHAR AS lines_amount_mismatch,
     coalesce(sum(amount) FILTER (WHERE posting_type = 'debit'), 0)::DECIMAL(18,2) AS debits,
-    coalesce(sum(amount) FILTER (WHERE posting_type = 'credit'), 0)::DECIMAL(18,2) AS credits
+    coalesce(sum(amount) FILTER (WHERE posting_type = 'credit'), 0)::DECIMAL(18,2) AS credits,
+    {too_long} AS lines_too_long
   FROM {lines} a JOIN todo t ON t.rid = a.je_id AND t.version = a.version WHERE a.realm_id = $realm GROUP BY 1"""
 
 _NO_LINES = """SELECT NULL::VARCHAR AS rid, 0::BIGINT AS line_count, NULL::DECIMAL(18,2) AS lines_total,
   NULL::VARCHAR AS lines_missing_ref, NULL::VARCHAR AS lines_missing_amount, NULL::VARCHAR AS lines_amount_mismatch,
-  NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits WHERE FALSE"""
+  NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits, NULL::VARCHAR AS lines_too_long WHERE FALSE"""
+
+# The text each entity's record sends in a field QuickBooks limits: (SQL of the value, what it is, the QBO field).
+_TEXT_FIELDS = {
+    "vendor": ("h.name", "the name", "DisplayName"),
+    "customer": ("h.name", "the name", "DisplayName"),
+    "purchase_order": ("h.po_number", "the PO number", "DocNumber"),
+    "bill": ("h.bill_number", "the bill number", "DocNumber"),
+    "invoice": ("h.invoice_number", "the invoice number", "DocNumber"),
+    "payment": ("h.payment_number", "the payment number", "PaymentRefNum"),
+    "journal_entry": ("h.je_number", "the journal entry number", "DocNumber"),
+}
+
+
+def _too_long(value: str, what: str, field: str) -> str:
+    """SQL: a sentence when the value is longer than QuickBooks takes in the field, else NULL."""
+    limit = QBO_TEXT_LIMITS[field]
+    return (
+        f"CASE WHEN length({value}) > {limit} THEN '{what} has ' || length({value}) "
+        f"|| ' characters; QuickBooks takes at most {limit} in {field}' END"
+    )
+
+
+_LINES_TOO_LONG = (
+    "string_agg('line ' || line_no || ': ' || "
+    + _too_long("description", "the description", "Description")
+    + ", '; ' ORDER BY line_no)"
+)
 
 # entity: (header view, id column, party (view, id column) or None, document (view, id column) or None,
 #          select list for name/status/party/document/account/date/amount/number)
@@ -164,12 +192,16 @@ _LINES_OF = {"purchase_order": "po_lines", "bill": "bill_lines", "invoice": "inv
 
 def _lines_sql(entity: str, id_col: str) -> str:
     if entity == "journal_entry":
-        return _JE_LINE_AGG.format(lines=awra_table("journal_lines"))
+        return _JE_LINE_AGG.format(lines=awra_table("journal_lines"), too_long=_LINES_TOO_LONG)
     if entity in _LINES_OF:
         # Invoice lines become SalesItemLineDetail, which needs an item; other lines take an account.
         missing = "item_sku IS NULL" if entity == "invoice" else "item_sku IS NULL AND account_code IS NULL"
         return _LINE_AGG.format(
-            pid=id_col, lines=awra_table(_LINES_OF[entity]), missing_ref=missing, mismatch=_MISMATCH
+            pid=id_col,
+            lines=awra_table(_LINES_OF[entity]),
+            missing_ref=missing,
+            mismatch=_MISMATCH,
+            too_long=_LINES_TOO_LONG,
         )
     return _NO_LINES
 
@@ -186,6 +218,7 @@ def _frame_sql(entity: str) -> str:
         if document
         else "LEFT JOIN (SELECT NULL AS x) d ON FALSE"
     )
+    own_too_long = _too_long(*_TEXT_FIELDS[entity]) if entity in _TEXT_FIELDS else "NULL"
     party_known = f"p.{party[1]} IS NOT NULL" if party else "FALSE"
     doc_known = f"d.{document[1]} IS NOT NULL" if document else "FALSE"
     # The records still to send: not excluded, and never synced or changed since. Only their lines are read.
@@ -205,6 +238,7 @@ def _frame_sql(entity: str) -> str:
                {cols}, {party_known} AS party_known, {doc_known} AS document_known,
                coalesce(l.line_count, 0) AS line_count, l.lines_total, l.lines_missing_ref, l.lines_missing_amount,
                l.lines_amount_mismatch, l.debits, l.credits,
+               nullif(concat_ws('; ', {own_too_long}, l.lines_too_long), '') AS too_long,
                co.book_close_date, co.home_currency, co.multicurrency
         FROM {current_view(view)} h
         {party_join}

@@ -3,7 +3,6 @@ QuickBooks objects deleted, voided or changed after the sync, and text longer th
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -268,7 +267,7 @@ def test_a_refused_mass_removal_holds_one_owned_exception_until_a_snapshot_lands
     from pipelines.exceptions import refresh_exceptions
 
     _checked_tiny(store, tmp_path)
-    for attempt in range(2):  # the scheduler tries the same folder again: one exception, seen twice
+    for _ in range(2):  # the scheduler tries the same folder again: one exception, seen twice
         with pytest.raises(awra.MassRemovalError):
             ingest_snapshot(store, _header_only(tmp_path / "empty"), realm_id=REALM, now=T0)
         refresh_exceptions(store, REALM, now=T0)
@@ -412,3 +411,45 @@ def test_every_qbo_drift_reason_has_its_catalogue_words() -> None:
     assert rows.height == 4
     for row in rows.iter_rows(named=True):
         assert row["explanation"] and row["fix"] and row["owner_role"] in ("finance", "admin")
+
+
+# -- text longer than QuickBooks takes ---------------------------------------------------------------------------
+def _long_texts(snap: dict, extra: int) -> None:
+    """Each text the sync sends in a limited QuickBooks field, at its limit plus `extra` characters."""
+    snap["vendors"][0]["name"] = "V" * (500 + extra)  # DisplayName
+    snap["bills"][0]["bill_number"] = "B" * (21 + extra)  # DocNumber
+    snap["journal_entries"][0]["je_number"] = "J" * (21 + extra)  # DocNumber
+    snap["payments"][0]["payment_number"] = "P" * (21 + extra)  # PaymentRefNum
+    snap["invoice_lines"][0]["description"] = "D" * (4000 + extra)  # Line.Description
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_text_longer_than_quickbooks_takes_is_found_at_readiness_before_any_send(
+    store: Store, tmp_path: Path, extra: int
+) -> None:
+    from fixtures import load_company, tiny_company
+
+    from pipelines.readiness import run_check
+
+    snap = tiny_snapshot()
+    _long_texts(snap, extra)
+    ingest_snapshot(store, write_snapshot(tmp_path / "awra", snap), realm_id=REALM, now=T0)
+    load_company(store, tiny_company())
+    run_check(store, REALM, now=T0)
+    found = dict(
+        store.rows("SELECT entity || ':' || record_id, detail FROM findings WHERE reason = 'source_data.text_too_long'")
+    )
+    if not extra:
+        assert found == {}
+        return
+    assert found == {
+        "vendor:VEN-1": "the name has 501 characters; QuickBooks takes at most 500 in DisplayName",
+        "bill:BILL-1": "the bill number has 22 characters; QuickBooks takes at most 21 in DocNumber",
+        "journal_entry:JE-1": "the journal entry number has 22 characters; QuickBooks takes at most 21 in DocNumber",
+        "payment:PAY-1": "the payment number has 22 characters; QuickBooks takes at most 21 in PaymentRefNum",
+        "invoice:INV-1": "line 1: the description has 4001 characters; QuickBooks takes at most 4000 in Description",
+    }
+    states = dict(store.rows("SELECT record_id, state FROM records WHERE record_id IN ('VEN-1', 'BILL-1', 'INV-1')"))
+    assert set(states.values()) == {"not_ready"}  # nothing of them is sent
+    owners = store.rows("SELECT DISTINCT owner_role FROM exceptions WHERE reason = 'source_data.text_too_long'")
+    assert owners == [("finance",)]
