@@ -4,6 +4,8 @@ The route answers at once; the scheduler re-reads the named objects afterwards (
 Nothing here touches the store on the request path: the inbox is memory, persisted by the scheduler.
 A signed delivery seen before (same bytes) or whose newest event is older than REPLAY_WINDOW is acknowledged
 and ignored: QBO retries until it gets a 200, so a replay must not be refused with an error, only not acted on.
+A signed body of any JSON shape that is not a notification is answered 400 (never 500, which QBO would retry for
+ever).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipelines.pull import PULLED_ENTITIES
@@ -40,6 +42,9 @@ SIGNATURE_HEADER = "intuit-signature"
 # How long a delivery's digest is remembered, and the age past which its events are stale. QBO retries a delivery
 # for hours (ref §9: 0 s ... 6 h); a later one is ignored, and the scheduled CDC pull still brings the change.
 REPLAY_WINDOW = timedelta(hours=24)
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+# Realm ids, entity names and object ids are short: a longer one is not QBO's.
+_MAX_NAME = 100
 Refs = dict[str, dict[str, list[str]]]  # realm -> QBO entity -> ids, in the order they were named
 
 # CloudEvents carry the entity in lower case inside `type` (qbo.account.updated.v1); QBO's names are CamelCase.
@@ -65,43 +70,76 @@ def verify_signature(verifier_token: str | None, body: bytes, signature: str | N
     return "valid" if hmac.compare_digest(expected, signature.strip().encode("ascii", "replace")) else "invalid"
 
 
+def _name(value: Any, what: str) -> str:
+    """A realm id, entity name or object id as text: a short string or a whole number, nothing else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise WebhookPayloadError(f"an event's {what} is not text or a number")
+    text = str(value)
+    if not text or len(text) > _MAX_NAME or not text.isprintable():
+        raise WebhookPayloadError(f"an event's {what} is empty, too long or not printable")
+    return text
+
+
 def _add(refs: Refs, realm: Any, entity: Any, obj_id: Any) -> None:
-    if not realm or not entity or obj_id in (None, ""):
+    if realm in (None, "") or entity in (None, "") or obj_id in (None, ""):
         raise WebhookPayloadError("an event without realm, entity or id")
-    name = _ENTITY_NAMES.get(str(entity).lower(), str(entity))
-    ids = refs.setdefault(str(realm), {}).setdefault(name, [])
-    if str(obj_id) not in ids:
-        ids.append(str(obj_id))
+    realm, entity, obj_id = _name(realm, "realm"), _name(entity, "entity"), _name(obj_id, "id")
+    name = _ENTITY_NAMES.get(entity.lower(), entity)
+    ids = refs.setdefault(realm, {}).setdefault(name, [])
+    if obj_id not in ids:
+        ids.append(obj_id)
 
 
-def _cloudevent_entity(event_type: str) -> str:
-    parts = event_type.split(".")  # qbo.<entity>.<operation>.v1
+def _cloudevent_entity(event_type: Any) -> str:
+    parts = event_type.split(".") if isinstance(event_type, str) else []  # qbo.<entity>.<operation>.v1
     if len(parts) < 3 or parts[0] != "qbo":
-        raise WebhookPayloadError(f"unknown CloudEvents type {event_type!r}")
+        raise WebhookPayloadError(f"unknown CloudEvents type {str(event_type)[:60]!r}")
     return parts[1]
 
 
-def parse_notifications(body: bytes) -> tuple[str, Refs]:
-    """The format and what a delivery names: {realm: {entity: [ids]}}."""
+def _json(body: bytes) -> Any:
     try:
-        payload = json.loads(body)
-    except ValueError:
+        return json.loads(body)
+    except ValueError:  # not JSON, not UTF-8, or a number with too many digits
         raise WebhookPayloadError("the body is not JSON") from None
+    except RecursionError:
+        raise WebhookPayloadError("the body is JSON nested too deeply") from None
+
+
+def _objects(value: Any, what: str) -> list[dict[str, Any]]:
+    """A list of objects (null is an empty list); anything else is not a notification."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise WebhookPayloadError(f"{what} is not a list of objects")
+    return value
+
+
+def _legacy_changes(payload: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(notification, entity change) pairs of a legacy body, every level checked for its type."""
+    pairs = []
+    for note in _objects(payload["eventNotifications"], "eventNotifications"):
+        event = note.get("dataChangeEvent")
+        if event is not None and not isinstance(event, dict):
+            raise WebhookPayloadError("dataChangeEvent is not an object")
+        pairs += [(note, change) for change in _objects((event or {}).get("entities"), "entities")]
+    return pairs
+
+
+def parse_notifications(body: bytes) -> tuple[str, Refs]:
+    """The format and what a delivery names: {realm: {entity: [ids]}}; WebhookPayloadError for any other body."""
+    payload = _json(body)
     refs: Refs = {}
     if isinstance(payload, dict) and isinstance(payload.get("eventNotifications"), list):
-        for note in payload["eventNotifications"]:
-            entities = ((note or {}).get("dataChangeEvent") or {}).get("entities") or []
-            for change in entities:
-                _add(refs, note.get("realmId"), change.get("name"), change.get("id"))
+        for note, change in _legacy_changes(payload):
+            _add(refs, note.get("realmId"), change.get("name"), change.get("id"))
         return "legacy", refs
     if isinstance(payload, list):
-        for event in payload:
-            if not isinstance(event, dict):
-                raise WebhookPayloadError("a CloudEvents array holds objects")
+        for event in _objects(payload, "a CloudEvents array"):
             _add(
                 refs,
                 event.get("intuitaccountid"),
-                _cloudevent_entity(str(event.get("type", ""))),
+                _cloudevent_entity(event.get("type")),
                 event.get("intuitentityid"),
             )
         return "cloudevents", refs
@@ -114,26 +152,31 @@ def delivery_digest(body: bytes) -> str:
 
 
 def _parse_time(text: Any) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(text).strip())
-    except ValueError:
+    if not isinstance(text, str):
         return None
-    return moment if moment.tzinfo else None  # a time without an offset cannot be compared safely
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            return None  # a time without an offset cannot be compared safely
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    # Only times the inbox can add its window to: year 9999 plus a day is no date at all (and was a 500).
+    return moment if _EARLIEST < moment < _LATEST else None
 
 
 def newest_event_time(body: bytes) -> datetime | None:
     """The latest `lastUpdated` (legacy) or `time` (CloudEvents) in a delivery; None when it carries none."""
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = _json(body)
+        if isinstance(payload, dict) and isinstance(payload.get("eventNotifications"), list):
+            found = [change.get("lastUpdated") for _, change in _legacy_changes(payload)]
+        elif isinstance(payload, list):
+            found = [event.get("time") for event in payload if isinstance(event, dict)]
+        else:
+            return None
+    except WebhookPayloadError:
         return None
-    found: list[Any] = []
-    if isinstance(payload, dict):
-        for note in payload.get("eventNotifications") or []:
-            for change in (((note or {}).get("dataChangeEvent") or {}).get("entities")) or []:
-                found.append((change or {}).get("lastUpdated"))
-    elif isinstance(payload, list):
-        found = [event.get("time") for event in payload if isinstance(event, dict)]
     times = [t for t in map(_parse_time, found) if t is not None]
     return max(times) if times else None
 
