@@ -38,7 +38,14 @@ from pipelines.incidents import configure_log, log_path_for, record_incident
 from pipelines.serve import state as serving
 from pipelines.serve.remote import remove_server_file, write_server_file
 from pipelines.serve.scheduler import Scheduler, SchedulerConfig
-from pipelines.serve.webhooks import SIGNATURE_HEADER, WebhookInbox, handle_delivery
+from pipelines.serve.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookBodyTooLargeError,
+    WebhookInbox,
+    handle_delivery,
+    read_body_limited,
+    refuse_oversize,
+)
 from pipelines.store import Store
 from pipelines.views.api import read_view
 from qbo.oauth import authorize_url
@@ -106,7 +113,12 @@ async def oauth_callback(request: Request) -> Response:
 async def qbo_webhook(request: Request) -> Response:
     """Answer within QBO's 3 s: verify and queue here, re-read the named objects in the scheduler."""
     state = _state()
-    body = await request.body()
+    try:
+        body = await read_body_limited(request)  # refused past MAX_BODY_BYTES before it is held whole
+    except WebhookBodyTooLargeError as err:
+        status, answer = refuse_oversize(state.inbox, err, state.now())
+        log.warning("webhook refused: %s", answer.get("error"))
+        return JSONResponse(answer, status_code=status)
     status, answer = handle_delivery(
         state.inbox, state.config.webhook_verifier, body, request.headers.get(SIGNATURE_HEADER), state.now()
     )

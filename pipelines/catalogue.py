@@ -110,7 +110,42 @@ _PIPELINE_REASONS: dict[str, tuple[str, str, str]] = {
         "Open the QuickBooks transaction the detail names: link it if it is this record, otherwise confirm "
         "'create new' with a reason.",
     ),
+    "source_data.mass_removal": (
+        "ingest",
+        "AWRA snapshot refused as a mass removal: it would have removed a large part of a table, or emptied one, "
+        "which is what a broken or partial export looks like. Nothing of it was applied, and no new AWRA data "
+        "arrives until someone decides.",
+        "Check the export the detail names. If it was broken, fix it: the next snapshot goes in on its own. If "
+        'those records really left AWRA, an admin ingests the snapshot again with --allow-removal "reason" '
+        "(`synchealth ingest DIR --allow-removal ...`); the reason is kept in the audit log.",
+    ),
+    "provider_rejection.deleted_in_qbo": (
+        "QuickBooks check (after each pull)",
+        "Deleted in QuickBooks: the record was synced, then someone deleted its transaction in QuickBooks, so the "
+        "books no longer hold what AWRA does. Nothing more is sent for it until a person decides.",
+        "Find out in QuickBooks (Audit log) who deleted it and why. If it was deleted on purpose, exclude the record "
+        "from sync with that reason. If it was a mistake, re-enter it in QuickBooks and ask an admin to link the "
+        "record to the new transaction.",
+    ),
+    "provider_rejection.voided_in_qbo": (
+        "QuickBooks check (after each pull)",
+        "Voided in QuickBooks: the synced transaction was voided there (its amounts are now zero) while AWRA still "
+        "has it posted with money on it, so the books and AWRA disagree.",
+        "If the void is right, void the record in AWRA too (or exclude it from sync with the reason); the exception "
+        "closes on its own. If it is not, ask whoever voided it in QuickBooks to re-enter the transaction.",
+    ),
+    "provider_rejection.changed_in_qbo": (
+        "QuickBooks check (after each pull)",
+        "Changed in QuickBooks: someone changed the synced transaction's total in QuickBooks, so it no longer "
+        "matches the AWRA record it came from. Nothing more is sent for it, so their change is not overwritten "
+        "without a decision.",
+        "Compare the two totals in the detail. If QuickBooks is wrong, correct it there; if AWRA is wrong, correct "
+        "the record in AWRA. Either way the exception closes on its own at the next check; exclude the record if it "
+        "should no longer be synced.",
+    ),
 }
+# Who owns a pipeline reason when it is not its dimension's default: letting a mass removal in is an admin's call.
+_PIPELINE_OWNERS = {"source_data.mass_removal": "admin"}
 _PARTY_KINDS = ("vendor", "customer")
 # ARCHITECTURE.md "Health dimensions", default owner column (transport: "system, then admin").
 DIMENSION_OWNER = {
@@ -195,7 +230,8 @@ def _rows() -> list[dict[str, str]]:
         if reason in rows:
             add(reason, "duplicate check", "", "", "finance")
     for reason, (found_by, explanation, fix) in _PIPELINE_REASONS.items():
-        add(reason, found_by, explanation, fix, DIMENSION_OWNER[reason.split(".", 1)[0]])
+        owner = _PIPELINE_OWNERS.get(reason, DIMENSION_OWNER[reason.split(".", 1)[0]])
+        add(reason, found_by, explanation, fix, owner)
     return list(rows.values())
 
 

@@ -171,7 +171,10 @@ def _date(text: str, option: str) -> date:
 
 
 def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
-    return _finish(ctx, ctx.command("ingest", {"folder": str(Path(args.dir).resolve())}, _progress()))
+    params = {"folder": str(Path(args.dir).resolve())}
+    if args.allow_removal is not None:
+        params["allow_removal"] = args.allow_removal
+    return _finish(ctx, ctx.command("ingest", params, _progress()))
 
 
 def _status_text(summary: dict) -> str:
@@ -365,6 +368,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="validate and load an AWRA snapshot folder (admin)")
     ingest.add_argument("dir")
+    ingest.add_argument(
+        "--allow-removal",
+        default=None,
+        metavar="REASON",
+        help="apply a snapshot that removes much of a table (admin; the reason is audited)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     status = sub.add_parser("status", help="records, versions, exceptions and connection at a glance")

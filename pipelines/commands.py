@@ -235,15 +235,35 @@ class Commands:
         return status == "connected"
 
     # -- loading and reading QuickBooks -------------------------------------------------------------------
-    def ingest(self, caller: Caller, folder: str | Path, *, progress: Progress | None = None) -> Result:
-        """Validate a snapshot folder and apply it whole, or refuse it whole; the history keeps who asked."""
+    def ingest(
+        self,
+        caller: Caller,
+        folder: str | Path,
+        *,
+        allow_removal: str | None = None,
+        progress: Progress | None = None,
+    ) -> Result:
+        """Validate a snapshot folder and apply it whole, or refuse it whole; the history keeps who asked.
+
+        A snapshot that would remove much of a table is refused unless an admin gives the reason (`allow_removal`);
+        the scheduler never gives one, so it never applies such a snapshot on its own.
+        """
 
         def body(now: datetime) -> Result:
             require(caller.identity, "ingest")
+            if allow_removal is not None:
+                require(caller.identity, "allow_removal")
             path = Path(folder)
             # A refused snapshot changes nothing but the ingest history, which keeps who tried (no audit row).
             done = ingest_snapshot(
-                self.store, path, realm_id=caller.realm_id, now=now, progress=progress, actor=caller.identity.email
+                self.store,
+                path,
+                realm_id=caller.realm_id,
+                now=now,
+                progress=progress,
+                allow_removal=allow_removal,
+                actor=caller.identity.email,
+                actor_role=caller.identity.role,
             )
             data = {
                 "run_id": done.run_id, "status": done.status, "new": done.new, "changed": done.changed,
@@ -719,7 +739,7 @@ def _is(value: Any, kind: str) -> bool:
 
 # name -> parameter -> JSON type; what the local API accepts (progress callbacks stay in-process).
 COMMANDS: dict[str, dict[str, str]] = {
-    "ingest": {"folder": "str"},
+    "ingest": {"folder": "str", "allow_removal": "str"},
     "connect": {},
     "pull": {"full": "bool"},
     "check": {},

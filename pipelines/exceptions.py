@@ -18,6 +18,7 @@ from pipelines.audit import Change, append_selected
 from pipelines.catalogue import catalogue
 from pipelines.connection_health import warning_causes_sql
 from pipelines.identity import roles_for
+from pipelines.ingest import MASS_REMOVAL
 from pipelines.keys import RecordKey
 from pipelines.routing import Routing, load_routing, route
 from pipelines.store import Store
@@ -105,8 +106,17 @@ conn AS (
          NULL::DECIMAL(18,2) AS amount, NULL AS evidence
   FROM qbo_connections WHERE realm_id = $realm AND status <> 'connected'),
 warned AS ({warning_causes_sql()}),  -- an admin must act while the connection still works (connection_health)
+-- The company's AWRA feed is stopped: its latest snapshot (refusals for bad input aside) was refused as a mass removal,
+-- and no snapshot has landed since. The scheduler never applies one on its own; a person decides.
+refused AS (
+  SELECT 'snapshot' AS entity, i.realm_id AS record_id, NULL::INTEGER AS version, 'source_data' AS dimension,
+         'source_data.mass_removal' AS reason, i.error AS detail, NULL::DECIMAL(18,2) AS amount, NULL AS evidence
+  FROM ingest_runs i
+  WHERE i.realm_id = $realm AND i.status = 'refused' AND starts_with(i.error, '{MASS_REMOVAL}')
+    AND i.run_id = (SELECT max(run_id) FROM ingest_runs WHERE realm_id = $realm
+                    AND (status <> 'refused' OR starts_with(error, '{MASS_REMOVAL}')))),
 causes AS (SELECT * FROM found UNION ALL SELECT * FROM engine UNION ALL SELECT * FROM conn
-           UNION ALL SELECT * FROM warned),
+           UNION ALL SELECT * FROM warned UNION ALL SELECT * FROM refused),
 attempted AS (SELECT entity, record_id, max(attempt_id) AS last_attempt FROM sync_attempts
               WHERE realm_id = $realm GROUP BY ALL)
 SELECT c.*, coalesce(o.owner_role, {_OWNER_CASE}) AS owner_role,
@@ -115,7 +125,7 @@ FROM causes c
 LEFT JOIN ({_catalogue_owner_sql()}) o USING (reason)
 LEFT JOIN attempted att ON att.entity = c.entity AND att.record_id = c.record_id
 LEFT JOIN records r ON r.realm_id = $realm AND r.entity = c.entity AND r.record_id = c.record_id
-WHERE c.entity = 'connection' OR (r.removed_at IS NULL AND r.state NOT IN ('synced', 'excluded'))
+WHERE c.entity IN ('connection', 'snapshot') OR (r.removed_at IS NULL AND r.state NOT IN ('synced', 'excluded'))
 """
 
 _RECORD_MARK = f"""SELECT {_DATA_MARK} + coalesce((SELECT max(attempt_id) FROM sync_attempts
@@ -236,7 +246,10 @@ def _auto_resolve(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime) -
     tx.execute(
         """CREATE OR REPLACE TEMP TABLE _gone AS
            SELECT e.exception_id, e.entity, e.record_id, e.reason, e.status, e.owner,
-                  coalesce(r.state, 'removed') AS state
+                  -- a record still in the registry but missing from the snapshot left AWRA: nothing was corrected
+                  CASE WHEN e.entity IN ('connection', 'snapshot') THEN e.entity
+                       WHEN r.record_id IS NULL OR r.removed_at IS NOT NULL THEN 'removed'
+                       ELSE r.state END AS state
            FROM exceptions e
            LEFT JOIN records r ON r.realm_id = e.realm_id AND r.entity = e.entity AND r.record_id = e.record_id
            WHERE e.realm_id = $realm AND e.status <> 'resolved'
@@ -246,9 +259,12 @@ def _auto_resolve(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime) -
     ).fetchall()
     tx.execute(
         """UPDATE exceptions SET status = 'resolved', resolved_at = $now, resolved_by = 'system',
-             resolution_code = 'auto', last_activity_at = $now,
+             resolution_code = CASE g.state WHEN 'removed' THEN 'left_awra' ELSE 'auto' END,
+             last_activity_at = $now,
              resolution = 'auto: ' || CASE WHEN g.state = 'excluded' THEN 'the record was excluded'
-                                           WHEN g.state = 'removed' THEN 'the record left AWRA'
+                                           WHEN g.state = 'removed'
+                                             THEN 'the record left AWRA (it is no longer in the AWRA snapshot)'
+                                           WHEN g.state = 'snapshot' THEN 'a later AWRA snapshot was applied'
                                            -- what cured the cause, even when the record synced right after
                                            WHEN split_part(g.reason, '.', 1) = 'mapping'
                                              THEN 'the mapping is now in place'

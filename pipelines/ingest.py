@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -10,18 +12,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandera.errors
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from pipelines import audit
 from pipelines.clock import elapsed_from
-from pipelines.store import Store, awra_table, crash_point
+from pipelines.store import Store, awra_table, crash_point, current_view
 from schemas.awra import CONTRACT, Column, Table, contract_schema
 
 __all__ = [
     "FORMATS",
+    "LIMITS",
+    "MASS_REMOVAL",
+    "REMOVAL_FLOOR",
+    "REMOVAL_SHARE",
     "IngestResult",
+    "MassRemovalError",
     "Problem",
+    "Removal",
     "SnapshotError",
+    "SnapshotLimits",
     "ingest_snapshot",
     "read_snapshot",
     "validate_snapshot",
@@ -30,6 +44,25 @@ __all__ = [
 FORMATS = (".csv", ".parquet", ".jsonl")
 _MAX_PROBLEMS_KEPT = 50
 Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class SnapshotLimits:
+    """How much one snapshot file may hold; past any limit the file is refused (README "AWRA snapshot contract").
+
+    A file is never read past max_file_bytes: its size is checked before reading, and the read itself stops there.
+    Rows, columns and cells are checked as soon as the file is parsed, before anything else is done with it. A
+    Parquet file is checked before its text is expanded: compression and dictionaries let a small file stand for
+    gigabytes of text, so its text may total at most max_file_bytes too, as a CSV of the same data would.
+    """
+
+    max_file_bytes: int = 1 << 30  # 1 GiB per file: about 4 million bill lines; a 1M-record company fits well within
+    max_rows: int = 10_000_000  # data rows per file
+    max_columns: int = 1_000  # the contract's columns and any extra ones
+    max_cell_chars: int = 10_000  # characters in one value; QuickBooks' longest text field takes 4,000
+
+
+LIMITS = SnapshotLimits()
 
 
 @dataclass(frozen=True)
@@ -59,6 +92,54 @@ class SnapshotError(Exception):
         first = str(problems[0])
         more = len(problems) - 1
         super().__init__(first + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+
+
+# A snapshot may remove up to this share of a table's live records on its own; past it (and at least REMOVAL_FLOOR
+# records), or when a table that holds live records arrives empty, it is refused unless a person gives a reason. A
+# header-only export once marked every record removed and resolved every exception as "corrected".
+REMOVAL_SHARE = 0.20
+# Fewer removals than this are never a mass removal: 1 of a company's 3 customers leaving is an ordinary day.
+REMOVAL_FLOOR = 5
+# The start of a mass-removal refusal's message, in the ingest history: the exception queue finds it by this.
+MASS_REMOVAL = "mass removal refused"
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What one table of a snapshot would remove: records (or, for a lines table, the lines of live records)."""
+
+    table: str
+    file: str
+    removed: int
+    live: int
+    empty: bool  # the file holds no rows at all
+
+    @property
+    def what(self) -> str:
+        noun = "lines" if CONTRACT[self.table].is_lines else "live records"
+        share = f"{self.removed / self.live:.0%}" if self.live else "0%"
+        tail = ", the file is empty" if self.empty else ""
+        return f"would remove {self.removed:,} of {self.live:,} {noun} ({share}{tail})"
+
+    def __str__(self) -> str:
+        return f"{self.file} {self.what}"
+
+
+class MassRemovalError(SnapshotError):
+    """The snapshot would remove more of a table than a careful export does; nothing of it is applied.
+
+    str() names each table, how many of how many records would go, and how to allow it with a reason.
+    """
+
+    def __init__(self, removals: list[Removal], share: float, reason_given: bool = False) -> None:
+        self.removals = removals
+        super().__init__([Problem(r.file, None, None, r.what) for r in removals], {r.table: 0 for r in removals})
+        blank = " (--allow-removal needs a reason, not blank text)" if reason_given else ""
+        self.args = (
+            f"{MASS_REMOVAL}: {'; '.join(str(r) for r in removals)}. A snapshot may remove at most {share:.0%} of a "
+            f"table's records (any {REMOVAL_FLOOR - 1} or fewer) and never empty a table on its own; if these "
+            f'records really left AWRA, ingest it again with --allow-removal "reason"{blank}',
+        )
 
 
 @dataclass
@@ -126,16 +207,79 @@ def _decode(path: Path, data: bytes, line_offset: int) -> str:
         ) from None
 
 
-def _read_csv(path: Path, data: bytes) -> pl.DataFrame:
+def _too_big(path: Path, size: int, limits: SnapshotLimits) -> SnapshotError:
+    return SnapshotError(
+        [
+            Problem(
+                path.name,
+                None,
+                None,
+                f"is {size:,} bytes; a snapshot file may hold at most {limits.max_file_bytes:,} "
+                "(split the export, or leave out what the contract does not need)",
+            )
+        ]
+    )
+
+
+def _read_bounded(path: Path, limits: SnapshotLimits) -> bytes:
+    """The file's bytes, refused before reading when it is over the limit (and never read past it)."""
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise _too_big(path, size, limits)
+    with path.open("rb") as fh:
+        data = fh.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:  # it grew while being read
+        raise _too_big(path, len(data), limits)
+    return data
+
+
+def _csv_header(path: Path, text: str, limits: SnapshotLimits) -> list[str]:
+    """The header row's names, read as CSV (quotes and all), refused when a name repeats or there are too many."""
+    head = text[: min(len(text), limits.max_columns * 1024)]
+    try:
+        names = next(csv.reader(io.StringIO(head)), [])
+    except csv.Error as err:
+        raise SnapshotError([Problem(path.name, 1, None, f"the header row is not readable CSV: {err}")]) from None
+    if len(names) > limits.max_columns:
+        raise SnapshotError(
+            [Problem(path.name, 1, None, f"has {len(names):,} columns; a file may have at most {limits.max_columns:,}")]
+        )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SnapshotError(
+                [Problem(path.name, 1, name, "this column name appears more than once in the header; name each once")]
+            )
+        seen.add(name)
+    return names
+
+
+def _ragged_row(path: Path, text: str, width: int) -> Problem | None:
+    """The first row with more fields than the header has (Polars refuses the file without saying which)."""
+    try:
+        for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if len(fields) > width:
+                return Problem(
+                    path.name, n, None, f"has {len(fields)} fields but the header names {width}; quote a value that "
+                    "holds a comma"
+                )  # fmt: skip
+    except csv.Error as err:
+        return Problem(path.name, None, None, f"is not readable CSV: {err}")
+    return None
+
+
+def _read_csv(path: Path, data: bytes, limits: SnapshotLimits) -> pl.DataFrame:
     text = _decode(path, data, 1)
     if not text.strip():
         raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
+    header = _csv_header(path, text, limits)
     try:
         # The bytes, now known to be UTF-8, not the text encoded again (a second copy of the whole file).
         return pl.read_csv(data.removeprefix(b"\xef\xbb\xbf"), infer_schema=False)
     except pl.exceptions.PolarsError as err:
         detail = str(err).strip().splitlines()[0]
-        raise SnapshotError([Problem(path.name, None, None, f"is not readable CSV: {detail}")]) from None
+        ragged = _ragged_row(path, text, len(header)) if "more fields" in detail else None
+        raise SnapshotError([ragged or Problem(path.name, None, None, f"is not readable CSV: {detail}")]) from None
 
 
 def _json_text(value: object) -> str | None:
@@ -161,7 +305,21 @@ def _refuse_surrogates(path: Path, line: int, row: dict[str, str | None]) -> Non
                 ) from None
 
 
-def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # json.loads keeps the last of two equal keys without a word; which value was meant cannot be known.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+def _read_jsonl(path: Path, data: bytes, limits: SnapshotLimits) -> pl.DataFrame:
     text = _decode(path, data, 1)
     if not text.strip():
         raise SnapshotError([Problem(path.name, None, None, "file is empty; expected one JSON object per line")])
@@ -175,29 +333,110 @@ def _read_jsonl(path: Path, data: bytes) -> pl.DataFrame:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+            obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise SnapshotError([Problem(path.name, n, None, f"is not valid JSON: {err.msg}")]) from None
         except RecursionError:
             raise SnapshotError([Problem(path.name, n, None, "is not valid JSON: nested too deeply")]) from None
+        except _RepeatedKey as err:
+            raise SnapshotError(
+                [Problem(path.name, n, err.key, "this key appears more than once in the object; give each once")]
+            ) from None
         if not isinstance(obj, dict):
             raise SnapshotError([Problem(path.name, n, None, "each line must be a JSON object")])
+        if len(rows) >= limits.max_rows:
+            raise SnapshotError(
+                [Problem(path.name, n, None, f"has more than {limits.max_rows:,} rows, the most a file may hold")]
+            )
         row = {k: _json_text(v) for k, v in obj.items()}
         _refuse_surrogates(path, n, row)
         rows.append(row)
     columns = list(dict.fromkeys(k for row in rows for k in row))
+    if len(columns) > limits.max_columns:
+        raise SnapshotError(
+            [
+                Problem(
+                    path.name, None, None, f"has {len(columns):,} keys; a file may have at most {limits.max_columns:,}"
+                )
+            ]
+        )
     return pl.DataFrame({c: [row.get(c) for row in rows] for c in columns}, schema={c: pl.String for c in columns})
 
 
-def _read_parquet(path: Path, data: bytes, table: Table) -> pl.DataFrame:
-    import io
+def _is_text(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
+
+def _parquet_text_problems(path: Path, table: pa.Table, limits: SnapshotLimits) -> list[Problem]:
+    """Cells over the limit, or more text in all than the limit, found in the dictionary-encoded strings."""
+    problems = []
+    total = 0
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        for chunk in column.chunks:
+            if pa.types.is_dictionary(chunk.type) and _is_text(chunk.type.value_type):
+                chars = pc.utf8_length(chunk.dictionary).fill_null(0)
+                nbytes = pc.binary_length(chunk.dictionary).fill_null(0)
+                total += pc.sum(pc.take(nbytes, chunk.indices)).as_py() or 0
+                longest = pc.max(chars).as_py() or 0
+                if longest > limits.max_cell_chars:
+                    codes = np.flatnonzero(chars.to_numpy(zero_copy_only=False) > limits.max_cell_chars)
+                    hits = pc.is_in(chunk.indices, value_set=pa.array(codes, type=chunk.indices.type))
+                    index = int(np.flatnonzero(hits.to_numpy(zero_copy_only=False))[0])
+                    offset = sum(len(c) for c in column.chunks[: column.chunks.index(chunk)])
+                    problems.append(_long_cell(path, offset + index + 1, name, longest, limits))
+                    break
+            else:
+                total += chunk.nbytes
+    if total > limits.max_file_bytes:
+        problems.append(
+            Problem(
+                path.name, None, None, f"expands to {total:,} bytes of data; a snapshot file may hold at most "
+                f"{limits.max_file_bytes:,}"
+            )
+        )  # fmt: skip
+    return problems
+
+
+def _read_parquet(path: Path, data: bytes, table: Table, limits: SnapshotLimits) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(io.BytesIO(data))
+        meta = pq.ParquetFile(io.BytesIO(data))
+        names = meta.schema_arrow.names
     except Exception as err:  # a truncated or foreign file raises many kinds of errors
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SnapshotError([Problem(path.name, None, None, f"is not readable Parquet: {detail}")]) from None
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise SnapshotError(
+            [Problem(path.name, None, repeated, "this column name appears more than once; name each once")]
+        )
+    if len(names) > limits.max_columns:
+        raise SnapshotError(
+            [
+                Problem(
+                    path.name, None, None, f"has {len(names):,} columns; a file may have at most {limits.max_columns:,}"
+                )
+            ]
+        )
+    if meta.metadata.num_rows > limits.max_rows:
+        raise SnapshotError(
+            [Problem(path.name, None, None, f"has {meta.metadata.num_rows:,} rows; a file may hold at most "
+                     f"{limits.max_rows:,}")]
+        )  # fmt: skip
     kinds = {c.name: c.kind for c in table.columns}
+    strings = [f.name for f in meta.schema_arrow if _is_text(f.type)]
+    try:
+        # Strings stay dictionary-encoded until they are measured: a repeated value is held once, however often used.
+        arrow = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings).read()
+        problems = _parquet_text_problems(path, arrow, limits)
+        if problems:
+            raise SnapshotError(problems)
+        frame = pl.from_arrow(arrow)
+    except SnapshotError:
+        raise
+    except Exception as err:  # a truncated or foreign file raises many kinds of errors
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SnapshotError([Problem(path.name, None, None, f"is not readable Parquet: {detail}")]) from None
+    assert isinstance(frame, pl.DataFrame)
     for name, dtype in frame.schema.items():
         if kinds.get(name, "").startswith(("money", "quantity")) and dtype.is_float():
             raise SnapshotError(
@@ -228,18 +467,51 @@ def _as_text(path: Path, column: pl.Series, in_contract: bool) -> pl.Series:
     return pl.Series(column.name, values, dtype=pl.String)
 
 
-def _read_file(table: Table, path: Path) -> _RawFile:
-    data = path.read_bytes()
+def _long_cell(path: Path, row: int, column: str, chars: int, limits: SnapshotLimits) -> Problem:
+    return Problem(
+        path.name, row, column, f"holds {chars:,} characters; a value may hold at most {limits.max_cell_chars:,}"
+    )
+
+
+def _limit_problems(raw: _RawFile, limits: SnapshotLimits) -> list[Problem]:
+    """Rows, columns and cells over the limits, each named where it is (one cell per column)."""
+    frame = raw.frame
+    if frame.width > limits.max_columns:
+        return [Problem(raw.name, None, None, f"has {frame.width:,} columns; a file may have at most "
+                        f"{limits.max_columns:,}")]  # fmt: skip
+    if frame.height > limits.max_rows:
+        return [
+            Problem(raw.name, None, None, f"has {frame.height:,} rows; a file may hold at most {limits.max_rows:,}")
+        ]
+    if not frame.height or not frame.width:
+        return []
+    longest = frame.select(pl.col(c).str.len_chars().max() for c in frame.columns).row(0)
+    problems = []
+    for name, chars in zip(frame.columns, longest, strict=True):
+        if chars is not None and chars > limits.max_cell_chars:
+            index = frame.select(pl.col(name).str.len_chars().gt(limits.max_cell_chars).arg_true().first()).item()
+            problems.append(_long_cell(raw.path, raw.row_number(int(index)), name, int(chars), limits))
+    return problems
+
+
+def _read_file(table: Table, path: Path, limits: SnapshotLimits = LIMITS) -> _RawFile:
+    data = _read_bounded(path, limits)
     if not data.strip():
         raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
     if path.suffix == ".csv":
-        return _RawFile(table, path, _read_csv(path, data), first_row=2)
-    if path.suffix == ".jsonl":
-        return _RawFile(table, path, _read_jsonl(path, data), first_row=1)
-    return _RawFile(table, path, _read_parquet(path, data, table), first_row=1)
+        raw = _RawFile(table, path, _read_csv(path, data, limits), first_row=2)
+    elif path.suffix == ".jsonl":
+        raw = _RawFile(table, path, _read_jsonl(path, data, limits), first_row=1)
+    else:
+        raw = _RawFile(table, path, _read_parquet(path, data, table, limits), first_row=1)
+    del data
+    problems = _limit_problems(raw, limits)
+    if problems:
+        raise SnapshotError(problems)
+    return raw
 
 
-def read_snapshot(folder: Path, tables: set[str] | None = None) -> dict[str, _RawFile]:
+def read_snapshot(folder: Path, tables: set[str] | None = None, limits: SnapshotLimits = LIMITS) -> dict[str, _RawFile]:
     """Every contract table's file (or these tables') as text; refuses a missing, duplicated or unreadable file."""
     if not folder.is_dir():
         raise SnapshotError([Problem(str(folder), None, None, "is not a folder")])
@@ -249,7 +521,7 @@ def read_snapshot(folder: Path, tables: set[str] | None = None) -> dict[str, _Ra
         if tables is not None and table.name not in tables:
             continue
         try:
-            files[table.name] = _read_file(table, _find_file(folder, table))
+            files[table.name] = _read_file(table, _find_file(folder, table), limits)
         except SnapshotError as err:
             problems.extend(err.problems)
     if problems:
@@ -697,6 +969,33 @@ def _unchanged_tables(store: Store, realm_id: str, prints: dict[str, tuple[str, 
     return {t: same[t] for names in by_entity.values() if all(n in same for n in names) for t in names}
 
 
+def _removals(cur, raw: dict[str, _RawFile], realm_id: str) -> list[Removal]:
+    """Per table read: the live records the staged snapshot leaves out; a lines file that arrives empty."""
+    found = []
+    for name, r in raw.items():
+        table = r.table
+        if table.is_lines:
+            if r.frame.height:
+                continue
+            live = cur.execute(f"SELECT count(*) FROM {current_view(name)} WHERE realm_id = ?", [realm_id]).fetchall()
+            found.append(Removal(name, r.name, int(live[0][0]), int(live[0][0]), True))
+            continue
+        removed, live = cur.execute(
+            f"""SELECT count(*) FILTER (WHERE s.record_id IS NULL), count(*) FROM records r
+                LEFT JOIN stage_raw_{name} s ON s.record_id = r.record_id
+                WHERE r.realm_id = ? AND r.entity = ? AND r.removed_at IS NULL""",
+            [realm_id, table.entity],
+        ).fetchall()[0]
+        found.append(Removal(name, r.name, int(removed), int(live), r.frame.height == 0))
+    return found
+
+
+def _mass(removal: Removal, share: float) -> bool:
+    if not removal.live or not removal.removed:
+        return False
+    return removal.empty or (removal.removed > share * removal.live and removal.removed >= REMOVAL_FLOOR)
+
+
 def ingest_snapshot(
     store: Store,
     folder: Path,
@@ -704,11 +1003,18 @@ def ingest_snapshot(
     realm_id: str,
     now: datetime,
     progress: Progress | None = None,
+    allow_removal: str | None = None,
     actor: str | None = None,
+    actor_role: str | None = None,
+    max_removal_share: float = REMOVAL_SHARE,
+    limits: SnapshotLimits = LIMITS,
 ) -> IngestResult:
     """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError.
 
-    `actor` is who asked for it (a person, or the scheduler as "system"); the ingest history keeps it.
+    `actor` is who asked for it (a person, or the scheduler as "system"); the ingest history keeps it. A snapshot
+    that would remove more than max_removal_share of a table's live records (and at least REMOVAL_FLOOR), or arrives
+    with an empty file for a table that holds live records, is refused with MassRemovalError unless allow_removal
+    carries a reason; then it is applied and the reason goes to the audit log under actor, in the same transaction.
     """
     clock = time.perf_counter()
     started = now
@@ -717,19 +1023,24 @@ def ingest_snapshot(
     prints = _fingerprints(folder) if folder.is_dir() else {}
     # An entity whose files did not change since the last applied snapshot cannot have changed records.
     skipped = _unchanged_tables(store, realm_id, prints)
+    reason = (allow_removal or "").strip()
     try:
         say(0.05, "reading files")
-        raw = read_snapshot(folder, {t for t in CONTRACT if t not in skipped})
+        raw = read_snapshot(folder, {t for t in CONTRACT if t not in skipped}, limits)
         say(0.3, "finding changed records")
         hashes = _raw_hashes(raw)
         todo = _only_changed(raw, _unchanged_ids(store, realm_id, hashes))
         say(0.35, "checking the contract")
         frames = validate_snapshot(todo)
+        say(0.6, "staging")
+        _stage(store, frames, raw, hashes)
+        removals = _removals(store.cursor(), raw, realm_id)
+        massive = [r for r in removals if _mass(r, max_removal_share)]
+        if massive and not reason:
+            raise MassRemovalError(massive, max_removal_share, reason_given=allow_removal is not None)
     except SnapshotError as err:
         _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw, actor)
         raise
-    say(0.6, "staging")
-    _stage(store, frames, raw, hashes)
     crash_point("ingest.staged")
     say(0.8, "applying")
     by_entity: dict[str, dict[str, int]] = {}
@@ -757,6 +1068,10 @@ def ingest_snapshot(
             prints,
             actor=actor,
         )
+        if massive:
+            _audit_removal(
+                cur, realm_id, int(run_id), folder, massive, reason, actor or "system", actor_role or "system", started
+            )
     say(1.0, "done")
     return IngestResult(
         run_id=int(run_id),
@@ -769,3 +1084,21 @@ def ingest_snapshot(
         seconds=time.perf_counter() - clock,
         changes_by_entity=by_entity,
     )
+
+
+def _audit_removal(
+    cur,
+    realm_id: str,
+    run_id: int,
+    folder: Path,
+    removals: list[Removal],
+    reason: str,
+    actor: str,
+    role: str,
+    now: datetime,
+) -> None:
+    """A mass removal applied on a person's word: who, why, and what it removed, in the append-only audit log."""
+    before = {r.table: {"live": r.live} for r in removals}
+    after = {"run_id": run_id, **{r.table: {"removed": r.removed} for r in removals}}
+    audit.append(cur, [audit.Entry(realm_id, now, actor, role, "allow_removal", f"snapshot:{folder}", reason, before,
+                                   after)])  # fmt: skip

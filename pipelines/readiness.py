@@ -14,11 +14,13 @@ from pipelines.clock import elapsed_from
 from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER
-from schemas.readiness import RULES, readiness_schema
+from schemas.readiness import QBO_TEXT_LIMITS, RULES, TRANSACTIONS, readiness_schema
 
 __all__ = [
     "CheckResult",
+    "DRIFT_REASONS",
     "FINDING_COLUMNS",
+    "qbo_drift_findings",
     "readiness_frames",
     "run_check",
     "source_findings",
@@ -68,7 +70,7 @@ _LINE_AGG = """
                       regexp_replace(qty::VARCHAR, '\\.?0+$', ''), regexp_replace(unit_price::VARCHAR, '\\.?0+$', ''),
                       round(qty * unit_price, 2)::DECIMAL(18,2)::VARCHAR, amount::VARCHAR) END,
                '; ' ORDER BY line_no) FILTER (WHERE {mismatch}) AS lines_amount_mismatch,
-    NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits
+    NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits, {too_long} AS lines_too_long
   FROM {lines} a JOIN todo t ON t.rid = a.{pid} AND t.version = a.version WHERE a.realm_id = $realm GROUP BY 1"""
 
 _JE_LINE_AGG = """
@@ -77,12 +79,40 @@ _JE_LINE_AGG = """
     string_agg('line ' || line_no, ', ' ORDER BY line_no) FILTER (WHERE amount IS NULL) AS lines_missing_amount,
     NULL::VARCHAR AS lines_amount_mismatch,
     coalesce(sum(amount) FILTER (WHERE posting_type = 'debit'), 0)::DECIMAL(18,2) AS debits,
-    coalesce(sum(amount) FILTER (WHERE posting_type = 'credit'), 0)::DECIMAL(18,2) AS credits
+    coalesce(sum(amount) FILTER (WHERE posting_type = 'credit'), 0)::DECIMAL(18,2) AS credits,
+    {too_long} AS lines_too_long
   FROM {lines} a JOIN todo t ON t.rid = a.je_id AND t.version = a.version WHERE a.realm_id = $realm GROUP BY 1"""
 
 _NO_LINES = """SELECT NULL::VARCHAR AS rid, 0::BIGINT AS line_count, NULL::DECIMAL(18,2) AS lines_total,
   NULL::VARCHAR AS lines_missing_ref, NULL::VARCHAR AS lines_missing_amount, NULL::VARCHAR AS lines_amount_mismatch,
-  NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits WHERE FALSE"""
+  NULL::DECIMAL(18,2) AS debits, NULL::DECIMAL(18,2) AS credits, NULL::VARCHAR AS lines_too_long WHERE FALSE"""
+
+# The text each entity's record sends in a field QuickBooks limits: (SQL of the value, what it is, the QBO field).
+_TEXT_FIELDS = {
+    "vendor": ("h.name", "the name", "DisplayName"),
+    "customer": ("h.name", "the name", "DisplayName"),
+    "purchase_order": ("h.po_number", "the PO number", "DocNumber"),
+    "bill": ("h.bill_number", "the bill number", "DocNumber"),
+    "invoice": ("h.invoice_number", "the invoice number", "DocNumber"),
+    "payment": ("h.payment_number", "the payment number", "PaymentRefNum"),
+    "journal_entry": ("h.je_number", "the journal entry number", "DocNumber"),
+}
+
+
+def _too_long(value: str, what: str, field: str) -> str:
+    """SQL: a sentence when the value is longer than QuickBooks takes in the field, else NULL."""
+    limit = QBO_TEXT_LIMITS[field]
+    return (
+        f"CASE WHEN length({value}) > {limit} THEN '{what} has ' || length({value}) "
+        f"|| ' characters; QuickBooks takes at most {limit} in {field}' END"
+    )
+
+
+_LINES_TOO_LONG = (
+    "string_agg('line ' || line_no || ': ' || "
+    + _too_long("description", "the description", "Description")
+    + ", '; ' ORDER BY line_no)"
+)
 
 # entity: (header view, id column, party (view, id column) or None, document (view, id column) or None,
 #          select list for name/status/party/document/account/date/amount/number)
@@ -161,12 +191,16 @@ _LINES_OF = {"purchase_order": "po_lines", "bill": "bill_lines", "invoice": "inv
 
 def _lines_sql(entity: str, id_col: str) -> str:
     if entity == "journal_entry":
-        return _JE_LINE_AGG.format(lines=awra_table("journal_lines"))
+        return _JE_LINE_AGG.format(lines=awra_table("journal_lines"), too_long=_LINES_TOO_LONG)
     if entity in _LINES_OF:
         # Invoice lines become SalesItemLineDetail, which needs an item; other lines take an account.
         missing = "item_sku IS NULL" if entity == "invoice" else "item_sku IS NULL AND account_code IS NULL"
         return _LINE_AGG.format(
-            pid=id_col, lines=awra_table(_LINES_OF[entity]), missing_ref=missing, mismatch=_MISMATCH
+            pid=id_col,
+            lines=awra_table(_LINES_OF[entity]),
+            missing_ref=missing,
+            mismatch=_MISMATCH,
+            too_long=_LINES_TOO_LONG,
         )
     return _NO_LINES
 
@@ -183,6 +217,7 @@ def _frame_sql(entity: str) -> str:
         if document
         else "LEFT JOIN (SELECT NULL AS x) d ON FALSE"
     )
+    own_too_long = _too_long(*_TEXT_FIELDS[entity]) if entity in _TEXT_FIELDS else "NULL"
     party_known = f"p.{party[1]} IS NOT NULL" if party else "FALSE"
     doc_known = f"d.{document[1]} IS NOT NULL" if document else "FALSE"
     # The records still to send: not excluded, and never synced or changed since. Only their lines are read.
@@ -202,6 +237,7 @@ def _frame_sql(entity: str) -> str:
                {cols}, {party_known} AS party_known, {doc_known} AS document_known,
                coalesce(l.line_count, 0) AS line_count, l.lines_total, l.lines_missing_ref, l.lines_missing_amount,
                l.lines_amount_mismatch, l.debits, l.credits,
+               nullif(concat_ws('; ', {own_too_long}, l.lines_too_long), '') AS too_long,
                co.book_close_date, co.home_currency, co.multicurrency
         FROM {current_view(view)} h
         {party_join}
@@ -322,6 +358,100 @@ def mapping_findings(store: Store, realm_id: str) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
 
 
+# -- QuickBooks changed after the sync ---------------------------------------------------------------------
+# A synced record whose QuickBooks object someone deleted, voided or changed there: the books and AWRA disagree, and
+# sending it again (an update of a deleted object, or one that overwrites their change) is not the app's to decide.
+DRIFT_CHECK = "in_quickbooks"
+DRIFT_REASONS = (
+    "provider_rejection.deleted_in_qbo",
+    "provider_rejection.voided_in_qbo",
+    "provider_rejection.changed_in_qbo",
+)
+# Each transaction's money at every stored version: what was sent (the synced version) and what AWRA says now.
+_VERSION_AMOUNTS = {
+    "purchase_order": ("purchase_orders", "po_id", "total"),
+    "bill": ("bills", "bill_id", "total"),
+    "invoice": ("invoices", "invoice_id", "total"),
+    "payment": ("payments", "payment_id", "amount"),
+    "bill_payment": ("bill_payments", "bill_payment_id", "amount"),
+}
+
+
+def _version_amounts_sql() -> str:
+    parts = [
+        f"""SELECT '{entity}' AS entity, a.{id_col} AS record_id, a.version, a.{amount} AS amount, a.posting_status
+            FROM {awra_table(table)} a SEMI JOIN linked k
+              ON k.entity = '{entity}' AND k.record_id = a.{id_col}
+             AND a.version IN (k.synced_version, k.current_version)
+            WHERE a.realm_id = $realm"""
+        for entity, (table, id_col, amount) in _VERSION_AMOUNTS.items()
+    ]
+    # A journal entry's money is its debit side, as QuickBooks totals it.
+    parts.append(
+        f"""SELECT 'journal_entry', j.je_id, j.version,
+                   sum(l.amount) FILTER (WHERE l.posting_type = 'debit'), any_value(j.posting_status)
+            FROM {awra_table("journal_entries")} j SEMI JOIN linked k
+              ON k.entity = 'journal_entry' AND k.record_id = j.je_id
+             AND j.version IN (k.synced_version, k.current_version)
+            LEFT JOIN {awra_table("journal_lines")} l
+              ON l.realm_id = j.realm_id AND l.je_id = j.je_id AND l.version = j.version
+            WHERE j.realm_id = $realm GROUP BY j.je_id, j.version"""
+    )
+    return " UNION ALL ".join(parts)
+
+
+# deleted: the mirror says so (a pull or a webhook read found it gone). voided: QuickBooks zeroes a voided
+# transaction's amounts and starts its PrivateNote with "Voided" (ref §5), while AWRA still has money on it and has not
+# voided it. changed: its SyncToken moved past the one our last write or link saw (someone saved it since) and its
+# total matches neither the AWRA version it was synced from nor the current one. A SyncToken alone is not enough:
+# QuickBooks moves a bill's or an invoice's when a payment is applied to it, which changes nothing that was sent.
+_DRIFT_SQL = f"""
+WITH linked AS MATERIALIZED (
+  SELECT x.entity, x.record_id, x.qbo_entity, x.qbo_id, x.sync_token AS our_token, x.synced_version,
+         r.current_version, o.deleted, o.total_amt, o.note, o.sync_token AS qbo_token, o.changed_at
+  FROM external_refs x
+  JOIN records r ON r.realm_id = x.realm_id AND r.entity = x.entity AND r.record_id = x.record_id
+   AND r.removed_at IS NULL
+  JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
+  ANTI JOIN exclusions e ON e.realm_id = x.realm_id AND e.entity = x.entity AND e.record_id = x.record_id
+  WHERE x.realm_id = $realm AND list_contains($entities, x.entity)),
+amounts AS ({_version_amounts_sql()}),
+judged AS (
+  SELECT k.*, sent.amount AS sent_amount, now_.amount AS now_amount, now_.posting_status,
+         CASE WHEN k.deleted THEN 'provider_rejection.deleted_in_qbo'
+              WHEN starts_with(coalesce(k.note, ''), 'Voided') AND coalesce(k.total_amt, 0) = 0
+                   AND coalesce(now_.amount, 0) <> 0 AND now_.posting_status IS DISTINCT FROM 'void'
+                THEN 'provider_rejection.voided_in_qbo'
+              WHEN k.qbo_token IS DISTINCT FROM k.our_token AND k.total_amt IS NOT NULL AND sent.amount IS NOT NULL
+                   AND k.total_amt <> sent.amount AND k.total_amt IS DISTINCT FROM now_.amount
+                THEN 'provider_rejection.changed_in_qbo' END AS reason
+  FROM linked k
+  LEFT JOIN amounts sent ON sent.entity = k.entity AND sent.record_id = k.record_id AND sent.version = k.synced_version
+  LEFT JOIN amounts now_ ON now_.entity = k.entity AND now_.record_id = k.record_id
+   AND now_.version = k.current_version)
+SELECT entity, record_id, current_version::INTEGER AS version, '{DRIFT_CHECK}' AS check_name,
+       'provider_rejection' AS dimension, reason,
+       'QuickBooks ' || replace(entity, '_', ' ') || ' Id ' || qbo_id || CASE reason
+         WHEN 'provider_rejection.deleted_in_qbo' THEN ' was deleted there (seen '
+              || strftime(changed_at, '%Y-%m-%d %H:%M') || ' UTC); AWRA still has it'
+         WHEN 'provider_rejection.voided_in_qbo' THEN ' was voided there (its total is now 0.00); AWRA still has '
+              || now_amount::VARCHAR || ' on it, ' || coalesce(posting_status, 'not voided')
+         ELSE ' now totals ' || total_amt::VARCHAR || '; the AWRA version it was synced from (v' || synced_version
+              || ') totals ' || sent_amount::VARCHAR
+              || CASE WHEN current_version > synced_version
+                      THEN ', the current one (v' || current_version || ') ' || coalesce(now_amount::VARCHAR, 'none')
+                      ELSE '' END
+         END AS detail,
+       NULL::VARCHAR AS mapping_kind, NULL::VARCHAR AS mapping_value
+FROM judged WHERE reason IS NOT NULL"""
+
+
+def qbo_drift_findings(store: Store, realm_id: str) -> pl.DataFrame:
+    """Synced records whose QuickBooks object was deleted, voided or changed there since (one finding each)."""
+    frame = store.frame(_DRIFT_SQL, {"realm": realm_id, "entities": list(TRANSACTIONS)})
+    return frame.select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
+
+
 # -- dependencies ----------------------------------------------------------------------------------------
 def dependency_findings(
     frames: dict[str, pl.DataFrame], found: pl.DataFrame, store: Store, realm_id: str
@@ -335,6 +465,11 @@ def dependency_findings(
            WHERE realm_id = $realm AND entity IN ('invoice', 'bill', 'vendor', 'customer')""",
         {"realm": realm_id},
     )
+    # A document linked to a QuickBooks object that was deleted there is not in QuickBooks any more: what pays it waits.
+    gone = found.filter(pl.col("reason") == "provider_rejection.deleted_in_qbo").select(
+        pl.col("entity").alias("dep_entity"), pl.col("record_id").alias("dep_id")
+    )
+    linked = linked.join(gone, on=["dep_entity", "dep_id"], how="anti")
     out = [_empty_findings()]
     deps = {
         "purchase_order": [("vendor", "party_id")],
@@ -416,6 +551,7 @@ def run_check(
         [
             source_findings(frames),
             mapping_findings(store, realm_id),
+            qbo_drift_findings(store, realm_id),
             duplicates.duplicate_findings(candidates).select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()]),
         ],
         how="vertical_relaxed",
@@ -479,6 +615,8 @@ def _set_states(tx, realm_id: str, run_id: int) -> None:
         f"""UPDATE records SET state = s.state FROM (
               SELECT r.entity, r.record_id,
                 CASE WHEN x.record_id IS NOT NULL THEN 'excluded'
+                     -- in QuickBooks no more, or no longer as sent: held for a person, never silently
+                     WHEN f.in_qbo > 0 THEN 'blocked'
                      WHEN e.record_id IS NOT NULL AND e.synced_version >= r.current_version THEN 'synced'
                      WHEN f.source_data > 0 THEN 'not_ready'
                      WHEN f.other > 0 THEN 'blocked'
@@ -490,7 +628,8 @@ def _set_states(tx, realm_id: str, run_id: int) -> None:
               LEFT JOIN external_refs e USING (realm_id, entity, record_id)
               LEFT JOIN sync_status ss USING (realm_id, entity, record_id)
               LEFT JOIN (SELECT entity, record_id, count(*) FILTER (WHERE dimension = 'source_data') AS source_data,
-                                count(*) FILTER (WHERE dimension <> 'source_data') AS other
+                                count(*) FILTER (WHERE dimension <> 'source_data') AS other,
+                                count(*) FILTER (WHERE check_name = '{DRIFT_CHECK}') AS in_qbo
                          FROM findings WHERE run_id = $run GROUP BY ALL) f USING (entity, record_id)
               WHERE r.realm_id = $realm AND r.removed_at IS NULL) s
             WHERE records.realm_id = $realm AND records.entity = s.entity AND records.record_id = s.record_id

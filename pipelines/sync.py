@@ -617,6 +617,8 @@ def _changed_since_attempt(store: Store, realm_id: str, entity: str, record_id: 
 
 
 def _held_reason(store: Store, realm_id: str, entity: str, record_id: str) -> str:
+    if not _connected(store, realm_id):
+        return "QuickBooks is not connected (an admin reconnects on the Connection page); nothing was sent"
     problem = build_payloads(store, realm_id, [(entity, record_id)])["problem"].to_list()
     return problem[0] if problem and problem[0] else "nothing was due (another run may have sent it)"
 

@@ -32,13 +32,16 @@ ITEM_TYPES = ("service", "non_inventory", "inventory")
 
 # Text patterns, checked on the raw text before any cast: a cast would hide a bad value
 # (Polars turns "3.005" into 3.00 without a word; see shared/reference/stack-notes.md).
-_MONEY = r"^-?\d{1,16}(\.\d{1,2})?$"
-_MONEY_NONNEG = r"^\d{1,16}(\.\d{1,2})?$"
-_QUANTITY = r"^-?\d{1,14}(\.\d{1,4})?$"
-_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?)?$"
+# Digits are [0-9], never \d: the regex engine's \d matches every Unicode decimal digit (Arabic-Indic ١٢٣, full-width
+# １２３, ...), which the store's casts refuse after the contract has passed them. Every value a pattern accepts must
+# convert (tests/test_fuzz_snapshot.py, the Unicode test).
+_MONEY = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"
+_MONEY_NONNEG = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
+_QUANTITY = r"^-?[0-9]{1,14}(\.[0-9]{1,4})?$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
 _CURRENCY = r"^[A-Z]{3}$"
-_INT = r"^[1-9]\d{0,8}$"
+_INT = r"^[1-9][0-9]{0,8}$"
 _KEY = r"^[^\x00-\x1f\x7f]{1,64}$"
 
 
@@ -351,8 +354,8 @@ def _valid_timestamp() -> pa.Check:
     def check(data: pa.PolarsData) -> pl.LazyFrame:
         col = pl.col(data.key)
         day = col.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-        clock = col.str.extract_groups(r"^.{10}[T ](\d{2}):(\d{2}):(\d{2})")
-        offset = col.str.extract_groups(r"[+-](\d{2}):?(\d{2})$")
+        clock = col.str.extract_groups(r"^.{10}[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})")
+        offset = col.str.extract_groups(r"[+-]([0-9]{2}):?([0-9]{2})$")
         ok = (
             day.is_not_null()
             & day.dt.year().is_between(1900, 2199)

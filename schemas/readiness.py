@@ -7,12 +7,22 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-__all__ = ["RULES", "Rule", "readiness_schema", "rules_for"]
+__all__ = ["QBO_TEXT_LIMITS", "RULES", "Rule", "readiness_schema", "rules_for"]
 
 PARTIES = ("vendor", "customer")
 LINED = ("purchase_order", "bill", "invoice")
 TRANSACTIONS = (*LINED, "payment", "bill_payment", "journal_entry")
 WITH_PARTY = ("purchase_order", "bill", "invoice", "payment", "bill_payment")
+
+
+# The most characters QuickBooks takes in each text field the sync fills from AWRA (shared/reference/qbo-api.md §5,
+# "Field lengths"); a longer value is refused by QuickBooks, so readiness finds it before anything is sent.
+QBO_TEXT_LIMITS = {
+    "DisplayName": 500,  # vendor and customer names
+    "DocNumber": 21,  # purchase order, bill, invoice and journal entry numbers
+    "PaymentRefNum": 21,  # a payment's number
+    "Description": 4000,  # a line's description
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,16 @@ RULES: tuple[Rule, ...] = (
         pl.format("the name '{}' contains ':' or a tab or line break, which QuickBooks refuses", c("name")),
         "QuickBooks display names cannot contain a colon, tab or line break.",
         "Rename it in AWRA without those characters.",
+    ),
+    Rule(
+        "source_data.text_too_long",
+        "complete",
+        (*PARTIES, *TRANSACTIONS),
+        c("too_long").is_null(),
+        c("too_long"),
+        "A text is longer than QuickBooks takes in its field (a name 500 characters, a document number 21, a line "
+        "description 4,000), so QuickBooks would refuse the record.",
+        "Shorten the text the detail names in AWRA; the next snapshot brings it here.",
     ),
     Rule(
         "source_data.inactive_in_awra",

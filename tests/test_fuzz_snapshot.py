@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from hypothesis import HealthCheck, example, given, settings
@@ -89,6 +90,8 @@ TEXT_VALUES = [
     "line\nbreak", "cr\rreturn", "quote\"inside", "comma,inside", "",
     # legal values, so some mutations are applied
     "approved", "posted", "active", "USD", "12.34", "2026-11-15", "2026-11-15T08:30:00+01:00", "7", "VEN-9",
+    # past the cell limit; Unicode digits
+    "x" * 10_001, "١٢٣", "１２.３４", "2026-11-1５",
 ]  # fmt: skip
 EXTRA_NAMES = ["crm_id", "_i", "_position", "_columns", "raw_hash", "record_id", "extra", "index", "", "é", "a b"]
 
@@ -169,12 +172,26 @@ def shape_mutations(draw: st.DrawFn) -> Mutation:
     frame = _frame(table)
     kind = draw(
         st.sampled_from(
-            ["drop_column", "extra_column", "rename_column", "reorder", "duplicate_row", "drop_row", "add_row"]
+            [
+                "drop_column",
+                "extra_column",
+                "rename_column",
+                "reorder",
+                "duplicate_row",
+                "drop_row",
+                "add_row",
+                "repeat_column",
+                "ragged_row",
+            ]  # fmt: skip
         )
     )
     column = draw(st.sampled_from(frame.columns))
     if kind == "drop_column":
         return _frame_change(table, kind, lambda f: f.drop(column))
+    if kind == "repeat_column":
+        return _repeat_column(table, column)
+    if kind == "ragged_row":
+        return Mutation(table, kind, _ragged(table))
     if kind == "extra_column":
         name = draw(st.sampled_from(EXTRA_NAMES) | st.text(min_size=1, max_size=8))
         if name in frame.columns:
@@ -192,6 +209,38 @@ def shape_mutations(draw: st.DrawFn) -> Mutation:
         return _frame_change(table, kind, lambda f: f.tail(max(f.height - 1, 0)))
     row = {c: draw(values) for c in frame.columns}
     return _frame_change(table, kind, lambda f: pl.concat([f, pl.DataFrame([row], schema=f.schema)]))
+
+
+def _repeat_column(table: str, column: str) -> Mutation:
+    """The file names one column twice (a CSV header, a JSON object's key, a Parquet schema)."""
+
+    def apply(folder: Path, fmt: str) -> None:
+        frame, path = _frame(table), folder / f"{table}.{fmt}"
+        if fmt == "parquet":
+            arrow = frame.to_arrow()
+            pq.write_table(arrow.append_column(column, arrow.column(column)), path)
+        elif fmt == "csv":
+            lines = frame.write_csv().splitlines() or [""]
+            path.write_text("\n".join([lines[0] + f",{column}", *(line + ",x" for line in lines[1:])]) + "\n")
+        else:
+            lines = frame.write_ndjson().splitlines()
+            path.write_text("".join(line[:-1] + f',"{column}":"x"}}\n' for line in lines) or f'{{"{column}":1}}\n')
+
+    return Mutation(table, "repeat_column", apply)
+
+
+def _ragged(table: str) -> Callable[[Path, str], None]:
+    """A row with more fields than the header (CSV), or an extra key (JSONL), or a wider file (Parquet)."""
+
+    def apply(folder: Path, fmt: str) -> None:
+        frame, path = _frame(table), folder / f"{table}.{fmt}"
+        if fmt == "csv":
+            lines = frame.write_csv().splitlines()
+            path.write_text("\n".join([*lines[:-1], lines[-1] + ",surplus"]) + "\n")
+        else:
+            _write_frame(frame.with_columns(pl.lit("surplus").alias("surplus")), path)
+
+    return apply
 
 
 def _rewrite(table: str, fmt: str, change: Callable[[bytes], bytes]) -> Callable[[Path, str], None]:
@@ -370,6 +419,11 @@ def _check(ws: Workspace, mutation: Mutation, fmt: str) -> None:
 @example(mutation=_extra("bill_lines", "_i"))  # DuplicateError in the orphan-line check
 @example(mutation=_extra("bills", "_position"))  # DuplicateError re-reading only the changed rows
 @example(mutation=_extra("vendors", "_columns"))  # DuplicateError in the raw-text hash
+# Guards: a repeated column name (the first was taken), a ragged row, a cell past the limit, an emptied table.
+@example(mutation=_repeat_column("bills", "total"))
+@example(mutation=Mutation("bills", "ragged_row", _ragged("bills")))
+@example(mutation=_cell("vendors", 1, "name", "x" * 10_001))
+@example(mutation=_frame_change("customers", "drop_row", lambda f: f.head(0)))
 def test_every_fuzzed_csv_snapshot_is_applied_or_refused_whole(
     workspace: Callable[[], Workspace], mutation: Mutation
 ) -> None:
@@ -383,6 +437,7 @@ def test_every_fuzzed_csv_snapshot_is_applied_or_refused_whole(
 # A line separator inside a value (U+2028, NEL, form feed): a record split in two, refused without its column.
 @example(mutation=_cell("vendors", 0, "name", "Acme\u2028Supplies"))
 @example(mutation=_cell("customers", 0, "name", "North\x85wind\x0c"))
+@example(mutation=_repeat_column("vendors", "name"))  # a repeated key: the last was taken
 def test_every_fuzzed_jsonl_snapshot_is_applied_or_refused_whole(
     workspace: Callable[[], Workspace], mutation: Mutation
 ) -> None:
@@ -393,6 +448,7 @@ def test_every_fuzzed_jsonl_snapshot_is_applied_or_refused_whole(
 @given(mutation=st.one_of(parquet_mutations(), byte_mutations()))
 @example(mutation=_parquet_column("vendors", "name", b"\xff"))  # binary that is not UTF-8: a cast error
 @example(mutation=_parquet_column("vendors", "tags", [1, 2]))  # a list: a cast error, for an extra column
+@example(mutation=_repeat_column("items", "name"))  # a repeated name: a Parquet error that named no column
 def test_every_fuzzed_parquet_snapshot_is_applied_or_refused_whole(
     workspace: Callable[[], Workspace], mutation: Mutation
 ) -> None:
@@ -442,3 +498,72 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_one_clear_line(
         assert f"column {column}" in err, err
     with Store(ws.db) as store:
         assert _fingerprint(store) == before
+
+
+# -- Unicode digits, spaces and look-alikes in every typed column ------------------------------------------
+# Regex `\d` and Python's int() accept every Unicode decimal digit (Arabic-Indic ١, full-width １, Devanagari ४ ...),
+# DuckDB's casts do not: a value the contract let through must also convert, so the contract takes ASCII only.
+LOOKALIKES = [
+    "٫", "٬", "．", "，", "−", "－", "‐", "‑", "–", "：", "Ｔ", "Ｚ", "ｚ", "\u200b", "\ufeff", "\u00ad", "Ⅸ", "²", "①",
+    "𝟗", "\u0660", "\u06f5", "\u0967", "\uff11", "\u2007", "\u00a0", "\u3000", "\u202f", "⁺", "₋",
+]  # fmt: skip
+_TYPED = {
+    # kind -> a valid value the mutation starts from
+    "money": "1250.00",
+    "money_nonneg": "30.50",
+    "quantity": "2.5",
+    "date": "2026-11-15",
+    "timestamp": "2026-11-15T09:30:00+01:00",
+    "int": "7",
+    "currency": "USD",
+}
+TYPED_COLUMNS = sorted(
+    (t.name, c.name, c.kind) for t in CONTRACT.values() for c in t.columns if c.kind in _TYPED and _frame(t.name).height
+)
+odd_chars = (
+    st.characters(categories=["Nd"])
+    | st.characters(categories=["Zs"])
+    | st.characters(categories=["No", "Nl", "Pd", "Cf"])
+    | st.sampled_from(LOOKALIKES)
+)
+
+
+@st.composite
+def unicode_mutations(draw: st.DrawFn) -> Mutation:
+    """A valid typed value with some characters swapped for Unicode digits, spaces or look-alikes (or some added)."""
+    table, column, kind = draw(st.sampled_from(TYPED_COLUMNS))
+    chars = list(_TYPED[kind])
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        at = draw(st.integers(min_value=0, max_value=len(chars)))
+        if draw(st.booleans()) and at < len(chars):
+            chars[at] = draw(odd_chars)
+        else:
+            chars.insert(at, draw(odd_chars))
+    row = draw(st.integers(min_value=0, max_value=_frame(table).height - 1))
+    return _cell(table, row, column, "".join(chars))
+
+
+def _check_unicode(ws: Workspace, mutation: Mutation, fmt: str) -> None:
+    outcome, same = _ingest_mutated(ws, mutation, fmt)
+    if isinstance(outcome, IngestResult):
+        assert outcome.status in ("applied", "unchanged")
+        return
+    assert same, f"refused, yet the store changed: {outcome}"
+    row = mutation.row + (2 if fmt == "csv" else 1)
+    assert all(p.row is not None and p.column for p in outcome.problems), outcome.problems
+    assert any(p.file == f"{mutation.table}.{fmt}" and p.row == row and p.column == mutation.column
+               for p in outcome.problems), outcome.problems  # fmt: skip
+
+
+@FUZZ
+@given(mutation=unicode_mutations(), fmt=st.sampled_from(["csv", "jsonl", "parquet"]))
+# Regressions: each passed the contract's `\d`, then failed the store's cast with a traceback (exit 1).
+@example(mutation=_cell("bills", 0, "total", "١٢٣"), fmt="csv")
+@example(mutation=_cell("payments", 0, "amount", "１２３.４５"), fmt="jsonl")
+@example(mutation=_cell("bill_lines", 0, "line_no", "1١"), fmt="csv")
+@example(mutation=_cell("vendors", 0, "updated_at", "2026-11-15T0٩:30:00Z"), fmt="parquet")
+@example(mutation=_cell("bills", 0, "txn_date", "２０２６-11-15"), fmt="csv")
+def test_unicode_digits_spaces_and_look_alikes_in_typed_columns_are_applied_or_refused_at_their_cell(
+    workspace: Callable[[], Workspace], mutation: Mutation, fmt: str
+) -> None:
+    _check_unicode(workspace(), mutation, fmt)

@@ -318,7 +318,7 @@ def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tm
     folder = write_snapshot(tmp_path / "v2", snap)
     read: list[str] = []
     real = awra._read_file
-    monkeypatch.setattr(awra, "_read_file", lambda table, path: read.append(table.name) or real(table, path))
+    monkeypatch.setattr(awra, "_read_file", lambda table, path, *a: read.append(table.name) or real(table, path, *a))
     result = ingest_snapshot(store, folder, realm_id=REALM, now=T0)
     assert read == ["vendors"]  # only the vendor file differs from the last applied snapshot
     assert (result.changed, result.removed, result.rows["bill_lines"]) == (1, 0, 3)

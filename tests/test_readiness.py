@@ -98,6 +98,12 @@ CASES: dict[str, tuple[str, Callable, Callable, str]] = {
     "source_data.incomplete": ("bill:BILL-2", _set("bills", 1, txn_date=None), _noop, "date is empty"),
     "source_data.invalid_name": ("customer:CUS-1", _set("customers", 0, name="North:wind"), _noop, "':'"),
     "source_data.inactive_in_awra": ("customer:CUS-1", _set("customers", 0, status="inactive"), _noop, "inactive"),
+    "source_data.text_too_long": (
+        "bill:BILL-2",
+        _set("bills", 1, bill_number="B" * 22),
+        _noop,
+        "the bill number has 22 characters; QuickBooks takes at most 21 in DocNumber",
+    ),
     "source_data.unknown_reference": ("bill:BILL-2", _set("bills", 1, vendor_id="VEN-404"), _noop, "VEN-404"),
     "source_data.line_amount_mismatch": (
         "purchase_order:PO-1",

@@ -297,10 +297,17 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
     return {"summary": summary, "by_entity": by_entity, "blockers": blockers, "open": open_records}
 
 
-# Drift the queue already holds (records not sent yet, or excluded); anything else is for someone to investigate.
+# Drift the queue already holds (records not sent yet, or excluded, or whose QuickBooks object was deleted, voided or
+# changed there and that have an owned exception for it); anything else is for someone to investigate.
+_QUEUED_DRIFT = {
+    "provider_rejection.deleted_in_qbo": "deleted in QuickBooks, in the queue",
+    "provider_rejection.voided_in_qbo": "voided in QuickBooks, in the queue",
+    "provider_rejection.changed_in_qbo": "changed in QuickBooks, in the queue",
+}
 _EXPECTED = {
     "excluded by a person",
     *(f"not in QuickBooks yet: {s.replace('_', ' ')}" for s in STATES if s not in ("synced", "excluded")),
+    *_QUEUED_DRIFT.values(),
 }
 
 
@@ -315,6 +322,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
     """
     start, end = period_bounds(period)
     ents = ", ".join(f"('{e}', '{QBO_ENTITY[e]}')" for e in TRANSACTIONS)
+    queued = ", ".join(f"('{r}', '{words}')" for r, words in _QUEUED_DRIFT.items())
     rows = f"""
       WITH ents(entity, qbo_entity) AS (VALUES {ents}),
       a AS (
@@ -346,11 +354,18 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
           ON k.qbo_entity = x.qbo_entity AND k.qbo_id = x.qbo_id
         LEFT JOIN records rr ON rr.realm_id = x.realm_id AND rr.entity = x.entity AND rr.record_id = x.record_id
         WHERE x.realm_id = $realm AND x.entity IN (SELECT entity FROM ents)),
+      -- a record whose QuickBooks object was deleted, voided or changed there, with its open exception and owner
+      dx AS (
+        SELECT e.entity, e.record_id, any_value(e.reason) AS reason, any_value(q.queued) AS queued,
+               any_value(coalesce(e.owner, e.owner_role)) AS owner, any_value(e.detail) AS detail
+        FROM exceptions e JOIN (VALUES {queued}) q(reason, queued) USING (reason)
+        WHERE e.realm_id = $realm AND e.status <> 'resolved' GROUP BY ALL),
       explained AS (
         SELECT pr.*,
                (pr.record_id IS NOT NULL)::INTEGER - (pr.qbo_id IS NOT NULL)::INTEGER AS count_effect,
                coalesce(pr.awra_amount, 0) - coalesce(pr.qbo_amount, 0) AS amount_effect,
                CASE
+                 WHEN dx.queued IS NOT NULL THEN dx.queued
                  WHEN pr.record_id IS NOT NULL AND pr.qbo_id IS NOT NULL THEN
                    CASE WHEN pr.current_version > pr.synced_version THEN 'changed in AWRA since the sync'
                         ELSE 'amount differs in QuickBooks' END
@@ -365,6 +380,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
                  WHEN rx.removed_at IS NOT NULL THEN 'its AWRA record was removed'
                  ELSE 'AWRA dates it in another month' END AS explanation,
                CASE
+                 WHEN dx.queued IS NOT NULL THEN dx.reason || ' (owner ' || dx.owner || '): ' || dx.detail
                  WHEN pr.record_id IS NOT NULL AND pr.qbo_id IS NOT NULL THEN
                    'AWRA v' || pr.current_version || ', QuickBooks has v' || pr.synced_version
                  WHEN pr.record_id IS NOT NULL AND pr.link_id IS NULL THEN
@@ -378,6 +394,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
         FROM pairs pr
         LEFT JOIN lo ON lo.entity = pr.qbo_entity AND lo.qbo_id = pr.link_id AND pr.qbo_id IS NULL
         LEFT JOIN rx ON rx.qbo_entity = pr.qbo_entity AND rx.qbo_id = pr.qbo_id AND pr.record_id IS NULL
+        LEFT JOIN dx ON dx.entity = pr.entity AND dx.record_id = pr.record_id
         )
       SELECT * FROM explained"""
     with _working(store, "hx_explained", rows, {"realm": realm_id, "start": start, "end": end}) as explained:
