@@ -127,3 +127,41 @@ def choose_actor(page, email: str) -> None:
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
     option.click()
+
+
+@contextmanager
+def served(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+    """`synchealth serve` (uvicorn, st.App, the scheduler) on a loopback port (a free one by default) until the end."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNCHEALTH_")}, **env,
+            "SYNCHEALTH_SERVER_URL": url, "SYNCHEALTH_QBO_REDIRECT_URI": f"{url}/oauth/callback",
+            "SYNCHEALTH_CYCLE_SECONDS": "3600"}  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"synchealth serve stopped: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("synchealth serve did not answer /healthz within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -17,7 +17,7 @@ from pipelines.ingest import SnapshotError, ingest_snapshot
 from pipelines.store import Store, awra_table
 from schemas.awra import CONTRACT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dump(store: Store) -> dict[str, pl.DataFrame]:

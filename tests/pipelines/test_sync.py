@@ -20,7 +20,7 @@ from pipelines.views.metrics import record_chain
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -3,18 +3,12 @@ normal mode at 1280x800 (PNG screenshots kept in test-artifacts/), Top ten to th
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
-from browser import ARTIFACTS, browser_page, free_port, require_chromium
+from browser import ARTIFACTS, browser_page, require_chromium, served
 from fixtures import ANCHOR, PERIOD, PERIOD_NAME, REALM, tiny_company, tiny_snapshot
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from world import World
@@ -25,7 +19,7 @@ from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = (
     "Records by state",
     "Readiness funnel to synced",
@@ -33,44 +27,6 @@ SECTIONS = (
     f"Control totals for {ANCHOR:%B}",
     "Top ten to fix",
 )
-
-
-@contextmanager
-def served(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
-    """`synchealth serve` (uvicorn, st.App, the scheduler) on a loopback port (a free one by default) until the end."""
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    full = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNCHEALTH_")}, **env,
-            "SYNCHEALTH_SERVER_URL": url, "SYNCHEALTH_QBO_REDIRECT_URI": f"{url}/oauth/callback",
-            "SYNCHEALTH_CYCLE_SECONDS": "3600"}  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=full,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"synchealth serve stopped: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("synchealth serve did not answer /healthz within 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _shot(page, name: str, full: bool) -> Path:

@@ -15,15 +15,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser import ARTIFACTS, browser_page, free_port, require_chromium
+from browser import ARTIFACTS, browser_page, free_port, require_chromium, served
 from fixtures import REALM, T0, tiny_snapshot, write_snapshot
-from test_browser_health import served
 
 from pipelines.ingest import ingest_snapshot
 from pipelines.store import Store
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Provider(BaseHTTPRequestHandler):

@@ -17,7 +17,7 @@ from pipelines.store import Store
 from pipelines.views import health
 from ui.data import get_settings, get_store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = (
     "Records by state",
     "Readiness funnel to synced",

@@ -9,7 +9,7 @@ import pytest
 from pipelines.config import DEMO_REALM_ID, load_settings
 from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
 
-ROLES = Path(__file__).resolve().parents[1] / "config" / "roles.toml"
+ROLES = Path(__file__).resolve().parents[2] / "config" / "roles.toml"
 
 
 def test_the_demo_config_names_one_person_per_role() -> None:

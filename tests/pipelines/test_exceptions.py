@@ -20,7 +20,7 @@ from pipelines.identity import Identity
 from pipelines.ingest import ingest_snapshot
 from pipelines.readiness import run_check
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _do(w: World, who: Identity, command: str, *args, **kwargs) -> Result:
@@ -365,7 +365,7 @@ def test_role_boundaries_in_the_commands(world: World) -> None:
 
 
 def test_no_code_path_updates_or_deletes_the_audit_log() -> None:
-    """The database refuses it (tests/test_store.py); no statement in the code even tries."""
+    """The database refuses it (tests/pipelines/test_store.py); no statement in the code even tries."""
     pattern = re.compile(r"(UPDATE\s+audit_log|DELETE\s+FROM\s+audit_log|TRUNCATE\s+audit_log)", re.I)
     sources = [*ROOT.glob("pipelines/**/*.py"), *ROOT.glob("qbo/**/*.py"), *ROOT.glob("ui/*.py"),
                *ROOT.glob("app_pages/*.py"), ROOT / "app.py", ROOT / "server.py"]  # fmt: skip

@@ -12,7 +12,7 @@ from fixtures import REALM, T0, tiny_snapshot
 
 from pipelines.routing import DEFAULT_DUE_DAYS, DEFAULT_ROUTING, load_routing, route
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOW = T0
 
 

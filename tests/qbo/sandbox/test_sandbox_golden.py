@@ -33,7 +33,7 @@ def test_a_throttle_is_xml_by_default_as_every_real_one_is() -> None:
     with authorized_client(sandbox) as http:
         reply = Qbo(http).read("Vendor", "1")
     assert reply.status_code == 429 and reply.headers["content-type"] == "application/xml"
-    real = (GOLDEN.parent.parent / "qbo" / "real" / "throttle_429_xml_phpsdk54.xml").read_bytes()
+    real = (GOLDEN.parent.parent / "real" / "throttle_429_xml_phpsdk54.xml").read_bytes()
     assert xml_shape(reply.content) == xml_shape(real)
 
 
@@ -143,7 +143,7 @@ def test_xml_throttle_fault_is_an_intuit_response() -> None:
 
 
 def test_the_shape_checker_catches_drift() -> None:
-    real = json.loads((GOLDEN.parent.parent / "qbo" / "real" / "duplicate_name_6240_null_qboapi.json").read_text())
+    real = json.loads((GOLDEN.parent.parent / "real" / "duplicate_name_6240_null_qboapi.json").read_text())
     assert_conforms(real, golden("standard_fault"))  # no element, as QBO sent it: optional
     drifted = json.loads(json.dumps(real))
     drifted["Fault"]["Error"][0]["code"] = 6240

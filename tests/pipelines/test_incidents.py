@@ -21,7 +21,7 @@ from pipelines.cli import main
 from pipelines.incidents import log_path_for
 from pipelines.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INCIDENT = re.compile(r"incident (INC-[0-9A-F]{8})")
 
 

@@ -14,7 +14,7 @@ from world import World
 from pipelines.catalogue import catalogue
 from pipelines.mappings import set_mapping
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pipelines.store import Store
 from ui.charts import plain
 from ui.data import get_store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
 
 

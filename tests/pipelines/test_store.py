@@ -14,7 +14,7 @@ from pipelines.cli import main
 from pipelines.ingest import ingest_snapshot
 from pipelines.store import MIGRATIONS, Migration, Store, StoreBusyError, StoreTooNewError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _first_version_file(path: Path) -> None:

@@ -22,7 +22,7 @@ from pipelines.ingest import FORMATS, IngestResult, SnapshotError, ingest_snapsh
 from pipelines.store import Store
 from schemas.awra import CONTRACT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # A store per example costs a file copy and an open; a few dozen examples per test keep the file near 30 s.
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 _HISTORY = {"ingest_runs", "ingest_files"}  # the only tables a refusal may write to
