@@ -551,7 +551,12 @@ def _assign_problems(
     n = len(default)
     problem = np.full(n, -1)
     for name, rate in rates.items():
-        eligible = closed if name == CLOSED_PERIOD else default
+        if name != CLOSED_PERIOD:
+            eligible = default
+        elif closed is None:
+            raise ValueError("a closed-period rate needs to know which records are dated in a closed month")
+        else:
+            eligible = closed
         pool = np.flatnonzero(eligible & (problem < 0))
         chosen = rng.choice(pool, min(len(pool), max(1, round(rate * n))), replace=False)
         problem[chosen] = PROBLEMS.index(name)
