@@ -282,7 +282,7 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
         own_params(realm_id),
     )
     total = int(by_entity["records"].sum()) if by_entity.height else 0
-    done = int(by_entity["synced"].sum() + by_entity["excluded"].sum()) if by_entity.height else 0
+    done = int(by_entity["synced"].sum()) + int(by_entity["excluded"].sum()) if by_entity.height else 0
     summary = {
         "period": period,
         "records": total,
