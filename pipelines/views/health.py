@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 import polars as pl
 
@@ -289,8 +290,8 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
         "synced": int(by_entity["synced"].sum()) if total else 0,
         "excluded": int(by_entity["excluded"].sum()) if total else 0,
         "open": total - done,
-        "dollars": by_entity["dollars"].sum() if total else 0,
-        "open_dollars": by_entity["open_dollars"].sum() if total else 0,
+        "dollars": by_entity["dollars"].sum() if total else Decimal("0.00"),
+        "open_dollars": by_entity["open_dollars"].sum() if total else Decimal("0.00"),
         "percent_complete": round(100.0 * done / total, 1) if total else None,
         "undated_open": int(undated or 0),
     }
