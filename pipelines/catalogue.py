@@ -225,8 +225,8 @@ def _rows() -> list[dict[str, str]]:
             f"(`synchealth map {party} AWRA_ID QBO_ID`).",
             "admin",
         )
-    for rule in DUPLICATE_RULES:
-        reason = f"duplicate_risk.{rule}"
+    for duplicate_rule in DUPLICATE_RULES:
+        reason = f"duplicate_risk.{duplicate_rule}"
         if reason in rows:
             add(reason, "duplicate check", "", "", "finance")
     for reason, (found_by, explanation, fix) in _PIPELINE_REASONS.items():

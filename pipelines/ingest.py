@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -315,7 +315,10 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
     return obj
 
 
@@ -872,7 +875,7 @@ def _record_run(
     started: datetime,
     finished: datetime,
     status: str,
-    files: dict[str, tuple[str | None, int, int, int, str | None]],
+    files: Mapping[str, tuple[str | None, int, int, int, str | None]],
     totals: dict[str, int],
     error: str | None,
     prints: dict[str, tuple[str, str]] | None = None,

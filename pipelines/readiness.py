@@ -310,6 +310,7 @@ def _mapping_findings_sql(dirty: bool = False) -> str:
                 GROUP BY u.entity, u.record_id, u.value"""
         )
         if kind.kind in MAPPED_ENTITIES.values():
+            assert kind.awra_names is not None  # the mapped master lists (items, accounts) name their AWRA rows
             view, id_col, _ = kind.awra_names
             parts.append(
                 f"""SELECT '{kind.kind}' AS entity, h.{id_col} AS record_id, '{kind.kind}', h.{id_col}, NULL,

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import polars as pl
 
-from pipelines.clock import system_clock
+from pipelines.clock import Clock, system_clock
 from pipelines.commands import Caller, Commands
 from pipelines.config import Settings, load_settings
 from pipelines.connection import qbo_client
@@ -98,7 +98,9 @@ class HistoryPlan:
             rows.write_parquet(folder / f"{name}.parquet")
             kept[name] = rows[table.record_id]
         for name, frame in self.lines.items():
-            parent = CONTRACT[CONTRACT[name].parent]
+            header = CONTRACT[name].parent
+            assert header is not None  # a lines table always names its header table
+            parent = CONTRACT[header]
             ids = kept[parent.name].to_frame(parent.record_id)
             frame.join(ids, on=parent.record_id, how="semi").write_parquet(folder / f"{name}.parquet")
         return folder
@@ -303,6 +305,11 @@ def _delete_a_synced_bill(store: Store, sandbox: Sandbox, realm_id: str) -> str 
     return f"bill:{row[0][0]} (QuickBooks Bill {row[0][1]})"
 
 
+def _stopped_at(moment: datetime) -> Clock:
+    """A clock that always answers `moment`: a cycle's commands all happen at its planned time."""
+    return lambda: moment
+
+
 def connect_in_process(settings: Settings, store: Store, http: httpx.Client, sandbox: Sandbox) -> None:
     """OAuth against the in-process sandbox, stamped with the sandbox's clock (connection.connect uses the wall's)."""
     state = new_state()
@@ -341,11 +348,15 @@ def build_history(
         raise ValueError(f"the plan covers {(plan.end - plan.start).days} days, not {weeks} weeks")
     sandbox.load_company(history_company(company_file, plan))
     http = httpx.Client(transport=sandbox.transport())
+
+    def sleep(seconds: float) -> None:  # a client's back-off moves the sandbox's clock on instead of waiting
+        sandbox.clock.advance(seconds)
+
     commands = Commands(
         store,
         settings,
         client_factory=lambda realm, _clock: qbo_client(
-            settings, store, realm, http=http, sleep=lambda s: sandbox.clock.advance(s), clock=sandbox.clock.now
+            settings, store, realm, http=http, sleep=sleep, clock=sandbox.clock.now
         ),
     )
     result = HistoryResult(plan.start, plan.end)
@@ -369,7 +380,7 @@ def build_history(
                 result.connection_lost_at, reconnect_due = at, True
             sandbox.set_faults(bad_week_faults if week == bad_week else faults, seed=seed * 1000 + i)
             folder = plan.snapshot_at(at, work_dir / "snapshot")
-            system = Caller.system(realm_id, lambda at=at: at)
+            system = Caller.system(realm_id, _stopped_at(at))
             ingest = commands.ingest(system, folder)
             if not ingest.ok:
                 raise RuntimeError(f"the demo snapshot of {at:%Y-%m-%d} was refused: {ingest.message}")
