@@ -270,12 +270,15 @@ class Commands:
             data = {
                 "run_id": done.run_id, "status": done.status, "new": done.new, "changed": done.changed,
                 "removed": done.removed, "restored": done.restored, "rows": done.rows,
-                "seconds": round(done.seconds, 3),
+                "seconds": round(done.seconds, 3), "kind": done.kind, "snapshot_id": done.snapshot_id,
             }  # fmt: skip
             self._audit_person(caller, now, Change("ingest", f"snapshot:{path}", None, None, data))
+            which = f"{done.kind} snapshot {done.snapshot_id!r}" if done.snapshot_id else "snapshot"
             text = (
-                f"{done.status}: {done.new:,} new, {done.changed:,} changed, {done.removed:,} removed, "
-                f"{done.restored:,} restored records from {sum(done.rows.values()):,} rows "
+                f"{done.status}: {done.note} (run {done.run_id})"
+                if done.note
+                else f"{done.status}: {done.new:,} new, {done.changed:,} changed, {done.removed:,} removed, "
+                f"{done.restored:,} restored records from {sum(done.rows.values()):,} rows of the {which} "
                 f"in {done.seconds:.1f}s (run {done.run_id})"
             )
             return Result("ingest", DONE, text, data)

@@ -522,6 +522,13 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE check_runs ADD kind VARCHAR DEFAULT 'full'; ALTER TABLE check_runs ADD records_checked BIGINT; "
         "ALTER TABLE check_runs ADD rules_fingerprint VARCHAR; ALTER TABLE check_runs ADD company_fingerprint VARCHAR;",
     ),
+    # Contract v1.1: a delta snapshot names the snapshot it follows, so the history keeps each run's id and kind.
+    Migration(
+        15,
+        "Ingest: the snapshot's id and kind (full or delta) and the base a delta follows",
+        "ALTER TABLE ingest_runs ADD snapshot_id VARCHAR; ALTER TABLE ingest_runs ADD kind VARCHAR DEFAULT 'full'; "
+        "ALTER TABLE ingest_runs ADD base VARCHAR;",
+    ),
 ]
 
 
