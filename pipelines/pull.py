@@ -44,7 +44,9 @@ class PullClient(Protocol):
 
     realm_id: str
 
-    def query_all(self, entity: str, where: Any = None, include_inactive: bool = False) -> list[dict]: ...
+    def query_all_pages(
+        self, entity: str, where: Any = None, include_inactive: bool = False
+    ) -> Iterable[list[dict]]: ...
     def cdc(self, entities: Any, since: datetime, until: datetime | None = None) -> dict[str, list]: ...
     def read(self, entity: str, id: str) -> Any: ...
     def company_info(self) -> Any: ...
@@ -142,6 +144,23 @@ def load_objects(
     return frame.height, int(deleted)
 
 
+def _store_pages(
+    store: Store,
+    realm_id: str,
+    entity: str,
+    pages: Iterable[list[dict[str, Any]]],
+    pulled_at: datetime,
+    counts: dict[str, tuple[int, int]],
+) -> None:
+    """Load an entity page by page, adding to its (objects, deleted) count; an entity with no rows counts zero."""
+    loaded, deleted = counts.get(entity, (0, 0))
+    for page in pages:
+        with store.transaction():
+            n, d = load_objects(store, realm_id, entity, page, pulled_at)
+        loaded, deleted = loaded + n, deleted + d
+    counts[entity] = (loaded, deleted)
+
+
 def _pref_value(prefs: Mapping[str, Any], name: str) -> str | None:
     pairs = (prefs.get("OtherPrefs") or {}).get("NameValue") or []
     return next((str(p.get("Value")) for p in pairs if p.get("Name") == name), None)
@@ -226,23 +245,26 @@ def pull(
     try:
         say(0.05, "company and preferences")
         _load_company(store, realm_id, client.company_info().object or {}, client.preferences().object or {}, started)
-        # Read everything first, then store it in one transaction: a transaction open across the calls would hold
-        # the write lock over the network, and a token refresh on the way (a 401) could not save the new token.
-        fetched: dict[str, list[dict[str, Any]]] = {}
+        # Each page is stored in its own short transaction as it arrives, so no entity is ever held whole (a large
+        # company's full pull would not fit in memory). A transaction open across the calls would also hold the
+        # write lock over the network, and a token refresh on the way (a 401) could not save the new token. A pull
+        # that fails half way leaves newer objects than before, never wrong ones: the upsert keeps the newest, and
+        # the next pull starts from the last one that finished.
         if kind == "full":
             for i, entity in enumerate(PULLED_ENTITIES):
-                say(0.1 + 0.8 * i / len(PULLED_ENTITIES), f"{entity}")
-                fetched[entity] = client.query_all(entity, include_inactive=entity in NAME_LIST_ENTITIES)
+                say(0.1 + 0.85 * i / len(PULLED_ENTITIES), f"{entity}")
+                pages = client.query_all_pages(entity, include_inactive=entity in NAME_LIST_ENTITIES)
+                _store_pages(store, realm_id, entity, pages, started, counts)
         else:
             assert since is not None  # a "cdc" pull is chosen only when there is a last pull to start from
             say(0.2, "changes since the last pull")
-            fetched.update(client.cdc(CDC_ENTITIES, since))
+            changed = client.cdc(CDC_ENTITIES, since)  # what changed: its size grows with change, not history
+            say(0.8, "storing")
+            for entity, rows in changed.items():
+                _store_pages(store, realm_id, entity, [rows], started, counts)
             for entity in ("TaxCode", "TaxRate"):
-                fetched[entity] = client.query_all(entity, include_inactive=True)
-        say(0.9, "storing")
-        with store.transaction():
-            for entity, rows in fetched.items():
-                counts[entity] = load_objects(store, realm_id, entity, rows, started)
+                pages = client.query_all_pages(entity, include_inactive=True)
+                _store_pages(store, realm_id, entity, pages, started, counts)
     except Exception as err:
         _finish(store, pull_id, counts, f"{type(err).__name__}: {err}", elapsed_from(started, perf))
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -221,15 +221,21 @@ class QboClient:
             raise ValueError("use count() for count(*) queries")
         if has_paging(text):
             rows = self._query_page(text)
-        else:
-            rows, start = [], 1
-            while True:
-                page = self._query_page(f"{text} STARTPOSITION {start} MAXRESULTS {PAGE_SIZE}")
-                rows.extend(page)
-                if len(page) < PAGE_SIZE:
-                    break
-                start += PAGE_SIZE
-        return [r for r in rows if sql.keeps(r)] if isinstance(sql, Select) else rows
+            return [r for r in rows if sql.keeps(r)] if isinstance(sql, Select) else rows
+        return [row for page in self.query_pages(sql) for row in page]
+
+    def query_pages(self, sql: str | Select) -> Iterator[list[dict[str, Any]]]:
+        """The rows of a query one page of 1000 at a time, so a caller never has to hold an entity whole."""
+        text = str(sql)
+        if is_count_query(text) or has_paging(text):
+            raise ValueError("query_pages pages the query itself: give it one without count(*) or STARTPOSITION")
+        start = 1
+        while True:
+            page = self._query_page(f"{text} STARTPOSITION {start} MAXRESULTS {PAGE_SIZE}")
+            yield [r for r in page if sql.keeps(r)] if isinstance(sql, Select) else page
+            if len(page) < PAGE_SIZE:
+                return
+            start += PAGE_SIZE
 
     def query_all(
         self,
@@ -239,6 +245,15 @@ class QboClient:
     ) -> list[dict[str, Any]]:
         """Every row of an entity (paged, ordered by Id so pages do not shift), optionally filtered."""
         return self.query(self._select(select(entity), where, include_inactive).order_by("Id"))
+
+    def query_all_pages(
+        self,
+        entity: str,
+        where: Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None = None,
+        include_inactive: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """`query_all` a page at a time: what a full pull of a large company streams into the store."""
+        return self.query_pages(self._select(select(entity), where, include_inactive).order_by("Id"))
 
     def count(
         self,

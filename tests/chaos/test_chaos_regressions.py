@@ -55,13 +55,14 @@ def test_a_token_refreshed_during_a_pull_is_saved(tmp_path: Path) -> None:
     # new one opened a second transaction: the pull crashed, and the rotated refresh token was lost with it.
     w = World(tmp_path)
     with w.client() as client:
-        query_all = client.query_all
+        query_all_pages = client.query_all_pages
 
-        def expiring_query_all(*args, **kwargs):
-            w.sandbox.expire_tokens(REALM)  # the access token lapses while the pull reads the lists
-            return query_all(*args, **kwargs)
+        def expiring_query_all_pages(*args, **kwargs):
+            for page in query_all_pages(*args, **kwargs):
+                w.sandbox.expire_tokens(REALM)  # the access token lapses while the pull reads the pages
+                yield page
 
-        client.query_all = expiring_query_all
+        client.query_all_pages = expiring_query_all_pages
         result = pull(w.store, client, now=w.now)
     assert result.kind == "full" and result.objects > 0
     w.sandbox.expire_tokens(REALM)

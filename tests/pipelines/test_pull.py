@@ -146,3 +146,32 @@ def test_pull_without_a_running_sandbox_says_so_in_one_line(tmp_path: Path, caps
     code = main(["--db", str(tmp_path / "x.duckdb"), "--actor", "admin@demo.local", "connect"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "cannot reach" in err
+
+
+def test_a_full_pull_stores_each_page_before_it_reads_the_next(
+    settings: Settings, sandbox: Sandbox, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large company's full pull must never hold an entity whole: each page lands in the store as it arrives.
+    monkeypatch.setattr("qbo.client.PAGE_SIZE", 2)
+    for i in range(5):
+        sandbox.user_create(REALM, "Vendor", {"DisplayName": f"Paged Supplier {i}"})
+    store = Store(settings.db_path)
+    connect(settings, store, actor="admin@demo.local", http=http)
+    in_store_before_each_page: list[int] = []
+    with qbo_client(settings, store, http=http) as client:
+        pages_of = client.query_all_pages
+
+        def watched(entity: str, *args, **kwargs):
+            for page in pages_of(entity, *args, **kwargs):
+                if entity == "Vendor":
+                    in_store_before_each_page.append(len(_objects(store, "Vendor")))
+                yield page
+
+        client.query_all_pages = watched  # type: ignore[method-assign]
+        result = pull(store, client, now=T0)
+    vendors = len(_objects(store, "Vendor"))
+    assert vendors >= 5 and result.by_entity["Vendor"] == vendors
+    # Before page k arrives, the k-1 pages of two before it are already stored.
+    assert in_store_before_each_page == [2 * k for k in range(len(in_store_before_each_page))]
+    assert len(in_store_before_each_page) == vendors // 2 + 1
+    store.close()
