@@ -890,7 +890,8 @@ def _diff(cur, table: Table, realm_id: str) -> None:
                     WHEN r.content_hash <> s.content_hash THEN 'changed'
                     WHEN r.removed_at IS NOT NULL THEN 'restored'
                     ELSE 'same' END AS change,
-               coalesce(r.current_version, 0) + 1 AS new_version
+               coalesce(r.current_version, 0) + 1 AS new_version,
+               r.raw_hash IS DISTINCT FROM s.raw_hash AS new_text
         FROM stage_hash_{table.name} s
         LEFT JOIN records r ON r.realm_id = ? AND r.entity = ? AND r.record_id = s.record_id""",
         [realm_id, table.entity],
@@ -900,54 +901,67 @@ def _diff(cur, table: Table, realm_id: str) -> None:
 def _apply_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) -> dict[str, int]:
     """New versions of the staged records that are new or changed, and the return of removed ones."""
     _diff(cur, table, realm_id)
-    for t in [table, *(x for x in CONTRACT.values() if x.parent == table.name)]:
-        tcols = ", ".join(f"s.{c}" for c in t.column_names)
+    # Count first and run only the statements that have rows: a delta touches few tables, and an empty UPDATE ...
+    # FROM still joins the whole records table.
+    counts = {
+        change: (int(n), int(new_text))
+        for change, n, new_text in cur.execute(
+            f"SELECT change, count(*), count(*) FILTER (WHERE new_text) FROM diff_{table.name} GROUP BY 1"
+        ).fetchall()
+    }
+    new, changed, restored = (counts.get(c, (0, 0))[0] for c in ("new", "changed", "restored"))
+    if new or changed:
+        for t in [table, *(x for x in CONTRACT.values() if x.parent == table.name)]:
+            tcols = ", ".join(f"s.{c}" for c in t.column_names)
+            cur.execute(
+                f"""INSERT INTO {awra_table(t.name)} ({", ".join(t.column_names)}, realm_id, version, extra,
+                                                     ingest_run_id)
+                SELECT {tcols}, ?, d.new_version, s.extra, ?
+                FROM stage_{t.name} s JOIN diff_{table.name} d ON d.record_id = s.{t.record_id}
+                WHERE d.change IN ('new', 'changed')""",
+                [realm_id, run_id],
+            )
         cur.execute(
-            f"""INSERT INTO {awra_table(t.name)} ({", ".join(t.column_names)}, realm_id, version, extra,
-                                                 ingest_run_id)
-            SELECT {tcols}, ?, d.new_version, s.extra, ?
-            FROM stage_{t.name} s JOIN diff_{table.name} d ON d.record_id = s.{t.record_id}
-            WHERE d.change IN ('new', 'changed')""",
-            [realm_id, run_id],
+            f"""INSERT INTO record_versions
+            SELECT ?, ?, record_id, new_version, content_hash, ?, ? FROM diff_{table.name}
+            WHERE change IN ('new', 'changed')""",
+            [realm_id, table.entity, run_id, now],
         )
-    cur.execute(
-        f"""INSERT INTO record_versions
-        SELECT ?, ?, record_id, new_version, content_hash, ?, ? FROM diff_{table.name}
-        WHERE change IN ('new', 'changed')""",
-        [realm_id, table.entity, run_id, now],
-    )
-    cur.execute(
-        f"""INSERT INTO records (realm_id, entity, record_id, current_version, content_hash, first_seen_at,
-                                 changed_at, removed_at, state, raw_hash)
-        SELECT ?, ?, record_id, 1, content_hash, ?, ?, NULL, 'not_ready', raw_hash FROM diff_{table.name}
-        WHERE change = 'new'""",
-        [realm_id, table.entity, now, now],
-    )
-    cur.execute(
-        f"""UPDATE records SET current_version = d.new_version, content_hash = d.content_hash,
-                               changed_at = ?, removed_at = NULL, raw_hash = d.raw_hash
-        FROM diff_{table.name} d
-        WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
-          AND d.change = 'changed'""",
-        [now, realm_id, table.entity],
-    )
-    cur.execute(
-        f"""UPDATE records SET removed_at = NULL, changed_at = ?, raw_hash = d.raw_hash
-        FROM diff_{table.name} d
-        WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
-          AND d.change = 'restored'""",
-        [now, realm_id, table.entity],
-    )
-    # Text that changed without changing a value (e.g. 12.5 written as 12.50): remember the new text.
-    cur.execute(
-        f"""UPDATE records SET raw_hash = d.raw_hash
-        FROM diff_{table.name} d
-        WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
-          AND d.change = 'same' AND records.raw_hash IS DISTINCT FROM d.raw_hash""",
-        [realm_id, table.entity],
-    )
-    counts = dict(cur.execute(f"SELECT change, count(*) FROM diff_{table.name} GROUP BY 1").fetchall())
-    return {"new": counts.get("new", 0), "changed": counts.get("changed", 0), "restored": counts.get("restored", 0)}
+    if new:
+        cur.execute(
+            f"""INSERT INTO records (realm_id, entity, record_id, current_version, content_hash, first_seen_at,
+                                     changed_at, removed_at, state, raw_hash)
+            SELECT ?, ?, record_id, 1, content_hash, ?, ?, NULL, 'not_ready', raw_hash FROM diff_{table.name}
+            WHERE change = 'new'""",
+            [realm_id, table.entity, now, now],
+        )
+    if changed:
+        cur.execute(
+            f"""UPDATE records SET current_version = d.new_version, content_hash = d.content_hash,
+                                   changed_at = ?, removed_at = NULL, raw_hash = d.raw_hash
+            FROM diff_{table.name} d
+            WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
+              AND d.change = 'changed'""",
+            [now, realm_id, table.entity],
+        )
+    if restored:
+        cur.execute(
+            f"""UPDATE records SET removed_at = NULL, changed_at = ?, raw_hash = d.raw_hash
+            FROM diff_{table.name} d
+            WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
+              AND d.change = 'restored'""",
+            [now, realm_id, table.entity],
+        )
+    if counts.get("same", (0, 0))[1]:
+        # Text that changed without changing a value (e.g. 12.5 written as 12.50): remember the new text.
+        cur.execute(
+            f"""UPDATE records SET raw_hash = d.raw_hash
+            FROM diff_{table.name} d
+            WHERE records.realm_id = ? AND records.entity = ? AND records.record_id = d.record_id
+              AND d.change = 'same' AND d.new_text""",
+            [realm_id, table.entity],
+        )
+    return {"new": new, "changed": changed, "restored": restored}
 
 
 def _gone(table: Table, delta: bool) -> str:
