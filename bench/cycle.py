@@ -1,26 +1,26 @@
 """Benchmark: a cycle (ingest, pull, check, plan) after 1% of records changed, as a fraction of a full cycle.
 
-The demo company at N records (`write_demo`, as `synchealth demo --scale N` writes it) and a copy of its snapshot
-with 1% of every header table's records edited (`bench.ingest`'s helper) are written in a child process. This
-process then runs, on an empty store, the full cycle: ingest the snapshot, a full pull from the in-process sandbox
-serving the demo's QBO company, the readiness check (`run_check`), and the plan (`build_payloads`: the body of
-every record that is ready, which is what the sync builds before it sends; nothing is sent). An hour later (sandbox
-and engine clocks) it runs the same cycle on the edited copy: the ingest finds the changed records, the pull is a
-CDC, the check and the plan run again. Aim: the second cycle costs at most 10% of the first.
+The demo company at N records (`write_demo`, as `synchealth demo --scale N` writes it) and the delta snapshot AWRA
+sends an hour later, 1% of every header table's records changed (`bench.ingest`'s helper), are written in a child
+process. This process then runs, on an empty store, the full cycle: ingest the snapshot, a full pull from the
+sandbox serving the demo's QBO company, the readiness check (`run_check`), and the plan (`build_payloads`: the body
+of every record that is ready, which is what the sync builds before it sends; nothing is sent). An hour later
+(sandbox and engine clocks) it runs the same cycle on the delta: the ingest applies the changed records, the pull is
+a CDC, the check (incremental) and the plan run again. Aim: the second cycle costs at most 5% of the first.
 
-The sandbox stands in for QBO's servers and the network: the time spent inside it is measured and left out of the
-pull's figure (and shown apart), because real QBO's time is not ours to cut. Nothing is sent between the cycles,
-so the second plan covers the records ready before (not sent) plus the changed ones.
+The sandbox stands in for QBO's servers and the network; it runs in its own process, served over loopback HTTP as
+QBO would be, so the measuring process's peak RSS is the engine's alone. The time spent waiting on it is measured
+and left out of the pull's figure (and shown apart), because real QBO's time is not ours to cut. Nothing is sent
+between the cycles, so the second plan covers the records ready before (not sent) plus the changed ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -36,41 +36,85 @@ STAGES = ("ingest", "pull", "check", "plan")
 _SHARE = 0.01
 
 
-def _rss_now_gb() -> float:
-    """Resident set size right now (Linux), to tell how much of the peak the in-process sandbox holds."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1024**3
-
-
 # -- setup (in a child process) ------------------------------------------------------------------------------
 def setup(n: int, folder: Path, seed: int, fmt: str) -> dict[str, Any]:
-    """Write the demo at about n records and its 1%-changed copy; nothing is ingested here."""
-    from bench.ingest import _changed_copy
-    from pipelines.demo.company import write_demo
+    """Write the demo at about n records and the 1% delta snapshot that follows it; nothing is ingested here."""
+    from bench.ingest import _delta, _manifest
+    from pipelines.demo.company import DEMO_REALM_ID, write_demo
+    from schemas.manifest import Manifest
 
     clock = time.perf_counter()
     summary = write_demo(folder / "demo", seed=seed, scale=n, as_of=AS_OF, fmt=fmt)
     written = time.perf_counter() - clock
     clock = time.perf_counter()
-    edited = _changed_copy(summary.snapshot_dir, folder / "changed", fmt, _SHARE)
+    # AWRA sends the first export whole and, an hour later, a delta: the 1% of records that changed since.
+    _manifest(summary.snapshot_dir, Manifest("full", "s1"))
+    edited = _delta(summary.snapshot_dir, folder / "changed", fmt, _SHARE)
     return {
         "snapshot": str(summary.snapshot_dir),
         "changed": str(folder / "changed"),
         "company_file": str(summary.company_file),
+        "realm_id": DEMO_REALM_ID,
         "records": summary.records,
         "lines": sum(summary.counts.values()) - summary.records,
         "edited": edited,
-        "seconds": {"write_demo": written, "1% changed copy": time.perf_counter() - clock},
+        "seconds": {"write_demo": written, "1% delta": time.perf_counter() - clock},
         "peak_gb": peak_gb(),
     }
 
 
+# -- the sandbox, in its own process ------------------------------------------------------------------------------
+def _serve_sandbox(company_file: str, ports: Any, stop: Any) -> None:
+    """Child process: serve the demo's QBO company on a loopback port until told to stop."""
+    from qbo.sandbox import Sandbox, SandboxClock
+    from qbo.sandbox.server import start_in_thread
+
+    sandbox = Sandbox(company_file, clock=SandboxClock(start=NOW))
+    with start_in_thread(sandbox) as running:
+        ports.put(running.port)
+        stop.wait()
+
+
+class _RemoteSandbox:
+    """The sandbox process as the engine sees it: a base URL, a clock kept in step, and its peak memory."""
+
+    def __init__(self, company_file: Path) -> None:
+        from qbo.sandbox import SandboxClock
+
+        context = get_context("spawn")
+        ports, self._stop = context.Queue(), context.Event()
+        self._process = context.Process(target=_serve_sandbox, args=(str(company_file), ports, self._stop))
+        self._process.start()
+        self.base_url = f"http://127.0.0.1:{ports.get(timeout=1800)}"
+        self._control = httpx.Client(base_url=self.base_url, timeout=60)
+        answer = self._control.get("/_sandbox/clock").json()
+        # The engine's view of the sandbox clock: started from the sandbox's own reading, moved by the same advances.
+        self.clock = SandboxClock(start=datetime.fromisoformat(answer["now"]))
+
+    def advance(self, seconds: float) -> None:
+        self._control.post("/_sandbox/clock/advance", json={"seconds": seconds}).raise_for_status()
+        self.clock.advance(seconds)
+
+    def peak_gb(self) -> float:
+        """The sandbox process's peak RSS so far (Linux VmHWM)."""
+        try:
+            status = Path(f"/proc/{self._process.pid}/status").read_text()
+        except OSError:
+            return float("nan")
+        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+        return kib / 1024**2
+
+    def close(self) -> None:
+        self._control.close()
+        self._stop.set()
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+
+
 # -- the cycle ---------------------------------------------------------------------------------------------------
 class _TimedTransport(httpx.BaseTransport):
-    """The sandbox's in-process transport, adding up the seconds spent inside the sandbox (QBO's side)."""
+    """An HTTP transport adding up the seconds spent waiting on the sandbox (QBO's servers and the network)."""
 
     def __init__(self, inner: httpx.BaseTransport) -> None:
         self.inner = inner
@@ -106,7 +150,7 @@ def run_cycle_stages(store, settings, http, transport: _TimedTransport, sandbox,
     inside, requests = transport.seconds, transport.requests
     # Limiter waits move the sandbox clock instead of sleeping: the pull's requests per minute stay within QBO's
     # limits and the bench does not idle.
-    with qbo_client(settings, store, http=http, sleep=sandbox.clock.advance, clock=sandbox.clock.now) as client:
+    with qbo_client(settings, store, http=http, sleep=sandbox.advance, clock=sandbox.clock.now) as client:
         clock = time.perf_counter()
         pulled = pull(store, client, now=now)
         seconds["pull"] = time.perf_counter() - clock
@@ -140,7 +184,6 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.config import Settings
     from pipelines.demo.history import connect_in_process
     from pipelines.store import Store
-    from qbo.sandbox import Sandbox, SandboxClock
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
@@ -149,22 +192,17 @@ def main(argv: list[str] | None = None) -> None:
         took = ", ".join(f"{k} {v:.1f} s" for k, v in built["seconds"].items())
         print(
             f"demo company: {built['records']:,} records (+ {built['lines']:,} lines), {args.format}; "
-            f"{built['edited']:,} records edited in the changed copy; setup: {took}",
+            f"{built['edited']:,} records changed in the delta snapshot; setup: {took}",
             flush=True,
         )
 
-        company = json.loads(Path(built["company_file"]).read_text(encoding="utf-8"))
-        realm_id = company["realm_id"]
-        before_sandbox = _rss_now_gb()
-        sandbox = Sandbox(company, clock=SandboxClock(start=NOW))
-        del company
-        sandbox_gb = _rss_now_gb() - before_sandbox
-        transport = _TimedTransport(sandbox.transport())
-        http = httpx.Client(transport=transport, base_url="http://sandbox.local")
+        sandbox = _RemoteSandbox(Path(built["company_file"]))
+        transport = _TimedTransport(httpx.HTTPTransport())
+        http = httpx.Client(transport=transport, base_url=sandbox.base_url, timeout=300)
         settings = Settings(
             db_path=folder / "cycle.duckdb",
-            realm_id=realm_id,
-            qbo_base_url="http://sandbox.local",
+            realm_id=built["realm_id"],
+            qbo_base_url=sandbox.base_url,
             secret_key=Fernet.generate_key().decode(),
             secret_key_file=folder / "secret.key",
         )
@@ -172,11 +210,13 @@ def main(argv: list[str] | None = None) -> None:
         with Store(settings.db_path) as store:
             connect_in_process(settings, store, http, sandbox)  # OAuth once, as an admin would: not a cycle stage
             runs["full"] = run_cycle_stages(store, settings, http, transport, sandbox, Path(built["snapshot"]), NOW)
-            sandbox.clock.advance(3600)  # the next scheduled cycle, an hour later on both clocks
+            sandbox.advance(3600)  # the next scheduled cycle, an hour later on both clocks
             runs["1% changed"] = run_cycle_stages(
                 store, settings, http, transport, sandbox, Path(built["changed"]), NOW + timedelta(hours=1)
             )
         http.close()
+        sandbox_gb = sandbox.peak_gb()
+        sandbox.close()
     peak = peak_gb()
 
     (full, full_emu, full_facts), (inc, inc_emu, inc_facts) = runs["full"], runs["1% changed"]
@@ -198,13 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ratio = total_inc / total_full
     print(
-        f"ratio: cycle after 1% changed / full cycle = {ratio:.3f} (aim: at most 0.10) -> "
-        f"{'met' if ratio <= 0.10 else 'NOT met'}; largest share: "
+        f"ratio: cycle after 1% changed / full cycle = {ratio:.3f} (aim: at most 0.05) -> "
+        f"{'met' if ratio <= 0.05 else 'NOT met'}; largest share: "
         f"{max(STAGES, key=lambda s: inc[s])} {max(inc.values()):.2f} s of {total_inc:.2f} s"
     )
     print(
-        f"peak RSS: {peak:.2f} GB measuring (of which the in-process sandbox holding the QBO company "
-        f"~{sandbox_gb:.2f} GB after loading), {setup_peak:.2f} GB setup child"
+        f"peak RSS: {peak:.2f} GB the engine (aim: under 4 GB at 1M), {sandbox_gb:.2f} GB the sandbox process "
+        f"holding the QBO company, {setup_peak:.2f} GB the setup child"
     )
 
 
