@@ -40,6 +40,7 @@ __all__ = [
 TIERS = SEND_TIERS  # dependency order, from the contract
 _TIER_OF = {e: i for i, tier in enumerate(TIERS) for e in tier}
 _BATCH = 30  # items per QBO batch (ref §8); the client splits longer lists the same way
+PLAN_SLICE = 5_000  # due records whose bodies are built and sent at a time: bounds memory at any company size
 _PARTIES = ("vendor", "customer")
 Progress = Callable[[float, str], None]
 
@@ -412,9 +413,14 @@ def sync_run(
                 if tier_due.is_empty():
                     continue
                 say(tier_no / len(TIERS), f"tier {tier_no + 1} of {len(TIERS)}: {tier_due.height:,} records")
-                rows, held = _sendable(store, realm_id, tier_due)
-                result.held += held
-                _send_rows(store, client, realm_id, run_id, rows, now, schedule, rng, batch, result)
+                # Bodies are built a slice at a time, so memory holds one slice's bodies, not a tier's; the records
+                # of one tier do not depend on each other, so slicing keeps the dependency order.
+                for part in tier_due.iter_slices(PLAN_SLICE):
+                    if result.status == "paused":
+                        break
+                    rows, held = _sendable(store, realm_id, part)
+                    result.held += held
+                    _send_rows(store, client, realm_id, run_id, rows, now, schedule, rng, batch, result)
         except Exception as err:
             result.status, result.error = "failed", f"{type(err).__name__}: {err}"
             raise
