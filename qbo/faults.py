@@ -13,6 +13,7 @@ __all__ = [
     "ACCEPTED",
     "ALREADY_DELETED",
     "CATALOGUE",
+    "MAYBE_SAVED",
     "DIMENSIONS",
     "OUTCOMES",
     "PRECEDENCE",
@@ -445,7 +446,7 @@ _BY_STATUS = {
 
 # A write answered with these may still have been recorded: a 5xx, an unknown fault, or the 6000 that asks to try
 # again ("the entity saves anyway"). The engine looks such a record up by its marker before any resend.
-_MAYBE_SAVED = frozenset(
+MAYBE_SAVED = frozenset(
     {
         "transport.server_error",
         "transport.service_unavailable",
@@ -524,7 +525,7 @@ def classify(
         return ACCEPTED
     if reason == "already_deleted":
         return ALREADY_DELETED
-    return outcome_for(reason, lookup_first=is_write and reason in _MAYBE_SAVED)
+    return outcome_for(reason, lookup_first=is_write and reason in MAYBE_SAVED)
 
 
 def _reason(status: int | None, code: str | None, text: str, operation: str | None) -> str | None:
@@ -548,7 +549,7 @@ def _reason(status: int | None, code: str | None, text: str, operation: str | No
     if code is None and status in _BY_STATUS:
         return _BY_STATUS[status]
     # An unknown code: the status decides what it can (a throttle or a sign-in problem is one whatever the code),
-    # the rest is an unknown fault; for a write it is looked up before any resend (see _MAYBE_SAVED).
+    # the rest is an unknown fault; for a write it is looked up before any resend (see MAYBE_SAVED).
     if code is not None:
         _count_unknown(code)
         if status in (401, 403, 429):

@@ -9,6 +9,7 @@ import polars as pl
 from chaos_run import OPEN_STATES, REALM, ChaosRun
 
 from pipelines.duplicates import QBO_ENTITY
+from qbo.faults import MAYBE_SAVED
 
 __all__ = ["all_problems", "markers_in_qbo"]
 
@@ -73,14 +74,17 @@ def exactly_once(run: ChaosRun, before: dict[str, list[tuple[str, str]]]) -> lis
     with run.store() as store:
         states = {f"{e}:{r}": s for e, r, s in store.rows("SELECT entity, record_id, state FROM records")}
         links = {f"{e}:{r}": q for e, r, q in store.rows("SELECT entity, record_id, qbo_id FROM external_refs")}
-        # What our attempts account for: an accepted one names the object; an ambiguous one (sent, answer lost) is
-        # settled by finding the object by its marker, through a lookup or a pull, and the link names it.
+        # What our attempts account for: an accepted one names the object; one that may have been saved (sent and
+        # the answer lost, or a fault QBO answers after saving, such as the 6000 "try again") is settled by finding
+        # the object by its marker, through a lookup or a pull, and the link names it.
         created = {
             (QBO_ENTITY[e], str(q)) for e, q in store.rows(
                 """SELECT entity, external_id FROM sync_attempts WHERE outcome = 'accepted' AND external_id IS NOT NULL
                    UNION SELECT x.entity, x.qbo_id FROM external_refs x WHERE EXISTS (
                      SELECT 1 FROM sync_attempts a WHERE a.realm_id = x.realm_id AND a.entity = x.entity
-                       AND a.record_id = x.record_id AND a.outcome = 'ambiguous')"""
+                       AND a.record_id = x.record_id
+                       AND (a.outcome = 'ambiguous' OR list_contains($maybe, a.reason)))""",
+                {"maybe": sorted(MAYBE_SAVED)},
             )
         }  # fmt: skip
     twice = [f"{k} x{len(v)}" for k, v in markers.items() if len(v) > 1]
