@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from qbo.sandbox import shapes
 from qbo.sandbox.clock import format_meta_time, format_qbo_time, parse_qbo_time
 from qbo.sandbox.compute import apply_defaults, finalize, refresh_balances
 from qbo.sandbox.entities import ACTIVE_FLAG, NOT_IN_CDC, READ_ONLY, SINGLETONS, TRANSACTIONS, canonical
-from qbo.sandbox.query import QueryError, parse_query, run_query
+from qbo.sandbox.query import QueryError, matching, page_of, parse_query, run_query
 from qbo.sandbox.rules import check_closed_books, check_sync_token, validate
 from qbo.sandbox.store import RealmStore
 from qbo.sandbox.wire import loads
@@ -241,10 +241,17 @@ class RealmApi:
         entity = canonical(parsed.entity)
         if entity is None:
             raise shapes.query_parse(f'Invalid entity "{parsed.entity}" at line 1.')
-        rows = [row for row in self.store.live(entity) if (entity, str(row["Id"])) not in self.store.hidden]
-        # run_query only filters, sorts and slices: copying the page it returns, not every row, keeps a
-        # paged read of a large entity linear instead of quadratic.
-        return copy.deepcopy(run_query(parsed, entity, rows, has_active=entity in ACTIVE_FLAG))
+        if parsed.count or self.store.hidden:
+            rows = [row for row in self.store.live(entity) if (entity, str(row["Id"])) not in self.store.hidden]
+            return copy.deepcopy(run_query(parsed, entity, rows, has_active=entity in ACTIVE_FLAG))
+        # A paged read asks the same query again from the next STARTPOSITION: the rows it selected are kept until
+        # the company changes, and only the page is copied, so reading a large entity page by page stays linear.
+        key = (replace(parsed, start_position=1, max_results=None), self.store.version)
+        cached = self.store.selected.get(entity)
+        if cached is None or cached[0] != key:
+            cached = (key, matching(parsed, self.store.live(entity), has_active=entity in ACTIVE_FLAG))
+            self.store.selected[entity] = cached
+        return copy.deepcopy(page_of(parsed, entity, cached[1]))
 
     def cdc(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """Objects changed since `changedSince`, oldest first, at most 1000 in all (ref §7).

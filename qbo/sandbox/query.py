@@ -12,7 +12,7 @@ from typing import Any
 from qbo.sandbox.clock import parse_qbo_time
 from qbo.sandbox.wire import is_digits, to_decimal
 
-__all__ = ["Condition", "Query", "QueryError", "escape_value", "parse_query", "run_query"]
+__all__ = ["Condition", "Query", "QueryError", "escape_value", "matching", "page_of", "parse_query", "run_query"]
 
 DEFAULT_MAX_RESULTS = 100
 MAX_RESULTS_CAP = 1000  # ref §6; a larger MAXRESULTS is served as 1000 (see run_query)
@@ -350,18 +350,29 @@ def run_query(query: Query, entity: str, rows: Iterable[dict[str, Any]], *, has_
     `Active IN (true,false)` (ref §6; that they are hidden by default is unconfirmed, we hide them).
     Text comparisons ignore case. MAXRESULTS over 1000 is served as 1000, silently.
     """
+    found = matching(query, rows, has_active=has_active)
+    if query.count:
+        return {"totalCount": len(found)}
+    return page_of(query, entity, found)
+
+
+def matching(query: Query, rows: Iterable[dict[str, Any]], *, has_active: bool) -> list[dict[str, Any]]:
+    """Every row `query` selects, in its order, before STARTPOSITION and MAXRESULTS cut a page from them."""
     conditions = list(query.where)
     if has_active and not any(c.prop[-1].lower() == "active" and len(c.prop) == 1 for c in conditions):
         conditions.append(Condition(("Active",), "=", (True,)))
     found = [row for row in rows if all(_matches(row, c) for c in conditions)]
-    if query.count:
-        return {"totalCount": len(found)}
     if query.order_by is not None:
         prop = query.order_by
         present = [r for r in found if _lookup(r, prop) is not None]
         absent = [r for r in found if _lookup(r, prop) is None]
         present.sort(key=lambda r: _key(_lookup(r, prop)), reverse=query.descending)
         found = present + absent
+    return found
+
+
+def page_of(query: Query, entity: str, found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `QueryResponse` page STARTPOSITION and MAXRESULTS cut from the rows a query selected."""
     limit = min(query.max_results or DEFAULT_MAX_RESULTS, MAX_RESULTS_CAP)
     page = found[query.start_position - 1 : query.start_position - 1 + limit]
     if not page:

@@ -30,6 +30,8 @@ class RealmStore:
     replies: dict[str, Any] = field(default_factory=dict)  # requestid -> the original response (ref §1)
     # Objects created earlier in the running batch, which later items cannot see yet (ref §8).
     hidden: set[tuple[str, str]] = field(default_factory=set)
+    # entity -> (query without its page, version): the rows it selected, so the next page of a paged read is a slice
+    selected: dict[str, tuple[Any, list[dict[str, Any]]]] = field(default_factory=dict)
     _seq: int = 0
     _next_id: dict[str, int] = field(default_factory=dict)
 
@@ -55,6 +57,11 @@ class RealmStore:
                 obj["status"] = "Deleted"
             out.append(obj)
         return out
+
+    @property
+    def version(self) -> int:
+        """Moves on every save and delete: what was selected from the company before is no longer current."""
+        return self._seq
 
     def new_id(self, entity: str) -> str:
         next_id = self._next_id.get(entity, 1)

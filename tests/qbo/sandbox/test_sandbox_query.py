@@ -153,6 +153,24 @@ def test_paging_with_start_position_and_max_results(sandbox: Sandbox, qbo: Qbo) 
     assert names == sorted(names)
 
 
+def test_a_page_read_after_a_change_reflects_the_change_as_a_fresh_query_would(sandbox: Sandbox, qbo: Qbo) -> None:
+    # Pages of one query are served from the rows it selected, but only while the company is unchanged.
+    realm = sandbox.default_realm
+    first = sandbox.user_create(realm, "Department", {"Name": "Dept 00"})
+    for n in range(1, 6):
+        sandbox.user_create(realm, "Department", {"Name": f"Dept {n:02d}"})
+
+    def page(start: int) -> list[str]:
+        answer = body(qbo.query(f"select * from Department ORDERBY Name STARTPOSITION {start} MAXRESULTS 3"))
+        return [row["Name"] for row in answer["QueryResponse"].get("Department", [])]
+
+    assert page(1) == ["Dept 00", "Dept 01", "Dept 02"]
+    sandbox.user_create(realm, "Department", {"Name": "Dept 00a"})  # sorts into the first page
+    assert page(4) == ["Dept 02", "Dept 03", "Dept 04"]
+    sandbox.user_patch(realm, "Department", first["Id"], {"Active": False})  # inactive rows leave the default query
+    assert page(1) == ["Dept 00a", "Dept 01", "Dept 02"]
+
+
 def test_max_results_defaults_to_100_and_is_capped_at_1000(sandbox: Sandbox, qbo: Qbo) -> None:
     store = sandbox.realm(sandbox.default_realm)
     now = sandbox.clock.now()
