@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.clock import system_clock
-from pipelines.store import Store
+from pipelines.store import Store, awra_table
 from schemas.awra import CONTRACT
 from schemas.manifest import MANIFEST_FILE, Manifest, manifest_json
 
@@ -327,11 +327,12 @@ def write_snapshot(folder: Path, snapshot: dict[str, list[dict]], fmt: str = "cs
     """Write a snapshot folder in one format; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames_of(snapshot).items():
-        _write_frame(frame, folder / f"{name}.{fmt}")
+        write_frame(frame, folder / f"{name}.{fmt}")
     return folder
 
 
-def _write_frame(frame: pl.DataFrame, path: Path) -> None:
+def write_frame(frame: pl.DataFrame, path: Path) -> None:
+    """One snapshot file, in the format its suffix names (.csv, .parquet, else JSON lines)."""
     if path.suffix == ".csv":
         frame.write_csv(path)
     elif path.suffix == ".parquet":
@@ -353,7 +354,7 @@ def write_delta(
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames_of(changed).items():
         if name in changed:
-            _write_frame(frame, folder / f"{name}.{fmt}")
+            write_frame(frame, folder / f"{name}.{fmt}")
     manifest = Manifest("delta", snapshot_id, base, {k: tuple(v) for k, v in (removed or {}).items()})
     (folder / MANIFEST_FILE).write_text(manifest_json(manifest))
     return folder
@@ -440,3 +441,21 @@ def load_company(store: Store, company: dict) -> None:
     from pipelines.pull import load_company_file
 
     load_company_file(store, company, T0)
+
+
+def dump_store(store: Store) -> dict[str, pl.DataFrame]:
+    """What a person could see of the records: every version of every AWRA row (without run ids), which records are
+    live and their version history, sorted so two stores holding the same content compare equal."""
+    out = {}
+    for name, table in CONTRACT.items():
+        out[name] = store.frame(
+            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} ORDER BY {', '.join(table.key)}, version"
+        )
+    out["records"] = store.frame(
+        "SELECT realm_id, entity, record_id, current_version, content_hash, removed_at IS NULL AS live "
+        "FROM records ORDER BY entity, record_id"
+    )
+    out["record_versions"] = store.frame(
+        "SELECT entity, record_id, version, content_hash FROM record_versions ORDER BY ALL"
+    )
+    return out

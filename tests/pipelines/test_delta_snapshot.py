@@ -11,33 +11,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, T0, tiny_snapshot, write_delta, write_manifest, write_snapshot
+from fixtures import REALM, T0, dump_store, tiny_snapshot, write_delta, write_manifest, write_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.ingest import MassRemovalError, SnapshotError, ingest_snapshot
-from pipelines.store import Store, awra_table
+from pipelines.store import Store
 from schemas.awra import CONTRACT
 from schemas.manifest import MANIFEST_FILE, Manifest, ManifestError, manifest_json, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = [name for name, table in CONTRACT.items() if not table.is_lines]
-
-
-def _dump(store: Store) -> dict[str, pl.DataFrame]:
-    """What a person could see of the records: every version of every row, and which records are live."""
-    out = {}
-    for name, table in CONTRACT.items():
-        out[name] = store.frame(
-            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} ORDER BY {', '.join(table.key)}, version"
-        )
-    out["records"] = store.frame(
-        "SELECT entity, record_id, current_version, content_hash, removed_at IS NULL AS live FROM records ORDER BY ALL"
-    )
-    out["record_versions"] = store.frame(
-        "SELECT entity, record_id, version, content_hash FROM record_versions ORDER BY ALL"
-    )
-    return out
 
 
 def _same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None:
@@ -158,7 +142,7 @@ def test_a_delta_leaves_the_store_as_the_full_snapshot_would(tmp_path_factory, e
                 changed, removed = delta_between(old, new)
                 folder = write_delta(work / how / "s1", changed, snapshot_id="s1", base="s0", removed=removed, fmt=fmt)
             _ingest(store, folder, allow_removal="a test removes at will")
-            dumps.append(_dump(store))
+            dumps.append(dump_store(store))
     _same(*dumps)
 
 
@@ -189,7 +173,7 @@ def test_a_delta_on_the_wrong_base_is_refused_in_one_line_and_changes_nothing(tm
     db = tmp_path / "cli.duckdb"
     assert _cli(db, write_manifest(write_snapshot(tmp_path / "s0", tiny_snapshot()), "2026-12-01")).returncode == 0
     with Store(db) as store:
-        before = _dump(store)
+        before = dump_store(store)
     snap = tiny_snapshot()
     vendor = dict(snap["vendors"][0], name="Renamed")
     folder = write_delta(tmp_path / "d", {"vendors": [vendor]}, snapshot_id="2026-12-03", base="2026-12-02")
@@ -199,7 +183,7 @@ def test_a_delta_on_the_wrong_base_is_refused_in_one_line_and_changes_nothing(tm
     assert "delta out of order: manifest.json column base" in proc.stderr
     assert "'2026-12-02'" in proc.stderr and "'2026-12-01'" in proc.stderr
     with Store(db) as store:
-        _same(before, _dump(store))
+        _same(before, dump_store(store))
         assert store.rows("SELECT status, kind FROM ingest_runs ORDER BY run_id DESC LIMIT 1") == [("refused", "delta")]
     # the delta AWRA missed arrives, then the refused one applies on top of it
     missed = write_delta(tmp_path / "m", {}, snapshot_id="2026-12-02", base="2026-12-01")
@@ -227,11 +211,11 @@ def test_the_same_delta_twice_does_nothing_the_second_time(based: Store, tmp_pat
     vendor = dict(tiny_snapshot()["vendors"][0], name="Renamed")
     folder = write_delta(tmp_path / "d", {"vendors": [vendor]}, snapshot_id="s1", base="s0")
     assert _ingest(based, folder).changed == 1
-    before = _dump(based)
+    before = dump_store(based)
     again = _ingest(based, folder)
     assert (again.status, again.changed) == ("unchanged", 0)
     assert "is the snapshot last applied" in again.note
-    _same(before, _dump(based))
+    _same(before, dump_store(based))
 
 
 def test_a_delta_sends_a_record_with_all_its_files(based: Store, tmp_path: Path) -> None:

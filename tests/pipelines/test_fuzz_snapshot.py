@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from fixtures import REALM, T0, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, tiny_snapshot, write_frame, write_snapshot
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -117,18 +117,9 @@ def _frame(table: str) -> pl.DataFrame:
     return pl.DataFrame(tiny_snapshot()[table], schema={c: pl.String for c in CONTRACT[table].column_names})
 
 
-def _write_frame(frame: pl.DataFrame, path: Path) -> None:
-    if path.suffix == ".csv":
-        frame.write_csv(path)
-    elif path.suffix == ".parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_ndjson(path)
-
-
 def _frame_change(table: str, kind: str, change: Callable[[pl.DataFrame], pl.DataFrame], **where) -> Mutation:
     return Mutation(
-        table, kind, lambda folder, fmt: _write_frame(change(_frame(table)), folder / f"{table}.{fmt}"), **where
+        table, kind, lambda folder, fmt: write_frame(change(_frame(table)), folder / f"{table}.{fmt}"), **where
     )
 
 
@@ -238,7 +229,7 @@ def _ragged(table: str) -> Callable[[Path, str], None]:
             lines = frame.write_csv().splitlines()
             path.write_text("\n".join([*lines[:-1], lines[-1] + ",surplus"]) + "\n")
         else:
-            _write_frame(frame.with_columns(pl.lit("surplus").alias("surplus")), path)
+            write_frame(frame.with_columns(pl.lit("surplus").alias("surplus")), path)
 
     return apply
 
@@ -297,7 +288,7 @@ def byte_mutations(draw: st.DrawFn) -> Mutation:
         return Mutation(table, kind, lambda folder, fmt: (folder / f"{table}.{fmt}").unlink())
     if kind == "twice":
         other = lambda fmt: ".jsonl" if fmt == "csv" else ".csv"  # noqa: E731
-        return Mutation(table, kind, lambda folder, fmt: _write_frame(_frame(table), folder / f"{table}{other(fmt)}"))
+        return Mutation(table, kind, lambda folder, fmt: write_frame(_frame(table), folder / f"{table}{other(fmt)}"))
     return Mutation(table, kind, lambda folder, fmt: _rewrite(table, fmt, change)(folder, fmt))
 
 

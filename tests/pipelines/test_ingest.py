@@ -10,31 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, T0, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, dump_store, tiny_snapshot, write_snapshot
 
 from pipelines.cli import main
 from pipelines.ingest import SnapshotError, ingest_snapshot
-from pipelines.store import Store, awra_table
-from schemas.awra import CONTRACT
+from pipelines.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _dump(store: Store) -> dict[str, pl.DataFrame]:
-    """Every AWRA table and the record registry, without run ids and times, sorted for comparison."""
-    out = {}
-    for name, table in CONTRACT.items():
-        out[name] = store.frame(
-            f"SELECT * EXCLUDE (ingest_run_id) FROM {awra_table(name)} ORDER BY {', '.join(table.key)}, version"
-        )
-    out["records"] = store.frame(
-        "SELECT realm_id, entity, record_id, current_version, content_hash, removed_at IS NULL AS live "
-        "FROM records ORDER BY entity, record_id"
-    )
-    out["record_versions"] = store.frame(
-        "SELECT entity, record_id, version, content_hash FROM record_versions ORDER BY ALL"
-    )
-    return out
 
 
 def _assert_same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None:
@@ -50,7 +32,7 @@ def test_every_format_loads_to_identical_tables(tmp_path: Path, fmt: str) -> Non
         folder = write_snapshot(tmp_path / f, tiny_snapshot(), f)
         store = Store(tmp_path / f"{f}.duckdb")
         ingest_snapshot(store, folder, realm_id=REALM, now=T0)
-        stores.append(_dump(store))
+        stores.append(dump_store(store))
         store.close()
     _assert_same(*stores)
 
@@ -66,11 +48,11 @@ def test_amounts_are_stored_exactly(store: Store, snapshot_dir: Path) -> None:
 
 def test_reingest_of_the_same_snapshot_changes_nothing(store: Store, snapshot_dir: Path) -> None:
     first = ingest_snapshot(store, snapshot_dir, realm_id=REALM, now=T0)
-    before = _dump(store)
+    before = dump_store(store)
     again = ingest_snapshot(store, snapshot_dir, realm_id=REALM, now=T0)
     assert first.new == 15 and first.status == "applied"
     assert (again.status, again.new, again.changed, again.removed) == ("unchanged", 0, 0, 0)
-    _assert_same(before, _dump(store))
+    _assert_same(before, dump_store(store))
 
 
 def test_same_content_in_another_format_is_not_a_change(store: Store, tmp_path: Path) -> None:
@@ -188,7 +170,7 @@ def test_bad_input_is_refused_whole_with_file_row_column_and_exit_2(
         == 0
     )
     with Store(db) as store:
-        before = _dump(store)
+        before = dump_store(store)
     snap = tiny_snapshot()
     snap["bills"][0]["total"] = "99.00"  # the bad snapshot also carries a real change, which must not land
     folder = write_snapshot(tmp_path / "bad", snap)
@@ -207,7 +189,7 @@ def test_bad_input_is_refused_whole_with_file_row_column_and_exit_2(
     if column is not None:
         assert f"column {column}" in err, err
     with Store(db) as store:
-        _assert_same(before, _dump(store))
+        _assert_same(before, dump_store(store))
         history = store.rows("SELECT status, error FROM ingest_runs ORDER BY run_id")
     assert [h[0] for h in history] == ["applied", "refused"]
     assert file in history[1][1]
@@ -255,7 +237,7 @@ def test_a_crash_between_staging_and_swap_leaves_the_previous_data(tmp_path: Pat
     db = tmp_path / "store.duckdb"
     with Store(db) as store:
         ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
-        before = _dump(store)
+        before = dump_store(store)
     snap = tiny_snapshot()
     snap["bills"][0]["total"] = "99.00"
     snap["vendors"] = snap["vendors"][:1]
@@ -270,7 +252,7 @@ def test_a_crash_between_staging_and_swap_leaves_the_previous_data(tmp_path: Pat
     )
     assert proc.returncode == 70, proc.stderr.decode()  # died at the crash point, no cleanup
     with Store(db) as store:
-        _assert_same(before, _dump(store))
+        _assert_same(before, dump_store(store))
         result = ingest_snapshot(store, folder, realm_id=REALM, now=T0)  # the next run finishes the job
         assert (result.changed, result.removed) == (1, 1)
 
@@ -361,13 +343,13 @@ def test_a_reingest_validates_and_stages_only_the_records_whose_text_changed(
 
 def test_a_bad_value_in_a_changed_row_is_reported_at_its_row_in_the_file(store: Store, tmp_path: Path) -> None:
     ingest_snapshot(store, write_snapshot(tmp_path / "v1", tiny_snapshot()), realm_id=REALM, now=T0)
-    before = _dump(store)
+    before = dump_store(store)
     snap = tiny_snapshot()
     snap["bills"][1]["total"] = "12.345"  # the second data row: row 3 of bills.csv, after its header
     with pytest.raises(SnapshotError) as err:
         ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
     assert str(err.value).startswith("bills.csv row 3 column total:")
-    _assert_same(before, _dump(store))
+    _assert_same(before, dump_store(store))
 
 
 def test_a_duplicate_of_an_unchanged_record_is_refused(store: Store, tmp_path: Path) -> None:
