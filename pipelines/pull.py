@@ -37,6 +37,8 @@ _CDC_SAFE_LOOKBACK = timedelta(days=29)
 # Our source marker (ARCHITECTURE.md "Source marker"); the id may itself hold colons.
 _MARKER = r"awra:[a-z_]+:\S+:v[0-9]+"
 Progress = Callable[[float, str], None]
+# QBO objects stored at a time by a full pull: a few tens of MB of JSON held, and a few dozen loads at 1M objects.
+FLUSH_OBJECTS = 20_000
 
 
 class PullClient(Protocol):
@@ -152,12 +154,27 @@ def _store_pages(
     pulled_at: datetime,
     counts: dict[str, tuple[int, int]],
 ) -> None:
-    """Load an entity page by page, adding to its (objects, deleted) count; an entity with no rows counts zero."""
+    """Load an entity as its pages arrive, adding to its (objects, deleted) count; an entity with no rows counts zero.
+
+    Pages are stored FLUSH_OBJECTS at a time: each load joins the entity's mirror once, so a load per page of 1000
+    would cost the square of a large entity, and holding the entity whole would cost its size in memory.
+    """
     loaded, deleted = counts.get(entity, (0, 0))
-    for page in pages:
+    held: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal loaded, deleted
         with store.transaction():
-            n, d = load_objects(store, realm_id, entity, page, pulled_at)
+            n, d = load_objects(store, realm_id, entity, held, pulled_at)
         loaded, deleted = loaded + n, deleted + d
+        held.clear()
+
+    for page in pages:
+        held.extend(page)
+        if len(held) >= FLUSH_OBJECTS:
+            flush()
+    if held:
+        flush()
     counts[entity] = (loaded, deleted)
 
 
@@ -245,11 +262,11 @@ def pull(
     try:
         say(0.05, "company and preferences")
         _load_company(store, realm_id, client.company_info().object or {}, client.preferences().object or {}, started)
-        # Each page is stored in its own short transaction as it arrives, so no entity is ever held whole (a large
-        # company's full pull would not fit in memory). A transaction open across the calls would also hold the
-        # write lock over the network, and a token refresh on the way (a 401) could not save the new token. A pull
-        # that fails half way leaves newer objects than before, never wrong ones: the upsert keeps the newest, and
-        # the next pull starts from the last one that finished.
+        # Pages are stored in short transactions as they arrive (FLUSH_OBJECTS at a time), so no entity is ever
+        # held whole (a large company's full pull would not fit in memory). A transaction open across the calls
+        # would also hold the write lock over the network, and a token refresh on the way (a 401) could not save
+        # the new token. A pull that fails half way leaves newer objects than before, never wrong ones: the upsert
+        # keeps the newest, and the next pull starts from the last one that finished.
         if kind == "full":
             for i, entity in enumerate(PULLED_ENTITIES):
                 say(0.1 + 0.85 * i / len(PULLED_ENTITIES), f"{entity}")

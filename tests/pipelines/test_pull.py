@@ -151,8 +151,10 @@ def test_pull_without_a_running_sandbox_says_so_in_one_line(tmp_path: Path, caps
 def test_a_full_pull_stores_each_page_before_it_reads_the_next(
     settings: Settings, sandbox: Sandbox, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A large company's full pull must never hold an entity whole: each page lands in the store as it arrives.
+    # A large company's full pull must never hold an entity whole: pages land in the store as they arrive (here
+    # each page, as a flush is set to one page's size).
     monkeypatch.setattr("qbo.client.PAGE_SIZE", 2)
+    monkeypatch.setattr("pipelines.pull.FLUSH_OBJECTS", 2)
     for i in range(5):
         sandbox.user_create(REALM, "Vendor", {"DisplayName": f"Paged Supplier {i}"})
     store = Store(settings.db_path)
