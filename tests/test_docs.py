@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipelines.cli import _parser
 from pipelines.ingest import REMOVAL_SHARE
+from qbo.sandbox.faults import FAULT_KINDS
 from schemas.awra import contract_markdown
 from schemas.manifest import parse_manifest
 
@@ -35,3 +36,8 @@ def test_readme_manifest_example_is_a_delta_the_app_reads() -> None:
     manifest = parse_manifest(block.group(1))
     assert manifest.is_delta and manifest.removed == {"bills": ("BILL-1042",), "vendors": ("VEN-7",)}
     assert f"more than {REMOVAL_SHARE:.0%} of a table's live records" in README
+
+
+def test_readme_names_every_fault_the_sandbox_can_inject() -> None:
+    for kind in FAULT_KINDS:
+        assert f"`{kind}`" in README, kind
