@@ -282,7 +282,7 @@ def _settings_and_config():
 async def lifespan(_app: st.App):
     settings, config = _settings_and_config()
     configure_log(log_path_for(settings.db_path))
-    store = Store(settings.db_path)
+    store = Store(settings.store_target)
     if not store.audit_check.ok:
         log.error("the audit log is not intact: %s", store.audit_check.problem)
     clock = system_clock  # the server's one clock: routes, webhooks and the scheduler all read this one

@@ -52,7 +52,7 @@ class Context:
     def command(self, name: str, params: dict[str, Any], progress: Any = None) -> Result:
         """Run a command on the store, or through the server that holds it."""
         try:
-            store = Store(self.settings.db_path)
+            store = Store(self.settings.store_target)
         except StoreBusyError:
             return self._remote_command(name, params)
         with store:
@@ -71,7 +71,7 @@ class Context:
         from pipelines.views.api import read_view
 
         try:
-            store = Store(self.settings.db_path)
+            store = Store(self.settings.store_target)
         except StoreBusyError:
             return self._remote_view(name, params)
         with store:

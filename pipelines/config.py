@@ -59,6 +59,13 @@ class Settings:
     secret_key_file: Path | None = None  # default: secret.key beside the store
     retry_schedule: tuple[int, ...] = _DEFAULT_RETRY_SCHEDULE
     snapshot_dir: Path | None = None
+    # Fleet mode: the PostgreSQL store (SYNCHEALTH_DB=postgresql://...); db_path then only places the log and key.
+    database_url: str | None = field(default=None, repr=False)
+
+    @property
+    def store_target(self) -> str | Path:
+        """What `Store(...)` opens: the PostgreSQL URL in fleet mode, else the DuckDB file."""
+        return self.database_url or self.db_path
 
     def __post_init__(self) -> None:
         if self.secret_key_file is None:
@@ -103,8 +110,11 @@ def load_settings(environ: dict[str, str] | None = None, secrets_file: Path | No
     retry = tuple(int(float(s)) for s in schedule.split(",") if s.strip()) if schedule else None
     snapshot = get("SYNCHEALTH_SNAPSHOT_DIR")
     base = Settings()
+    db = get("SYNCHEALTH_DB")
+    url = db if db and db.startswith(("postgresql://", "postgres://")) else None
     return base.with_overrides(
-        db_path=Path(p) if (p := get("SYNCHEALTH_DB")) else None,
+        db_path=Path(db) if db and not url else None,
+        database_url=url,
         realm_id=get("SYNCHEALTH_REALM_ID"),
         roles_file=Path(p) if (p := get("SYNCHEALTH_ROLES_FILE")) else None,
         routing_file=Path(p) if (p := get("SYNCHEALTH_ROUTING_FILE")) else None,

@@ -141,7 +141,7 @@ def serve(settings: Settings, config: ServerConfig, *, host: str, port: int) -> 
     # Our own lines (cycles that failed, refused webhooks, connects) beside uvicorn's; httpx stays quiet.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    Store(settings.db_path).close()  # held elsewhere: StoreBusyError now, as one line, not a failed startup
+    Store(settings.store_target).close()  # held elsewhere: StoreBusyError now, as one line, not a failed startup
     configure(settings, config)
     uvicorn.run("server:app", host=host, port=port, app_dir=str(ROOT), log_level="info", timeout_graceful_shutdown=5)
     return 0
