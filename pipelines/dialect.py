@@ -150,9 +150,19 @@ class _Source(DuckDB):
 class _Generator(Postgres.Generator):
     """PostgreSQL's generator for psycopg's client-side binding: `%` is the driver's escape, so a literal doubles it."""
 
+    _raw_literals = False
+
     def literal_sql(self, expression: exp.Literal) -> str:
         text = super().literal_sql(expression)
-        return "%%".join(text.split("%")) if expression.is_string else text
+        return "%%".join(text.split("%")) if expression.is_string and not self._raw_literals else text
+
+    def format_time(self, expression: exp.Expr, *args: Any, **kwargs: Any) -> str | None:
+        # A strftime pattern is read for its meaning (and becomes TO_CHAR's, which has no %): not escaped first.
+        self._raw_literals = True
+        try:
+            return super().format_time(expression, *args, **kwargs)
+        finally:
+            self._raw_literals = False
 
     def mod_sql(self, expression: exp.Mod) -> str:
         return f"{self.sql(expression, 'this')} %% {self.sql(expression, 'expression')}"
@@ -209,7 +219,7 @@ def _upsert(insert: exp.Insert, keys: Mapping[str, tuple[tuple[str, ...], tuple[
     target = insert.this
     table = target.this if isinstance(target, exp.Schema) else target
     name = table.name
-    if name not in keys:
+    if not keys.get(name, ((), ()))[0]:
         raise ValueError(f"INSERT OR REPLACE into {name}: the table has no primary key to replace on")
     key, every = keys[name]
     columns = [c.name for c in target.expressions] if isinstance(target, exp.Schema) else list(every)
@@ -296,13 +306,82 @@ def _patterns(tree: exp.Expr) -> None:
             pattern.set("this", _ares_pattern(pattern.this))
 
 
+def _pg_format(template: str) -> str:
+    """DuckDB's format() template ({} for each argument) as PostgreSQL's (%s for each, %% for a percent sign)."""
+    return "%s".join("%%".join(part.split("%")) for part in template.split("{}"))
+
+
+def _formats_and_series(tree: exp.Expr) -> None:
+    for found in list(tree.find_all(exp.Format)):
+        template = found.this
+        if isinstance(template, exp.Literal) and template.is_string:
+            template.set("this", _pg_format(template.this))
+    # unnest(range(a, b)) in a select list: PostgreSQL's generate_series is already one row per value there.
+    for found in list(tree.find_all(exp.Explode)):
+        if isinstance(found.this, exp.GenerateSeries):
+            found.replace(found.this)
+
+
+def _arg_extremes(tree: exp.Expr) -> None:
+    """arg_max(v, k) / arg_min(v, k): the v of the row with the largest / smallest non-NULL k."""
+    for found in list(tree.find_all(exp.ArgMax, exp.ArgMin)):
+        direction = "DESC" if isinstance(found, exp.ArgMax) else "ASC"
+        outer = found.parent if isinstance(found.parent, exp.Filter) and found.parent.this is found else None
+        extra = " AND (c)" if outer is not None else ""
+        shape = sqlglot.parse_one(
+            f"SELECT (array_agg(v ORDER BY k {direction}) FILTER (WHERE k IS NOT NULL{extra}))[1]", read="postgres"
+        ).expressions[0]
+        parts = {"v": found.this, "k": found.expression}
+        if outer is not None:
+            parts["c"] = outer.expression.this
+        for column in list(shape.find_all(exp.Column)):
+            column.replace(parts[column.name].copy())
+        (outer or found).replace(shape)
+
+
+def _structs_as_json(tree: exp.Expr) -> None:
+    """DuckDB's STRUCT literals are built as JSON objects, and to_json() is their compact text without null keys.
+
+    The engine builds QuickBooks payloads as a STRUCT and writes them with to_json(), dropping null-valued keys
+    after; PostgreSQL builds the same object with json_build_object (keys in order, decimals digit for digit) and
+    drops null keys with json_strip_nulls.
+    """
+    for found in list(tree.find_all(exp.Struct)):
+        args: list[exp.Expr] = []
+        for field in found.expressions:
+            if not isinstance(field, exp.PropertyEQ):
+                raise ValueError(f"a STRUCT without field names has no PostgreSQL form here: {found.sql()}")
+            args += [exp.Literal.string(field.this.name), field.expression]
+        found.replace(exp.Anonymous(this="json_build_object", expressions=args))
+    for found in list(tree.find_all(exp.Anonymous)):
+        if found.name.lower() == "to_json":
+            stripped = exp.Anonymous(this="json_strip_nulls", expressions=[found.copy()])
+            found.replace(exp.cast(stripped, "TEXT"))
+
+
+def _star_except(select: exp.Select, keys: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+    """SELECT * EXCLUDE (a, b) FROM one table -> its other columns, by name, from the catalog."""
+    for star in [p for p in select.expressions if isinstance(p, exp.Star) and p.args.get("except_")]:
+        source = select.args.get("from_")
+        table = source.this if source is not None else None
+        if not isinstance(table, exp.Table) or select.args.get("joins") or table.name not in keys:
+            raise ValueError(f"SELECT * EXCLUDE has a PostgreSQL form here only over one known table: {select.sql()}")
+        dropped = {c.name for c in star.args["except_"]}
+        columns = [exp.column(c) for c in keys[table.name][1] if c not in dropped]
+        select.set("expressions", [e for p in select.expressions for e in (columns if p is star else [p])])
+
+
 def _statements(tree: exp.Expr, keys: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> list[exp.Expr]:
     _no_nul(tree)
     _try_casts(tree)
     _patterns(tree)
+    _formats_and_series(tree)
+    _arg_extremes(tree)
+    _structs_as_json(tree)
     for select in list(tree.find_all(exp.Select)):
         _group_by_all(select)
         _qualify(select)
+        _star_except(select, keys)
     _name_derived_tables(tree)
     for insert in list(tree.find_all(exp.Insert)):
         _upsert(insert, keys)

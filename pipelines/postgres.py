@@ -41,7 +41,7 @@ _SIMPLE: dict[int, Any] = {
     1043: pl.String,
     1082: pl.Date,
     1114: pl.Datetime("us"),
-    1184: pl.Datetime("us", "UTC"),
+    1184: pl.Datetime("us", "Etc/UTC"),  # as DuckDB names UTC to Polars
     1186: pl.Duration("us"),
     2950: pl.String,
     3802: pl.String,
@@ -91,10 +91,13 @@ def frame_of(description: Sequence[Any] | None, rows: list[tuple], domains: Mapp
     names = [c.name for c in description]
     dtypes = [_dtype(c, domains) for c in description]
     known = {n: t for n, t in zip(names, dtypes, strict=True) if t is not None}
+    # An unconstrained NUMERIC (a sum, a union's column) with no value at all is still a number, not a Null column.
+    numeric = {c.name: pl.Decimal(38, 2) for c in description if c.type_code == _NUMERIC and c.name not in known}
     if not rows:
-        return pl.DataFrame(schema={n: known.get(n, pl.Null) for n in names})
+        return pl.DataFrame(schema={n: known.get(n, numeric.get(n, pl.Null)) for n in names})
     inferred = pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
-    return inferred.with_columns(pl.col(n).cast(t, strict=False) for n, t in known.items() if inferred.schema[n] != t)
+    wanted = {**{n: t for n, t in numeric.items() if inferred.schema[n] == pl.Null}, **known}
+    return inferred.with_columns(pl.col(n).cast(t, strict=False) for n, t in wanted.items() if inferred.schema[n] != t)
 
 
 def _pg_type(dtype: pl.DataType) -> str:

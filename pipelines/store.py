@@ -606,7 +606,7 @@ class Store:
                WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"""
         ):
             columns.setdefault(table, []).append(column)
-        self._keys.update({t: (tuple(c), tuple(columns.get(t, ()))) for t, c in keys.items()})
+        self._keys.update({t: (tuple(keys.get(t, ())), tuple(c)) for t, c in columns.items()})
         for (oid,) in self.rows("SELECT oid::BIGINT FROM pg_type WHERE typname = 'ubigint'"):
             self._domains[int(oid)] = pl.UInt64
 
