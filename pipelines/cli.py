@@ -22,7 +22,7 @@ from pipelines.identity import Identity, RolesFileMissing, load_roles, resolve
 from pipelines.incidents import configure_log, log_path_for, record_incident
 from pipelines.keys import RecordKey
 from pipelines.serve.remote import ServerUnavailable, call_server, read_server_file
-from pipelines.store import Store, StoreBusyError, StoreError
+from pipelines.store import Store, StoreBusyError, StoreError, is_database_url
 
 __all__ = ["main"]
 
@@ -279,6 +279,18 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- the action queue -------------------------------------------------------------------------------------
+def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
+    """Fleet mode: run realm cycles (and webhook pulls) from the shared queue until interrupted."""
+    from pipelines.fleet.worker import run_worker
+
+    if not ctx.settings.database_url:
+        raise UsageError("a worker needs the fleet's store: SYNCHEALTH_DB=postgresql://... (or --db URL)")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    run_worker(ctx.settings, concurrency=args.concurrency, cycle_cron=None if args.no_schedule else "* * * * *")
+    return EXIT_OK
+
+
 def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"exception_ids": [args.exception_id], "code": args.code, "reason": args.reason}
     if args.qbo_id is not None:
@@ -415,6 +427,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--interval", type=float, default=None, help="seconds between cycles (default 300)")
     serve.set_defaults(func=cmd_serve)
 
+    workerc = sub.add_parser("worker", help="fleet mode: run realm cycles from the shared PostgreSQL queue")
+    workerc.add_argument("--concurrency", type=int, default=1, help="jobs at once, each on another company")
+    workerc.add_argument("--no-schedule", action="store_true", help="do not defer the periodic cycles")
+    workerc.set_defaults(func=cmd_worker)
+
     resolvec = sub.add_parser("resolve", help="close an exception with a reason code and text (audited)")
     resolvec.add_argument("exception_id", type=int, metavar="EXCEPTION_ID")
     resolvec.add_argument("--reason", required=True, help="why (kept in the audit log)")
@@ -495,7 +512,9 @@ def main(
         return sandbox_main(raw[raw.index("sandbox") + 1 :])
     args = _parser().parse_args(raw)
     try:
-        settings = settings_loader().with_overrides(db_path=Path(args.db) if args.db else None)
+        db = args.db or None
+        fleet = db if db and is_database_url(db) else None
+        settings = settings_loader().with_overrides(db_path=Path(db) if db and not fleet else None, database_url=fleet)
         configure_log(log_path_for(settings.db_path))
         identity = resolve(args.actor, load_roles(settings.roles_file))
         return args.func(Context(settings, identity, args.json, clock), args)

@@ -12,6 +12,7 @@ import httpx
 
 from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings
+from pipelines.fleet.limits import SharedRateLimiter
 from pipelines.store import Store
 from qbo.client import QboClient
 from qbo.oauth import OAuthClient, authorize_url, new_state
@@ -45,8 +46,11 @@ def qbo_client(
     own = http is None
     http = http or httpx.Client(timeout=_TIMEOUT)
     try:
+        realm = realm_id or settings.realm_id
+        # Fleet mode: QuickBooks' per-realm limits are counted in the shared store, across every process.
+        limiter = SharedRateLimiter(store.url, realm, clock=clock, sleep=sleep) if store.url else None
         yield QboClient(
-            settings, TokenStore(store, settings), realm_id or settings.realm_id, http=http, sleep=sleep, clock=clock
+            settings, TokenStore(store, settings), realm, http=http, sleep=sleep, clock=clock, limiter=limiter
         )
     finally:
         if own:

@@ -10,8 +10,12 @@ becomes a temporary table filled with one COPY.
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import polars as pl
@@ -21,7 +25,7 @@ from psycopg.adapt import Loader
 
 from pipelines.dialect import DIALECT_ATTRIBUTE, POSTGRES, translate, translate_script
 
-__all__ = ["PgCursor", "connect", "frame_of"]
+__all__ = ["AdvisoryLocks", "PgCursor", "connect", "frame_of", "lock_key"]
 
 # PostgreSQL type oids -> the Polars type DuckDB would give the same column.
 _SIMPLE: dict[int, Any] = {
@@ -217,3 +221,51 @@ class PgCursor:
 
     def close(self) -> None:
         self._cur.close()
+
+
+def lock_key(name: str) -> int:
+    """A named lock as PostgreSQL's advisory-lock key (a signed 64-bit number)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class AdvisoryLocks:
+    """Named locks held across every process of the fleet: PostgreSQL session advisory locks, one connection per
+    thread (apart from the thread's data connection, so a rolled-back transaction never drops a lock)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._local = threading.local()
+        self._all: list[psycopg.Connection] = []
+        self._guard = threading.Lock()
+
+    def _con(self) -> psycopg.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None or con.closed:
+            con = connect(self._url)
+            self._local.con = con
+            with self._guard:
+                self._all.append(con)
+        return con
+
+    @contextmanager
+    def hold(self, name: str, *, wait: float | None = None, busy: Callable[[], Exception]) -> Iterator[None]:
+        """Hold the lock `name` (re-entrant in a thread); with `wait`, raise busy() after that many seconds."""
+        con, key = self._con(), lock_key(name)
+        if wait is None:
+            con.execute("SELECT pg_advisory_lock(%s)", [key])
+        else:
+            deadline = time.monotonic() + wait
+            while not con.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:  # type: ignore[index]
+                if time.monotonic() >= deadline:
+                    raise busy()
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            con.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def close(self) -> None:
+        with self._guard:
+            for con in self._all:
+                con.close()
+            self._all.clear()

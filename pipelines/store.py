@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from pipelines.audit import AuditCheck, rehash_all, verify
 from pipelines.clock import system_clock
 from pipelines.config import crash_point_requested
 from pipelines.dialect import DUCKDB, POSTGRES, POSTGRES_PRELUDE, Dialect
-from pipelines.postgres import PgCursor
+from pipelines.postgres import AdvisoryLocks, PgCursor
 from pipelines.postgres import connect as pg_connect
 from qbo.tokens import TOKENS_DDL
 from schemas.awra import CONTRACT, Table
@@ -560,6 +560,7 @@ class Store:
         self._domains: dict[int, Any] = {}
         self._pg_connections: list[psycopg.Connection] = []
         self._pg_guard = threading.Lock()
+        self._advisory = AdvisoryLocks(self.url) if self.url else None
         if self.url:
             self._open_postgres()
         else:
@@ -629,7 +630,18 @@ class Store:
             self._local.cursor = cur
         return cur
 
+    def advisory_lock(
+        self, name: str, *, wait: float | None = None, busy: Callable[[], Exception] = TimeoutError
+    ) -> AbstractContextManager[None]:
+        """A lock named `name` across every process on this store: a PostgreSQL advisory lock in fleet mode; nothing
+        on DuckDB, where one process owns the file and its in-process locks already exclude each other."""
+        if self._advisory is None:
+            return nullcontext()
+        return self._advisory.hold(name, wait=wait, busy=busy)
+
     def close(self) -> None:
+        if self._advisory is not None:
+            self._advisory.close()
         if self.url:
             with self._pg_guard:
                 for con in self._pg_connections:
