@@ -371,6 +371,13 @@ def _star_except(select: exp.Select, keys: Mapping[str, tuple[tuple[str, ...], t
         select.set("expressions", [e for p in select.expressions for e in (columns if p is star else [p])])
 
 
+def _temp_schema(tree: exp.Expr) -> None:
+    """DuckDB's schema of temporary tables is `temp`; PostgreSQL's is `pg_temp`."""
+    for table in tree.find_all(exp.Table):
+        if table.db.lower() == "temp":
+            table.set("db", exp.to_identifier("pg_temp"))
+
+
 def _statements(tree: exp.Expr, keys: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> list[exp.Expr]:
     _no_nul(tree)
     _try_casts(tree)
@@ -378,6 +385,7 @@ def _statements(tree: exp.Expr, keys: Mapping[str, tuple[tuple[str, ...], tuple[
     _formats_and_series(tree)
     _arg_extremes(tree)
     _structs_as_json(tree)
+    _temp_schema(tree)
     for select in list(tree.find_all(exp.Select)):
         _group_by_all(select)
         _qualify(select)
