@@ -123,7 +123,7 @@ END $f$;
 # -- DuckDB text -> PostgreSQL text -----------------------------------------------------------------------------
 
 
-class _Parser(DuckDB.Parser):
+class _Parser(DuckDB.Parser):  # type: ignore[valid-type,misc]  # sqlglot's dialect classes are made at run time
     """DuckDB's parser, numbering each `?` in the order it is read, so a list of parameters can be named."""
 
     PLACEHOLDER_PARSERS = {
@@ -147,7 +147,7 @@ class _Source(DuckDB):
     Parser = _Parser
 
 
-class _Generator(Postgres.Generator):
+class _Generator(Postgres.Generator):  # type: ignore[valid-type,misc]  # as _Parser
     """PostgreSQL's generator for psycopg's client-side binding: `%` is the driver's escape, so a literal doubles it."""
 
     _raw_literals = False
@@ -166,6 +166,11 @@ class _Generator(Postgres.Generator):
 
     def mod_sql(self, expression: exp.Mod) -> str:
         return f"{self.sql(expression, 'this')} %% {self.sql(expression, 'expression')}"
+
+    def ignorenulls_sql(self, expression: exp.IgnoreNulls) -> str:
+        # sqlglot reads DuckDB's any_value(x) as any_value(x) IGNORE NULLS; the any_value created here skips nulls
+        # already (coalesce), so nothing is lost and nothing needs saying (it warned on every statement).
+        return self.sql(expression.this)
 
 
 class _Target(Postgres):
@@ -317,9 +322,9 @@ def _formats_and_series(tree: exp.Expr) -> None:
         if isinstance(template, exp.Literal) and template.is_string:
             template.set("this", _pg_format(template.this))
     # unnest(range(a, b)) in a select list: PostgreSQL's generate_series is already one row per value there.
-    for found in list(tree.find_all(exp.Explode)):
-        if isinstance(found.this, exp.GenerateSeries):
-            found.replace(found.this)
+    for exploded in list(tree.find_all(exp.Explode)):
+        if isinstance(exploded.this, exp.GenerateSeries):
+            exploded.replace(exploded.this)
 
 
 def _arg_extremes(tree: exp.Expr) -> None:
@@ -353,10 +358,10 @@ def _structs_as_json(tree: exp.Expr) -> None:
                 raise ValueError(f"a STRUCT without field names has no PostgreSQL form here: {found.sql()}")
             args += [exp.Literal.string(field.this.name), field.expression]
         found.replace(exp.Anonymous(this="json_build_object", expressions=args))
-    for found in list(tree.find_all(exp.Anonymous)):
-        if found.name.lower() == "to_json":
-            stripped = exp.Anonymous(this="json_strip_nulls", expressions=[found.copy()])
-            found.replace(exp.cast(stripped, "TEXT"))
+    for call in list(tree.find_all(exp.Anonymous)):
+        if call.name.lower() == "to_json":
+            stripped = exp.Anonymous(this="json_strip_nulls", expressions=[call.copy()])
+            call.replace(exp.cast(stripped, "TEXT"))
 
 
 def _star_except(select: exp.Select, keys: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:

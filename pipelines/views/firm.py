@@ -20,7 +20,7 @@ __all__ = ["COMPANY_COLUMNS", "closing_period", "companies", "company_table"]
 
 # Worst first: a lost connection stops everything; then what only a person can fix, then what retries on its own.
 _DIMENSION_ORDER = ("authorization", "source_data", "mapping", "duplicate_risk", "provider_rejection", "transport")
-COMPANY_COLUMNS = {
+COMPANY_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "realm_id": pl.String,
     "company": pl.String,
     "connection": pl.String,
