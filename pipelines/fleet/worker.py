@@ -10,10 +10,12 @@ by two workers at once and that a killed job was picked up again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import procrastinate
@@ -25,7 +27,19 @@ from pipelines.config import Settings
 from pipelines.postgres import connect, lock_key
 from pipelines.store import Store
 
-__all__ = ["FLEET_DDL", "build_app", "defer_cycle", "defer_pull", "ensure_schema", "run_worker"]
+__all__ = [
+    "FLEET_DDL",
+    "HEARTBEAT_SECONDS",
+    "STALLED_AFTER_SECONDS",
+    "build_app",
+    "defer_all",
+    "defer_cycle",
+    "defer_pull",
+    "ensure_schema",
+    "pending_webhook_refs",
+    "retry_stalled",
+    "run_worker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +55,15 @@ CREATE TABLE IF NOT EXISTS fleet_job_log (
 );
 """
 
+# A worker writes its heartbeat this often; a job whose worker has been silent for STALLED_AFTER_SECONDS (killed, its
+# machine lost) goes back to the queue for another worker, by the periodic sweep and by every worker as it starts.
+HEARTBEAT_SECONDS = 2.0
+STALLED_AFTER_SECONDS = 10.0
+
 CYCLE_TASK = "synchealth.realm_cycle"
 PULL_TASK = "synchealth.realm_pull"
 PERIODIC_TASK = "synchealth.defer_cycles"
+SWEEP_TASK = "synchealth.retry_stalled"
 
 
 def ensure_schema(url: str) -> None:
@@ -114,28 +134,89 @@ def build_app(settings: Settings, *, cycle_cron: str | None = "* * * * *") -> pr
 
     @app.task(name=PULL_TASK, pass_context=True, retry=procrastinate.RetryStrategy(max_attempts=3, wait=5))
     def realm_pull(context: procrastinate.JobContext, realm_id: str) -> dict[str, Any]:
-        """What a webhook named: a pull for the company (its changes since the last one)."""
+        """What webhooks named for the company, from the shared inbox (`webhook_events`): those objects re-read."""
         job_id = int(context.job.id or 0)
         with logged(job_id, PULL_TASK, realm_id) as result:
-            done = Commands(store(), settings).dispatch("pull", Caller.system(realm_id, system_clock), {})
-            store().execute(
-                "UPDATE webhook_events SET processed_at = ? WHERE realm_id = ? AND signature = 'valid' "
-                "AND processed_at IS NULL",
-                [system_clock(), realm_id],
-            )
-            result["outcome"] = done.status
-            return {"pull": done.status}
+            event_ids, refs = pending_webhook_refs(store(), realm_id)
+            done = Commands(store(), settings).pull_named(Caller.system(realm_id, system_clock), refs)
+            if done.ok and event_ids:
+                store().execute(
+                    "UPDATE webhook_events SET processed_at = ? WHERE event_id IN ("
+                    + ", ".join("?" * len(event_ids))
+                    + ")",
+                    [system_clock(), *event_ids],
+                )
+            result["outcome"] = f"{done.status}: {len(event_ids)} deliveries"
+            return {"pull": done.status, "deliveries": len(event_ids)}
 
     def defer_cycles(timestamp: int) -> int:
         """Each connected company's cycle, deferred once (a company already waiting is not queued twice)."""
-        realms = [r[0] for r in store().rows("SELECT realm_id FROM qbo_connections WHERE status = 'connected'")]
-        return sum(defer_cycle(app, realm) for realm in realms)
+        return defer_all(app, store())
+
+    def sweep(timestamp: int) -> int:
+        """Jobs of workers gone silent (killed), back to the queue."""
+        return retry_stalled(app)
 
     if cycle_cron:  # the periodic deferral that replaces the in-process scheduler loop in fleet mode
         app.periodic(cron=cycle_cron, periodic_id="cycles")(
             app.task(name=PERIODIC_TASK, queueing_lock="defer-cycles")(defer_cycles)
         )
+        app.periodic(cron=cycle_cron, periodic_id="sweep")(app.task(name=SWEEP_TASK, queueing_lock="sweep")(sweep))
     return app
+
+
+def defer_all(app: procrastinate.App, store: Store | str) -> int:
+    """Each connected company's cycle, once; returns how many were queued (those already waiting are not)."""
+    own = isinstance(store, str)
+    s = Store(store) if isinstance(store, str) else store
+    try:
+        realms = [r[0] for r in s.rows("SELECT realm_id FROM qbo_connections WHERE status = 'connected' ORDER BY 1")]
+    finally:
+        if own:
+            s.close()
+    return sum(defer_cycle(app, realm) for realm in realms)
+
+
+def retry_stalled(app: procrastinate.App, seconds: float = STALLED_AFTER_SECONDS) -> int:
+    """Give the jobs of workers silent for `seconds` (killed, or their machine lost) back to the queue, at once."""
+    from procrastinate import sql
+
+    connector = app.connector.get_sync_connector()
+    rows = connector.execute_query_all(
+        query=sql.queries["select_stalled_jobs_by_heartbeat"],
+        queue=None,
+        task_name=None,
+        seconds_since_heartbeat=seconds,
+    )
+    now = datetime.now(UTC)
+    for row in rows:
+        if row["queueing_lock"]:
+            # A cycle of the company queued after the kill waits under the same queueing lock; the stalled one goes
+            # back in its place (it is the one the job log shows as cut short, and it does the same work).
+            for waiting in app.job_manager.list_jobs(queueing_lock=row["queueing_lock"], status="todo"):
+                if waiting.id is not None:
+                    app.job_manager.cancel_job_by_id(waiting.id)
+        try:
+            app.job_manager.retry_job_by_id(row["id"], retry_at=now)
+        except Exception as err:  # another sweeper retried it first
+            log.info("stalled job %s not retried here: %s", row["id"], err)
+    return len(rows)
+
+
+def pending_webhook_refs(store: Store, realm_id: str) -> tuple[list[int], dict[str, list[str]]]:
+    """The shared inbox: the signed deliveries for the company not yet acted on, and the objects they named."""
+    rows = store.rows(
+        "SELECT event_id, entities FROM webhook_events WHERE realm_id = ? AND signature = 'valid' "
+        "AND error IS NULL AND processed_at IS NULL ORDER BY event_id",
+        [realm_id],
+    )
+    refs: dict[str, list[str]] = {}
+    for _event_id, entities in rows:
+        named = entities if isinstance(entities, dict) else json.loads(entities or "{}")
+        for entity, ids in named.items():
+            known = refs.setdefault(entity, [])
+            known.extend(str(i) for i in ids if str(i) not in known)
+    return [int(r[0]) for r in rows], refs
 
 
 def defer_cycle(app: procrastinate.App, realm_id: str) -> bool:
@@ -163,4 +244,11 @@ def run_worker(settings: Settings, *, concurrency: int = 1, cycle_cron: str | No
     ensure_schema(settings.database_url)
     app = build_app(settings, cycle_cron=cycle_cron)
     with app.open():
-        app.run_worker(concurrency=concurrency, install_signal_handlers=True, delete_jobs="never")
+        retry_stalled(app)  # what a killed worker left behind is picked up again, by whoever starts next
+        app.run_worker(
+            concurrency=concurrency,
+            install_signal_handlers=True,
+            delete_jobs="never",
+            update_heartbeat_interval=HEARTBEAT_SECONDS,
+            stalled_worker_timeout=STALLED_AFTER_SECONDS,
+        )

@@ -20,6 +20,7 @@ from pipelines.config import ServerConfig, Settings
 from pipelines.store import Store
 
 if TYPE_CHECKING:
+    from pipelines.fleet.relay import FleetRelay
     from pipelines.serve.scheduler import Scheduler
     from pipelines.serve.webhooks import WebhookInbox
 
@@ -49,7 +50,7 @@ class ServerState:
     settings: Settings
     config: ServerConfig
     store: Store
-    scheduler: Scheduler
+    scheduler: Scheduler | FleetRelay  # fleet mode: no cycles here, webhooks relayed to the workers
     inbox: WebhookInbox
     clock: Clock = system_clock
     api_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)

@@ -3,6 +3,7 @@ token-refresh lock across processes (connections), and QuickBooks' per-realm lim
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,9 +12,12 @@ import pytest
 from fixtures import REALM, tiny_company
 from world import World, exactly_once
 
+from pipelines.commands import Commands
 from pipelines.fleet.limits import SharedRateLimiter
-from pipelines.fleet.worker import build_app, defer_cycle, defer_pull, ensure_schema
+from pipelines.fleet.relay import FleetRelay
+from pipelines.fleet.worker import build_app, defer_cycle, defer_pull, ensure_schema, pending_webhook_refs
 from pipelines.locks import RealmBusyError, realm_lock
+from pipelines.serve.webhooks import WebhookInbox, handle_delivery, sign
 from pipelines.store import Store
 from qbo.sandbox import Sandbox
 from qbo.sandbox.server import start_in_thread
@@ -33,11 +37,63 @@ def test_a_realm_cycle_is_one_locked_job_and_a_waiting_one_is_not_queued_twice(t
             log = w.store.rows("SELECT task, realm_id, outcome FROM fleet_job_log ORDER BY started_at")
             exactly_once(w)
             assert [r[0] for r in log] == ["synchealth.realm_cycle", "synchealth.realm_pull"]
-            assert log[0][2].startswith("pull done, cycle done") and log[1][2] == "done"
+            assert log[0][2].startswith("pull done, cycle done") and log[1][2] == "done: 0 deliveries"
             jobs = w.store.rows("SELECT status, lock FROM procrastinate_jobs ORDER BY id")
             assert jobs == [("succeeded", REALM), ("succeeded", REALM)]
         finally:
             w.close()
+
+
+def test_a_webhook_lands_in_the_shared_inbox_and_a_worker_re_reads_what_it_named(tmp_path: Path, pg_url: str) -> None:
+    """What an app server does with a delivery in fleet mode (FleetRelay), then what any worker does with it."""
+    with start_in_thread(Sandbox(tiny_company())) as running:
+        w = World(tmp_path, base_url=running.base_url, sandbox=running.sandbox, database_url=pg_url)
+        try:
+            ensure_schema(pg_url)
+            vendor = running.sandbox.entities(REALM, "Account")[0]["Id"]
+            body = json.dumps(
+                {"eventNotifications": [{"realmId": REALM, "dataChangeEvent": {"entities": [
+                    {"name": "Account", "id": vendor, "operation": "Update", "lastUpdated": "2030-01-01T00:00:00Z"}
+                ]}}]}  # fmt: skip
+            ).encode()
+            inbox = WebhookInbox()
+            status, _ = handle_delivery(inbox, "verifier", body, sign("verifier", body), datetime.now(UTC))
+            assert status == 200
+            relay = FleetRelay(w.store, w.settings, inbox)
+            relay.app.open()
+            try:
+                assert relay.relay() == [REALM]  # saved in webhook_events, a pull deferred for the company
+                assert relay.relay() == []  # nothing new: nothing deferred again
+            finally:
+                relay.app.close()
+            assert pending_webhook_refs(w.store, REALM)[1] == {"Account": [vendor]}
+            app = build_app(w.settings, cycle_cron=None)
+            with app.open():
+                app.run_worker(wait=False, concurrency=1, install_signal_handlers=False)
+            log = w.store.rows("SELECT task, outcome FROM fleet_job_log")
+            assert log == [("synchealth.realm_pull", "done: 1 deliveries")]
+            assert pending_webhook_refs(w.store, REALM) == ([], {})  # the delivery is marked processed
+            reads = [p for _m, p in w.reads_since(0) if "/account/" in p.lower()]
+            assert reads, "the named account was re-read from QuickBooks"
+        finally:
+            w.close()
+
+
+def test_a_page_action_waits_for_the_company_a_worker_is_cycling(pg_url: str, tmp_path: Path) -> None:
+    """A retry from an app server is a command under the realm's lock: refused as busy while a worker holds it."""
+    w = World(tmp_path, database_url=pg_url)
+    other = Store(pg_url)
+    try:
+        with other.advisory_lock(f"realm:{REALM}"):  # what a worker's cycle holds, from another process
+            busy = Commands(w.store, w.settings, lock_wait=0.3).retry(w.caller(), ["bill:BILL-1"])
+        assert busy.status != "done" and "busy" in busy.message
+        done = Commands(w.store, w.settings, lock_wait=0.3, client_factory=lambda r, _c: w.client(r)).retry(
+            w.caller(), ["bill:BILL-1"]
+        )
+        assert "busy" not in done.message
+    finally:
+        other.close()
+        w.close()
 
 
 def test_the_realm_lock_and_named_locks_hold_across_connections(pg_url: str) -> None:
