@@ -291,6 +291,61 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fleet(ctx: Context, args: argparse.Namespace) -> int:
+    """A local fleet to try fleet mode: private PostgreSQL, the sandbox with N companies, workers, one app server."""
+    import signal
+    import tempfile
+    import threading
+
+    from pipelines.fleet.cluster import ClusterUnavailableError, find_binaries
+    from pipelines.fleet.local import LocalFleet, realm_ids
+
+    for option, value, low, high in (
+        ("--workers", args.workers, 1, 32),
+        ("--concurrency", args.concurrency, 1, 64),
+        ("--realms", args.realms, 1, 500),
+    ):
+        if not low <= value <= high:
+            raise UsageError(f"{option} must be between {low} and {high}, not {value}")
+    if not args.every > 0:
+        raise UsageError(f"--every must be a positive number of seconds, not {args.every:g}")
+    if not args.time_scale > 0:
+        raise UsageError(f"--time-scale must be positive, not {args.time_scale:g}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    try:
+        find_binaries()
+    except ClusterUnavailableError as err:
+        raise StoreError(str(err)) from None
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="synchealth-fleet-"))
+    fleet = LocalFleet(
+        folder, workers=args.workers, concurrency=args.concurrency, time_scale=args.time_scale, server_port=args.port
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        print(f"starting a local fleet in {folder} (logs in {folder / 'logs'}) ...", flush=True)
+        fleet.start()
+        fleet.seed(realm_ids(args.realms), scale=args.scale)
+        fleet.defer_cycles()
+        fleet.keep_deferring(args.every)
+        print(
+            f"fleet up: app {fleet.server_url}, sandbox {fleet.sandbox_url}, {args.realms} companies, "
+            f"{args.workers} workers x {args.concurrency}\n"
+            f"  store: SYNCHEALTH_DB={fleet.url}\n"
+            f"  cycles queued every {args.every:g} s; Ctrl-C stops every process",
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.stop()
+    print("fleet stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"exception_ids": [args.exception_id], "code": args.code, "reason": args.reason}
     if args.qbo_id is not None:
@@ -432,6 +487,16 @@ def _parser() -> argparse.ArgumentParser:
     workerc.add_argument("--concurrency", type=int, default=1, help="jobs at once, each on another company")
     workerc.add_argument("--no-schedule", action="store_true", help="do not defer the periodic cycles")
     workerc.set_defaults(func=cmd_worker)
+    fleetc = sub.add_parser("fleet", help="start a local fleet: PostgreSQL, the sandbox, N workers, one app server")
+    fleetc.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    fleetc.add_argument("--concurrency", type=int, default=1, help="jobs at once per worker (default 1)")
+    fleetc.add_argument("--realms", type=int, default=3, help="QuickBooks companies in the sandbox (default 3)")
+    fleetc.add_argument("--scale", type=int, default=60, help="about this many AWRA records per company")
+    fleetc.add_argument("--port", type=int, default=8501, help="the app server's port (default 8501)")
+    fleetc.add_argument("--every", type=float, default=30.0, help="seconds between queued cycles (default 30)")
+    fleetc.add_argument("--time-scale", type=float, default=1.0, help="the sandbox's clock speed (default 1)")
+    fleetc.add_argument("--dir", help="the fleet's folder (default: a new temporary one)")
+    fleetc.set_defaults(func=cmd_fleet)
 
     resolvec = sub.add_parser("resolve", help="close an exception with a reason code and text (audited)")
     resolvec.add_argument("exception_id", type=int, metavar="EXCEPTION_ID")

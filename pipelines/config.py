@@ -62,6 +62,9 @@ class Settings:
     snapshot_dir: Path | None = None
     # Fleet mode: the PostgreSQL store (SYNCHEALTH_DB=postgresql://...); db_path then only places the log and key.
     database_url: str | None = field(default=None, repr=False)
+    # The local sandbox's --time-scale, so the fleet's shared limiter counts in the sandbox's (shorter or longer)
+    # minute; 1 against real QuickBooks.
+    qbo_time_scale: float = 1.0
 
     @property
     def store_target(self) -> str | Path:
@@ -111,6 +114,9 @@ def load_settings(environ: dict[str, str] | None = None, secrets_file: Path | No
     schedule = get("SYNCHEALTH_RETRY_SCHEDULE")
     retry = tuple(int(float(s)) for s in schedule.split(",") if s.strip()) if schedule else None
     snapshot = get("SYNCHEALTH_SNAPSHOT_DIR")
+    scale = float(get("SYNCHEALTH_QBO_TIME_SCALE") or 1.0) if qbo_env == "local" else None
+    if scale is not None and not scale > 0:
+        raise ValueError(f"SYNCHEALTH_QBO_TIME_SCALE must be positive, not {scale:g}")
     base = Settings()
     db = get("SYNCHEALTH_DB")
     url = db if db and db.startswith(("postgresql://", "postgres://")) else None
@@ -128,6 +134,7 @@ def load_settings(environ: dict[str, str] | None = None, secrets_file: Path | No
         secret_key=get("SYNCHEALTH_SECRET_KEY"),
         retry_schedule=retry,
         snapshot_dir=Path(snapshot) if snapshot else None,
+        qbo_time_scale=scale,
     )
 
 

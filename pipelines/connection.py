@@ -48,7 +48,20 @@ def qbo_client(
     try:
         realm = realm_id or settings.realm_id
         # Fleet mode: QuickBooks' per-realm limits are counted in the shared store, across every process.
-        limiter = SharedRateLimiter(store.url, realm, clock=clock, sleep=sleep) if store.url else None
+        scale = settings.qbo_time_scale
+        limiter = (
+            SharedRateLimiter(
+                store.url,
+                realm,
+                clock=clock,
+                sleep=sleep,
+                window_seconds=60.0 / scale,
+                margin_seconds=1.0 / scale,
+                max_wait_seconds=600.0 / scale,
+            )
+            if store.url
+            else None
+        )
         yield QboClient(
             settings, TokenStore(store, settings), realm, http=http, sleep=sleep, clock=clock, limiter=limiter
         )
