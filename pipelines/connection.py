@@ -49,12 +49,16 @@ def qbo_client(
         realm = realm_id or settings.realm_id
         # Fleet mode: QuickBooks' per-realm limits are counted in the shared store, across every process.
         scale = settings.qbo_time_scale
+        per_minute, batch_per_minute, in_flight = settings.qbo_limits
         limiter = (
             SharedRateLimiter(
                 store.url,
                 realm,
                 clock=clock,
                 sleep=sleep,
+                per_minute=per_minute,
+                batch_per_minute=batch_per_minute,
+                max_in_flight=in_flight,
                 window_seconds=60.0 / scale,
                 margin_seconds=1.0 / scale,
                 max_wait_seconds=600.0 / scale,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -77,6 +79,8 @@ class LocalFleet:
     server_port: int = 0
     sandbox_port: int = 0
     retry_schedule: str = "5,10,20,40,80"
+    sandbox_options: tuple[str, ...] = ()  # more `synchealth sandbox` options, e.g. ("--retry-after", "1")
+    limits: str | None = None  # per-realm limits other than QBO's, for the sandbox and the workers alike (benches)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -87,6 +91,7 @@ class LocalFleet:
         self.sandbox_url = ""
         self.server_url = ""
         self.key = Fernet.generate_key().decode()
+        self._pg_folder = self.folder / "pg"
         self._sandbox: subprocess.Popen[Any] | None = None
         self._server: subprocess.Popen[Any] | None = None
         self.worker_procs: list[subprocess.Popen[Any]] = []
@@ -109,6 +114,8 @@ class LocalFleet:
             SYNCHEALTH_REALM_ID=str(FIRST_REALM),
             PYTHONUNBUFFERED="1",
         )
+        if self.limits:
+            base["SYNCHEALTH_QBO_LIMITS"] = self.limits
         base.update(self.extra_env)
         return base
 
@@ -121,7 +128,11 @@ class LocalFleet:
     def start(self) -> LocalFleet:
         """PostgreSQL, the store's schema and the queue's, the sandbox, the app server and the workers."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.cluster = Cluster(self.folder / "pg").start()
+        # Its own temporary folder, open to the `postgres` account the server runs as when this runs as root (a
+        # test's folder is private to its owner all the way down).
+        self._pg_folder = Path(tempfile.mkdtemp(prefix="synchealth-fleet-pg-"))
+        self._pg_folder.chmod(0o755)
+        self.cluster = Cluster(self._pg_folder).start()
         self.url = self.cluster.create_database("synchealth")
         from pipelines.fleet.worker import ensure_schema
         from pipelines.store import Store
@@ -133,6 +144,9 @@ class LocalFleet:
         sandbox_args = ["sandbox", "--port", str(port), "--time-scale", f"{self.time_scale:g}"]
         if self.faults:
             sandbox_args += ["--faults", self.faults, "--seed", str(self.fault_seed)]
+        sandbox_args += list(self.sandbox_options)
+        if self.limits:
+            sandbox_args += ["--limits", self.limits]
         self._sandbox = self._spawn("sandbox", sandbox_args)
         _wait_http(f"{self.sandbox_url}/_sandbox/", self._sandbox, "sandbox")
         if self.server:
@@ -176,6 +190,8 @@ class LocalFleet:
         self.worker_procs.clear()
         if self.cluster is not None:
             self.cluster.stop()
+            self.cluster = None
+            shutil.rmtree(self._pg_folder, ignore_errors=True)
 
     def __enter__(self) -> LocalFleet:
         return self
@@ -189,28 +205,36 @@ class LocalFleet:
     ) -> Path:
         """One demo company (AWRA snapshot and QuickBooks names), loaded into the sandbox and ingested for every realm
         in `realms`, each connected; returns the snapshot folder."""
-        from pipelines.config import load_settings
         from pipelines.demo.company import write_demo
         from pipelines.ingest import ingest_snapshot
         from pipelines.store import Store
-        from qbo.tokens import TokenSet, TokenStore
 
         demo = self.folder / "demo"
         now = datetime.now(UTC)
         if not (demo / "qbo-company.json").exists():
             write_demo(demo, as_of=as_of or now.date(), seed=demo_seed, scale=scale)
-        company = json.loads((demo / "qbo-company.json").read_text())
-        settings = load_settings(self.env)
+        with Store(self.url) as store:
+            for realm in realms:
+                ingest_snapshot(store, demo / "awra", realm_id=realm, now=now)
+        self.connect(realms)
+        return demo / "awra"
+
+    def connect(self, realms: Sequence[str]) -> None:
+        """Each realm's company (names only, books open) loaded into the sandbox and connected in the store."""
+        from pipelines.config import load_settings
+        from pipelines.store import Store
+        from qbo.tokens import TokenSet, TokenStore
+
+        company = json.loads((self.folder / "demo" / "qbo-company.json").read_text())
+        now = datetime.now(UTC)
         with Store(self.url) as store, httpx.Client(base_url=self.sandbox_url, timeout=60) as control:
-            tokens = TokenStore(store, settings)
+            tokens = TokenStore(store, load_settings(self.env))
             for realm in realms:
                 control.post("/_sandbox/load", json=blank_company(company, realm)).raise_for_status()
-                ingest_snapshot(store, demo / "awra", realm_id=realm, now=now)
                 issued = control.post("/_sandbox/tokens", json={"realm": realm}).raise_for_status().json()
                 tokens.save_connection(
                     realm, TokenSet.from_response(issued, now), now=now, connected_by="admin@demo.local"
                 )
-        return demo / "awra"
 
     # -- the cycles' cadence -------------------------------------------------------------------------------
     def defer_cycles(self) -> int:
