@@ -18,13 +18,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
 
+from pipelines.clock import system_clock
+from pipelines.config import child_environment
 from pipelines.fleet.cluster import Cluster, free_port
 
 __all__ = ["FIRST_REALM", "LocalFleet", "blank_company", "realm_ids"]
@@ -103,7 +105,7 @@ class LocalFleet:
     @property
     def env(self) -> dict[str, str]:
         """What every process of the fleet is started with."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHEALTH_")}
+        base = {k: v for k, v in child_environment().items() if not k.startswith("SYNCHEALTH_")}
         base.update(
             SYNCHEALTH_DB=self.url,
             SYNCHEALTH_QBO_ENV="local",
@@ -210,7 +212,7 @@ class LocalFleet:
         from pipelines.store import Store
 
         demo = self.folder / "demo"
-        now = datetime.now(UTC)
+        now = system_clock()
         if not (demo / "qbo-company.json").exists():
             write_demo(demo, as_of=as_of or now.date(), seed=demo_seed, scale=scale)
         with Store(self.url) as store:
@@ -226,7 +228,7 @@ class LocalFleet:
         from qbo.tokens import TokenSet, TokenStore
 
         company = json.loads((self.folder / "demo" / "qbo-company.json").read_text())
-        now = datetime.now(UTC)
+        now = system_clock()
         with Store(self.url) as store, httpx.Client(base_url=self.sandbox_url, timeout=60) as control:
             tokens = TokenStore(store, load_settings(self.env))
             for realm in realms:
@@ -245,6 +247,13 @@ class LocalFleet:
         with _queue(self.url) as app:
             retry_stalled(app)
             return defer_all(app, self.url)
+
+    def sweep(self) -> int:
+        """Stalled jobs of killed workers back to the queue (what the workers' periodic sweep does each minute)."""
+        from pipelines.fleet.worker import retry_stalled
+
+        with _queue(self.url) as app:
+            return retry_stalled(app)
 
     def keep_deferring(self, every: float) -> None:
         """What the periodic task does each minute, every `every` seconds, on a thread of this process."""

@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import procrastinate
@@ -188,7 +187,7 @@ def retry_stalled(app: procrastinate.App, seconds: float = STALLED_AFTER_SECONDS
         task_name=None,
         seconds_since_heartbeat=seconds,
     )
-    now = datetime.now(UTC)
+    now = system_clock()
     for row in rows:
         if row["queueing_lock"]:
             # A cycle of the company queued after the kill waits under the same queueing lock; the stalled one goes
