@@ -29,7 +29,7 @@ from pipelines.clock import system_clock
 from pipelines.config import child_environment
 from pipelines.fleet.cluster import Cluster, free_port
 
-__all__ = ["FIRST_REALM", "LocalFleet", "blank_company", "realm_ids"]
+__all__ = ["FIRST_REALM", "LocalFleet", "Queue", "blank_company", "realm_ids"]
 
 FIRST_REALM = 9130000000000001  # the local fleet's companies: FIRST_REALM, FIRST_REALM + 1, ...
 _QBO_TRANSACTIONS = ("PurchaseOrder", "Bill", "Invoice", "Payment", "BillPayment", "JournalEntry")
@@ -176,6 +176,22 @@ class LocalFleet:
         if proc in self.worker_procs:
             self.worker_procs.remove(proc)
 
+    def pids(self) -> list[int]:
+        """The fleet's processes: workers, app server, sandbox and the PostgreSQL server with its backends."""
+        own = [p.pid for p in [*self.worker_procs, self._server, self._sandbox] if p is not None and p.poll() is None]
+        postmaster = self._pg_folder / "data" / "postmaster.pid"
+        if postmaster.exists():
+            root = int(postmaster.read_text().split()[0])
+            own.append(root)
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == root:  # ppid
+                    own.append(int(stat.parent.name))
+        return own
+
     def stop(self) -> None:
         self.stop_deferring()
         for proc in [*self.worker_procs, self._server, self._sandbox]:
@@ -244,7 +260,7 @@ class LocalFleet:
         workers go back to the queue."""
         from pipelines.fleet.worker import defer_all, retry_stalled
 
-        with _queue(self.url) as app:
+        with Queue(self.url) as app:
             retry_stalled(app)
             return defer_all(app, self.url)
 
@@ -252,7 +268,7 @@ class LocalFleet:
         """Stalled jobs of killed workers back to the queue (what the workers' periodic sweep does each minute)."""
         from pipelines.fleet.worker import retry_stalled
 
-        with _queue(self.url) as app:
+        with Queue(self.url) as app:
             return retry_stalled(app)
 
     def keep_deferring(self, every: float) -> None:
@@ -276,7 +292,7 @@ class LocalFleet:
             self._deferrer = None
 
 
-class _queue:
+class Queue:
     """The queue, opened for a moment (deferring does not need a worker)."""
 
     def __init__(self, url: str) -> None:
