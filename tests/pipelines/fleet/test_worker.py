@@ -50,11 +50,25 @@ def test_a_webhook_lands_in_the_shared_inbox_and_a_worker_re_reads_what_it_named
         w = World(tmp_path, base_url=running.base_url, sandbox=running.sandbox, database_url=pg_url)
         try:
             ensure_schema(pg_url)
-            vendor = running.sandbox.entities(REALM, "Account")[0]["Id"]
+            account = running.sandbox.entities(REALM, "Account")[0]["Id"]
             body = json.dumps(
-                {"eventNotifications": [{"realmId": REALM, "dataChangeEvent": {"entities": [
-                    {"name": "Account", "id": vendor, "operation": "Update", "lastUpdated": "2030-01-01T00:00:00Z"}
-                ]}}]}  # fmt: skip
+                {
+                    "eventNotifications": [
+                        {
+                            "realmId": REALM,
+                            "dataChangeEvent": {
+                                "entities": [
+                                    {
+                                        "name": "Account",
+                                        "id": account,
+                                        "operation": "Update",
+                                        "lastUpdated": "2030-01-01T00:00:00Z",
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                }  # fmt: skip
             ).encode()
             inbox = WebhookInbox()
             status, _ = handle_delivery(inbox, "verifier", body, sign("verifier", body), datetime.now(UTC))
@@ -66,7 +80,7 @@ def test_a_webhook_lands_in_the_shared_inbox_and_a_worker_re_reads_what_it_named
                 assert relay.relay() == []  # nothing new: nothing deferred again
             finally:
                 relay.app.close()
-            assert pending_webhook_refs(w.store, REALM)[1] == {"Account": [vendor]}
+            assert pending_webhook_refs(w.store, REALM)[1] == {"Account": [account]}
             app = build_app(w.settings, cycle_cron=None)
             with app.open():
                 app.run_worker(wait=False, concurrency=1, install_signal_handlers=False)
