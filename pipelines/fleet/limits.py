@@ -1,8 +1,8 @@
 """QuickBooks' per-realm limits held across every process of the fleet (500 requests a minute, 10 in flight, 40
 batches a minute, and QuickBooks' own ask to wait), in one small PostgreSQL table.
 
-Each call takes a slot: under the realm's transaction-scoped advisory lock, the slots started in the window and those
-still in flight are counted, and a new one is written only when every limit allows it; otherwise the caller sleeps
+Each call takes a slot: under the realm's transaction-scoped advisory lock, the slots that ended within the window and
+those still in flight are counted, and a new one is written only when every limit allows it; otherwise the caller sleeps
 until the oldest slot leaves the window. A slot is closed when its call ends; a slot left open by a killed process
 stops counting as in flight after `STALE_SECONDS`.
 """
@@ -107,32 +107,40 @@ class SharedRateLimiter:
             with con.transaction():
                 con.execute("SELECT pg_advisory_xact_lock(%s)", [self._key])
                 since = now - self._window
+                # A call counts in the window until its window has passed since it *ended*: QuickBooks stamps it
+                # somewhere between its start and its end, and under load that can be seconds after the start. A call
+                # still in flight counts as ending now; one left open by a killed process stops counting after STALE.
                 row = con.execute(
-                    """SELECT count(*) FILTER (WHERE started_at > %(since)s),
-                              min(started_at) FILTER (WHERE started_at > %(since)s),
-                              count(*) FILTER (WHERE started_at > %(since)s AND batch),
-                              min(started_at) FILTER (WHERE started_at > %(since)s AND batch),
-                              count(*) FILTER (WHERE finished_at IS NULL AND started_at > %(stale)s),
+                    """WITH s AS (
+                         SELECT batch, finished_at IS NULL AND started_at > %(stale)s AS flying,
+                                CASE WHEN finished_at IS NOT NULL THEN finished_at
+                                     WHEN started_at > %(stale)s THEN %(now)s ELSE started_at END AS ended
+                         FROM qbo_call_slots WHERE realm_id = %(realm)s
+                           AND (finished_at > %(since)s OR started_at > %(since)s
+                                OR (finished_at IS NULL AND started_at > %(stale)s)))
+                       SELECT count(*) FILTER (WHERE ended > %(since)s),
+                              min(ended) FILTER (WHERE ended > %(since)s),
+                              count(*) FILTER (WHERE ended > %(since)s AND batch),
+                              min(ended) FILTER (WHERE ended > %(since)s AND batch),
+                              count(*) FILTER (WHERE flying),
                               (SELECT held_until FROM qbo_call_holds WHERE realm_id = %(realm)s)
-                       FROM qbo_call_slots WHERE realm_id = %(realm)s AND (started_at > %(since)s
-                         OR (finished_at IS NULL AND started_at > %(stale)s))""",
-                    {"since": since, "stale": now - STALE_SECONDS, "realm": self._realm},
+                       FROM s""",
+                    {"since": since, "stale": now - STALE_SECONDS, "realm": self._realm, "now": now},
                 ).fetchone()
                 assert row is not None
                 started, oldest, batches, oldest_batch, flying, held = row
                 waits = [(held or 0.0) - now]
                 if started >= self._per_minute:
-                    waits.append(oldest + self._window - now)
+                    waits.append(max(oldest + self._window - now, 0.05))
                 if batch and batches >= self._batch_per_minute:
-                    waits.append(oldest_batch + self._window - now)
+                    waits.append(max(oldest_batch + self._window - now, 0.05))
                 if flying >= self._in_flight:
                     waits.append(0.05)
                 wait = max(waits)
                 if wait <= 0:
                     if int(now) % 60 == 0:  # now and then, forget what no window needs any more
                         con.execute(
-                            "DELETE FROM qbo_call_slots WHERE realm_id = %s AND started_at < %s AND finished_at IS "
-                            "NOT NULL",
+                            "DELETE FROM qbo_call_slots WHERE realm_id = %s AND finished_at < %s",
                             [self._realm, now - 2 * self._window],
                         )
                     found = con.execute(

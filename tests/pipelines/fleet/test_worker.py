@@ -171,3 +171,28 @@ def test_per_realm_limits_are_counted_across_every_limiter_of_the_realm(pg_url: 
     with b.slot():
         pass
     assert 29 <= slept[-1] <= 30
+
+
+def test_a_slow_call_counts_in_the_window_until_a_window_after_it_ended(pg_url: str) -> None:
+    """QuickBooks stamps a call when it arrives, which under load is after the client took its slot: a call counts
+    until the window has passed since it ended, so the next window's calls never meet it there (the fleet bench once
+    saw 3 requests over a limit at 8 workers when calls counted from their start)."""
+    now = [datetime(2030, 1, 1, tzinfo=UTC).timestamp()]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    Store(pg_url).close()
+    limiter = SharedRateLimiter(
+        pg_url, "R-7", clock=lambda: datetime.fromtimestamp(now[0], UTC), sleep=sleep, per_minute=2
+    )
+    with limiter.slot():
+        now[0] += 30  # a slow call: 30 s from its slot to its answer
+    with limiter.slot():
+        now[0] += 1
+    now[0] += 31  # 62 s after the first call started, 32 s after it ended
+    with limiter.slot():  # a third call within a minute of the first one's end waits for it to leave the window
+        pass
+    assert len(slept) == 1 and 25 < slept[0] <= 30, slept
