@@ -75,7 +75,10 @@ class Cluster:
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
         if not (data / "PG_VERSION").exists():
             self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 "
+            "-c autovacuum_naptime=10"  # fresh planner statistics soon after the bulk inserts of a test or a bench
+        )
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
         return self
 

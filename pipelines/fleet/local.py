@@ -234,6 +234,7 @@ class LocalFleet:
         with Store(self.url) as store:
             for realm in realms:
                 ingest_snapshot(store, demo / "awra", realm_id=realm, now=now)
+            store.execute("ANALYZE")  # the planner's statistics after a bulk load (see worker._analyze_now_and_then)
         self.connect(realms)
         return demo / "awra"
 

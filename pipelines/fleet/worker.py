@@ -128,6 +128,7 @@ def build_app(settings: Settings, *, cycle_cron: str | None = "* * * * *") -> pr
             caller = Caller.system(realm_id, system_clock)
             pulled = commands.dispatch("pull", caller, {})
             cycled = commands.cycle(caller)
+            _analyze_now_and_then(store())
             result["outcome"] = f"pull {pulled.status}, cycle {cycled.status}: {cycled.message}"[:300]
             return {"pull": pulled.status, "cycle": cycled.status, "message": cycled.message}
 
@@ -162,6 +163,25 @@ def build_app(settings: Settings, *, cycle_cron: str | None = "* * * * *") -> pr
         )
         app.periodic(cron=cycle_cron, periodic_id="sweep")(app.task(name=SWEEP_TASK, queueing_lock="sweep")(sweep))
     return app
+
+
+_analyzed = {"at": 0.0}
+ANALYZE_EVERY_SECONDS = 60.0
+
+
+def _analyze_now_and_then(store: Store) -> None:
+    """Fresh planner statistics, at most once a minute per worker: the cycles insert in bulk, and on statistics a
+    few minutes old PostgreSQL planned the Health page's period query as nested loops over "1 row" (minutes instead
+    of 0.2 s for 50 companies of 430 records). Autovacuum catches up too, but later."""
+    import time
+
+    if time.monotonic() - _analyzed["at"] < ANALYZE_EVERY_SECONDS:
+        return
+    _analyzed["at"] = time.monotonic()
+    try:
+        store.execute("ANALYZE")
+    except Exception as err:  # statistics are an optimisation: a failed ANALYZE never fails the cycle
+        log.info("ANALYZE skipped: %s", err)
 
 
 def defer_all(app: procrastinate.App, store: Store | str) -> int:
