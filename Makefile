@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 PORT ?= 8501
 
-.PHONY: install run test test-later lint lock demo clean
+.PHONY: install run test test-later lint lock demo clean fleet
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ run: install
 	rm -f data/synchealth.duckdb data/synchealth.duckdb.wal
 	$(BIN)/python -m pipelines.demo.history --dir $(DEMO_DIR)
 	$(BIN)/python -m pipelines.demo.launcher $(DEMO_DIR) --port $(PORT)
+
+# Fleet mode, locally: a private PostgreSQL cluster, the sandbox with several companies, workers and one app server
+# (`synchealth fleet -h` for the counts). Ctrl-C stops every process it started.
+fleet: install
+	$(BIN)/synchealth fleet --port $(PORT)
 
 test: install
 	$(BIN)/ruff check .

@@ -33,6 +33,7 @@ from pipelines.clock import system_clock
 from pipelines.commands import Caller
 from pipelines.config import load_server_config, load_settings
 from pipelines.connection_health import connection_health
+from pipelines.fleet.relay import FleetRelay
 from pipelines.identity import PermissionDeniedError, load_roles, require, resolve
 from pipelines.incidents import configure_log, log_path_for, record_incident
 from pipelines.serve import state as serving
@@ -282,36 +283,43 @@ def _settings_and_config():
 async def lifespan(_app: st.App):
     settings, config = _settings_and_config()
     configure_log(log_path_for(settings.db_path))
-    store = Store(settings.db_path)
+    store = Store(settings.store_target)
     if not store.audit_check.ok:
         log.error("the audit log is not intact: %s", store.audit_check.problem)
     clock = system_clock  # the server's one clock: routes, webhooks and the scheduler all read this one
     inbox = WebhookInbox()
     inbox.recall(store, clock())  # a delivery replayed across a restart is still recognised
-    scheduler = Scheduler(
-        store,
-        settings,
-        SchedulerConfig(
-            interval=config.interval,
-            snapshot_dir=settings.snapshot_dir,
-            reconnect_warn_days=config.reconnect_warn_days,
-        ),
-        inbox=inbox,
-        clock=clock,
-    )
+    scheduler: Scheduler | FleetRelay
+    if settings.database_url:  # fleet mode: the workers run the cycles; webhooks go to the shared inbox
+        scheduler = FleetRelay(store, settings, inbox, clock=clock)
+    else:
+        scheduler = Scheduler(
+            store,
+            settings,
+            SchedulerConfig(
+                interval=config.interval,
+                snapshot_dir=settings.snapshot_dir,
+                reconnect_warn_days=config.reconnect_warn_days,
+            ),
+            inbox=inbox,
+            clock=clock,
+        )
     state = serving.ServerState(settings, config, store, scheduler, inbox, clock=clock)
     serving.install(state)
-    write_server_file(settings.db_path, config.url, state.api_token)
+    if not settings.database_url:  # the CLI beside an embedded server finds it by this file; in fleet mode it
+        write_server_file(settings.db_path, config.url, state.api_token)  # opens the shared store itself
     if settings.qbo_env == "local":
         await asyncio.to_thread(_register_local_webhooks, state)
     scheduler.start()
-    log.info("QBO Sync Health serving %s on %s (cycle every %.0f s)", settings.db_path, config.url, config.interval)
+    where = "the fleet's PostgreSQL store" if settings.database_url else settings.db_path
+    log.info("QBO Sync Health serving %s on %s (cycle every %.0f s)", where, config.url, config.interval)
     try:
         yield {"server": state}
     finally:
         # The scheduler ends its step under way first; only then does the store close (no half-written file).
         await asyncio.to_thread(scheduler.stop)
-        remove_server_file(settings.db_path)
+        if not settings.database_url:
+            remove_server_file(settings.db_path)
         serving.uninstall(state)
         store.close()
         log.info("QBO Sync Health stopped; the store is closed")

@@ -8,6 +8,7 @@ from pipelines.identity import FINANCE_DIMENSIONS
 from pipelines.views.queue import filter_queue, owner_choices, queue_summary
 from ui.actions import caller_for, commands, run_bulk, show_results_table
 from ui.data import action_queue, csv_export, get_settings, get_store, identity_of, people
+from ui.firm import queue_company
 
 COLUMNS = [
     "priority", "link", "key", "reason", "fix", "detail", "at_stake", "due_date", "owned_by", "status", "escalated",
@@ -16,7 +17,7 @@ COLUMNS = [
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
-realm = st.session_state.get("realm", settings.realm_id)
+realm = queue_company(st.session_state.get("realm", settings.realm_id))  # ?company= from the firm table
 identity = identity_of(st.session_state.get("actor"), settings)
 queue = action_queue(store, realm)
 last = st.session_state.get("queue_last")

@@ -17,6 +17,7 @@ from ui.charts import (
     table_view,
 )
 from ui.data import csv_export, get_settings, get_store, health_view
+from ui.firm import company_section
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
@@ -53,6 +54,7 @@ if not present:
     go.button("Present", on_click=enter_presentation, icon=":material/slideshow:", key="health_present",
               help="Full screen for the meeting: no sidebar, large type (the address can be shared)")  # fmt: skip
 
+company_section(store, page_data.page_now(), period)  # the firm view: only with more than one company
 view = health_view(store, realm, period, basis)
 if view["as_of"] is None:
     st.info(

@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from pipelines.dialect import dialect_of
+
 __all__ = [
     "GENESIS",
     "GUARD_TRIGGERS",
@@ -156,7 +158,7 @@ def verify(cur: duckdb.DuckDBPyConnection, *, full: bool = True) -> AuditCheck:
     ).fetchall()[0][0]
     if not chained:  # a store opened with the migrations before the chain (tests of old files)
         return AuditCheck(True, 0, None)
-    present = {r[0] for r in cur.execute("SELECT trigger_name FROM duckdb_triggers()").fetchall()}
+    present = {r[0] for r in cur.execute(dialect_of(cur).triggers_sql).fetchall()}
     missing = [t for t in GUARD_TRIGGERS if t not in present]
     rows = _rows(cur, None if full else TAIL)
     newest = rows[-1]["chain_hash"] if rows else None

@@ -22,7 +22,7 @@ from pipelines.identity import Identity, RolesFileMissing, load_roles, resolve
 from pipelines.incidents import configure_log, log_path_for, record_incident
 from pipelines.keys import RecordKey
 from pipelines.serve.remote import ServerUnavailable, call_server, read_server_file
-from pipelines.store import Store, StoreBusyError, StoreError
+from pipelines.store import Store, StoreBusyError, StoreError, is_database_url
 
 __all__ = ["main"]
 
@@ -52,7 +52,7 @@ class Context:
     def command(self, name: str, params: dict[str, Any], progress: Any = None) -> Result:
         """Run a command on the store, or through the server that holds it."""
         try:
-            store = Store(self.settings.db_path)
+            store = Store(self.settings.store_target)
         except StoreBusyError:
             return self._remote_command(name, params)
         with store:
@@ -71,7 +71,7 @@ class Context:
         from pipelines.views.api import read_view
 
         try:
-            store = Store(self.settings.db_path)
+            store = Store(self.settings.store_target)
         except StoreBusyError:
             return self._remote_view(name, params)
         with store:
@@ -279,6 +279,73 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- the action queue -------------------------------------------------------------------------------------
+def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
+    """Fleet mode: run realm cycles (and webhook pulls) from the shared queue until interrupted."""
+    from pipelines.fleet.worker import run_worker
+
+    if not ctx.settings.database_url:
+        raise UsageError("a worker needs the fleet's store: SYNCHEALTH_DB=postgresql://... (or --db URL)")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    run_worker(ctx.settings, concurrency=args.concurrency, cycle_cron=None if args.no_schedule else "* * * * *")
+    return EXIT_OK
+
+
+def cmd_fleet(ctx: Context, args: argparse.Namespace) -> int:
+    """A local fleet to try fleet mode: private PostgreSQL, the sandbox with N companies, workers, one app server."""
+    import signal
+    import tempfile
+    import threading
+
+    from pipelines.fleet.cluster import ClusterUnavailableError, find_binaries
+    from pipelines.fleet.local import LocalFleet, realm_ids
+
+    for option, value, low, high in (
+        ("--workers", args.workers, 1, 32),
+        ("--concurrency", args.concurrency, 1, 64),
+        ("--realms", args.realms, 1, 500),
+    ):
+        if not low <= value <= high:
+            raise UsageError(f"{option} must be between {low} and {high}, not {value}")
+    if not args.every > 0:
+        raise UsageError(f"--every must be a positive number of seconds, not {args.every:g}")
+    if not args.time_scale > 0:
+        raise UsageError(f"--time-scale must be positive, not {args.time_scale:g}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    try:
+        find_binaries()
+    except ClusterUnavailableError as err:
+        raise StoreError(str(err)) from None
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="synchealth-fleet-"))
+    fleet = LocalFleet(
+        folder, workers=args.workers, concurrency=args.concurrency, time_scale=args.time_scale, server_port=args.port
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        print(f"starting a local fleet in {folder} (logs in {folder / 'logs'}) ...", flush=True)
+        fleet.start()
+        fleet.seed(realm_ids(args.realms), scale=args.scale)
+        fleet.defer_cycles()
+        fleet.keep_deferring(args.every)
+        print(
+            f"fleet up: app {fleet.server_url}, sandbox {fleet.sandbox_url}, {args.realms} companies, "
+            f"{args.workers} workers x {args.concurrency}\n"
+            f"  store: SYNCHEALTH_DB={fleet.url}\n"
+            f"  cycles queued every {args.every:g} s; Ctrl-C stops every process",
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.stop()
+    print("fleet stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_resolve(ctx: Context, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"exception_ids": [args.exception_id], "code": args.code, "reason": args.reason}
     if args.qbo_id is not None:
@@ -416,6 +483,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--interval", type=float, default=None, help="seconds between cycles (default 300)")
     serve.set_defaults(func=cmd_serve)
 
+    workerc = sub.add_parser("worker", help="fleet mode: run realm cycles from the shared PostgreSQL queue")
+    workerc.add_argument("--concurrency", type=int, default=1, help="jobs at once, each on another company")
+    workerc.add_argument("--no-schedule", action="store_true", help="do not defer the periodic cycles")
+    workerc.set_defaults(func=cmd_worker)
+    fleetc = sub.add_parser("fleet", help="start a local fleet: PostgreSQL, the sandbox, N workers, one app server")
+    fleetc.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    fleetc.add_argument("--concurrency", type=int, default=1, help="jobs at once per worker (default 1)")
+    fleetc.add_argument("--realms", type=int, default=3, help="QuickBooks companies in the sandbox (default 3)")
+    fleetc.add_argument("--scale", type=int, default=60, help="about this many AWRA records per company")
+    fleetc.add_argument("--port", type=int, default=8501, help="the app server's port (default 8501)")
+    fleetc.add_argument("--every", type=float, default=30.0, help="seconds between queued cycles (default 30)")
+    fleetc.add_argument("--time-scale", type=float, default=1.0, help="the sandbox's clock speed (default 1)")
+    fleetc.add_argument("--dir", help="the fleet's folder (default: a new temporary one)")
+    fleetc.set_defaults(func=cmd_fleet)
+
     resolvec = sub.add_parser("resolve", help="close an exception with a reason code and text (audited)")
     resolvec.add_argument("exception_id", type=int, metavar="EXCEPTION_ID")
     resolvec.add_argument("--reason", required=True, help="why (kept in the audit log)")
@@ -496,7 +578,9 @@ def main(
         return sandbox_main(raw[raw.index("sandbox") + 1 :])
     args = _parser().parse_args(raw)
     try:
-        settings = settings_loader().with_overrides(db_path=Path(args.db) if args.db else None)
+        db = args.db or None
+        fleet = db if db and is_database_url(db) else None
+        settings = settings_loader().with_overrides(db_path=Path(db) if db and not fleet else None, database_url=fleet)
         configure_log(log_path_for(settings.db_path))
         identity = resolve(args.actor, load_roles(settings.roles_file))
         return args.func(Context(settings, identity, args.json, clock), args)

@@ -188,7 +188,7 @@ class Commands:
     # -- the frame every command runs in ---------------------------------------------------------------
     def _run(self, command: str, caller: Caller, body: Callable[[datetime], Result]) -> Result:
         try:
-            with realm_lock(caller.realm_id, wait=self.lock_wait):
+            with realm_lock(caller.realm_id, wait=self.lock_wait, store=self.store):
                 return body(caller.clock())
         except Exception as err:
             status, message, incident, bad = _classify(err, command, self.settings.api_base_url)

@@ -60,6 +60,19 @@ class Settings:
     secret_key_file: Path | None = None  # default: secret.key beside the store
     retry_schedule: tuple[int, ...] = _DEFAULT_RETRY_SCHEDULE
     snapshot_dir: Path | None = None
+    # Fleet mode: the PostgreSQL store (SYNCHEALTH_DB=postgresql://...); db_path then only places the log and key.
+    database_url: str | None = field(default=None, repr=False)
+    # The local sandbox's --time-scale, so the fleet's shared limiter counts in the sandbox's (shorter or longer)
+    # minute; 1 against real QuickBooks.
+    qbo_time_scale: float = 1.0
+    # The local sandbox's --limits (per realm: per_minute, batch_per_minute, max_concurrent), for benches; QBO's own
+    # (500, 40, 10) otherwise.
+    qbo_limits: tuple[int, int, int] = (500, 40, 10)
+
+    @property
+    def store_target(self) -> str | Path:
+        """What `Store(...)` opens: the PostgreSQL URL in fleet mode, else the DuckDB file."""
+        return self.database_url or self.db_path
 
     def __post_init__(self) -> None:
         if self.secret_key_file is None:
@@ -104,9 +117,16 @@ def load_settings(environ: dict[str, str] | None = None, secrets_file: Path | No
     schedule = get("SYNCHEALTH_RETRY_SCHEDULE")
     retry = tuple(int(float(s)) for s in schedule.split(",") if s.strip()) if schedule else None
     snapshot = get("SYNCHEALTH_SNAPSHOT_DIR")
+    scale = float(get("SYNCHEALTH_QBO_TIME_SCALE") or 1.0) if qbo_env == "local" else None
+    if scale is not None and not scale > 0:
+        raise ValueError(f"SYNCHEALTH_QBO_TIME_SCALE must be positive, not {scale:g}")
+    limits = _limits(get("SYNCHEALTH_QBO_LIMITS")) if qbo_env == "local" else None
     base = Settings()
+    db = get("SYNCHEALTH_DB")
+    url = db if db and db.startswith(("postgresql://", "postgres://")) else None
     return base.with_overrides(
-        db_path=Path(p) if (p := get("SYNCHEALTH_DB")) else None,
+        db_path=Path(db) if db and not url else None,
+        database_url=url,
         realm_id=get("SYNCHEALTH_REALM_ID"),
         roles_file=Path(p) if (p := get("SYNCHEALTH_ROLES_FILE")) else None,
         routing_file=Path(p) if (p := get("SYNCHEALTH_ROUTING_FILE")) else None,
@@ -118,7 +138,24 @@ def load_settings(environ: dict[str, str] | None = None, secrets_file: Path | No
         secret_key=get("SYNCHEALTH_SECRET_KEY"),
         retry_schedule=retry,
         snapshot_dir=Path(snapshot) if snapshot else None,
+        qbo_time_scale=scale,
+        qbo_limits=limits,
     )
+
+
+def _limits(spec: str | None) -> tuple[int, int, int] | None:
+    """SYNCHEALTH_QBO_LIMITS, as the sandbox's --limits: `per_minute=N,batch_per_minute=N,max_concurrent=N`."""
+    if not spec:
+        return None
+    values = {"per_minute": 500, "batch_per_minute": 40, "max_concurrent": 10}
+    for part in spec.split(","):
+        name, _, number = part.partition("=")
+        if name.strip() not in values or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(
+                f"SYNCHEALTH_QBO_LIMITS: {part.strip()!r} is not per_minute|batch_per_minute|max_concurrent=N"
+            )
+        values[name.strip()] = int(number)
+    return values["per_minute"], values["batch_per_minute"], values["max_concurrent"]
 
 
 @dataclass(frozen=True)

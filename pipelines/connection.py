@@ -12,6 +12,7 @@ import httpx
 
 from pipelines.clock import Clock, system_clock
 from pipelines.config import Settings
+from pipelines.fleet.limits import SharedRateLimiter
 from pipelines.store import Store
 from qbo.client import QboClient
 from qbo.oauth import OAuthClient, authorize_url, new_state
@@ -45,8 +46,28 @@ def qbo_client(
     own = http is None
     http = http or httpx.Client(timeout=_TIMEOUT)
     try:
+        realm = realm_id or settings.realm_id
+        # Fleet mode: QuickBooks' per-realm limits are counted in the shared store, across every process.
+        scale = settings.qbo_time_scale
+        per_minute, batch_per_minute, in_flight = settings.qbo_limits
+        limiter = (
+            SharedRateLimiter(
+                store.url,
+                realm,
+                clock=clock,
+                sleep=sleep,
+                per_minute=per_minute,
+                batch_per_minute=batch_per_minute,
+                max_in_flight=in_flight,
+                window_seconds=60.0 / scale,
+                margin_seconds=1.0 / scale,
+                max_wait_seconds=600.0 / scale,
+            )
+            if store.url
+            else None
+        )
         yield QboClient(
-            settings, TokenStore(store, settings), realm_id or settings.realm_id, http=http, sleep=sleep, clock=clock
+            settings, TokenStore(store, settings), realm, http=http, sleep=sleep, clock=clock, limiter=limiter
         )
     finally:
         if own:

@@ -184,15 +184,17 @@ def adopt_marked(store: Store, realm_id: str, *, now: datetime) -> int:
         ),
         marked AS MATERIALIZED (
           SELECT o.entity AS qbo_entity, o.qbo_id, o.sync_token, o.active, o.name, o.last_updated,
-                 regexp_extract(o.marker, '{_MARKER_PARTS}', ['entity', 'record_id', 'version']) AS part
+                 regexp_extract(o.marker, '{_MARKER_PARTS}', 1) AS part_entity,
+                 regexp_extract(o.marker, '{_MARKER_PARTS}', 2) AS part_record_id,
+                 regexp_extract(o.marker, '{_MARKER_PARTS}', 3) AS part_version
           FROM qbo_objects o
           SEMI JOIN (SELECT DISTINCT entity, split_part(record_id, ':', 1) AS head FROM open) k
             ON k.entity = split_part(o.marker, ':', 2) AND k.head = split_part(o.marker, ':', 3)
           WHERE o.realm_id = $realm AND o.marker IS NOT NULL AND NOT o.deleted
         ),
         parsed AS (
-          SELECT qbo_entity, qbo_id, sync_token, active, name, last_updated, part.entity AS entity,
-                 part.record_id AS record_id, TRY_CAST(part.version AS INTEGER) AS version
+          SELECT qbo_entity, qbo_id, sync_token, active, name, last_updated, part_entity AS entity,
+                 part_record_id AS record_id, TRY_CAST(part_version AS INTEGER) AS version
           FROM marked
         )
         SELECT r.entity, r.record_id, m.qbo_entity, m.qbo_id, m.sync_token, m.version, m.active, m.name

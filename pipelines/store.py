@@ -1,21 +1,29 @@
-"""The one owner of the DuckDB file: schema migrations, a cursor per thread, parametrized SQL."""
+"""The one owner of the database: schema migrations, a cursor per thread, parametrized SQL.
+
+The embedded store is a DuckDB file (the default); fleet mode's is PostgreSQL (`SYNCHEALTH_DB=postgresql://...`),
+behind the same interface, the same migrations and the same SQL text (pipelines/dialect.py says what differs).
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
+import psycopg
 
 from pipelines.audit import AuditCheck, rehash_all, verify
 from pipelines.clock import system_clock
 from pipelines.config import crash_point_requested
+from pipelines.dialect import DUCKDB, POSTGRES, POSTGRES_PRELUDE, Dialect
+from pipelines.postgres import AdvisoryLocks, PgCursor
+from pipelines.postgres import connect as pg_connect
 from qbo.tokens import TOKENS_DDL
 from schemas.awra import CONTRACT, Table
 
@@ -29,7 +37,16 @@ __all__ = [
     "awra_table",
     "current_view",
     "crash_point",
+    "is_database_url",
 ]
+
+# Serializes migrations between the processes of a fleet that open one PostgreSQL store at the same moment.
+_MIGRATION_LOCK = 7_405_117_001
+
+
+def is_database_url(target: str | Path) -> bool:
+    """Whether a store target names a PostgreSQL database rather than a DuckDB file."""
+    return str(target).startswith(("postgresql://", "postgres://"))
 
 
 class StoreError(Exception):
@@ -48,13 +65,15 @@ class StoreTooNewError(StoreError):
 class Migration:
     """One schema step; applied in its own transaction, recorded in schema_version.
 
-    `then` runs after the SQL in the same transaction, for a step SQL cannot express (a hash chain over rows).
+    `then` runs after the SQL in the same transaction, for a step SQL cannot express (a hash chain over rows);
+    `native` after that, for the store's own DDL that has no common text (the audit log's guard triggers).
     """
 
     version: int
     description: str
     sql: str
-    then: Callable[[duckdb.DuckDBPyConnection], object] | None = None
+    then: Callable[[Any], object] | None = None
+    native: Callable[[Dialect], str] | None = None
 
 
 def awra_table(name: str) -> str:
@@ -135,12 +154,8 @@ CREATE TABLE audit_log (
   before_json VARCHAR,
   after_json VARCHAR
 );
--- Append-only in the database itself: any UPDATE or DELETE fails (shared/reference/stack-notes.md).
+-- Append-only in the database itself: any UPDATE or DELETE fails (the guard triggers: Dialect.append_only_guard).
 CREATE TABLE audit_guard (never INTEGER);
-CREATE TRIGGER audit_no_update AFTER UPDATE ON audit_log FOR EACH STATEMENT
-  INSERT INTO audit_guard SELECT error('audit_log is append-only: UPDATE refused');
-CREATE TRIGGER audit_no_delete AFTER DELETE ON audit_log FOR EACH STATEMENT
-  INSERT INTO audit_guard SELECT error('audit_log is append-only: DELETE refused');
 """,
     ]
 )
@@ -472,17 +487,17 @@ def _current_views() -> str:
     return "\n".join(views)
 
 
-_AUDIT_NO_UPDATE = """CREATE TRIGGER audit_no_update AFTER UPDATE ON audit_log FOR EACH STATEMENT
-  INSERT INTO audit_guard SELECT error('audit_log is append-only: UPDATE refused');"""
-
-
-def _chain_existing_audit_rows(tx: duckdb.DuckDBPyConnection) -> None:
+def _chain_existing_audit_rows(tx: Any) -> None:
     rehash_all(tx)
-    tx.execute(_AUDIT_NO_UPDATE)
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "AWRA records and versions, ingest runs, append-only audit log", _V1),
+    Migration(
+        1,
+        "AWRA records and versions, ingest runs, append-only audit log",
+        _V1,
+        native=lambda d: d.append_only_guard("audit_log"),
+    ),
     Migration(2, "QBO connections (encrypted tokens, status) and their events", TOKENS_DDL),
     Migration(3, "QBO mirror: objects, company preferences, pull history", _V3),
     Migration(4, "Readiness findings, mappings, duplicate candidates, links to QBO objects", _V4 + _current_views()),
@@ -511,6 +526,7 @@ MIGRATIONS: list[Migration] = [
         "Audit log: a hash chain over its rows",
         "DROP TRIGGER audit_no_update ON audit_log; ALTER TABLE audit_log ADD chain_hash VARCHAR;",
         then=_chain_existing_audit_rows,
+        native=lambda d: d.append_only_guard("audit_log", only="UPDATE"),
     ),
     # Ingest is a person's (or the scheduler's) act like every write: the history says who asked for each run.
     Migration(13, "Ingest: who asked for each run", "ALTER TABLE ingest_runs ADD actor VARCHAR;"),
@@ -539,11 +555,39 @@ def crash_point(name: str) -> None:
 
 
 class Store:
-    """The DuckDB file: one connection per process, one cursor per thread, migrations on open."""
+    """The database: one connection per process (DuckDB) or per thread (PostgreSQL), migrations on open.
+
+    `Store(path)` opens a DuckDB file; `Store("postgresql://...")` a PostgreSQL database (fleet mode). Callers see
+    the same methods, and cursors that take the same calls (pipelines/postgres.py).
+    """
 
     def __init__(self, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
-        self.path = Path(path)
+        self.url: str | None = str(path) if is_database_url(path) else None
+        self.dialect: Dialect = POSTGRES if self.url else DUCKDB
+        # The errors a statement raises on this store (a refused UPDATE of the audit log, a broken constraint).
+        self.sql_error: type[Exception] = psycopg.Error if self.url else duckdb.Error
+        self.path = Path("postgresql") if self.url else Path(path)
         self._migrations = list(migrations)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        # per table: its primary key and every column, in order (what INSERT OR REPLACE becomes on PostgreSQL)
+        self._keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._domains: dict[int, Any] = {}
+        self._pg_connections: list[psycopg.Connection] = []
+        self._pg_guard = threading.Lock()
+        self._advisory = AdvisoryLocks(self.url) if self.url else None
+        if self.url:
+            self._open_postgres()
+        else:
+            self._open_duckdb()
+        self._migrate()
+        if self.url:
+            self._load_catalog()
+        # The audit log's guard and its newest rows are checked at every open; a broken chain is reported (the
+        # CLI on stderr, /healthz, the Health page), never repaired.
+        self.audit_check: AuditCheck = verify(self.cursor(), full=False)
+
+    def _open_duckdb(self) -> None:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -557,24 +601,70 @@ class Store:
             raise StoreError(f"cannot open the store {self.path}: {exc}") from None
         # Timestamps are stored and shown in UTC whatever the machine's zone (hashes depend on their text).
         self._con.execute("SET TimeZone = 'UTC'")
-        self._local = threading.local()
-        self._write_lock = threading.RLock()
-        self._migrate()
-        # The audit log's guard and its newest rows are checked at every open; a broken chain is reported (the
-        # CLI on stderr, /healthz, the Health page), never repaired.
-        self.audit_check: AuditCheck = verify(self.cursor(), full=False)
+
+    def _open_postgres(self) -> None:
+        self.cursor()  # the first connection: a store that cannot be reached says so now, in one line
+
+    def _load_catalog(self) -> None:
+        """Primary keys (INSERT OR REPLACE replaces on them) and the types DuckDB has and PostgreSQL makes."""
+        keys: dict[str, list[str]] = {}
+        for table, column in self.rows(
+            """SELECT tc.table_name, kcu.column_name FROM information_schema.table_constraints tc
+               JOIN information_schema.key_column_usage kcu
+                 ON kcu.constraint_name = tc.constraint_name AND kcu.table_schema = tc.table_schema
+               WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema()
+               ORDER BY tc.table_name, kcu.ordinal_position"""
+        ):
+            keys.setdefault(table, []).append(column)
+        columns: dict[str, list[str]] = {}
+        for table, column in self.rows(
+            """SELECT table_name, column_name FROM information_schema.columns
+               WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"""
+        ):
+            columns.setdefault(table, []).append(column)
+        self._keys.update({t: (tuple(keys.get(t, ())), tuple(c)) for t, c in columns.items()})
+        for (oid,) in self.rows("SELECT oid::BIGINT FROM pg_type WHERE typname = 'ubigint'"):
+            self._domains[int(oid)] = pl.UInt64
 
     # -- connection -----------------------------------------------------------------------------------
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor (a DuckDB connection is not thread-safe; its cursors are)."""
+    def cursor(self) -> Any:
+        """This thread's cursor (a DuckDB connection is not thread-safe; its cursors are; PostgreSQL: a connection
+        per thread)."""
         cur = getattr(self._local, "cursor", None)
         if cur is None:
-            cur = self._con.cursor()
+            if self.url:
+                try:
+                    con = pg_connect(self.url)
+                except ConnectionError as exc:
+                    raise StoreError(str(exc)) from None
+                with self._pg_guard:
+                    self._pg_connections.append(con)
+                cur = PgCursor(con, self._keys, self._domains)
+            else:
+                cur = self._con.cursor()
             self._local.cursor = cur
         return cur
 
+    def advisory_lock(
+        self, name: str, *, wait: float | None = None, busy: Callable[[], Exception] = TimeoutError
+    ) -> AbstractContextManager[None]:
+        """A lock named `name` across every process on this store: a PostgreSQL advisory lock in fleet mode; nothing
+        on DuckDB, where one process owns the file and its in-process locks already exclude each other."""
+        if self._advisory is None:
+            return nullcontext()
+        return self._advisory.hold(name, wait=wait, busy=busy)
+
     def close(self) -> None:
-        self._con.close()
+        if self._advisory is not None:
+            self._advisory.close()
+        if self.url:
+            with self._pg_guard:
+                for con in self._pg_connections:
+                    con.close()
+                self._pg_connections.clear()
+            self._local = threading.local()
+        else:
+            self._con.close()
 
     def __enter__(self) -> Store:
         return self
@@ -601,8 +691,16 @@ class Store:
         rows = self.cursor().execute(sql, params).fetchall()
         return rows[0][0] if rows else None
 
+    def native(self, sql: str) -> None:
+        """Run the store's own DDL as written (a dialect piece: triggers, functions)."""
+        cur = self.cursor()
+        if self.url:
+            cur.native(sql)
+        else:
+            cur.execute(sql)
+
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self) -> Iterator[Any]:
         """One transaction on this thread's cursor; writers in this process take turns.
 
         Nested, it joins the transaction already open on this thread: a command opens one around the engine steps
@@ -629,10 +727,13 @@ class Store:
             cur.execute("COMMIT")
 
     @contextmanager
-    def snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def snapshot(self) -> Iterator[Any]:
         """Reads on this thread's cursor that all see one state of the store (a read-only transaction)."""
         cur = self.cursor()
-        cur.execute("BEGIN TRANSACTION")
+        if self.url:
+            cur.native("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        else:
+            cur.execute("BEGIN TRANSACTION")
         try:
             yield cur
         finally:
@@ -649,23 +750,41 @@ class Store:
 
     def _migrate(self) -> None:
         cur = self.cursor()
+        if self.url:
+            # One process of the fleet migrates; the others wait here and then find nothing left to do.
+            cur.native(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+        try:
+            self._migrate_locked(cur)
+        finally:
+            if self.url:
+                cur.native(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+
+    def _migrate_locked(self, cur: Any) -> None:
+        if self.url:
+            cur.native(POSTGRES_PRELUDE)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             "version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
         )
         current = self.schema_version
         if current > self.latest_version:
+            where = "database" if self.url else f"store {self.path}"
             raise StoreTooNewError(
-                f"the store {self.path} has schema version {current}, newer than this app knows "
+                f"the {where} has schema version {current}, newer than this app knows "
                 f"({self.latest_version}); upgrade the app, do not open this file with an older one"
             )
         for migration in self._migrations:
             if migration.version <= current:
                 continue
             with self.transaction() as tx:
-                tx.execute(migration.sql)
+                if self.url:
+                    tx.script(migration.sql)
+                else:
+                    tx.execute(migration.sql)
                 if migration.then is not None:
                     migration.then(tx)
+                if migration.native is not None:
+                    self.native(migration.native(self.dialect))
                 tx.execute(
                     "INSERT INTO schema_version VALUES (?, ?, ?)",
                     [migration.version, migration.description, system_clock()],

@@ -394,7 +394,7 @@ def sync_run(
     clock = time.perf_counter()
     say = progress or (lambda _f, _l: None)
     rng = random.Random(seed)
-    with realm_lock(realm_id):
+    with realm_lock(realm_id, store=store):
         run_id = int(store.scalar("SELECT nextval('sync_run_seq')"))
         store.execute(
             "INSERT INTO sync_runs (run_id, realm_id, trigger, actor, started_at, status) VALUES (?, ?, ?, ?, ?, ?)",

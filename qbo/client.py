@@ -33,7 +33,7 @@ from qbo.cdc import (
 )
 from qbo.faults import ACCEPTED, ALREADY_DELETED, Outcome, classify, outcome_for
 from qbo.ids import OBJECT_ID, REQUEST_ID_MAX, check_object_id, check_request_id
-from qbo.limiter import THROTTLE_DEFAULT_WAIT, HeldTooLongError, RateLimiter, retry_after
+from qbo.limiter import THROTTLE_DEFAULT_WAIT, HeldTooLongError, Limiter, RateLimiter, retry_after
 from qbo.oauth import OAuthClient, OAuthError, OAuthSettings, transport_error_kind
 from qbo.query import (
     KNOWN_ENTITIES,
@@ -119,7 +119,7 @@ class QboClient:
         http: httpx.Client,
         clock: Callable[[], datetime],
         sleep: Callable[[float], None] = time.sleep,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         read_retries: int = 2,
         max_throttle_waits: int = 5,
     ) -> None:
@@ -129,7 +129,7 @@ class QboClient:
         self._http = http
         self._clock, self._sleep = clock, sleep
         self._oauth = OAuthClient(settings_like, token_store, http=http, clock=clock)
-        self._limiter = limiter or RateLimiter(clock=clock, sleep=sleep)
+        self._limiter: Limiter = limiter or RateLimiter(clock=clock, sleep=sleep)
         self._base = f"{settings_like.api_base_url.rstrip('/')}/v3/company/{realm_id}"
         self._read_retries = read_retries
         self._max_throttle_waits = max_throttle_waits

@@ -6,13 +6,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import httpx
 
-__all__ = ["THROTTLE_DEFAULT_WAIT", "HeldTooLongError", "RateLimiter", "retry_after"]
+__all__ = ["THROTTLE_DEFAULT_WAIT", "HeldTooLongError", "Limiter", "RateLimiter", "retry_after"]
 
 THROTTLE_DEFAULT_WAIT = 60.0  # no Retry-After: wait a minute (ref §4, D-lim)
 
@@ -23,6 +24,14 @@ class HeldTooLongError(Exception):
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+
+
+class Limiter(Protocol):
+    """What the client needs of a limiter: this process's RateLimiter, or fleet mode's shared one."""
+
+    def slot(self, *, batch: bool = False) -> AbstractContextManager[None]: ...
+
+    def hold(self, seconds: float) -> None: ...
 
 
 class RateLimiter:

@@ -10,7 +10,8 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -338,11 +339,16 @@ class TokenStore:
         return f"TokenStore(store={self._store.path!s}, environment={self._environment!r})"
 
     # locking
-    def refresh_lock(self, realm_id: str) -> threading.Lock:
-        """The one lock a refresher of this realm must hold."""
+    @contextmanager
+    def refresh_lock(self, realm_id: str) -> Iterator[None]:
+        """The one lock a refresher of this realm must hold: in this process, and across the fleet's processes
+        when the store offers a shared lock (a PostgreSQL advisory lock), so one process refreshes at a time."""
         with _LOCKS_GUARD:
             per_store = _LOCKS.setdefault(self._store, {})
-            return per_store.setdefault(realm_id, threading.Lock())
+            lock = per_store.setdefault(realm_id, threading.Lock())
+        shared = getattr(self._store, "advisory_lock", None)
+        with lock, shared(f"qbo-refresh:{realm_id}") if shared else nullcontext():
+            yield
 
     # crypto
     def _seal(self, secret: Secret) -> str:

@@ -36,3 +36,58 @@ def store(tmp_path: Path):
 @pytest.fixture
 def snapshot_dir(tmp_path: Path) -> Path:
     return write_snapshot(tmp_path / "awra", tiny_snapshot())
+
+
+# -- both backends -------------------------------------------------------------------------------------------------
+# The embedded store (DuckDB) and the fleet's (PostgreSQL). PostgreSQL is a private cluster this session starts in a
+# temporary folder (Debian's server binaries; .ci/run installs them where they are missing); without them locally,
+# the PostgreSQL half of each parametrized test is skipped with the reason.
+BACKENDS = ("duckdb", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    import shutil
+    import tempfile
+
+    from pipelines.fleet.cluster import Cluster, ClusterUnavailableError
+
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="synchealth-pg-"))
+        cluster = Cluster(folder)
+    except ClusterUnavailableError as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    folder.chmod(0o755)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A new, empty PostgreSQL database for one test."""
+    return pg_cluster.create_database(f"t{next(_databases)}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | Path:
+    """Where a store of the test's backend lives: a DuckDB file, or a fresh PostgreSQL database."""
+    if backend == "duckdb":
+        return tmp_path / "store.duckdb"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def any_store(store_target):
+    s = Store(store_target)
+    yield s
+    s.close()

@@ -72,6 +72,7 @@ class World:
         ingested: bool = True,
         retry_schedule: tuple[int, ...] = (60, 120, 240),
         routing_file: Path | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.tmp = tmp_path
         self.sandbox = sandbox or Sandbox(company or tiny_company())
@@ -81,10 +82,11 @@ class World:
             secret_key=Fernet.generate_key().decode(),
             secret_key_file=tmp_path / "secret.key",
             retry_schedule=retry_schedule,
+            database_url=database_url,
             **({"routing_file": routing_file} if routing_file else {}),
         )
         self.http = httpx.Client(transport=self.sandbox.transport()) if base_url == SANDBOX_URL else None
-        self.store = Store(self.settings.db_path)
+        self.store = Store(self.settings.store_target)
         self.now = T0
         self.snapshots = 0
         if ingested:

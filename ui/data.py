@@ -61,9 +61,10 @@ def get_store(db_path: str) -> Store:
     from pipelines.serve.state import current
 
     served = current()
-    if served is not None and Path(db_path).resolve() == served.store.path.resolve():
-        return served.store
-    return Store(db_path)
+    if served is not None and (served.settings.database_url or Path(db_path).resolve() == served.store.path.resolve()):
+        return served.store  # fleet mode: the lifespan's store is the fleet's PostgreSQL database
+    fleet = get_settings().database_url
+    return Store(fleet or db_path)
 
 
 def page_now() -> datetime:

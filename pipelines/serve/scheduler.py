@@ -257,7 +257,7 @@ class Scheduler:
 
     def _realm_cycle(self, report: CycleReport, realm: str, trigger: str) -> None:
         try:
-            with realm_lock(realm):
+            with realm_lock(realm, store=self.store):
                 self._realm_steps(report, realm, trigger)
         except Exception as err:  # e.g. the token key cannot be read: recorded like a failed step
             line = f"{realm}: {type(err).__name__}: {err}"

@@ -20,6 +20,7 @@ from pipelines.config import ServerConfig, Settings
 from pipelines.store import Store
 
 if TYPE_CHECKING:
+    from pipelines.fleet.relay import FleetRelay
     from pipelines.serve.scheduler import Scheduler
     from pipelines.serve.webhooks import WebhookInbox
 
@@ -49,7 +50,7 @@ class ServerState:
     settings: Settings
     config: ServerConfig
     store: Store
-    scheduler: Scheduler
+    scheduler: Scheduler | FleetRelay  # fleet mode: no cycles here, webhooks relayed to the workers
     inbox: WebhookInbox
     clock: Clock = system_clock
     api_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
@@ -141,7 +142,7 @@ def serve(settings: Settings, config: ServerConfig, *, host: str, port: int) -> 
     # Our own lines (cycles that failed, refused webhooks, connects) beside uvicorn's; httpx stays quiet.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    Store(settings.db_path).close()  # held elsewhere: StoreBusyError now, as one line, not a failed startup
+    Store(settings.store_target).close()  # held elsewhere: StoreBusyError now, as one line, not a failed startup
     configure(settings, config)
     uvicorn.run("server:app", host=host, port=port, app_dir=str(ROOT), log_level="info", timeout_graceful_shutdown=5)
     return 0

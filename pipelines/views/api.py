@@ -12,7 +12,7 @@ from typing import Any
 
 from pipelines import audit
 from pipelines.store import Store
-from pipelines.views import metrics
+from pipelines.views import firm, metrics
 from pipelines.views.queue import OPEN_STATUSES, action_queue, digest, filter_queue, queue_summary
 
 __all__ = ["VIEWS", "read_view"]
@@ -25,6 +25,8 @@ def _safe(value: Any) -> Any:
 def _status(store: Store, realm_id: str, now: datetime, params: dict[str, Any]) -> dict[str, Any]:
     summary = metrics.status_summary(store, realm_id)
     summary["audit"] = _audit_state(store)
+    # Per company, for the period being closed (the firm view): every company of the store, not only this one.
+    summary["firm"] = firm.companies(store, now, params.get("period"))
     return summary
 
 

@@ -20,9 +20,10 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from qbo.sandbox.engine import Sandbox
+from qbo.sandbox.limits import Limits
 from qbo.sandbox.response import RESET, TIMEOUT, SandboxError
 
-__all__ = ["RunningSandbox", "asgi_app", "main", "serve", "start_in_thread"]
+__all__ = ["RunningSandbox", "asgi_app", "main", "parse_limits", "serve", "start_in_thread"]
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -182,7 +183,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a timeout fault holds the response (default 30)",
     )
+    parser.add_argument(
+        "--limits",
+        metavar="SPEC",
+        help="per-realm limits other than QBO's, e.g. per_minute=60,batch_per_minute=4,max_concurrent=10 (benches)",
+    )
     return parser
+
+
+def parse_limits(spec: str | None) -> Limits:
+    """`name=N,...` over QBO's limits (per_minute, batch_per_minute, max_concurrent); ValueError names a bad one."""
+    values: dict[str, int] = {}
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        name, _, number = part.partition("=")
+        name = name.strip()
+        if name not in ("per_minute", "batch_per_minute", "max_concurrent"):
+            raise ValueError(f"--limits: unknown limit {name!r} (per_minute, batch_per_minute, max_concurrent)")
+        if not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(f"--limits: {name} must be a whole number of at least 1, not {number.strip()!r}")
+        values[name] = int(number)
+    return Limits(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             throttle_status=403 if args.throttle == "xml-403" else 429,
             retry_after_seconds=args.retry_after,
             timeout_hold_seconds=args.timeout_hold,
+            limits=parse_limits(args.limits),
         )
     except SystemExit as exc:  # --help
         return int(exc.code or 0)

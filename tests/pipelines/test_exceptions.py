@@ -48,8 +48,9 @@ def _blocked_snapshot() -> dict:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path, _blocked_snapshot())
+def world(tmp_path: Path, store_target: str | Path) -> Iterator[World]:
+    """The world on each backend: the embedded DuckDB file and the fleet's PostgreSQL."""
+    w = World(tmp_path, _blocked_snapshot(), database_url=store_target if isinstance(store_target, str) else None)
     w.cycle()
     yield w
     w.store.close()

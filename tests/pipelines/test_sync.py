@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+def world(tmp_path: Path, store_target: str | Path) -> Iterator[World]:
+    """The world on each backend: the embedded DuckDB file and the fleet's PostgreSQL."""
+    w = World(tmp_path, database_url=store_target if isinstance(store_target, str) else None)
     yield w
     w.close()
 

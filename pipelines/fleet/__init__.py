@@ -1,0 +1,1 @@
+"""Fleet mode: PostgreSQL as the store, procrastinate workers for the cycles, limits held across processes."""
