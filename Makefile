@@ -36,6 +36,8 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy pipelines schemas qbo
 	$(BIN)/python -m pytest -q
 
 # The whole suite again with every process's clock 400 days ahead (Debian's faketime): nothing may depend on the day

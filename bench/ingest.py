@@ -1,4 +1,4 @@
-"""Benchmark: ingest of a 1M-record snapshot (CSV and Parquet); re-ingest unchanged and with 1% changed."""
+"""Benchmark: ingest of a 1M-record snapshot (CSV and Parquet); re-ingest unchanged, with 1% changed, and a 1% delta."""
 
 from __future__ import annotations
 
@@ -17,30 +17,66 @@ from pipelines.demo.company import write_demo
 from pipelines.ingest import ingest_snapshot
 from pipelines.store import Store
 from schemas.awra import CONTRACT
+from schemas.manifest import MANIFEST_FILE, Manifest, manifest_json
 
 __all__ = ["main"]
 
 REALM = "bench-realm"
 
 
+def _read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_parquet(path)
+
+
+def _write(frame: pl.DataFrame, path: Path) -> None:
+    frame.write_csv(path) if path.suffix == ".csv" else frame.write_parquet(path)
+
+
+def _manifest(folder: Path, manifest: Manifest) -> None:
+    (folder / MANIFEST_FILE).write_text(manifest_json(manifest))
+
+
+def _edited(frame: pl.DataFrame, share: float, phase: int, value: str) -> tuple[pl.DataFrame, pl.Series]:
+    """`share` of the rows (every n-th, from `phase`) with their owner or name set to `value`, and the pick."""
+    every = max(int(1 / share), 1)
+    pick = (pl.int_range(frame.height, eager=True) + phase) % every == 0
+    column = next(c for c in ("owner", "name") if c in frame.columns)
+    return frame.with_columns(pl.when(pick).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)), pick
+
+
 def _changed_copy(src: Path, dst: Path, fmt: str, share: float) -> int:
-    """The same snapshot with `share` of every header table's records edited (their owner field)."""
+    """The same snapshot with `share` of every header table's records edited (their owner field), as a full one."""
     dst.mkdir(parents=True, exist_ok=True)
     changed = 0
     for name, table in CONTRACT.items():
-        path = src / f"{name}.{fmt}"
-        frame = pl.read_csv(path, infer_schema=False) if fmt == "csv" else pl.read_parquet(path)
-        column = next((c for c in ("owner", "name") if c in frame.columns), None)
-        if column and not table.is_lines and frame.height:
-            every = max(int(1 / share), 1)
-            pick = pl.int_range(pl.len()) % every == 0
-            frame = frame.with_columns(
-                pl.when(pick).then(pl.lit("edited@bench")).otherwise(pl.col(column)).alias(column)
-            )
-            changed += frame.height // every + (1 if frame.height % every else 0)
-        target = dst / f"{name}.{fmt}"
-        frame.write_csv(target) if fmt == "csv" else frame.write_parquet(target)
+        frame = _read(src / f"{name}.{fmt}")
+        if not table.is_lines and frame.height and {"owner", "name"} & set(frame.columns):
+            frame, pick = _edited(frame, share, 0, "edited@bench")
+            changed += int(pick.sum())
+        _write(frame, dst / f"{name}.{fmt}")
+    _manifest(dst, Manifest("full", "s1"))
     return changed
+
+
+def _delta(src: Path, dst: Path, fmt: str, share: float) -> int:
+    """What AWRA sends when another `share` of the records of `src` changed: those records whole, and a manifest."""
+    dst.mkdir(parents=True, exist_ok=True)
+    sent: dict[str, pl.DataFrame] = {}
+    for name, table in CONTRACT.items():
+        if table.is_lines:
+            continue
+        frame = _read(src / f"{name}.{fmt}")
+        if frame.height and {"owner", "name"} & set(frame.columns):
+            frame, pick = _edited(frame, share, 1, "edited again@bench")
+            sent[name] = frame.filter(pick)
+    for name, table in CONTRACT.items():
+        if table.is_lines and table.parent in sent:
+            ids = sent[table.parent].select(table.record_id)
+            sent[name] = _read(src / f"{name}.{fmt}").join(ids, on=table.record_id, how="semi")
+    for name, frame in sent.items():
+        _write(frame, dst / f"{name}.{fmt}")
+    _manifest(dst, Manifest("delta", "s2", "s1"))
+    return sum(sent[n].height for n in sent if not CONTRACT[n].is_lines)
 
 
 def _timed(store: Store, folder: Path) -> tuple[float, object]:
@@ -52,12 +88,15 @@ def _timed(store: Store, folder: Path) -> tuple[float, object]:
 def run(records: int, fmt: str, work: Path) -> None:
     demo = write_demo(work / f"demo-{fmt}", seed=7, scale=records, as_of=date(2026, 11, 26), fmt=fmt)
     rows = sum(demo.counts.values())
-    changed_dir = work / f"changed-{fmt}"
+    _manifest(demo.snapshot_dir, Manifest("full", "s0"))
+    changed_dir, delta_dir = work / f"changed-{fmt}", work / f"delta-{fmt}"
     changed = _changed_copy(demo.snapshot_dir, changed_dir, fmt, 0.01)
+    in_delta = _delta(changed_dir, delta_dir, fmt, 0.01)
     store = Store(work / f"bench-{fmt}.duckdb")
     first, r1 = _timed(store, demo.snapshot_dir)
     again, r2 = _timed(store, demo.snapshot_dir)
     delta, r3 = _timed(store, changed_dir)
+    small, r4 = _timed(store, delta_dir)
     store.close()
     print(f"{fmt}: {records:,} records, {rows:,} rows")
     print(f"  first ingest       {first:7.2f} s   {rows / first:12,.0f} rows/s   ({r1.new:,} new)")
@@ -65,6 +104,10 @@ def run(records: int, fmt: str, work: Path) -> None:
     print(
         f"  1% changed         {delta:7.2f} s   {delta / first:6.1%} of the first  ({r3.changed:,} changed, "
         f"{changed:,} edited)"
+    )
+    print(
+        f"  1% delta snapshot  {small:7.2f} s   {small / first:6.1%} of the first  ({r4.changed:,} changed, "
+        f"{in_delta:,} sent)"
     )
 
 

@@ -121,6 +121,14 @@ _PIPELINE_REASONS: dict[str, tuple[str, str, str]] = {
         'those records really left AWRA, an admin ingests the snapshot again with --allow-removal "reason" '
         "(`synchealth ingest DIR --allow-removal ...`); the reason is kept in the audit log.",
     ),
+    "source_data.delta_out_of_order": (
+        "ingest",
+        "AWRA delta snapshot refused: it follows a snapshot that is not the last one applied, so applying it could "
+        "lose changes or bring back removed records. Nothing of it was applied, and no new AWRA data arrives until "
+        "the gap is filled.",
+        "Ask whoever runs the AWRA export for the deltas between the two snapshots the detail names and drop them in "
+        "order, or for a full snapshot, which always applies; the next one that fits goes in on its own.",
+    ),
     "provider_rejection.deleted_in_qbo": (
         "QuickBooks check (after each pull)",
         "Deleted in QuickBooks: the record was synced, then someone deleted its transaction in QuickBooks, so the "
@@ -147,7 +155,7 @@ _PIPELINE_REASONS: dict[str, tuple[str, str, str]] = {
     ),
 }
 # Who owns a pipeline reason when it is not its dimension's default: letting a mass removal in is an admin's call.
-_PIPELINE_OWNERS = {"source_data.mass_removal": "admin"}
+_PIPELINE_OWNERS = {"source_data.mass_removal": "admin", "source_data.delta_out_of_order": "admin"}
 _PARTY_KINDS = ("vendor", "customer")
 # ARCHITECTURE.md "Health dimensions", default owner column (transport: "system, then admin").
 DIMENSION_OWNER = {
@@ -335,8 +343,8 @@ def _rows() -> list[dict[str, str]]:
             "admin",
             title=f"{party.capitalize()} inactive in QuickBooks",
         )
-    for rule in DUPLICATE_RULES:
-        reason = f"duplicate_risk.{rule}"
+    for duplicate_rule in DUPLICATE_RULES:
+        reason = f"duplicate_risk.{duplicate_rule}"
         if reason in rows:
             add(reason, "duplicate check", "", "", "finance")
     for reason, (found_by, explanation, fix) in _PIPELINE_REASONS.items():

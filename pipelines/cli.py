@@ -219,7 +219,7 @@ def _check_text(result: Result) -> str:
 
 
 def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
-    return _finish(ctx, ctx.command("check", {}), _check_text)
+    return _finish(ctx, ctx.command("check", {"full": bool(args.full)}), _check_text)
 
 
 def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
@@ -386,7 +386,8 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--full", action="store_true", help="re-read everything instead of changes only")
     pull.set_defaults(func=cmd_pull)
 
-    check = sub.add_parser("check", help="readiness, mapping gaps and duplicate risk for every record")
+    check = sub.add_parser("check", help="readiness, mapping gaps and duplicate risk (what changed; --full: all)")
+    check.add_argument("--full", action="store_true", help="re-check every record, not only what changed")
     check.set_defaults(func=cmd_check)
 
     mapc = sub.add_parser("map", help="map an AWRA value to a QuickBooks object (admin), then re-check")

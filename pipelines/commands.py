@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ __all__ = [
 Progress = Callable[[float, str], None]
 ClientFactory = Callable[[str, Clock], AbstractContextManager[QboClient]]
 DONE, REFUSED, FAILED = "done", "refused", "failed"
+# Incremental checks between, a full one at least this often: the safety net under the change tracking.
+FULL_CHECK_EVERY = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -268,12 +270,15 @@ class Commands:
             data = {
                 "run_id": done.run_id, "status": done.status, "new": done.new, "changed": done.changed,
                 "removed": done.removed, "restored": done.restored, "rows": done.rows,
-                "seconds": round(done.seconds, 3),
+                "seconds": round(done.seconds, 3), "kind": done.kind, "snapshot_id": done.snapshot_id,
             }  # fmt: skip
             self._audit_person(caller, now, Change("ingest", f"snapshot:{path}", None, None, data))
+            which = f"{done.kind} snapshot {done.snapshot_id!r}" if done.snapshot_id else "snapshot"
             text = (
-                f"{done.status}: {done.new:,} new, {done.changed:,} changed, {done.removed:,} removed, "
-                f"{done.restored:,} restored records from {sum(done.rows.values()):,} rows "
+                f"{done.status}: {done.note} (run {done.run_id})"
+                if done.note
+                else f"{done.status}: {done.new:,} new, {done.changed:,} changed, {done.removed:,} removed, "
+                f"{done.restored:,} restored records from {sum(done.rows.values()):,} rows of the {which} "
                 f"in {done.seconds:.1f}s (run {done.run_id})"
             )
             return Result("ingest", DONE, text, data)
@@ -357,22 +362,26 @@ class Commands:
         return self._run("pull_named", caller, body)
 
     # -- checking and sending ---------------------------------------------------------------------------
-    def check(self, caller: Caller) -> Result:
-        """Readiness, mapping gaps and duplicate risk for every record; the queue follows once."""
+    def check(self, caller: Caller, *, full: bool = False) -> Result:
+        """Readiness, mapping gaps and duplicate risk for the records whose inputs changed (every record with
+        `full`); the queue follows once."""
 
         def body(now: datetime) -> Result:
             require(caller.identity, "check")
-            done = run_check(self.store, caller.realm_id, now=now, trigger="check", actor=caller.identity.email)
+            done = run_check(
+                self.store, caller.realm_id, now=now, trigger="check", actor=caller.identity.email, full=full
+            )
             queue = self._refresh(caller, now)
             data = {
                 "run_id": done.run_id, "records": done.records, "ready": done.ready, "findings": done.findings,
-                "by_state": done.by_state, "by_reason": done.by_reason, "exceptions": queue,
+                "by_state": done.by_state, "by_reason": done.by_reason, "exceptions": queue, "kind": done.kind,
+                "checked": done.checked,
             }  # fmt: skip
             self._audit_person(caller, now, Change("check", f"company:{caller.realm_id}", None, None,
                                                    {"run_id": done.run_id, "ready": done.ready}))  # fmt: skip
             text = (
-                f"check {done.run_id}: {done.records:,} records, {done.ready:,} ready, "
-                f"{done.findings:,} findings in {done.seconds:.1f}s"
+                f"{done.kind} check {done.run_id}: {done.checked:,} of {done.records:,} records re-checked, "
+                f"{done.ready:,} ready, {done.findings:,} findings in {done.seconds:.1f}s"
             )
             return Result("check", DONE, text, data)
 
@@ -410,23 +419,33 @@ class Commands:
         def body(now: datetime) -> Result:
             require(caller.identity, "cycle")
             warn = {} if reconnect_warn_days is None else {"warn_days": reconnect_warn_days}
+            full = self._full_check_due(caller.realm_id, now)
             warnings = [w["reason"] for w in check_reconnect(self.store, caller.realm_id, now=now, **warn)]
             data: dict[str, Any] = {"warnings": warnings}
             if self._connected(caller.realm_id):
                 with self._client(caller) as client:
-                    check = run_check(self.store, caller.realm_id, now=now, trigger="schedule", actor="system")
+                    check = run_check(
+                        self.store, caller.realm_id, now=now, trigger="schedule", actor="system", full=full
+                    )
                     sent = sync_run(self.store, client, now=now, trigger="schedule", actor="system",
                                     schedule=self.settings.retry_schedule)  # fmt: skip
                 data.update(check_run=check.run_id, ready=check.ready, sync_run=sent.run_id, sync=sent.status,
                             sent=sent.counts)  # fmt: skip
             else:
                 # Nothing can be read or sent; readiness still runs so the pages and exceptions stay current.
-                check = run_check(self.store, caller.realm_id, now=now, trigger="schedule", actor="system")
+                check = run_check(self.store, caller.realm_id, now=now, trigger="schedule", actor="system", full=full)
                 data.update(check_run=check.run_id, ready=check.ready, sync="not connected")
             data["exceptions"] = self._refresh(caller, now)
             return Result("cycle", DONE, f"cycle: check {check.run_id}, {check.ready:,} ready", data)
 
         return self._run("cycle", caller, body)
+
+    def _full_check_due(self, realm_id: str, now: datetime) -> bool:
+        """The scheduler's safety net: a full check when none ran in the last FULL_CHECK_EVERY."""
+        last = self.store.scalar(
+            "SELECT max(started_at) FROM check_runs WHERE realm_id = ? AND kind = 'full'", [realm_id]
+        )
+        return last is None or now - last >= FULL_CHECK_EVERY
 
     def escalate(self, caller: Caller) -> Result:
         """Escalate what passed its due-by or ran out of automatic retries (the scheduler, between cycles)."""
@@ -742,7 +761,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "ingest": {"folder": "str", "allow_removal": "str"},
     "connect": {},
     "pull": {"full": "bool"},
-    "check": {},
+    "check": {"full": "bool"},
     "sync": {"only": "list[str]"},
     "retry": {"keys": "list[str]", "override_reason": "str"},
     "map": {"kind": "str", "awra_value": "str", "qbo_id": "str", "reason": "str"},

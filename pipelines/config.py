@@ -10,6 +10,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -70,7 +71,8 @@ class Settings:
         return self.qbo_base_url if self.qbo_env == "local" else _QBO_HOSTS[self.qbo_env]
 
     def with_overrides(self, **changes: object) -> Settings:
-        given = {k: v for k, v in changes.items() if v is not None}
+        # Each value is the caller's for that field (None: keep it); replace rejects unknown names, not wrong types.
+        given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
         # A key file that followed the store (the default) follows it to its new place too.
         if "db_path" in given and "secret_key_file" not in given:
             if self.secret_key_file == Path(self.db_path).parent / "secret.key":

@@ -15,6 +15,8 @@ from pipelines.store import Store, current_view
 from schemas.awra import table_for_entity
 
 __all__ = [
+    "CHECK_NAME",
+    "rules_text",
     "DEFAULT_WINDOW_DAYS",
     "QBO_ENTITY",
     "RULES",
@@ -44,7 +46,7 @@ _PARTIES = ("vendor", "customer")
 _NAME_LISTS = ("Vendor", "Customer", "Employee")
 RULES = ("name_exists", "doc_number_exists", "similar_transaction")
 DEFAULT_WINDOW_DAYS = 5
-_CHECK = "no_duplicate"
+CHECK_NAME = "no_duplicate"  # the check a duplicate finding carries
 _DIMENSION = "duplicate_risk"
 _LABEL = {
     "Vendor": "vendor",
@@ -384,6 +386,11 @@ _CANDIDATE_COLUMNS = (
 )  # fmt: skip
 
 
+def rules_text() -> str:
+    """The duplicate rules as they run (for the check's fingerprint: a change to them means a full check)."""
+    return _candidates_sql(DEFAULT_WINDOW_DAYS)
+
+
 def find_candidates(
     store: Store, realm_id: str, run_id: int, *, window_days: int = DEFAULT_WINDOW_DAYS
 ) -> pl.DataFrame:
@@ -465,7 +472,7 @@ def duplicate_findings(candidates: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.all().first(), others=pl.len() - 1)
         .select(
             *keys,
-            check_name=pl.lit(_CHECK),
+            check_name=pl.lit(CHECK_NAME),
             dimension=pl.lit(_DIMENSION),
             reason=pl.lit(_DIMENSION + ".") + pl.col("rule"),
             detail=pl.format(

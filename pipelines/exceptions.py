@@ -18,7 +18,7 @@ from pipelines.audit import Change, append_selected
 from pipelines.catalogue import catalogue
 from pipelines.connection_health import warning_causes_sql
 from pipelines.identity import roles_for
-from pipelines.ingest import MASS_REMOVAL
+from pipelines.ingest import DELTA_OUT_OF_ORDER, MASS_REMOVAL
 from pipelines.keys import RecordKey
 from pipelines.routing import Routing, load_routing, route
 from pipelines.store import Store
@@ -107,15 +107,19 @@ conn AS (
          NULL::DECIMAL(18,2) AS amount, NULL AS evidence
   FROM qbo_connections WHERE realm_id = $realm AND status <> 'connected'),
 warned AS ({warning_causes_sql()}),  -- an admin must act while the connection still works (connection_health)
--- The company's AWRA feed is stopped: its latest snapshot (refusals for bad input aside) was refused as a mass removal,
--- and no snapshot has landed since. The scheduler never applies one on its own; a person decides.
+-- The company's AWRA feed is stopped: its latest snapshot (refusals for bad input aside) was refused as a mass removal
+-- or as a delta out of order, and no snapshot has landed since. The scheduler never applies one; a person decides.
 refused AS (
   SELECT 'snapshot' AS entity, i.realm_id AS record_id, NULL::INTEGER AS version, 'source_data' AS dimension,
-         'source_data.mass_removal' AS reason, i.error AS detail, NULL::DECIMAL(18,2) AS amount, NULL AS evidence
+         CASE WHEN starts_with(i.error, '{MASS_REMOVAL}') THEN 'source_data.mass_removal'
+              ELSE 'source_data.delta_out_of_order' END AS reason,
+         i.error AS detail, NULL::DECIMAL(18,2) AS amount, NULL AS evidence
   FROM ingest_runs i
-  WHERE i.realm_id = $realm AND i.status = 'refused' AND starts_with(i.error, '{MASS_REMOVAL}')
+  WHERE i.realm_id = $realm AND i.status = 'refused'
+    AND (starts_with(i.error, '{MASS_REMOVAL}') OR starts_with(i.error, '{DELTA_OUT_OF_ORDER}'))
     AND i.run_id = (SELECT max(run_id) FROM ingest_runs WHERE realm_id = $realm
-                    AND (status <> 'refused' OR starts_with(error, '{MASS_REMOVAL}')))),
+                    AND (status <> 'refused' OR starts_with(error, '{MASS_REMOVAL}')
+                         OR starts_with(error, '{DELTA_OUT_OF_ORDER}')))),
 causes AS (SELECT * FROM found UNION ALL SELECT * FROM engine UNION ALL SELECT * FROM conn
            UNION ALL SELECT * FROM warned UNION ALL SELECT * FROM refused),
 attempted AS (SELECT entity, record_id, max(attempt_id) AS last_attempt FROM sync_attempts

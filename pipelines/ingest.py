@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +23,12 @@ from pipelines import audit
 from pipelines.clock import elapsed_from
 from pipelines.store import Store, awra_table, crash_point, current_view
 from schemas.awra import CONTRACT, Column, Table, contract_schema
+from schemas.manifest import FULL, MANIFEST_FILE, Manifest, ManifestError, parse_manifest
 
 __all__ = [
     "FORMATS",
     "LIMITS",
+    "DELTA_OUT_OF_ORDER",
     "MASS_REMOVAL",
     "REMOVAL_FLOOR",
     "REMOVAL_SHARE",
@@ -102,6 +104,8 @@ REMOVAL_SHARE = 0.20
 REMOVAL_FLOOR = 5
 # The start of a mass-removal refusal's message, in the ingest history: the exception queue finds it by this.
 MASS_REMOVAL = "mass removal refused"
+# The start of a refusal of a delta whose base is not the snapshot last applied: the feed stops until a person acts.
+DELTA_OUT_OF_ORDER = "delta out of order"
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,9 @@ class IngestResult:
     restored: int
     seconds: float
     changes_by_entity: dict[str, dict[str, int]] = field(default_factory=dict)
+    kind: str = "full"  # full | delta
+    snapshot_id: str | None = None
+    note: str = ""  # e.g. why nothing was done
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -315,14 +322,15 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
     return obj
 
 
-def _read_jsonl(path: Path, data: bytes, limits: SnapshotLimits) -> pl.DataFrame:
+def _read_jsonl(path: Path, data: bytes, table: Table, limits: SnapshotLimits) -> pl.DataFrame:
     text = _decode(path, data, 1)
-    if not text.strip():
-        raise SnapshotError([Problem(path.name, None, None, "file is empty; expected one JSON object per line")])
     # Parsed line by line with numbers kept as their exact text: Polars and DuckDB read JSON numbers as
     # 64-bit floats, and 123456789012345678.99 would come back rounded. Money must not be rounded.
     rows: list[dict[str, str | None]] = []
@@ -351,7 +359,8 @@ def _read_jsonl(path: Path, data: bytes, limits: SnapshotLimits) -> pl.DataFrame
         row = {k: _json_text(v) for k, v in obj.items()}
         _refuse_surrogates(path, n, row)
         rows.append(row)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    # JSON Lines has no header: a file without objects is a table without records, in the contract's columns.
+    columns = list(dict.fromkeys(k for row in rows for k in row)) if rows else list(table.column_names)
     if len(columns) > limits.max_columns:
         raise SnapshotError(
             [
@@ -496,12 +505,12 @@ def _limit_problems(raw: _RawFile, limits: SnapshotLimits) -> list[Problem]:
 
 def _read_file(table: Table, path: Path, limits: SnapshotLimits = LIMITS) -> _RawFile:
     data = _read_bounded(path, limits)
-    if not data.strip():
+    if path.suffix == ".jsonl":
+        raw = _RawFile(table, path, _read_jsonl(path, data, table, limits), first_row=1)
+    elif not data.strip():
         raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
-    if path.suffix == ".csv":
+    elif path.suffix == ".csv":
         raw = _RawFile(table, path, _read_csv(path, data, limits), first_row=2)
-    elif path.suffix == ".jsonl":
-        raw = _RawFile(table, path, _read_jsonl(path, data, limits), first_row=1)
     else:
         raw = _RawFile(table, path, _read_parquet(path, data, table, limits), first_row=1)
     del data
@@ -509,6 +518,11 @@ def _read_file(table: Table, path: Path, limits: SnapshotLimits = LIMITS) -> _Ra
     if problems:
         raise SnapshotError(problems)
     return raw
+
+
+def _present_tables(folder: Path) -> set[str]:
+    """The contract tables with at least one file in the folder (a delta leaves out what did not change)."""
+    return {t.name for t in CONTRACT.values() if any((folder / f"{t.name}{ext}").is_file() for ext in FORMATS)}
 
 
 def read_snapshot(folder: Path, tables: set[str] | None = None, limits: SnapshotLimits = LIMITS) -> dict[str, _RawFile]:
@@ -527,6 +541,88 @@ def read_snapshot(folder: Path, tables: set[str] | None = None, limits: Snapshot
     if problems:
         raise SnapshotError(problems)
     return files
+
+
+# -- the manifest: full or delta -------------------------------------------------------------------------
+def read_manifest(folder: Path, limits: SnapshotLimits = LIMITS) -> Manifest:
+    """The folder's manifest.json (none: a v1.0 full snapshot); refuses one that breaks the contract."""
+    path = folder / MANIFEST_FILE
+    if not path.exists():
+        return FULL
+    if not path.is_file():
+        raise SnapshotError([Problem(MANIFEST_FILE, None, None, "is not a file")])
+    text = _decode(path, _read_bounded(path, limits), 1)
+    try:
+        return parse_manifest(text, limits.max_rows)
+    except ManifestError as err:
+        raise SnapshotError([Problem(MANIFEST_FILE, None, err.field, str(err))]) from None
+
+
+def _last_snapshot(store: Store, realm_id: str) -> tuple[bool, str | None]:
+    """Whether a snapshot was ever applied to this company, and the id of the last one (None: it had no manifest)."""
+    row = store.rows(
+        "SELECT snapshot_id FROM ingest_runs WHERE realm_id = ? AND status <> 'refused' ORDER BY run_id DESC LIMIT 1",
+        [realm_id],
+    )
+    return (True, row[0][0]) if row else (False, None)
+
+
+def _check_base(manifest: Manifest, applied: bool, last: str | None) -> None:
+    """A delta applies only on top of the snapshot it names: anything else would lose or resurrect records."""
+    if last == manifest.base:
+        return
+    if not applied:
+        why = "no snapshot has been applied to this company yet; send a full snapshot first"
+    elif last is None:
+        why = "the last snapshot applied carried no snapshot_id; send a full snapshot with a manifest first"
+    else:
+        why = f"the last snapshot applied is {last!r}; apply the deltas between them in order, or send a full snapshot"
+    err = SnapshotError([Problem(MANIFEST_FILE, None, "base", f"this delta follows {manifest.base!r}, but {why}")])
+    err.args = (f"{DELTA_OUT_OF_ORDER}: {err.args[0]}",)
+    raise err
+
+
+def _check_delta_files(present: set[str]) -> None:
+    """A delta sends a changed record whole, so an entity comes with all its files or none of them."""
+    problems = []
+    for table in CONTRACT.values():
+        family = [t.name for t in CONTRACT.values() if table.name in (t.name, t.parent)]
+        if table.is_lines or not (set(family) & present):
+            continue
+        for name in family:
+            if name not in present:
+                problems.append(
+                    Problem(
+                        f"{name}.csv",
+                        None,
+                        None,
+                        f"file is missing: a delta that carries {table.name} carries {name} too, for the records it "
+                        "sends (a file with its header only when they have none)",
+                    )
+                )
+    if problems:
+        raise SnapshotError(problems)
+
+
+def _check_removed_not_sent(manifest: Manifest, raw: dict[str, _RawFile]) -> None:
+    problems = []
+    for name, ids in manifest.removed.items():
+        if name not in raw:
+            continue
+        sent = raw[name]
+        listed = pl.Series(ids, dtype=pl.String)
+        both = listed.filter(listed.is_in(sent.frame[sent.table.record_id].implode()))
+        for rid in both.head(_MAX_PROBLEMS_KEPT):
+            problems.append(
+                Problem(
+                    MANIFEST_FILE,
+                    None,
+                    f"removed.{name}",
+                    f"{_shown(rid)} is both removed and sent in {raw[name].name}",
+                )
+            )
+    if problems:
+        raise SnapshotError(problems)
 
 
 # -- validation ------------------------------------------------------------------------------------------
@@ -801,7 +897,8 @@ def _diff(cur, table: Table, realm_id: str) -> None:
     )
 
 
-def _swap_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) -> dict[str, int]:
+def _apply_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) -> dict[str, int]:
+    """New versions of the staged records that are new or changed, and the return of removed ones."""
     _diff(cur, table, realm_id)
     for t in [table, *(x for x in CONTRACT.values() if x.parent == table.name)]:
         tcols = ", ".join(f"s.{c}" for c in t.column_names)
@@ -841,12 +938,6 @@ def _swap_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) ->
           AND d.change = 'restored'""",
         [now, realm_id, table.entity],
     )
-    removed = cur.execute(
-        f"""UPDATE records SET removed_at = ?, changed_at = ?
-        WHERE realm_id = ? AND entity = ? AND removed_at IS NULL
-          AND record_id NOT IN (SELECT record_id FROM stage_raw_{table.name})""",
-        [now, now, realm_id, table.entity],
-    ).fetchall()[0][0]
     # Text that changed without changing a value (e.g. 12.5 written as 12.50): remember the new text.
     cur.execute(
         f"""UPDATE records SET raw_hash = d.raw_hash
@@ -856,12 +947,32 @@ def _swap_table(cur, table: Table, realm_id: str, run_id: int, now: datetime) ->
         [realm_id, table.entity],
     )
     counts = dict(cur.execute(f"SELECT change, count(*) FROM diff_{table.name} GROUP BY 1").fetchall())
-    return {
-        "new": counts.get("new", 0),
-        "changed": counts.get("changed", 0),
-        "restored": counts.get("restored", 0),
-        "removed": int(removed),
-    }
+    return {"new": counts.get("new", 0), "changed": counts.get("changed", 0), "restored": counts.get("restored", 0)}
+
+
+def _gone(table: Table, delta: bool) -> str:
+    """The ids of the records a snapshot removes: a full one by leaving them out, a delta by listing them."""
+    if delta:
+        return f"record_id IN (SELECT record_id FROM removed_{table.name})"
+    return f"record_id NOT IN (SELECT record_id FROM stage_raw_{table.name})"
+
+
+def _remove(cur, table: Table, realm_id: str, now: datetime, delta: bool) -> int:
+    removed = cur.execute(
+        f"""UPDATE records SET removed_at = ?, changed_at = ?
+        WHERE realm_id = ? AND entity = ? AND removed_at IS NULL AND {_gone(table, delta)}""",
+        [now, now, realm_id, table.entity],
+    ).fetchall()[0][0]
+    return int(removed)
+
+
+def _stage_removed(store: Store, manifest: Manifest) -> None:
+    """A delta's removals as one temp table per header table it names."""
+    cur = store.cursor()
+    for name, ids in manifest.removed.items():
+        cur.register("_incoming", pl.DataFrame({"record_id": list(ids)}, schema={"record_id": pl.String}).to_arrow())
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE removed_{name} AS SELECT record_id FROM _incoming")
+        cur.unregister("_incoming")
 
 
 def _record_run(
@@ -872,19 +983,20 @@ def _record_run(
     started: datetime,
     finished: datetime,
     status: str,
-    files: dict[str, tuple[str | None, int, int, int, str | None]],
+    files: Mapping[str, tuple[str | None, int, int, int, str | None]],
     totals: dict[str, int],
     error: str | None,
     prints: dict[str, tuple[str, str]] | None = None,
     actor: str | None = None,
+    manifest: Manifest = FULL,
 ) -> None:
     rows = sum(f[1] for f in files.values())
     accepted = sum(f[2] for f in files.values())
     rejected = sum(f[3] for f in files.values())
     cur.execute(
         "INSERT INTO ingest_runs (run_id, realm_id, source, started_at, finished_at, status, rows, accepted, "
-        "rejected, new_records, changed_records, removed_records, error, actor) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "rejected, new_records, changed_records, removed_records, error, actor, snapshot_id, kind, base) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             realm_id,
@@ -900,6 +1012,9 @@ def _record_run(
             totals.get("removed", 0),
             error,
             actor,
+            manifest.snapshot_id,
+            manifest.kind,
+            manifest.base,
         ],
     )
     cur.executemany(
@@ -920,6 +1035,7 @@ def _refuse(
     err: SnapshotError,
     raw: dict[str, _RawFile] | None,
     actor: str | None = None,
+    manifest: Manifest = FULL,
 ) -> None:
     """Only the ingest history notes a refusal; no record or version is touched."""
     by_file: dict[str, list[Problem]] = {}
@@ -936,7 +1052,10 @@ def _refuse(
         files[name] = (fname, rows, max(rows - bad, 0) if probs else rows, bad if probs else 0, msg)
     with store.transaction() as cur:
         run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
-        _record_run(cur, run_id, realm_id, str(folder), started, finished, "refused", files, {}, str(err), actor=actor)
+        _record_run(
+            cur, run_id, realm_id, str(folder), started, finished, "refused", files, {}, str(err), actor=actor,
+            manifest=manifest,
+        )  # fmt: skip
 
 
 def _fingerprints(folder: Path) -> dict[str, tuple[str, str]]:
@@ -990,6 +1109,21 @@ def _removals(cur, raw: dict[str, _RawFile], realm_id: str) -> list[Removal]:
     return found
 
 
+def _delta_removals(cur, manifest: Manifest, realm_id: str) -> list[Removal]:
+    """Per table a delta lists removals for: how many of them are live records, of how many live ones."""
+    found = []
+    for name in manifest.removed:
+        table = CONTRACT[name]
+        removed, live = cur.execute(
+            f"""SELECT count(*) FILTER (WHERE x.record_id IS NOT NULL), count(*) FROM records r
+                LEFT JOIN removed_{name} x ON x.record_id = r.record_id
+                WHERE r.realm_id = ? AND r.entity = ? AND r.removed_at IS NULL""",
+            [realm_id, table.entity],
+        ).fetchall()[0]
+        found.append(Removal(name, f"{MANIFEST_FILE} removed.{name}", int(removed), int(live), False))
+    return found
+
+
 def _mass(removal: Removal, share: float) -> bool:
     if not removal.live or not removal.removed:
         return False
@@ -1011,6 +1145,10 @@ def ingest_snapshot(
 ) -> IngestResult:
     """Validate a snapshot folder and apply it in one transaction, or refuse it whole with SnapshotError.
 
+    A full snapshot (no manifest, or one saying "full") holds every live record; a record it leaves out was removed.
+    A delta (contract v1.1) holds only the records that changed, whole, and lists removals; it applies only on top of
+    the snapshot it names as its base, and applying the same delta again does nothing.
+
     `actor` is who asked for it (a person, or the scheduler as "system"); the ingest history keeps it. A snapshot
     that would remove more than max_removal_share of a table's live records (and at least REMOVAL_FLOOR), or arrives
     with an empty file for a table that holds live records, is refused with MassRemovalError unless allow_removal
@@ -1020,13 +1158,28 @@ def ingest_snapshot(
     started = now
     say = progress or (lambda _f, _l: None)
     raw: dict[str, _RawFile] | None = None
+    manifest = FULL
     prints = _fingerprints(folder) if folder.is_dir() else {}
-    # An entity whose files did not change since the last applied snapshot cannot have changed records.
-    skipped = _unchanged_tables(store, realm_id, prints)
     reason = (allow_removal or "").strip()
     try:
+        if not folder.is_dir():
+            raise SnapshotError([Problem(str(folder), None, None, "is not a folder")])
+        manifest = read_manifest(folder, limits)
+        if manifest.is_delta:
+            applied, last = _last_snapshot(store, realm_id)
+            if applied and last == manifest.snapshot_id:
+                return _already_applied(store, folder, realm_id, started, clock, manifest, prints, actor)
+            _check_base(manifest, applied, last)
+            present = _present_tables(folder)
+            _check_delta_files(present)
+            skipped: dict[str, int] = {}
+        else:
+            present = set(CONTRACT)
+            # An entity whose files did not change since the last applied snapshot cannot have changed records.
+            skipped = _unchanged_tables(store, realm_id, prints)
         say(0.05, "reading files")
-        raw = read_snapshot(folder, {t for t in CONTRACT if t not in skipped}, limits)
+        raw = read_snapshot(folder, present - set(skipped), limits)
+        _check_removed_not_sent(manifest, raw)
         say(0.3, "finding changed records")
         hashes = _raw_hashes(raw)
         todo = _only_changed(raw, _unchanged_ids(store, realm_id, hashes))
@@ -1034,12 +1187,14 @@ def ingest_snapshot(
         frames = validate_snapshot(todo)
         say(0.6, "staging")
         _stage(store, frames, raw, hashes)
-        removals = _removals(store.cursor(), raw, realm_id)
+        _stage_removed(store, manifest)
+        cur = store.cursor()
+        removals = _delta_removals(cur, manifest, realm_id) if manifest.is_delta else _removals(cur, raw, realm_id)
         massive = [r for r in removals if _mass(r, max_removal_share)]
         if massive and not reason:
             raise MassRemovalError(massive, max_removal_share, reason_given=allow_removal is not None)
     except SnapshotError as err:
-        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw, actor)
+        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw, actor, manifest)
         raise
     crash_point("ingest.staged")
     say(0.8, "applying")
@@ -1047,13 +1202,23 @@ def ingest_snapshot(
     with store.transaction() as cur:
         run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
         for table in CONTRACT.values():
-            if not table.is_lines and table.name in raw:
-                by_entity[table.entity] = _swap_table(cur, table, realm_id, run_id, started)
+            if table.is_lines:
+                continue
+            sent, listed = table.name in raw, table.name in manifest.removed
+            if not (sent or listed):
+                continue
+            counts = {"new": 0, "changed": 0, "restored": 0}
+            if sent:
+                counts = _apply_table(cur, table, realm_id, run_id, started)
+            removes = listed if manifest.is_delta else sent
+            by_entity[table.entity] = counts | {
+                "removed": _remove(cur, table, realm_id, started, manifest.is_delta) if removes else 0
+            }
             crash_point("ingest.swap")
         totals = {k: sum(v[k] for v in by_entity.values()) for k in ("new", "changed", "removed", "restored")}
         status = "applied" if any(totals.values()) else "unchanged"
-        rows = {n: r.frame.height for n, r in raw.items()} | skipped
-        files = {n: (prints[n][0], rows[n], rows[n], 0, None) for n in CONTRACT}
+        rows = {n: 0 for n in CONTRACT} | {n: r.frame.height for n, r in raw.items()} | skipped
+        files = {n: (prints.get(n, (None, ""))[0], rows[n], rows[n], 0, None) for n in CONTRACT}
         _record_run(
             cur,
             run_id,
@@ -1067,6 +1232,7 @@ def ingest_snapshot(
             None,
             prints,
             actor=actor,
+            manifest=manifest,
         )
         if massive:
             _audit_removal(
@@ -1076,13 +1242,50 @@ def ingest_snapshot(
     return IngestResult(
         run_id=int(run_id),
         status=status,
-        rows={n: rows[n] for n in CONTRACT},
+        rows=rows,
         new=totals["new"],
         changed=totals["changed"],
         removed=totals["removed"],
         restored=totals["restored"],
         seconds=time.perf_counter() - clock,
         changes_by_entity=by_entity,
+        kind=manifest.kind,
+        snapshot_id=manifest.snapshot_id,
+    )
+
+
+def _already_applied(
+    store: Store,
+    folder: Path,
+    realm_id: str,
+    started: datetime,
+    clock: float,
+    manifest: Manifest,
+    prints: dict[str, tuple[str, str]],
+    actor: str | None,
+) -> IngestResult:
+    """The delta last applied, sent again (a watched folder seen twice): nothing to do, and the history says so."""
+    files: dict[str, tuple[str | None, int, int, int, str | None]] = {
+        n: (prints.get(n, (None, ""))[0], 0, 0, 0, None) for n in CONTRACT
+    }
+    with store.transaction() as cur:
+        run_id = cur.execute("SELECT nextval('ingest_run_seq')").fetchall()[0][0]
+        _record_run(
+            cur, int(run_id), realm_id, str(folder), started, elapsed_from(started, clock), "unchanged", files, {},
+            None, prints, actor=actor, manifest=manifest,
+        )  # fmt: skip
+    return IngestResult(
+        run_id=int(run_id),
+        status="unchanged",
+        rows={n: 0 for n in CONTRACT},
+        new=0,
+        changed=0,
+        removed=0,
+        restored=0,
+        seconds=time.perf_counter() - clock,
+        kind=manifest.kind,
+        snapshot_id=manifest.snapshot_id,
+        note=f"delta {manifest.snapshot_id!r} is the snapshot last applied; nothing to do",
     )
 
 

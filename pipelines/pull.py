@@ -234,6 +234,7 @@ def pull(
                 say(0.1 + 0.8 * i / len(PULLED_ENTITIES), f"{entity}")
                 fetched[entity] = client.query_all(entity, include_inactive=entity in NAME_LIST_ENTITIES)
         else:
+            assert since is not None  # a "cdc" pull is chosen only when there is a last pull to start from
             say(0.2, "changes since the last pull")
             fetched.update(client.cdc(CDC_ENTITIES, since))
             for entity in ("TaxCode", "TaxRate"):

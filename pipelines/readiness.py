@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ import polars as pl
 
 from pipelines import duplicates
 from pipelines.clock import elapsed_from
-from pipelines.mappings import KINDS, mapping_usage_sql, refresh_mappings
+from pipelines.mappings import KINDS, all_mapping_usage_sql, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER
 from schemas.readiness import QBO_TEXT_LIMITS, RULES, TRANSACTIONS, readiness_schema
@@ -22,6 +23,7 @@ __all__ = [
     "FINDING_COLUMNS",
     "qbo_drift_findings",
     "readiness_frames",
+    "rules_fingerprint",
     "run_check",
     "source_findings",
 ]
@@ -53,6 +55,8 @@ class CheckResult:
     by_state: dict[str, int]
     by_reason: dict[str, int]
     seconds: float
+    kind: str = "full"  # full | incremental
+    checked: int = 0  # the records this run re-checked
 
 
 # -- readiness frames ------------------------------------------------------------------------------------
@@ -205,7 +209,8 @@ def _lines_sql(entity: str, id_col: str) -> str:
     return _NO_LINES
 
 
-def _frame_sql(entity: str) -> str:
+def _frame_sql(entity: str, dirty: bool = False) -> str:
+    """One entity's readiness frame; with `dirty`, only the records in the temp table _dirty (an incremental check)."""
     view, id_col, party, document, cols = _SHAPES[entity]
     party_join = (
         f"LEFT JOIN {current_view(party[0])} p ON p.realm_id = h.realm_id AND p.{party[1]} = h.{party[1]}"
@@ -218,6 +223,7 @@ def _frame_sql(entity: str) -> str:
         else "LEFT JOIN (SELECT NULL AS x) d ON FALSE"
     )
     own_too_long = _too_long(*_TEXT_FIELDS[entity]) if entity in _TEXT_FIELDS else "NULL"
+    only = _only_dirty(entity, f"h.{id_col}") if dirty else ""
     party_known = f"p.{party[1]} IS NOT NULL" if party else "FALSE"
     doc_known = f"d.{document[1]} IS NOT NULL" if document else "FALSE"
     # The records still to send: not excluded, and never synced or changed since. Only their lines are read.
@@ -226,7 +232,7 @@ def _frame_sql(entity: str) -> str:
         LEFT JOIN external_refs e ON e.realm_id = h.realm_id AND e.entity = '{entity}'
          AND e.record_id = h.{id_col}
         WHERE h.realm_id = $realm AND x.record_id IS NULL
-          AND (e.record_id IS NULL OR e.synced_version < h.version)"""
+          AND (e.record_id IS NULL OR e.synced_version < h.version){only}"""
     todo = (
         f"todo AS MATERIALIZED (SELECT h.{id_col} AS rid, h.version FROM {current_view(view)} h {to_send}),"
         if entity in _LINES_OF or entity == "journal_entry"
@@ -247,9 +253,13 @@ def _frame_sql(entity: str) -> str:
         {to_send}"""
 
 
-def readiness_frames(store: Store, realm_id: str) -> dict[str, pl.DataFrame]:
-    """Per entity, one row per record still to send: its fields and what the rules look at."""
-    return {entity: store.frame(_frame_sql(entity), {"realm": realm_id}) for entity in _SHAPES}
+def _only_dirty(entity: str, id_expr: str) -> str:
+    return f" AND {id_expr} IN (SELECT record_id FROM _dirty WHERE entity = '{entity}')"
+
+
+def readiness_frames(store: Store, realm_id: str, dirty: bool = False) -> dict[str, pl.DataFrame]:
+    """Per entity, one row per record still to send (only the dirty ones, with `dirty`): what the rules look at."""
+    return {entity: store.frame(_frame_sql(entity, dirty), {"realm": realm_id}) for entity in _SHAPES}
 
 
 # -- source rules (Pandera) ------------------------------------------------------------------------------
@@ -287,7 +297,7 @@ def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 # -- mapping gaps ----------------------------------------------------------------------------------------
-def _mapping_findings_sql() -> str:
+def _mapping_findings_sql(dirty: bool = False) -> str:
     parts = []
     for kind in KINDS.values():
         parts.append(
@@ -300,6 +310,7 @@ def _mapping_findings_sql() -> str:
                 GROUP BY u.entity, u.record_id, u.value"""
         )
         if kind.kind in MAPPED_ENTITIES.values():
+            assert kind.awra_names is not None  # the mapped master lists (items, accounts) name their AWRA rows
             view, id_col, _ = kind.awra_names
             parts.append(
                 f"""SELECT '{kind.kind}' AS entity, h.{id_col} AS record_id, '{kind.kind}', h.{id_col}, NULL,
@@ -336,7 +347,8 @@ def _mapping_findings_sql() -> str:
                  LEFT JOIN exclusions x ON x.realm_id = r.realm_id AND x.entity = r.entity
                   AND x.record_id = r.record_id
                  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND x.record_id IS NULL
-                   AND (r.entity IN ({mapped}) OR e.record_id IS NULL OR e.synced_version < r.current_version))
+                   AND (r.entity IN ({mapped}) OR e.record_id IS NULL OR e.synced_version < r.current_version)
+                   {"AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM _dirty)" if dirty else ""})
                SELECT g.entity, g.record_id, t.current_version::INTEGER AS version, 'mapped' AS check_name,
                       'mapping' AS dimension,
                       'mapping.' || g.kind || CASE WHEN g.status = 'stale' THEN '_stale' ELSE '_missing' END AS reason,
@@ -353,8 +365,8 @@ def _mapping_findings_sql() -> str:
                JOIN todo t ON t.entity = g.entity AND t.record_id = g.record_id"""
 
 
-def mapping_findings(store: Store, realm_id: str) -> pl.DataFrame:
-    frame = store.frame(_mapping_findings_sql(), {"realm": realm_id})
+def mapping_findings(store: Store, realm_id: str, dirty: bool = False) -> pl.DataFrame:
+    frame = store.frame(_mapping_findings_sql(dirty), {"realm": realm_id})
     return frame.select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
 
 
@@ -405,50 +417,53 @@ def _version_amounts_sql() -> str:
 # voided it. changed: its SyncToken moved past the one our last write or link saw (someone saved it since) and its
 # total matches neither the AWRA version it was synced from nor the current one. A SyncToken alone is not enough:
 # QuickBooks moves a bill's or an invoice's when a payment is applied to it, which changes nothing that was sent.
-_DRIFT_SQL = f"""
-WITH linked AS MATERIALIZED (
-  SELECT x.entity, x.record_id, x.qbo_entity, x.qbo_id, x.sync_token AS our_token, x.synced_version,
-         r.current_version, o.deleted, o.total_amt, o.note, o.sync_token AS qbo_token, o.changed_at
-  FROM external_refs x
-  JOIN records r ON r.realm_id = x.realm_id AND r.entity = x.entity AND r.record_id = x.record_id
-   AND r.removed_at IS NULL
-  JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
-  ANTI JOIN exclusions e ON e.realm_id = x.realm_id AND e.entity = x.entity AND e.record_id = x.record_id
-  WHERE x.realm_id = $realm AND list_contains($entities, x.entity)),
-amounts AS ({_version_amounts_sql()}),
-judged AS (
-  SELECT k.*, sent.amount AS sent_amount, now_.amount AS now_amount, now_.posting_status,
-         CASE WHEN k.deleted THEN 'provider_rejection.deleted_in_qbo'
-              WHEN starts_with(coalesce(k.note, ''), 'Voided') AND coalesce(k.total_amt, 0) = 0
-                   AND coalesce(now_.amount, 0) <> 0 AND now_.posting_status IS DISTINCT FROM 'void'
-                THEN 'provider_rejection.voided_in_qbo'
-              WHEN k.qbo_token IS DISTINCT FROM k.our_token AND k.total_amt IS NOT NULL AND sent.amount IS NOT NULL
-                   AND k.total_amt <> sent.amount AND k.total_amt IS DISTINCT FROM now_.amount
-                THEN 'provider_rejection.changed_in_qbo' END AS reason
-  FROM linked k
-  LEFT JOIN amounts sent ON sent.entity = k.entity AND sent.record_id = k.record_id AND sent.version = k.synced_version
-  LEFT JOIN amounts now_ ON now_.entity = k.entity AND now_.record_id = k.record_id
-   AND now_.version = k.current_version)
-SELECT entity, record_id, current_version::INTEGER AS version, '{DRIFT_CHECK}' AS check_name,
-       'provider_rejection' AS dimension, reason,
-       'QuickBooks ' || replace(entity, '_', ' ') || ' Id ' || qbo_id || CASE reason
-         WHEN 'provider_rejection.deleted_in_qbo' THEN ' was deleted there (seen '
-              || strftime(changed_at, '%Y-%m-%d %H:%M') || ' UTC); AWRA still has it'
-         WHEN 'provider_rejection.voided_in_qbo' THEN ' was voided there (its total is now 0.00); AWRA still has '
-              || now_amount::VARCHAR || ' on it, ' || coalesce(posting_status, 'not voided')
-         ELSE ' now totals ' || total_amt::VARCHAR || '; the AWRA version it was synced from (v' || synced_version
-              || ') totals ' || sent_amount::VARCHAR
-              || CASE WHEN current_version > synced_version
-                      THEN ', the current one (v' || current_version || ') ' || coalesce(now_amount::VARCHAR, 'none')
-                      ELSE '' END
-         END AS detail,
-       NULL::VARCHAR AS mapping_kind, NULL::VARCHAR AS mapping_value
-FROM judged WHERE reason IS NOT NULL"""
+def _drift_sql(dirty: bool = False) -> str:
+    only = "AND (x.entity, x.record_id) IN (SELECT entity, record_id FROM _dirty)" if dirty else ""
+    return f"""WITH linked AS MATERIALIZED (
+      SELECT x.entity, x.record_id, x.qbo_entity, x.qbo_id, x.sync_token AS our_token, x.synced_version,
+             r.current_version, o.deleted, o.total_amt, o.note, o.sync_token AS qbo_token, o.changed_at
+      FROM external_refs x
+      JOIN records r ON r.realm_id = x.realm_id AND r.entity = x.entity AND r.record_id = x.record_id
+       AND r.removed_at IS NULL
+      JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
+      ANTI JOIN exclusions e ON e.realm_id = x.realm_id AND e.entity = x.entity AND e.record_id = x.record_id
+      WHERE x.realm_id = $realm AND list_contains($entities, x.entity) {only}),
+    amounts AS ({_version_amounts_sql()}),
+    judged AS (
+      SELECT k.*, sent.amount AS sent_amount, now_.amount AS now_amount, now_.posting_status,
+             CASE WHEN k.deleted THEN 'provider_rejection.deleted_in_qbo'
+                  WHEN starts_with(coalesce(k.note, ''), 'Voided') AND coalesce(k.total_amt, 0) = 0
+                       AND coalesce(now_.amount, 0) <> 0 AND now_.posting_status IS DISTINCT FROM 'void'
+                    THEN 'provider_rejection.voided_in_qbo'
+                  WHEN k.qbo_token IS DISTINCT FROM k.our_token AND k.total_amt IS NOT NULL AND sent.amount IS NOT NULL
+                       AND k.total_amt <> sent.amount AND k.total_amt IS DISTINCT FROM now_.amount
+                    THEN 'provider_rejection.changed_in_qbo' END AS reason
+      FROM linked k
+      LEFT JOIN amounts sent ON sent.entity = k.entity AND sent.record_id = k.record_id
+       AND sent.version = k.synced_version
+      LEFT JOIN amounts now_ ON now_.entity = k.entity AND now_.record_id = k.record_id
+       AND now_.version = k.current_version)
+    SELECT entity, record_id, current_version::INTEGER AS version, '{DRIFT_CHECK}' AS check_name,
+           'provider_rejection' AS dimension, reason,
+           'QuickBooks ' || replace(entity, '_', ' ') || ' Id ' || qbo_id || CASE reason
+             WHEN 'provider_rejection.deleted_in_qbo' THEN ' was deleted there (seen '
+                  || strftime(changed_at, '%Y-%m-%d %H:%M') || ' UTC); AWRA still has it'
+             WHEN 'provider_rejection.voided_in_qbo' THEN ' was voided there (its total is now 0.00); AWRA still has '
+                  || now_amount::VARCHAR || ' on it, ' || coalesce(posting_status, 'not voided')
+             ELSE ' now totals ' || total_amt::VARCHAR || '; the AWRA version it was synced from (v' || synced_version
+                  || ') totals ' || sent_amount::VARCHAR
+                  || CASE WHEN current_version > synced_version
+                          THEN ', the current one (v' || current_version || ') '
+                               || coalesce(now_amount::VARCHAR, 'none')
+                          ELSE '' END
+             END AS detail,
+           NULL::VARCHAR AS mapping_kind, NULL::VARCHAR AS mapping_value
+    FROM judged WHERE reason IS NOT NULL"""
 
 
-def qbo_drift_findings(store: Store, realm_id: str) -> pl.DataFrame:
+def qbo_drift_findings(store: Store, realm_id: str, dirty: bool = False) -> pl.DataFrame:
     """Synced records whose QuickBooks object was deleted, voided or changed there since (one finding each)."""
-    frame = store.frame(_DRIFT_SQL, {"realm": realm_id, "entities": list(TRANSACTIONS)})
+    frame = store.frame(_drift_sql(dirty), {"realm": realm_id, "entities": list(TRANSACTIONS)})
     return frame.select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
 
 
@@ -531,6 +546,93 @@ def _amounts(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     )
 
 
+# -- what changed since the last check -------------------------------------------------------------------------
+# Everything a record's findings depend on, and where a change to it is seen. A record is re-checked when any of
+# them moved at or after the last check started (at, not after: a change stamped with the same moment as that check
+# is taken again, which costs a little and never misses one):
+#   its own version (ingest: first_seen_at, changed_at, removed_at); a mapping it uses, or its own (set_at; a person
+#   or the automatic matching, including a mapped object going stale); an exclusion or a duplicate decision about
+#   it; its link to QuickBooks (linked_at: a send, a lookup, a person's link); the QuickBooks object it is linked to
+#   (changed_at, from the pull); then, one and two steps down, what depends on a changed record (a party's
+#   documents and payments, a document's payments), and records whose duplicate candidates changed (those are
+#   found afresh every run: a new QuickBooks object may match any record not yet sent).
+# The rules, the queries and the company's settings (closing date, currencies) are fingerprinted: a change to any of
+# them makes the next check a full one, as does a check on demand (`synchealth check --full`) and the daily full
+# check the scheduler runs as a safety net.
+def _dirty_sql() -> str:
+    return f"""
+CREATE OR REPLACE TEMP TABLE _dirty AS
+SELECT entity, record_id FROM records
+WHERE realm_id = $realm AND (first_seen_at >= $since OR changed_at >= $since OR removed_at >= $since)
+UNION SELECT u.entity, u.record_id FROM ({all_mapping_usage_sql()}) u
+  JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
+  WHERE u.realm_id = $realm AND m.set_at >= $since
+UNION SELECT kind, awra_value FROM mappings WHERE realm_id = $realm AND set_at >= $since
+UNION SELECT entity, record_id FROM exclusions WHERE realm_id = $realm AND excluded_at >= $since
+UNION SELECT entity, record_id FROM duplicate_decisions WHERE realm_id = $realm AND decided_at >= $since
+UNION SELECT entity, record_id FROM external_refs WHERE realm_id = $realm AND linked_at >= $since
+UNION SELECT x.entity, x.record_id FROM external_refs x
+  JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
+  WHERE x.realm_id = $realm AND o.changed_at >= $since
+"""
+
+
+# (child entity, its view, its id column, the column naming the parent, the parent's entity)
+_DEPENDENTS = (
+    ("purchase_order", "purchase_orders", "po_id", "vendor_id", "vendor"),
+    ("bill", "bills", "bill_id", "vendor_id", "vendor"),
+    ("bill_payment", "bill_payments", "bill_payment_id", "vendor_id", "vendor"),
+    ("invoice", "invoices", "invoice_id", "customer_id", "customer"),
+    ("payment", "payments", "payment_id", "customer_id", "customer"),
+    ("payment", "payments", "payment_id", "invoice_id", "invoice"),
+    ("bill_payment", "bill_payments", "bill_payment_id", "bill_id", "bill"),
+)
+
+
+def _expand_dependents(cur, realm_id: str) -> None:
+    """Add what depends on a dirty record: a party's documents and payments, then a document's payments."""
+    for _step in range(2):
+        cur.execute(
+            "INSERT INTO _dirty "
+            + " UNION ".join(
+                f"""SELECT '{child}', c.{id_col} FROM {current_view(view)} c
+                    WHERE c.realm_id = $realm AND c.{parent_col} IN
+                      (SELECT record_id FROM _dirty WHERE entity = '{parent}')"""
+                for child, view, id_col, parent_col, parent in _DEPENDENTS
+            )
+            + " EXCEPT SELECT entity, record_id FROM _dirty",
+            {"realm": realm_id},
+        ).fetchall()
+
+
+def rules_fingerprint() -> str:
+    """What the findings are computed by: the rules, the text limits and every query's own text."""
+    parts = [
+        repr([(r.check, r.dimension, r.reason, str(r.detail)) for r in RULES]),
+        repr(sorted(QBO_TEXT_LIMITS.items())),
+    ]
+    parts += [_frame_sql(entity) for entity in _SHAPES]
+    parts += [_mapping_findings_sql(), _drift_sql(), duplicates.rules_text()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _company_fingerprint(store: Store, realm_id: str) -> str:
+    """The company settings the rules read (closing date, currencies): a change means a full check."""
+    row = store.rows(
+        "SELECT book_close_date, home_currency, multicurrency FROM qbo_company WHERE realm_id = ?", [realm_id]
+    )
+    return hashlib.sha256(repr(row).encode()).hexdigest()
+
+
+def _last_run(store: Store, realm_id: str) -> tuple[int, datetime, str | None, str | None] | None:
+    rows = store.rows(
+        "SELECT run_id, started_at, rules_fingerprint, company_fingerprint FROM check_runs WHERE realm_id = ? "
+        "ORDER BY run_id DESC LIMIT 1",
+        [realm_id],
+    )
+    return rows[0] if rows else None
+
+
 def run_check(
     store: Store,
     realm_id: str,
@@ -539,28 +641,51 @@ def run_check(
     trigger: str = "check",
     actor: str | None = None,
     window_days: int = 5,
+    full: bool = False,
 ) -> CheckResult:
-    """Check every live record: link ours, refresh mappings, find problems, store them, set states."""
+    """Check the records whose inputs changed since the last check (every live record with `full`, on the first
+    check, or when the rules or the company's settings changed): link ours, refresh mappings, find problems, store
+    them, set states. An incremental check gives the findings and states a full one would (a property test holds
+    it to that); the findings of the records it did not re-check are carried forward from the last run."""
     clock = time.perf_counter()
     duplicates.adopt_marked(store, realm_id, now=now)
     refresh_mappings(store, realm_id, now=now)
+    rules, company = rules_fingerprint(), _company_fingerprint(store, realm_id)
+    last = _last_run(store, realm_id)
+    incremental = not full and last is not None and (last[2], last[3]) == (rules, company)
     run_id = int(store.scalar("SELECT nextval('check_run_seq')"))
-    frames = readiness_frames(store, realm_id)
     candidates = duplicates.find_candidates(store, realm_id, run_id, window_days=window_days)
-    found = pl.concat(
+    dup = duplicates.duplicate_findings(candidates).select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
+    cur = store.cursor()
+    if incremental:
+        assert last is not None
+        cur.execute(_dirty_sql(), {"realm": realm_id, "since": last[1]}).fetchall()
+        _mark_duplicate_changes(cur, dup, last[0])
+        _expand_dependents(cur, realm_id)
+        checked = int(cur.execute("SELECT count(*) FROM _dirty").fetchall()[0][0])
+    frames = readiness_frames(store, realm_id, dirty=incremental)
+    fresh = pl.concat(
         [
             source_findings(frames),
-            mapping_findings(store, realm_id),
-            qbo_drift_findings(store, realm_id),
-            duplicates.duplicate_findings(candidates).select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()]),
+            mapping_findings(store, realm_id, dirty=incremental),
+            qbo_drift_findings(store, realm_id, dirty=incremental),
         ],
         how="vertical_relaxed",
     )
-    found = pl.concat([found, dependency_findings(frames, found, store, realm_id)], how="vertical_relaxed")
-    findings = found.join(_amounts(frames), on=["entity", "record_id"], how="left").unique(
+    carried = _carried(store, realm_id, last[0], frames) if incremental and last else _empty_findings()
+    found = pl.concat([fresh, dup, carried], how="vertical_relaxed")
+    deps = dependency_findings(frames, found, store, realm_id)
+    found = pl.concat([fresh, dup, deps], how="vertical_relaxed")
+    amounts = pl.concat([_amounts(frames), candidates.select("entity", "record_id",
+                         pl.col("amount").cast(pl.Decimal(18, 2)), "txn_date")], how="vertical_relaxed").unique(
+        ["entity", "record_id"], keep="first", maintain_order=True)  # fmt: skip
+    findings = found.join(amounts, on=["entity", "record_id"], how="left").unique(
         ["entity", "record_id", "reason", "detail"], keep="first", maintain_order=True
     )
-    cur = store.cursor()
+    if not incremental:
+        checked = int(
+            store.scalar("SELECT count(*) FROM records WHERE realm_id = ? AND removed_at IS NULL", [realm_id])
+        )
     cur.register("_findings", findings.to_arrow())
     try:
         with store.transaction() as tx:
@@ -570,15 +695,30 @@ def run_check(
                           mapping_kind, mapping_value, amount, txn_date FROM _findings""",
                 {"run": run_id, "realm": realm_id},
             )
-            _set_states(tx, realm_id, run_id)
+            if incremental and last:
+                # What was not re-checked keeps the findings the last run gave it (duplicates are found afresh).
+                tx.execute(
+                    f"""INSERT INTO findings
+                        SELECT $run, realm_id, entity, record_id, version, check_name, dimension, reason, detail,
+                               mapping_kind, mapping_value, amount, txn_date
+                        FROM findings f WHERE f.run_id = $last AND f.check_name <> '{duplicates.CHECK_NAME}'
+                          AND (f.entity, f.record_id) NOT IN (SELECT entity, record_id FROM _dirty)""",
+                    {"run": run_id, "last": last[0]},
+                )
+            _set_states(tx, realm_id, run_id, only_dirty=incremental)
             by_state = dict(
                 tx.execute(
                     "SELECT state, count(*) FROM records WHERE realm_id = ? AND removed_at IS NULL GROUP BY 1",
                     [realm_id],
                 ).fetchall()
             )
+            total_findings = int(
+                tx.execute("SELECT count(*) FROM findings WHERE run_id = ?", [run_id]).fetchall()[0][0]
+            )
             tx.execute(
-                "INSERT INTO check_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                """INSERT INTO check_runs (run_id, realm_id, started_at, finished_at, trigger, actor, records, ready,
+                     findings, seconds, kind, records_checked, rules_fingerprint, company_fingerprint)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     run_id,
                     realm_id,
@@ -588,29 +728,77 @@ def run_check(
                     actor,
                     sum(by_state.values()),
                     by_state.get("ready", 0),
-                    findings.height,
+                    total_findings,
                     time.perf_counter() - clock,
+                    "incremental" if incremental else "full",
+                    checked,
+                    rules,
+                    company,
                 ],
+            )
+            by_reason = dict(
+                tx.execute("SELECT reason, count(*) FROM findings WHERE run_id = ? GROUP BY 1", [run_id]).fetchall()
             )
     finally:
         cur.unregister("_findings")
-    by_reason = dict(findings.group_by("reason").len().iter_rows())
+        cur.execute("DROP TABLE IF EXISTS _dirty").fetchall()
     return CheckResult(
         run_id,
         sum(by_state.values()),
         by_state.get("ready", 0),
-        findings.height,
+        total_findings,
         by_state,
         by_reason,
         time.perf_counter() - clock,
+        "incremental" if incremental else "full",
+        checked,
     )
+
+
+def _mark_duplicate_changes(cur, dup: pl.DataFrame, last_run: int) -> None:
+    """Records whose duplicate findings differ from the last run's are dirty: their state and dependents follow."""
+    cur.register("_dup_now", dup.select("entity", "record_id", "reason", "detail").to_arrow())
+    try:
+        cur.execute(
+            f"""INSERT INTO _dirty
+                SELECT entity, record_id FROM (
+                  (SELECT entity, record_id, reason, detail FROM _dup_now
+                   EXCEPT SELECT entity, record_id, reason, detail FROM findings
+                   WHERE run_id = $last AND check_name = '{duplicates.CHECK_NAME}')
+                  UNION
+                  (SELECT entity, record_id, reason, detail FROM findings
+                   WHERE run_id = $last AND check_name = '{duplicates.CHECK_NAME}'
+                   EXCEPT SELECT entity, record_id, reason, detail FROM _dup_now))
+                EXCEPT SELECT entity, record_id FROM _dirty""",
+            {"last": last_run},
+        ).fetchall()
+    finally:
+        cur.unregister("_dup_now")
+
+
+def _carried(store: Store, realm_id: str, last_run: int, frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The last run's findings of the parties and documents the re-checked records depend on (not re-checked)."""
+    ids = sorted(
+        {i for f in frames.values() for col in ("party_id", "document_id") for i in f[col].drop_nulls().to_list()}
+    )
+    if not ids:
+        return _empty_findings()
+    frame = store.frame(
+        f"""SELECT entity, record_id, version, check_name, dimension, reason, detail, mapping_kind, mapping_value
+            FROM findings WHERE run_id = $last AND entity IN ('vendor', 'customer', 'invoice', 'bill')
+              AND list_contains($ids, record_id) AND check_name <> '{duplicates.CHECK_NAME}'
+              AND (entity, record_id) NOT IN (SELECT entity, record_id FROM _dirty)""",
+        {"last": last_run, "ids": ids},
+    )
+    return frame.select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
 
 
 # States the sync engine owns: a check leaves them alone unless the record changed since.
 _ENGINE_STATES = "('queued', 'retry_scheduled', 'needs_fix', 'ambiguous')"
 
 
-def _set_states(tx, realm_id: str, run_id: int) -> None:
+def _set_states(tx, realm_id: str, run_id: int, only_dirty: bool = False) -> None:
+    dirty = "AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM _dirty)" if only_dirty else ""
     tx.execute(
         f"""UPDATE records SET state = s.state FROM (
               SELECT r.entity, r.record_id,
@@ -631,7 +819,7 @@ def _set_states(tx, realm_id: str, run_id: int) -> None:
                                 count(*) FILTER (WHERE dimension <> 'source_data') AS other,
                                 count(*) FILTER (WHERE check_name = '{DRIFT_CHECK}') AS in_qbo
                          FROM findings WHERE run_id = $run GROUP BY ALL) f USING (entity, record_id)
-              WHERE r.realm_id = $realm AND r.removed_at IS NULL) s
+              WHERE r.realm_id = $realm AND r.removed_at IS NULL {dirty}) s
             WHERE records.realm_id = $realm AND records.entity = s.entity AND records.record_id = s.record_id
               AND records.state <> s.state
               AND (records.state NOT IN {_ENGINE_STATES} OR s.state IN ('synced', 'excluded')

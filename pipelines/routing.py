@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from pipelines.config import APP_ROOT
 from pipelines.identity import FINANCE_DIMENSIONS
 from qbo.faults import DIMENSIONS
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 __all__ = [
     "DEFAULT_DUE_DAYS",
@@ -175,7 +178,7 @@ def load_routing(path: Path | None = None) -> Routing:
 
 def _first_match(rules: tuple[RoutingRule, ...], values: list[Any], default: pl.Expr) -> pl.Expr:
     """The value of the first rule whose condition holds; a matching rule that leaves it unset gives the default."""
-    chain = None
+    chain: Then | ChainedThen | None = None
     for rule, value in zip(rules, values, strict=True):
         then = default if value is None else value if isinstance(value, pl.Expr) else pl.lit(value)
         chain = pl.when(rule.condition()).then(then) if chain is None else chain.when(rule.condition()).then(then)

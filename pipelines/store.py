@@ -514,6 +514,21 @@ MIGRATIONS: list[Migration] = [
     ),
     # Ingest is a person's (or the scheduler's) act like every write: the history says who asked for each run.
     Migration(13, "Ingest: who asked for each run", "ALTER TABLE ingest_runs ADD actor VARCHAR;"),
+    # An incremental check re-checks what changed since the last one; a change to the rules or the company's
+    # settings (their fingerprints) makes the next one full.
+    Migration(
+        14,
+        "Checks: full or incremental, what they re-checked, and what they were computed by",
+        "ALTER TABLE check_runs ADD kind VARCHAR DEFAULT 'full'; ALTER TABLE check_runs ADD records_checked BIGINT; "
+        "ALTER TABLE check_runs ADD rules_fingerprint VARCHAR; ALTER TABLE check_runs ADD company_fingerprint VARCHAR;",
+    ),
+    # Contract v1.1: a delta snapshot names the snapshot it follows, so the history keeps each run's id and kind.
+    Migration(
+        15,
+        "Ingest: the snapshot's id and kind (full or delta) and the base a delta follows",
+        "ALTER TABLE ingest_runs ADD snapshot_id VARCHAR; ALTER TABLE ingest_runs ADD kind VARCHAR DEFAULT 'full'; "
+        "ALTER TABLE ingest_runs ADD base VARCHAR;",
+    ),
 ]
 
 

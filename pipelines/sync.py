@@ -449,8 +449,8 @@ def _send_rows(
         # Creates share a batch (its id derived from theirs); updates go alone, so a 5010 can be re-read.
         creates = [i for i, r in enumerate(chunk) if r["operation"] == "create" and answers[i] is None]
         if batch and len(creates) > 1:
-            for i, answer in zip(creates, _send_batch(client, [chunk[i] for i in creates]), strict=True):
-                answers[i] = answer
+            for i, sent in zip(creates, _send_batch(client, [chunk[i] for i in creates]), strict=True):
+                answers[i] = sent
         for i, row in enumerate(chunk):
             answer = answers[i]
             if answer is None:

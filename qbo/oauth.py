@@ -45,11 +45,16 @@ _REALM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class OAuthSettings(Protocol):
-    qbo_env: str
-    qbo_client_id: str
-    qbo_client_secret: str
-    qbo_redirect_uri: str
+    """What the OAuth layer reads from the app's settings; read-only, so a frozen dataclass qualifies."""
 
+    @property
+    def qbo_env(self) -> str: ...
+    @property
+    def qbo_client_id(self) -> str: ...
+    @property
+    def qbo_client_secret(self) -> str: ...
+    @property
+    def qbo_redirect_uri(self) -> str: ...
     @property
     def api_base_url(self) -> str: ...
 

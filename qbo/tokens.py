@@ -226,8 +226,12 @@ class Connection:
 
 
 class _KeySettings(Protocol):
-    secret_key: str | None
-    secret_key_file: Path
+    """Where the token key comes from: the key itself, else a key file (read-only, as on a frozen dataclass)."""
+
+    @property
+    def secret_key(self) -> str | None: ...
+    @property
+    def secret_key_file(self) -> Path | None: ...
 
 
 def _key_bytes(text: str) -> bytes:
@@ -269,6 +273,8 @@ def _load_fernet(settings: _KeySettings) -> tuple[Fernet, str]:
     """The Fernet for this installation and a fingerprint naming the key (safe to store and show)."""
     if settings.secret_key:
         text = settings.secret_key
+    elif settings.secret_key_file is None:
+        raise TokenKeyError("no token encryption key; set SYNCHEALTH_SECRET_KEY or name a key file")
     else:
         path = Path(settings.secret_key_file)
         text = _read_key_file(path) if path.exists() else _create_key_file(path)
@@ -323,7 +329,7 @@ class Database(Protocol):
 class TokenStore:
     """Encrypted token persistence on the app's Store; the OAuth layer (qbo.oauth) decides when to refresh."""
 
-    def __init__(self, store: Database, settings: Any) -> None:
+    def __init__(self, store: Database, settings: _KeySettings) -> None:
         self._store = store
         self._environment = str(getattr(settings, "qbo_env", "local"))
         self._fernet, self._fingerprint = _load_fernet(settings)

@@ -11,6 +11,7 @@ import polars as pl
 from pipelines.clock import system_clock
 from pipelines.store import Store
 from schemas.awra import CONTRACT
+from schemas.manifest import MANIFEST_FILE, Manifest, manifest_json
 
 REALM = "9341453050298461"
 
@@ -326,13 +327,41 @@ def write_snapshot(folder: Path, snapshot: dict[str, list[dict]], fmt: str = "cs
     """Write a snapshot folder in one format; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames_of(snapshot).items():
-        path = folder / f"{name}.{fmt}"
-        if fmt == "csv":
-            frame.write_csv(path)
-        elif fmt == "parquet":
-            frame.write_parquet(path)
-        else:
-            frame.write_ndjson(path)
+        _write_frame(frame, folder / f"{name}.{fmt}")
+    return folder
+
+
+def _write_frame(frame: pl.DataFrame, path: Path) -> None:
+    if path.suffix == ".csv":
+        frame.write_csv(path)
+    elif path.suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_ndjson(path)
+
+
+def write_delta(
+    folder: Path,
+    changed: dict[str, list[dict]],
+    *,
+    snapshot_id: str,
+    base: str,
+    removed: dict[str, list[str]] | None = None,
+    fmt: str = "csv",
+) -> Path:
+    """Write a delta snapshot folder: the tables in `changed` (whole records), removals, and its manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames_of(changed).items():
+        if name in changed:
+            _write_frame(frame, folder / f"{name}.{fmt}")
+    manifest = Manifest("delta", snapshot_id, base, {k: tuple(v) for k, v in (removed or {}).items()})
+    (folder / MANIFEST_FILE).write_text(manifest_json(manifest))
+    return folder
+
+
+def write_manifest(folder: Path, snapshot_id: str) -> Path:
+    """Make a snapshot folder a full snapshot with a manifest (contract v1.1) named `snapshot_id`."""
+    (folder / MANIFEST_FILE).write_text(manifest_json(Manifest("full", snapshot_id)))
     return folder
 
 

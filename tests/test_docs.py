@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 from pipelines.cli import _parser
+from pipelines.ingest import REMOVAL_SHARE
 from schemas.awra import contract_markdown
+from schemas.manifest import parse_manifest
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -25,3 +27,11 @@ def test_readme_names_every_cli_command() -> None:
 
 def test_readme_gives_the_two_setup_commands() -> None:
     assert "make run" in README and "make test" in README
+
+
+def test_readme_manifest_example_is_a_delta_the_app_reads() -> None:
+    block = re.search(r"<!-- manifest:example -->\n```json\n(.*?)```", README, re.S)
+    assert block, "README lost its manifest example"
+    manifest = parse_manifest(block.group(1))
+    assert manifest.is_delta and manifest.removed == {"bills": ("BILL-1042",), "vendors": ("VEN-7",)}
+    assert f"more than {REMOVAL_SHARE:.0%} of a table's live records" in README

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO, TypedDict
 
 import numpy as np
 import polars as pl
@@ -355,8 +355,15 @@ _QBO_TIME = "%Y-%m-%dT%H:%M:%S-08:00"
 _QBO_OFFSET_SECONDS = 8 * 3600
 _SYNC_DELAY_SECONDS = 1800  # the earlier sync ran half an hour after the record was last changed
 _EPOCH = date(1970, 1, 1)
+
+
+class _KeepOrder(TypedDict):
+    how: Literal["left"]
+    maintain_order: Literal["left"]
+
+
 # Left joins keep the left frame's row order: the files' bytes depend on it.
-_KEEP_ORDER: dict[str, str] = {"how": "left", "maintain_order": "left"}
+_KEEP_ORDER: _KeepOrder = {"how": "left", "maintain_order": "left"}
 _DAY = 86_400
 
 
@@ -544,7 +551,12 @@ def _assign_problems(
     n = len(default)
     problem = np.full(n, -1)
     for name, rate in rates.items():
-        eligible = closed if name == CLOSED_PERIOD else default
+        if name != CLOSED_PERIOD:
+            eligible = default
+        elif closed is None:
+            raise ValueError("a closed-period rate needs to know which records are dated in a closed month")
+        else:
+            eligible = closed
         pool = np.flatnonzero(eligible & (problem < 0))
         chosen = rng.choice(pool, min(len(pool), max(1, round(rate * n))), replace=False)
         problem[chosen] = PROBLEMS.index(name)
@@ -968,7 +980,11 @@ def _documents(
     head["total"] = np.add.reduceat(lines["amount"], lines["start"])
     _seed_unsummed_totals(rng, problem, head["total"])
     presync = _clean(problem) & (day < cal.cutoff) & synced_party
-    columns = {"id": _ids(kind.prefix, n, 6), "number": _document_numbers(rng, kind, n), **head}
+    columns: dict[str, np.ndarray | pl.Series] = {
+        "id": _ids(kind.prefix, n, 6),
+        "number": _document_numbers(rng, kind, n),
+        **head,
+    }
     frame = _frame(columns, problem, presync)
     lookalikes = None if kind is _PURCHASE_ORDER else _lookalikes(rng, frame, cal.as_of - 1)
     return _Records(kind, frame, _lines_frame(lines), lookalikes)
@@ -1083,7 +1099,11 @@ def _journals(seed: int, n: int, cal: _Calendar, ref: _Reference) -> _Records:
     _seed_incomplete(rng, problem, head, lines, _JOURNAL.incomplete)
     _seed_line_problems(rng, problem, lines, ref)
     presync = _clean(problem) & (day < cal.cutoff)
-    columns = {"id": _ids(_JOURNAL.prefix, n, 6), "number": _serials("GJ-", 10_001, n), **head}
+    columns: dict[str, np.ndarray | pl.Series] = {
+        "id": _ids(_JOURNAL.prefix, n, 6),
+        "number": _serials("GJ-", 10_001, n),
+        **head,
+    }
     return _Records(_JOURNAL, _frame(columns, problem, presync), _lines_frame(lines))
 
 
@@ -1388,6 +1408,12 @@ def _ref(value: str | pl.Expr, name: str | pl.Expr) -> pl.Expr:
     return pl.struct(value=value, name=name)
 
 
+def _struct(fields: Mapping[str, pl.Expr | str]) -> pl.Expr:
+    """pl.struct(**fields) for fields gathered in a dict, in its order (a str names a column), without spreading
+    the dict into pl.struct's keywords, where it could reach `schema` or `eager`."""
+    return pl.struct([(pl.col(v) if isinstance(v, str) else v).alias(k) for k, v in fields.items()])
+
+
 def _currency_ref() -> pl.Expr:
     return pl.struct(value=pl.lit(HOME_CURRENCY), name=pl.lit("United States Dollar"))
 
@@ -1497,7 +1523,7 @@ def _account_lookup(ref: _Reference, column: str, prefix: str) -> pl.DataFrame:
     )
 
 
-def _qbo_items(ref: _Reference, cal: _Calendar) -> pl.DataFrame:
+def _qbo_items(ref: _Reference, cal: _Calendar) -> pl.Series:
     items = (
         ref.items.filter(pl.col("role") != "missing")
         .join(_account_lookup(ref, "income_code", "income"), on="income_code", **_KEEP_ORDER)
@@ -1571,24 +1597,24 @@ def _document_line_json(sales: bool) -> pl.Expr:
     klass, _ = _category_refs("category")
     tax = pl.struct(value=_label(_QBO_TAX_IDS, "tax"))
     qty = {"Qty": _cents_text("qty"), "UnitPrice": _cents_text("price")}
-    common = {"Id": pl.col("line_no").cast(pl.String), "LineNum": "line_no", "Description": "description",
-              "Amount": _cents_text("amount")}  # fmt: skip
+    common: dict[str, pl.Expr | str] = {"Id": pl.col("line_no").cast(pl.String), "LineNum": "line_no",
+              "Description": "description", "Amount": _cents_text("amount")}  # fmt: skip
     if sales:
-        detail = pl.struct(ItemRef=_ref("item_id", "item_name"), **qty, TaxCodeRef=tax, ClassRef=klass)
-        return pl.struct(**common, DetailType=pl.lit("SalesItemLineDetail"), SalesItemLineDetail=detail)
+        detail = _struct({"ItemRef": _ref("item_id", "item_name"), **qty, "TaxCodeRef": tax, "ClassRef": klass})
+        return _struct({**common, "DetailType": pl.lit("SalesItemLineDetail"), "SalesItemLineDetail": detail})
     is_item = pl.col("item") >= 0
     tail = {"TaxCodeRef": tax, "ClassRef": klass, "BillableStatus": pl.lit("NotBillable")}
-    return pl.struct(
+    return _struct({
         **common,
-        DetailType=pl.when(is_item).then(pl.lit("ItemBasedExpenseLineDetail"))
+        "DetailType": pl.when(is_item).then(pl.lit("ItemBasedExpenseLineDetail"))
         .otherwise(pl.lit("AccountBasedExpenseLineDetail")),
-        ItemBasedExpenseLineDetail=pl.when(is_item).then(
-            pl.struct(ItemRef=_ref("item_id", "item_name"), **qty, **tail)
+        "ItemBasedExpenseLineDetail": pl.when(is_item).then(
+            _struct({"ItemRef": _ref("item_id", "item_name"), **qty, **tail})
         ),
-        AccountBasedExpenseLineDetail=pl.when(~is_item).then(
-            pl.struct(AccountRef=_ref("account_id", "account_name"), **tail)
+        "AccountBasedExpenseLineDetail": pl.when(~is_item).then(
+            _struct({"AccountRef": _ref("account_id", "account_name"), **tail})
         ),
-    )  # fmt: skip
+    })  # fmt: skip
 
 
 def _with_party(head: pl.DataFrame, parties: _Parties) -> pl.DataFrame:
@@ -1631,7 +1657,7 @@ def _document_json(kind: _Kind, ref: _Reference) -> pl.Expr:
     }
     if kind is not _PURCHASE_ORDER:
         fields["Balance"] = _cents_text("balance")
-    return pl.struct(**fields, Line=pl.col("Line"))
+    return _struct({**fields, "Line": pl.col("Line")})
 
 
 def _qbo_documents(records: _Records, parties: _Parties, ref: _Reference, payments: _Records | None) -> pl.Series:
@@ -1668,13 +1694,13 @@ def _lookalike_frame(records: _Records, parties: _Parties, ref: _Reference, firs
     if records.kind.sales:
         item = pl.struct(value=pl.lit(_qbo_only_item_id(ref, "Services")), name=pl.lit("Services"))
         detail = pl.struct(ItemRef=item, Qty=pl.lit("1.00"), UnitPrice=_cents_text("total"))
-        line = pl.struct(**amount, DetailType=pl.lit("SalesItemLineDetail"), SalesItemLineDetail=detail)
+        line = _struct({**amount, "DetailType": pl.lit("SalesItemLineDetail"), "SalesItemLineDetail": detail})
     else:
         account = ref.accounts.row(ref.account("6820"), named=True)
         account_ref = _ref(pl.lit(str(account["qbo"])), pl.lit(account["name"]))
         detail = pl.struct(AccountRef=account_ref, BillableStatus=pl.lit("NotBillable"))
-        line = pl.struct(
-            **amount, DetailType=pl.lit("AccountBasedExpenseLineDetail"), AccountBasedExpenseLineDetail=detail
+        line = _struct(
+            {**amount, "DetailType": pl.lit("AccountBasedExpenseLineDetail"), "AccountBasedExpenseLineDetail": detail}
         )
     return _with_party(found, parties).with_columns(
         qbo=pl.int_range(first_id, first_id + len(found), dtype=pl.Int64),
@@ -1726,7 +1752,7 @@ def _qbo_payments(records: _Records, parties: _Parties, documents: _Records, ref
             "CurrencyRef": _currency_ref(),
             "TotalAmt": _cents_text("amount"),
         }
-    return _encode(head, pl.struct(**fields, PrivateNote=_marker(records.kind.entity), Line=applied))
+    return _encode(head, _struct({**fields, "PrivateNote": _marker(records.kind.entity), "Line": applied}))
 
 
 def _qbo_journals(records: _Records, ref: _Reference) -> pl.Series:

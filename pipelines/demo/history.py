@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import polars as pl
 
-from pipelines.clock import system_clock
+from pipelines.clock import Clock, system_clock
 from pipelines.commands import Caller, Commands
 from pipelines.config import Settings, load_settings
 from pipelines.connection import qbo_client
@@ -43,6 +43,7 @@ from qbo.sandbox.store import COMPANY_FORMAT
 from qbo.sandbox.wire import dumps, loads
 from qbo.tokens import TokenStore
 from schemas.awra import CONTRACT
+from schemas.manifest import MANIFEST_FILE, Manifest, manifest_json
 
 __all__ = [
     "BAD_WEEK_FAULTS",
@@ -83,25 +84,50 @@ class HistoryPlan:
     lines: dict[str, pl.DataFrame]
     masters: dict[str, pl.DataFrame]
 
-    def snapshot_at(self, at: datetime, folder: Path) -> Path:
-        """Write the snapshot AWRA would export at `at` (parquet) into `folder`; returns the folder."""
+    def snapshot_at(self, at: datetime, folder: Path, since: datetime | None = None) -> Path:
+        """Write the snapshot AWRA would export at `at` (parquet) into `folder`; returns the folder.
+
+        With `since` (the time of the snapshot before) it is a delta, as AWRA sends between full exports: only the
+        records that arrived or were fixed after `since`, whole. The demo's masters and records never leave AWRA,
+        so a delta here lists no removals."""
         folder.mkdir(parents=True, exist_ok=True)
-        for name, frame in self.masters.items():
-            frame.write_parquet(folder / f"{name}.parquet")
+        if since is None:
+            for name, frame in self.masters.items():
+                frame.write_parquet(folder / f"{name}.parquet")
         kept: dict[str, pl.Series] = {}
         for name, frame in self.headers.items():
             table = CONTRACT[name]
-            rows = frame.filter(pl.col("_arrives") <= at).drop("_arrives")
-            fixed = self.fixes[name].filter(pl.col("_fixed_at") <= at).drop("_fixed_at")
+            rows = frame.filter(pl.col("_arrives") <= at)
+            fixed = self.fixes[name].filter(pl.col("_fixed_at") <= at)
             if fixed.height:
-                rows = pl.concat([rows.join(fixed.select(table.record_id), on=table.record_id, how="anti"), fixed])
-            rows.write_parquet(folder / f"{name}.parquet")
+                rows = pl.concat(
+                    [
+                        rows.join(fixed.select(table.record_id), on=table.record_id, how="anti"),
+                        fixed.join(rows.select(table.record_id, "_arrives"), on=table.record_id).drop("_fixed_at"),
+                    ]
+                )
+            if since is not None:
+                fixed_since = fixed.filter(pl.col("_fixed_at") > since).select(table.record_id)
+                rows = pl.concat(
+                    [rows.filter(pl.col("_arrives") > since), rows.join(fixed_since, on=table.record_id, how="semi")]
+                ).unique(table.record_id, keep="first", maintain_order=True)
+            rows.drop("_arrives").write_parquet(folder / f"{name}.parquet")
             kept[name] = rows[table.record_id]
         for name, frame in self.lines.items():
-            parent = CONTRACT[CONTRACT[name].parent]
+            header = CONTRACT[name].parent
+            assert header is not None  # a lines table always names its header table
+            parent = CONTRACT[header]
             ids = kept[parent.name].to_frame(parent.record_id)
             frame.join(ids, on=parent.record_id, how="semi").write_parquet(folder / f"{name}.parquet")
+        kind = "full" if since is None else "delta"
+        base = None if since is None else _snapshot_id(since)
+        (folder / MANIFEST_FILE).write_text(manifest_json(Manifest(kind, _snapshot_id(at), base)))
         return folder
+
+
+def _snapshot_id(at: datetime) -> str:
+    """The id AWRA gives the snapshot it exports at `at`."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -303,6 +329,11 @@ def _delete_a_synced_bill(store: Store, sandbox: Sandbox, realm_id: str) -> str 
     return f"bill:{row[0][0]} (QuickBooks Bill {row[0][1]})"
 
 
+def _stopped_at(moment: datetime) -> Clock:
+    """A clock that always answers `moment`: a cycle's commands all happen at its planned time."""
+    return lambda: moment
+
+
 def connect_in_process(settings: Settings, store: Store, http: httpx.Client, sandbox: Sandbox) -> None:
     """OAuth against the in-process sandbox, stamped with the sandbox's clock (connection.connect uses the wall's)."""
     state = new_state()
@@ -341,11 +372,15 @@ def build_history(
         raise ValueError(f"the plan covers {(plan.end - plan.start).days} days, not {weeks} weeks")
     sandbox.load_company(history_company(company_file, plan))
     http = httpx.Client(transport=sandbox.transport())
+
+    def sleep(seconds: float) -> None:  # a client's back-off moves the sandbox's clock on instead of waiting
+        sandbox.clock.advance(seconds)
+
     commands = Commands(
         store,
         settings,
         client_factory=lambda realm, _clock: qbo_client(
-            settings, store, realm, http=http, sleep=lambda s: sandbox.clock.advance(s), clock=sandbox.clock.now
+            settings, store, realm, http=http, sleep=sleep, clock=sandbox.clock.now
         ),
     )
     result = HistoryResult(plan.start, plan.end)
@@ -368,8 +403,9 @@ def build_history(
                 sandbox.expire_tokens(realm_id, refresh=True)
                 result.connection_lost_at, reconnect_due = at, True
             sandbox.set_faults(bad_week_faults if week == bad_week else faults, seed=seed * 1000 + i)
-            folder = plan.snapshot_at(at, work_dir / "snapshot")
-            system = Caller.system(realm_id, lambda at=at: at)
+            # The first export is full; after it AWRA sends what changed since the one before.
+            folder = plan.snapshot_at(at, work_dir / "snapshot", since=plan.cycles[i - 1] if i else None)
+            system = Caller.system(realm_id, _stopped_at(at))
             ingest = commands.ingest(system, folder)
             if not ingest.ok:
                 raise RuntimeError(f"the demo snapshot of {at:%Y-%m-%d} was refused: {ingest.message}")

@@ -188,6 +188,7 @@ class Scheduler:
                 _nap(self._stopping, 1.0)
 
     def _turn(self) -> None:
+        assert self._next_at is not None  # _loop sets it before the first turn
         if self._due_now or time.monotonic() >= self._next_at:
             self._due_now = False
             self.run_cycle("schedule")

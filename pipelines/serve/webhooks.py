@@ -434,7 +434,8 @@ def persist_deliveries(store: Store, deliveries: list[WebhookDelivery]) -> list[
                 if kept[hour] >= REFUSED_SAMPLE:
                     continue
                 kept[hour] += 1
-            rows = [(realm, entities) for realm, entities in d.refs.items()] or [(None, None)]
+            # A delivery that named nothing is still recorded, as one row without a realm.
+            rows: list[tuple[str | None, dict[str, list[str]] | None]] = list(d.refs.items()) or [(None, None)]
             for realm, entities in rows:
                 event_id = int(tx.execute("SELECT nextval('webhook_event_seq')").fetchall()[0][0])
                 tx.execute(

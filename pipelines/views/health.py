@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -216,15 +216,15 @@ def period_close(store: Store, realm_id: str, period: str) -> dict:
         own_params(realm_id),
     )
     total = int(by_entity["records"].sum()) if by_entity.height else 0
-    done = int(by_entity["synced"].sum() + by_entity["excluded"].sum()) if by_entity.height else 0
+    done = int(by_entity["synced"].sum()) + int(by_entity["excluded"].sum()) if by_entity.height else 0
     summary = {
         "period": period,
         "records": total,
         "synced": int(by_entity["synced"].sum()) if total else 0,
         "excluded": int(by_entity["excluded"].sum()) if total else 0,
         "open": total - done,
-        "dollars": by_entity["dollars"].sum() if total else 0,
-        "open_dollars": by_entity["open_dollars"].sum() if total else 0,
+        "dollars": by_entity["dollars"].sum() if total else Decimal("0.00"),
+        "open_dollars": by_entity["open_dollars"].sum() if total else Decimal("0.00"),
         "percent_complete": round(100.0 * done / total, 1) if total else None,
         "undated_open": int(undated or 0),
     }

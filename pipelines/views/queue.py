@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import duckdb
 import polars as pl
@@ -499,7 +500,8 @@ _SECTIONS = (("escalated", "Escalated"), ("overdue", "Overdue"), ("new", "New"))
 
 
 def _money(value: object) -> str:
-    return f"${float(value):,.2f}" if value not in (None, "None") else ""
+    # at_stake comes as the text of a DECIMAL(18,2) ("None" when unknown): formatted as a Decimal, every cent kept.
+    return f"${Decimal(str(value)):,.2f}" if value not in (None, "None") else ""
 
 
 def digest_text(d: dict) -> str:

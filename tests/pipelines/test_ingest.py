@@ -391,3 +391,12 @@ def test_new_text_for_the_same_values_is_no_new_version_and_is_skipped_next_time
     seen = _staged(monkeypatch)
     assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged"
     assert seen["bills"] == 0 and seen["bill_lines"] == 0
+
+
+def test_a_jsonl_file_without_lines_is_a_table_without_records(store: Store, tmp_path: Path) -> None:
+    snap = tiny_snapshot()
+    snap["payments"] = []
+    folder = write_snapshot(tmp_path / "j", snap, "jsonl")
+    assert (folder / "payments.jsonl").read_bytes() == b""  # JSON Lines has no header to write
+    result = ingest_snapshot(store, folder, realm_id=REALM, now=T0)
+    assert result.rows["payments"] == 0 and result.new == 14

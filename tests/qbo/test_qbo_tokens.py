@@ -9,6 +9,7 @@ import stat
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -86,6 +87,11 @@ def test_a_key_file_others_can_read_is_refused_with_the_fix(tmp_path: Path, stor
     os.chmod(key_file, 0o644)
     with pytest.raises(TokenKeyError, match=r"chmod 600"):
         TokenStore(store, Settings(secret_key=None, secret_key_file=key_file))
+
+
+def test_settings_with_neither_a_key_nor_a_key_file_are_refused(store: Store) -> None:
+    with pytest.raises(TokenKeyError, match=r"SYNCHEALTH_SECRET_KEY"):
+        TokenStore(store, SimpleNamespace(secret_key=None, secret_key_file=None))
 
 
 def test_a_changed_key_parks_the_connection_and_the_old_key_brings_it_back(store: Store) -> None:

@@ -102,3 +102,16 @@ def test_the_exported_company_carries_on_where_the_history_stopped(built) -> Non
     for key in deleted:
         qbo_id = key.rsplit(" ", 1)[-1].rstrip(")")
         assert again.is_deleted("Bill", qbo_id)
+
+
+def test_the_history_arrives_as_deltas_that_add_up_to_the_full_export(built) -> None:
+    from pipelines.ingest import ingest_snapshot
+
+    store, plan = built["store"], built["plan"]
+    kinds = store.rows("SELECT kind, snapshot_id, base FROM ingest_runs ORDER BY run_id")
+    assert kinds[0][0] == "full" and {k for k, _, _ in kinds[1:]} == {"delta"}
+    assert all(base == before[1] for before, (_, _, base) in zip(kinds, kinds[1:], strict=False))  # each on the last
+    # the full export AWRA would send at the end holds nothing the deltas did not already bring
+    full = plan.snapshot_at(plan.end, built["tmp"] / "full-at-end")
+    again = ingest_snapshot(store, full, realm_id=REALM, now=plan.end)
+    assert (again.status, again.new, again.changed, again.removed) == ("unchanged", 0, 0, 0)
