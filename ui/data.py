@@ -171,14 +171,23 @@ def run_attempts(store: Store, run_id: int) -> pl.DataFrame:
     return metrics.run_attempts(store, run_id)
 
 
-@st.cache_data(max_entries=64)
-def _find_records(_store: Store, realm_id: str, text: str, version: tuple) -> pl.DataFrame:
-    return metrics.find_records(_store, realm_id, text)
+@st.cache_data(max_entries=4)
+def _searchable(_store: Store, realm_id: str, version: tuple) -> pl.DataFrame:
+    from pipelines.views.search import searchable
+
+    return searchable(_store, realm_id)
 
 
 def find_records(store: Store, realm_id: str, text: str) -> pl.DataFrame:
-    """Records whose key, document number or party name contains the text (the Record page's search)."""
-    return _find_records(store, realm_id, text.strip(), metrics.store_version(store))
+    """Records found by key, document number or party name (the Record page's search): at most 25, closest first.
+    The records are read once per store version; each search is a filter over them."""
+    from pipelines.views.search import find, parse_query
+
+    query = parse_query(text)
+    if query.empty:
+        return find(pl.DataFrame(), query)  # the empty answer, with its columns
+    synced = store.scalar("SELECT coalesce(max(run_id), 0) FROM sync_runs")  # a sync changes states, not the version
+    return find(_searchable(store, realm_id, (*metrics.store_version(store), synced)), query)
 
 
 def record_chain(store: Store, realm_id: str, key: str) -> dict | None:
