@@ -24,16 +24,18 @@ MAX_TERMS = 6  # words a query keeps (the rest are dropped: a pasted paragraph i
 _MAX_CHARS = 200
 _ENTITIES = frozenset(ENTITY_TABLES)
 _SPLIT = re.compile(r"[\s,;]+")
-SEARCH_SCHEMA = {
-    "key": pl.String,
-    "entity": pl.String,
-    "record_id": pl.String,
-    "number": pl.String,
-    "party": pl.String,
-    "txn_date": pl.Date,
-    "amount": pl.Decimal(18, 2),
-    "state": pl.String,
-}
+SEARCH_SCHEMA = pl.Schema(
+    {
+        "key": pl.String(),
+        "entity": pl.String(),
+        "record_id": pl.String(),
+        "number": pl.String(),
+        "party": pl.String(),
+        "txn_date": pl.Date(),
+        "amount": pl.Decimal(18, 2),
+        "state": pl.String(),
+    }
+)
 
 
 @dataclass(frozen=True)
