@@ -67,8 +67,13 @@ def sidebar() -> None:
     """Company, period and identity: keyed widgets shared by every page through session_state."""
     settings = get_settings()
     store = get_store(str(settings.db_path))
+    companies = realm_choices(store, settings)
+    wanted = st.query_params.get("company")  # a drill link or a shared address names the company once
+    if wanted in companies and wanted != st.session_state.get("_company_from_url"):
+        st.session_state["_company_from_url"] = wanted
+        st.session_state["realm"] = wanted
     with st.sidebar:
-        st.selectbox("Company (QuickBooks realm)", realm_choices(store, settings), key="realm",
+        st.selectbox("Company (QuickBooks realm)", companies, key="realm",
                      format_func=lambda realm: page_data.company_name(store, realm))  # fmt: skip
         _period_widget(store, st.session_state.get("realm") or settings.realm_id)
         st.divider()

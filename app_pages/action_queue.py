@@ -5,16 +5,17 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from pipelines.catalogue import DIMENSION_GUIDE
+from pipelines.catalogue import DIMENSION_GUIDE, catalogue
 from pipelines.exceptions import RESOLUTION_CODES
 from pipelines.identity import FINANCE_DIMENSIONS
 from pipelines.views.period import ALL, month_name
 from pipelines.views.queue import filter_queue, owner_choices, queue_summary
 from ui.actions import caller_for, commands, run_bulk, show_results_table
-from ui.charts import money
+from ui.charts import money, plain
 from ui.data import (
     action_queue,
     closing_period,
+    company_name,
     csv_export,
     get_settings,
     get_store,
@@ -26,10 +27,11 @@ from ui.data import (
 from ui.render import RECORD_PAGE, entity_name, escalation_words, scope_words
 
 KINDS = {d: g.title for d, g in DIMENSION_GUIDE.items()}
-# The drill links of Health and Trends arrive as ?cause=...&kind=...&owner=...&entity=... (and ?period=).
-DRILLS = {"cause": "q_cause", "kind": "q_kind", "dimension": "q_kind", "owner": "q_owner", "entity": "q_entity"}
+# Drill links (Health, Trends, a shared address) arrive as ?reason=...&owner=...&entity=...&dimension=... with ?period=
+# and ?company= (which the sidebar reads); each becomes the filter it names, shown above the table like any other.
+DRILLS = {"reason": "q_cause", "cause": "q_cause", "dimension": "q_kind", "kind": "q_kind", "owner": "q_owner",
+          "entity": "q_entity"}  # fmt: skip
 FILTER_KEYS = ("q_cause", "q_kind", "q_owner", "q_status", "q_entity", "q_age", "q_amount", "q_key", "q_escalated")
-
 settings = get_settings()
 store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
@@ -47,13 +49,14 @@ if last is not None:
         del st.session_state["queue_last"]
         st.rerun()
 
-drill = {k: st.query_params[k] for k in DRILLS if k in st.query_params}
-if drill and drill != st.session_state.get("_q_drill"):  # a new drill: its filters replace the ones set
+drill = {k: st.query_params[k] for k in DRILLS if st.query_params.get(k)}
+if drill != st.session_state.get("_q_drill"):  # a new drill: its filters replace the ones set
     st.session_state["_q_drill"] = drill
-    for key in FILTER_KEYS:
-        st.session_state.pop(key, None)
-    for param, value in drill.items():
-        st.session_state[DRILLS[param]] = [value]
+    if drill:
+        for key in FILTER_KEYS:
+            st.session_state.pop(key, None)
+        for param, value in drill.items():
+            st.session_state[DRILLS[param]] = [value.strip().lower() if param == "owner" else value]
 
 
 def clear_filters() -> None:
@@ -61,6 +64,13 @@ def clear_filters() -> None:
         st.session_state.pop(key, None)
     for param in DRILLS:
         st.query_params.pop(param, None)
+    st.session_state["_q_drill"] = {}
+
+
+def offered(choices: list[str], key: str) -> list[str]:
+    """The choices of a filter, plus any value a drill link set that this period does not have (so the filter holds
+    and shows, and matches nothing, rather than being dropped)."""
+    return [*choices, *(v for v in st.session_state.get(key) or [] if v not in choices)]
 
 
 if queue.is_empty():
@@ -70,21 +80,27 @@ if queue.is_empty():
     )
     st.stop()
 
-titles = dict(zip(queue["cause_reason"], queue["cause"], strict=True))
+titles = {**dict(catalogue().select("reason", "title").iter_rows()),
+          **dict(zip(queue["cause_reason"], queue["cause"], strict=True))}  # fmt: skip
 with st.container(border=True):
     top = st.columns([2.2, 1.6, 1.8])
+    in_queue = sorted(set(queue["cause_reason"]), key=lambda r: titles.get(r, r))
     causes = top[0].multiselect(
-        "Cause", sorted(titles, key=titles.get), format_func=lambda r: titles.get(r, r), key="q_cause"
+        "Cause", offered(in_queue, "q_cause"), format_func=lambda r: titles.get(r, "unknown cause"), key="q_cause"
     )
     kinds = top[1].multiselect(
-        "Kind of problem", [d for d in KINDS if d in set(queue["cause_dimension"])], format_func=KINDS.get, key="q_kind"
+        "Kind of problem",
+        offered([d for d in KINDS if d in set(queue["cause_dimension"])], "q_kind"),
+        format_func=lambda d: KINDS.get(d, "unknown kind"),
+        key="q_kind",
     )
-    owners = top[2].multiselect("Owner", owner_choices(queue), key="q_owner")
+    owners = top[2].multiselect("Owner", offered(owner_choices(queue), "q_owner"), key="q_owner")
     bottom = st.columns([1.3, 1.5, 1, 1, 1.2, 1.3])
     statuses = bottom[0].multiselect("Status", ["open", "assigned"], key="q_status")
     entities = bottom[1].multiselect(
-        "Record type", sorted(queue["entity"].unique().to_list()), format_func=entity_name, key="q_entity"
-    )
+        "Record type", offered(sorted(queue["entity"].unique().to_list()), "q_entity"), format_func=entity_name,
+        key="q_entity",
+    )  # fmt: skip
     min_age = bottom[2].number_input("Open ≥ days", min_value=0, step=1, key="q_age")
     min_amount = bottom[3].number_input("At stake ≥ $", min_value=0, step=1000, key="q_amount")
     key_text = bottom[4].text_input("Record contains", key="q_key")
@@ -126,8 +142,8 @@ cols[3].metric("Escalated", f"{summary['escalated']:,}", f"{summary['escalated_s
 where = " · ".join(active) if active else "no filter"
 left, right = st.columns([5, 1], vertical_alignment="center")
 left.markdown(
-    f"**{shown.height:,} of {queue.height:,} items** in {month_name(period) if period != ALL else 'all periods'}"
-    f" — filters: {where}"
+    f"**{shown.height:,} of {queue.height:,} items** of {plain(company_name(store, realm))} in "
+    f"{month_name(period) if period != ALL else 'all periods'} — filters: {plain(where)}"
 )
 if active:
     right.button("Clear filters", on_click=clear_filters, key="q_clear", type="tertiary")
@@ -156,8 +172,9 @@ table = shown.with_columns(
     .otherwise(pl.col("cause"))
     .alias("why"),
 )
-columns = ["priority", "at_stake", "owner_shown", "when", "record_id", "type", "why", "detail", "fix", "due_date",
-           "status", "age_days"]  # fmt: skip
+# At stake, Owner and Due-by first: at 1280 px they are what shows without scrolling sideways.
+columns = ["at_stake", "owner_shown", "when", "record_id", "type", "why", "fix", "detail", "due_date", "status",
+           "age_days", "priority"]  # fmt: skip
 event = st.dataframe(
     table.select(columns),
     key="queue_table",
@@ -165,10 +182,10 @@ event = st.dataframe(
     selection_mode="multi-row",
     hide_index=True,
     column_config={
-        "priority": st.column_config.NumberColumn("#", width="small"),
+        "priority": st.column_config.NumberColumn("Rank", width="small", help="place in the queue's order"),
         "at_stake": st.column_config.NumberColumn("At stake", format="dollar", width="small"),
-        "owner_shown": st.column_config.TextColumn("Owner"),
-        "when": st.column_config.TextColumn("Due-by or escalation"),
+        "owner_shown": st.column_config.TextColumn("Owner", width="medium"),
+        "when": st.column_config.TextColumn("Due-by", width="medium", help="due-by, or when and why it escalated"),
         "record_id": st.column_config.TextColumn("Record", width="small"),
         "type": st.column_config.TextColumn("Type", width="small"),
         "why": st.column_config.TextColumn("Why", width="medium"),
@@ -192,9 +209,14 @@ picked = shown[list(range(shown.height)) if select_all else list(event.selection
 picked_ids = picked["exception_id"].to_list()
 picked_keys = list(dict.fromkeys(picked["key"].to_list()))
 records = [k for k in picked_keys if not k.startswith(("connection:", "snapshot:"))]
-if records and not select_all:
-    st.page_link(RECORD_PAGE, label=f"Open {records[0]} (its whole chain; actions there too)",
-                 query_params={"key": records[0]}, icon=":material/receipt_long:")  # fmt: skip
+if records:  # page links: the record opens in this tab, as the person signed in here (a grid's links open a new one)
+    opens = st.columns(3)
+    for col, record in zip(opens, records[:3], strict=False):
+        with col:
+            st.page_link(RECORD_PAGE, label=f"Open {record}", query_params={"key": record},
+                         icon=":material/receipt_long:", help="its whole chain, and the actions on it")  # fmt: skip
+    if len(records) > 3:
+        st.caption(f"and {len(records) - 3:,} more selected record(s): select one to open it")
 elif not picked_ids:
     st.caption("Select an item to open its record here, or several to act on them together.")
 
