@@ -34,7 +34,11 @@ if present:
     st.html(PRESENT_CSS)
 
 st.title("Trends")
-st.caption(f"{scope_words(period, closing_period(store, realm))}: records dated in it · change it in the sidebar")
+scope = scope_words(period, closing_period(store, realm))
+st.caption(
+    f"{scope[:1].upper()}{scope[1:]}: {'records of every date' if period == ALL else 'records dated in it'} · "
+    "change the period in the sidebar"
+)
 bucket, measure = "day", "dollars"
 if not present:
     pick_bucket, pick_measure = st.columns(2)
@@ -87,13 +91,26 @@ if not present:
 
 # -- what blocks them now --------------------------------------------------------------------------------------
 causes = data["blocked_by_cause"]
+
+
+def cause_words(reason: str) -> str:
+    """A cause as the link names it: its title, records and dollars (what the queue then shows for it)."""
+    row = causes.filter(causes["cause_reason"] == reason)
+    if row.is_empty():
+        return reason
+    first = row.row(0, named=True)
+    return f"{first['cause']}: {first['records']:,} records, {money(first['dollars'], compact=True)}"
+
+
 if not causes.is_empty():
     chart(
         f"What blocks them now, by cause ({measure})",
         causes_chart(causes, measure),
         causes.drop("cause_reason"),
         "trends_causes",
-        lambda points: [({"cause": p["cause_reason"]}, p.get("cause", "")) for p in points if p.get("cause_reason")],
+        lambda points: [
+            ({"cause": p["cause_reason"]}, cause_words(p["cause_reason"])) for p in points if p.get("cause_reason")
+        ],
     )
     st.caption("Click a bar: its link opens exactly those records in the action queue, with the same counts.")
 
@@ -130,6 +147,7 @@ with right:
         "trends_resolve_owner",
         lambda points: [({"owner": p["owner"]}, p["owner"]) for p in points if p.get("owner")],
     )
+st.caption("Bar: the median days from opened to resolved; tick: the 90th percentile (one in ten took longer).")
 
 codes = data["codes"]
 if codes.is_empty():

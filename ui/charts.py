@@ -184,6 +184,17 @@ def _scale(colors: dict[str, str], present: list[str] | None = None) -> alt.Scal
     return alt.Scale(domain=domain, range=[colors[k] for k in domain])
 
 
+def _kinds(data: pl.DataFrame, title: str, columns: int) -> alt.Color:
+    """Colour by kind of problem, the same colour for a kind on every chart; the legend lists only the kinds the chart
+    shows, in `columns` columns (a legend in one row is cut off at 1280 px)."""
+    present = data["dimension"].unique().to_list() if data.height else []
+    return alt.Color(
+        "dimension:N",
+        scale=_scale(DIMENSION_COLORS, present),
+        legend=alt.Legend(title=title, orient="bottom", columns=columns, labelLimit=300, labelExpr=_title_expr()),
+    )
+
+
 def _big(chart: alt.Chart, big: bool) -> alt.Chart:
     size = 18 if big else 12
     return chart.configure_axis(labelFontSize=size, titleFontSize=size).configure_legend(
@@ -374,13 +385,7 @@ def causes_chart(frame: pl.DataFrame, measure: str = "dollars") -> alt.Chart:
         ],
     )
     bars = base.mark_bar().encode(
-        color=alt.Color(
-            "dimension:N",
-            scale=_scale(DIMENSION_COLORS),
-            legend=alt.Legend(
-                title="Kind of problem", orient="bottom", columns=3, labelLimit=320, labelExpr=_title_expr()
-            ),
-        ),  # fmt: skip
+        color=_kinds(data, "Kind of problem", 3),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
     )
     text = base.mark_text(align="left", dx=4).encode(text="label:N")
@@ -449,13 +454,7 @@ def retry_chart(frame: pl.DataFrame) -> alt.Chart:
     base = alt.Chart(data).encode(x=alt.X("period:T", title="Retried", axis=alt.Axis(format="%b %d")))
     bars = base.mark_bar(size=14).encode(
         y=alt.Y("retries:Q", title="Retries"),
-        color=alt.Color(
-            "dimension:N",
-            scale=_scale(DIMENSION_COLORS),
-            legend=alt.Legend(
-                title="Failure retried", orient="bottom", columns=2, labelExpr=_title_expr(), labelLimit=320
-            ),
-        ),  # fmt: skip
+        color=_kinds(data, "Failure retried", 1),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
         tooltip=[
             alt.Tooltip("period:T", format="%Y-%m-%d"),
@@ -492,7 +491,7 @@ def resolve_chart(frame: pl.DataFrame, field: str) -> alt.Chart:
     )
     base = alt.Chart(data).encode(y=alt.Y(f"{label}:N", sort=order, title=None, axis=_labels()))
     bars = base.mark_bar().encode(
-        x=alt.X("median_days:Q", title="Days to resolve (bar: median, tick: 90th percentile)"),
+        x=alt.X("median_days:Q", title="Days to resolve"),
         color=color,
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
         tooltip=[
@@ -518,13 +517,7 @@ def codes_chart(frame: pl.DataFrame) -> alt.Chart:
     base = alt.Chart(data).encode(y=alt.Y("code:N", sort=order, title=None, axis=_labels()))
     bars = base.mark_bar().encode(
         x=alt.X("attempts:Q", title="Failed attempts", scale=alt.Scale(domain=[0, top * 2.2], nice=False)),
-        color=alt.Color(
-            "dimension:N",
-            scale=_scale(DIMENSION_COLORS),
-            legend=alt.Legend(
-                title="Kind of problem", orient="bottom", columns=3, labelExpr=_title_expr(), labelLimit=320
-            ),
-        ),  # fmt: skip
+        color=_kinds(data, "Kind of problem", 3),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
         tooltip=[
             alt.Tooltip("code:N", title="answer"),
@@ -560,11 +553,7 @@ def offenders_chart(frame: pl.DataFrame) -> alt.Chart:
         .encode(
             y=alt.Y("who:N", sort=order, title=None, axis=_labels()),
             x=alt.X("records:Q", title="Records held back (all check runs)"),
-            color=alt.Color(
-                "dimension:N",
-                scale=_scale(DIMENSION_COLORS),
-                legend=alt.Legend(title="Kind of problem", orient="bottom", labelExpr=_title_expr(), labelLimit=320),
-            ),
+            color=_kinds(data, "Kind of problem", 3),
             opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
             tooltip=[
                 alt.Tooltip("who:N", title="who or what"),
