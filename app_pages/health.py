@@ -119,14 +119,14 @@ if blocked["connection_problem"]:
     st.warning("The connection to QuickBooks is down: nothing is sent until an admin reconnects (Connection page).")
 
 # -- why, who owns it, who decides; and the six weeks ----------------------------------------------------------
-st.subheader(f"Why: what blocks {blocked['records']:,} records, {money(blocked['dollars'], compact=True)}")
+st.subheader(f"Why: what blocks {blocked['records']:,} records, {money(blocked['dollars'], compact=True)} in {name}")
 if view["causes"].is_empty():
     st.success(f"Nothing is blocked in {name}.")
 else:
     cause_rows(view["causes"], period, present=present, limit=6 if present else 8)
 trend, words = st.columns([3, 1.3], vertical_alignment="center")
 with trend:
-    st.markdown("**Blocked dollars, last six weeks**")
+    st.markdown(f"**Blocked dollars, last six weeks** (records dated in {name})")
     st.altair_chart(blocked_trend_chart(series, big=present), width="stretch")
 with words:
     verdict = "worse" if change > 0 else "better" if change < 0 else "unchanged"

@@ -33,7 +33,7 @@ name = "all periods" if period == ALL else month_name(period)
 if present:
     st.html(PRESENT_CSS)
 
-st.title("Trends")
+st.title(f"Trends — {name}")
 scope = scope_words(period, closing_period(store, realm))
 st.caption(
     f"{scope[:1].upper()}{scope[1:]}: {'records of every date' if period == ALL else 'records dated in it'} · "

@@ -487,7 +487,7 @@ def resolve_chart(frame: pl.DataFrame, field: str) -> alt.Chart:
     color = (
         alt.Color(f"{field}:N", scale=_scale(DIMENSION_COLORS), legend=None)
         if field == "dimension"
-        else alt.value(OKABE_ITO["blue"])
+        else alt.value(OKABE_ITO["grey"])  # people are not a kind of problem: no kind's colour
     )
     base = alt.Chart(data).encode(y=alt.Y(f"{label}:N", sort=order, title=None, axis=_labels()))
     bars = base.mark_bar().encode(
@@ -552,7 +552,7 @@ def offenders_chart(frame: pl.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             y=alt.Y("who:N", sort=order, title=None, axis=_labels()),
-            x=alt.X("records:Q", title="Records held back (all check runs)"),
+            x=alt.X("records:Q", title="Records held back (all check runs)", axis=alt.Axis(format=",d", tickMinStep=1)),
             color=_kinds(data, "Kind of problem", 3),
             opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
             tooltip=[

@@ -24,6 +24,7 @@ __all__ = [
     "entity_name",
     "named_entities",
     "escalation_words",
+    "first_sentence",
     "queue_link",
     "scope_words",
     "top_rows",
@@ -64,6 +65,14 @@ def day(value: object) -> str:
     if isinstance(value, datetime):
         return f"{value.astimezone(UTC):%Y-%m-%d}"
     return str(value)
+
+
+def first_sentence(text: object) -> str:
+    """The first sentence of a fix: a reason that covers several cases lists each one's fix, and the item's detail
+    says which case it is."""
+    words = str(text or "").strip()
+    head, dot, _ = words.partition(". ")
+    return f"{head}." if dot else words
 
 
 def ago(value: datetime | None, now: datetime) -> str:
@@ -125,7 +134,7 @@ def cause_rows(causes: pl.DataFrame, period: str, *, present: bool, limit: int |
 def top_rows(top: pl.DataFrame, now: datetime, *, present: bool) -> None:
     """The top of the queue, in its order: the record (a same-tab link), the money at stake, why and the next step,
     the owner and the due-by or escalation."""
-    widths = [0.35, 1.5, 0.9, 3.4, 1.9]
+    widths = [0.3, 1.4, 0.9, 3.2, 2.3]
     for col, name in zip(
         st.columns(widths), ["#", "Record", "At stake", "Why, and the next step", "Owner"], strict=True
     ):
@@ -145,7 +154,7 @@ def top_rows(top: pl.DataFrame, now: datetime, *, present: bool) -> None:
         cols[2].markdown(money(item["at_stake"]))
         if item.get("carried_by"):
             cols[2].caption(f"counted under {item['carried_by'].replace(':', ' ')}")
-        cols[3].markdown(f"**{plain(item['title'])}.** {plain(item['fix'])}")
+        cols[3].markdown(f"**{plain(item['title'])}.** {plain(first_sentence(item['fix']))}")
         if not present and item.get("detail"):
             cols[3].caption(plain(shorten(str(item["detail"]), 160, placeholder=" …")))
         cols[4].markdown(plain(item["owner"] or item["owner_role"]))
