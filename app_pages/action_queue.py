@@ -167,8 +167,11 @@ table = shown.with_columns(
     pl.col("detail").fill_null("—"),
     pl.col("at_stake").cast(pl.Float64),
     pl.col("due_date").cast(pl.String).fill_null("—"),
-    pl.when(pl.col("cause_reason") != pl.col("reason"))
-    .then(pl.format("{} (waits on {})", pl.col("cause"), pl.col("waits_on").fill_null("another record")))
+    # Its own problem in words; where another record or another of its problems holds it first, that too.
+    pl.when(pl.col("waits_on").is_not_null())
+    .then(pl.format("{} (waits on {})", pl.col("cause"), pl.col("waits_on")))
+    .when(pl.col("cause_reason") != pl.col("reason"))
+    .then(pl.format("{} (held first by: {})", pl.col("title"), pl.col("cause")))
     .otherwise(pl.col("cause"))
     .alias("why"),
 )
@@ -183,10 +186,10 @@ event = st.dataframe(
     hide_index=True,
     column_config={
         "priority": st.column_config.NumberColumn("Rank", width="small", help="place in the queue's order"),
-        "at_stake": st.column_config.NumberColumn("At stake", format="dollar", width="small"),
-        "owner_shown": st.column_config.TextColumn("Owner", width="medium"),
-        "when": st.column_config.TextColumn("Due-by", width="medium", help="due-by, or when and why it escalated"),
-        "record_id": st.column_config.TextColumn("Record", width="small"),
+        "at_stake": st.column_config.NumberColumn("At stake", format="dollar", width=95),
+        "owner_shown": st.column_config.TextColumn("Owner", width=170),
+        "when": st.column_config.TextColumn("Due-by", width=150, help="due-by, or when and why it escalated"),
+        "record_id": st.column_config.TextColumn("Record", width=100),
         "type": st.column_config.TextColumn("Type", width="small"),
         "why": st.column_config.TextColumn("Why", width="medium"),
         "detail": st.column_config.TextColumn("What is wrong", width="large"),

@@ -165,12 +165,14 @@ st.subheader(
     + (f" — {party['name'] or party['record_id']}" if party and party["entity"] != chain["entity"] else "")
 )
 show_answer()
-facts = st.columns([1.1, 1, 1.7, 1.6])
+# The facts in a smaller type than a metric's default: a state in words and an owner's email fit at 1280 px.
+st.html("<style>[data-testid='stMain'] [data-testid='stMetricValue'] { font-size: 1.55rem; }</style>")
+facts = st.columns([1.1, 1, 1.7, 1.2])
 facts[0].metric("State", short, help=sentence)
 facts[1].metric("At stake", cents(amount) if chain["entity"] not in ("vendor", "customer", "item", "account") else "—")
 facts[2].metric(
     "Owner",
-    (lead["owner"] or lead["owner_role"]) if lead else "nobody",
+    plain(lead["owner"] or lead["owner_role"]) if lead else "nobody",
     help="who acts next on what holds it (the same owner as in the action queue)" if lead else "nothing is open",
 )
 facts[3].metric("Due by", day(lead["due_by"]) if lead and lead["due_by"] else "—",
@@ -235,8 +237,9 @@ def reason_box(reason: str | None) -> None:
         st.caption(f":material/block: {reason}")
 
 
-act = st.columns(2)
-with act[0], st.container(border=True):
+# Retry first: the admin's way out; then who owns it, then closing it by hand.
+first_row, second_row = st.columns(2), st.columns(2)
+with first_row[1], st.container(border=True):
     st.markdown("**Assign** — give an open item to a person who can act on it.")
     refused = refusal_for("assign")
     target, person = None, None
@@ -251,7 +254,7 @@ with act[0], st.container(border=True):
     if st.button("Assign", key="rec_assign", disabled=bool(refused)):
         remember(run_action("Assign", lambda: commands().assign(caller, [target], to=str(person))))
     reason_box(refused)
-with act[1], st.container(border=True):
+with second_row[0], st.container(border=True):
     st.markdown("**Resolve** — close an open item once its cause is fixed.")
     refused = refusal_for("resolve")
     closable = [i for i in allowed_here if i["dimension"] != "authorization"]
@@ -272,8 +275,7 @@ with act[1], st.container(border=True):
         remember(run_action("Resolve", lambda: commands().resolve(caller, [target], code=code, reason=why)))
     reason_box(refused)
 
-act = st.columns(2)
-with act[0], st.container(border=True):
+with second_row[1], st.container(border=True):
     st.markdown("**Exclude from sync** — never sent; its open items close.")
     refused = {
         "synced": "It is already in QuickBooks; excluding it would not take it out.",
@@ -292,7 +294,7 @@ with act[0], st.container(border=True):
         remember(run_action("Exclude", lambda: commands().exclude(caller, [key], reason=why)))
     reason_box(refused)
 
-with act[1], st.container(border=True):
+with first_row[0], st.container(border=True):
     st.markdown("**Retry** — re-check it and send it again now.")
     refused = {
         "synced": "It is already in QuickBooks: nothing to retry.",
@@ -339,7 +341,11 @@ st.subheader("The document in AWRA")
 if not source:
     st.caption("AWRA no longer sends this record.")
 else:
-    fields = [(name, source[f]) for f, name in HEADER_FIELDS.items() if source.get(f) not in (None, "")]
+    fields = [
+        (name, str(source[f]).capitalize() if f in ("approval_status", "posting_status", "status") else source[f])
+        for f, name in HEADER_FIELDS.items()
+        if source.get(f) not in (None, "")
+    ]
     if party and party["entity"] != chain["entity"]:
         fields.insert(0, (party["entity"].capitalize(), f"{party['name'] or '—'} ({party['record_id']})"))
     cols = st.columns(4)
@@ -361,16 +367,17 @@ else:
         }
         present = [c for c in names if c in lines.columns]
         shown = lines.select(
-            pl.col(c).cast(pl.String).map_elements(cents, return_dtype=pl.String)
+            pl.col(c).cast(pl.String).map_elements(cents, return_dtype=pl.String).fill_null("—")
             if c in ("unit_price", "amount")
+            else pl.col(c).cast(pl.String).str.replace(r"\.0+$", "").str.replace(r"(\.\d*?)0+$", "$1").fill_null("—")
+            if c == "qty"
             else pl.col(c).cast(pl.String).fill_null("—")
             for c in present
         ).rename({c: names[c] for c in present})
-        st.dataframe(
-            shown,
-            hide_index=True,
-            column_config={n: st.column_config.TextColumn(n, width="small") for n in ("Line", "Quantity")},
-        )
+        if shown.height <= 30:  # a document's lines, read in full like the paper (and findable as text)
+            st.table(shown, hide_index=True)
+        else:
+            st.dataframe(shown, hide_index=True)
         total = source.get("total") or amount
         summed = sum(
             Decimal(str(line["amount"] or 0))
@@ -389,7 +396,7 @@ else:
 # -- checks, possible duplicates, attempts -----------------------------------------------------------------------
 if chain["findings"]:
     st.subheader("What the last check found")
-    st.dataframe(
+    st.table(
         pl.DataFrame(chain["findings"]).select(
             pl.col("reason").replace_strict(titles, default="Not yet described").alias("Problem"),
             pl.col("detail").fill_null("—").alias("Detail"),
@@ -424,7 +431,8 @@ if chain["duplicate_candidates"]:
 st.subheader(f"Attempts ({len(chain['attempts'])})")
 if chain["attempts"]:
     attempts = pl.DataFrame(chain["attempts"], infer_schema_length=None)
-    st.dataframe(
+    # A table, not a grid: a handful of rows, read in full (and the text is on the page, for search and screen readers).
+    st.table(
         attempts.select(
             pl.col("attempt_no").cast(pl.String).alias("#"),
             pl.col("started_at").cast(pl.String).str.slice(0, 16).alias("When (UTC)"),
@@ -433,22 +441,21 @@ if chain["attempts"]:
             .replace_strict({k: v[:1].upper() + v[1:] for k, v in OUTCOME_TITLES.items()}, default=pl.col("outcome"))
             .alias("Outcome"),
             pl.when(pl.col("outcome") == "accepted")
-            .then(pl.lit("Accepted"))
-            .otherwise(pl.col("reason").replace_strict(titles, default=None))
-            .fill_null("—")
+            .then(pl.format("in QuickBooks as Id {}", pl.col("external_id").cast(pl.String).fill_null("—")))
+            .otherwise(
+                pl.concat_str(
+                    pl.col("reason").replace_strict(titles, default=None).fill_null("—"),
+                    pl.format(" (error {})", pl.col("qbo_code").cast(pl.String)).fill_null(""),
+                )
+            )
             .alias("QuickBooks's answer"),
             pl.coalesce(pl.col("detail"), pl.col("message"), pl.lit("—")).alias("What QuickBooks said"),
-            pl.format(
-                "{} · {}",
-                pl.col("http_status").cast(pl.String).fill_null("—"),
-                pl.col("qbo_code").cast(pl.String).fill_null("—"),
-            ).alias("HTTP · code"),
-            pl.col("external_id").cast(pl.String).fill_null("—").alias("QuickBooks Id"),
-            pl.col("intuit_tid").cast(pl.String).fill_null("—").alias("intuit_tid (for Intuit support)"),
         ),
         hide_index=True,
-        column_config={"What QuickBooks said": st.column_config.TextColumn(width="large")},
     )
+    tids = [f"#{a['attempt_no']} {a['intuit_tid']}" for a in chain["attempts"] if a.get("intuit_tid")]
+    if tids:
+        st.caption("For Intuit support (intuit_tid): " + " · ".join(tids))
     st.caption(f"Automatic retries used: {chain['retry_count']}.")
 else:
     st.caption("Nothing has been sent for this record.")

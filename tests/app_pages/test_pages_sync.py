@@ -78,7 +78,8 @@ def test_finance_assigns_resolves_and_excludes_from_the_record_page(served: Worl
     at.button(key="rec_assign").click().run()
     assert not at.exception
     assert "assigned to finance@demo.local" in at.success[0].value
-    assert at.metric[2].value == "finance@demo.local"  # the owner shown is the person it was given to
+    owner = at.metric[2].value.replace("\u200b", "").replace("\\", "")
+    assert owner == "finance@demo.local"  # the owner shown is the person it was given to
 
     assert at.button(key="rec_resolve").disabled  # no reason yet
     at.text_input(key="rec_reason").input("approved by AP on the phone").run()
