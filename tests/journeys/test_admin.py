@@ -124,7 +124,8 @@ def test_the_admin_finds_a_refused_bill_by_its_number_fixes_the_cause_and_retrie
         settle(page)
         text = main_text(page)
         assert f"Bill {NUMBER} — Acme Supplies" in text
-        assert metric(page, "At stake") == "$30.50" and metric(page, "Owner").replace("\u200b", "").endswith("@demo.local")
+        assert metric(page, "At stake") == "$30.50"
+        assert metric(page, "Owner").replace("\u200b", "").endswith("@demo.local")  # a person
 
         # 2. read the cause: QuickBooks's answer in the catalogue's words, and what it said
         assert "QuickBooks refused: unknown account, item or party" in text or "inactive QuickBooks item" in text
