@@ -3,14 +3,15 @@ control totals AWRA vs QuickBooks, and the top items to fix. DuckDB aggregates o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
 
-from pipelines.catalogue import catalogue
+from pipelines.catalogue import catalogue, title_of
 from pipelines.duplicates import QBO_ENTITY
 from pipelines.store import Store
 from pipelines.views import read_model
@@ -76,7 +77,9 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
 def prepared(store: Store, realm_id: str) -> Iterator[None]:
     """The read models of a page, from one state of the store: the read-model tables and the stored queue brought up
     to date first (each a no-op when current), then read_model.prepared's snapshot."""
-    if read_model.is_current(store, realm_id):
+    if read_model.prepared_realm() is not None:  # already inside a block: its snapshot (or another company's: refused)
+        pass
+    elif read_model.is_current(store, realm_id):
         refresh_queue_model(store, realm_id)
     else:
         refresh_read_model(store, realm_id)
@@ -161,7 +164,7 @@ def funnel(store: Store, realm_id: str) -> pl.DataFrame:
             "records": [int(row[f"r{i}"]) for i in range(len(FUNNEL))],
             "dollars": [row[f"d{i}"] for i in range(len(FUNNEL))],
         },
-        schema={"stage_index": pl.Int64, "records": pl.Int64, "dollars": pl.Decimal(18, 2)},
+        schema={"stage_index": pl.Int64, "records": pl.Int64(), "dollars": pl.Decimal(18, 2)},
     )
     return frame.with_columns(
         pl.col("stage_index").replace_strict(dict(enumerate(FUNNEL)), return_dtype=pl.String).alias("stage")
@@ -356,6 +359,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
                 ORDER BY abs(amount_effect) DESC, entity, key, qbo_id LIMIT $limit""",
             {"limit": limit},
         )
+    explain_rows = explain_rows.with_columns(pl.col("detail").map_elements(_worded, return_dtype=pl.String))
     reasons = reasons.with_columns(
         pl.col("count_effect").cast(pl.Int64),
         pl.col("explanation").is_in(list(_EXPECTED)).not_().alias("investigate"),
@@ -367,6 +371,14 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
         .sort("entity")
     )
     return {"totals": totals, "reasons": reasons, "explain": explain_rows}
+
+
+_CODE_FIRST = re.compile(r"^([a-z_]+\.[a-z_]+)(?= \(owner )")
+
+
+def _worded(detail: str | None) -> str:
+    """A drift's detail in words: the queue item's reason code (first, before its owner) becomes its title."""
+    return _CODE_FIRST.sub(lambda found: title_of(found.group(1)), detail or "")
 
 
 def top_fixes(queue: pl.DataFrame, limit: int = 10) -> pl.DataFrame:
@@ -489,7 +501,11 @@ def blocked_series(intervals: pl.DataFrame, queue: pl.DataFrame, end: datetime, 
         rows.append({"at": end - timedelta(days=days - j), "records": records, "dollars": dollars})
     now = data.filter(pl.col("until").is_null())  # at `end`: exactly what is blocked now, opened when it may
     rows[-1].update(records=now.height, dollars=Decimal(now["money"].sum() or 0))
-    schema = {"at": pl.Datetime("us", "UTC"), "records": pl.Int64, "dollars": pl.Decimal(18, 2)}
+    schema: dict[str, pl.DataType] = {
+        "at": pl.Datetime("us", "UTC"),
+        "records": pl.Int64(),
+        "dollars": pl.Decimal(18, 2),
+    }
     return pl.DataFrame(rows, schema=schema)
 
 

@@ -92,10 +92,10 @@ def flow(
                 "freed_dollars": freed["amount"].sum() or Decimal(0),
             }
         )
-    schema = {
-        "period": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "open_records": pl.Int64,
-        "open_dollars": pl.Decimal(18, 2), "new_records": pl.Int64, "new_dollars": pl.Decimal(18, 2),
-        "freed_records": pl.Int64, "freed_dollars": pl.Decimal(18, 2),
+    schema: dict[str, pl.DataType] = {
+        "period": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "open_records": pl.Int64(),
+        "open_dollars": pl.Decimal(18, 2), "new_records": pl.Int64(), "new_dollars": pl.Decimal(18, 2),
+        "freed_records": pl.Int64(), "freed_dollars": pl.Decimal(18, 2),
     }  # fmt: skip
     return pl.DataFrame(rows, schema=schema)
 
