@@ -9,6 +9,7 @@ from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from served import point_app_at
 from streamlit.testing.v1 import AppTest
 
+from pipelines.catalogue import title_of
 from pipelines.ingest import SnapshotError, ingest_snapshot
 from pipelines.store import Store
 from ui.charts import plain
@@ -104,17 +105,15 @@ def test_readiness_page_shows_the_funnel_and_ranked_reasons(app_db: Path, tmp_pa
     at = _app("readiness.py")
     assert not at.exception
     reasons = at.dataframe[0].value
-    assert set(reasons["reason"]) == {
-        "mapping.item_missing",
-        "source_data.not_approved",
-        "source_data.not_posted",
-        "source_data.dependency_not_ready",
-    }
-    assert at.selectbox(key="readiness_reason").options[0] == reasons["reason"].iloc[0]
-    at.selectbox(key="readiness_reason").set_value("mapping.item_missing").run()
+    codes = ["mapping.item_missing", "source_data.not_approved", "source_data.not_posted",
+             "source_data.dependency_not_ready"]  # fmt: skip
+    assert set(reasons["Cause"]) == {title_of(code) for code in codes}  # titles, never the codes
+    box = at.selectbox(key="readiness_reason")
+    assert set(box.options) == {title_of(code) for code in codes} and box.options[0] == reasons["Cause"].iloc[0]
+    box.set_value("mapping.item_missing").run()
     drilled = at.dataframe[1].value
-    assert list(drilled["key"]) == ["invoice:INV-1"]
-    assert "GADGET-9 has no QuickBooks item" in drilled["detail"].iloc[0]
+    assert list(drilled["Record"]) == ["INV-1"] and list(drilled["Type"]) == ["invoice"]
+    assert "GADGET-9 has no QuickBooks item" in drilled["What to fix"].iloc[0]
 
 
 def test_mappings_page_is_read_only_for_a_viewer(app_db: Path, tmp_path: Path) -> None:
