@@ -74,7 +74,7 @@ def sidebar() -> None:
         st.session_state["realm"] = wanted
     with st.sidebar:
         st.selectbox("Company (QuickBooks realm)", companies, key="realm",
-                     format_func=lambda realm: page_data.company_name(store, realm))  # fmt: skip
+                     format_func=lambda realm: page_data.company_name(store, realm, with_id=False))  # fmt: skip
         _period_widget(store, st.session_state.get("realm") or settings.realm_id)
         st.divider()
         if _identity_provider():

@@ -267,10 +267,13 @@ def _company_name(_store: Store, realm_id: str) -> str | None:
     return _store.scalar("SELECT company_name FROM qbo_company WHERE realm_id = ?", [realm_id])
 
 
-def company_name(store: Store, realm_id: str) -> str:
-    """A company by its QuickBooks name (its realm id only where QuickBooks has not told it yet)."""
+def company_name(store: Store, realm_id: str, with_id: bool = True) -> str:
+    """A company by its QuickBooks name, with its realm id (`with_id`) or alone where room is short (the sidebar);
+    by its realm id only where QuickBooks has not told its name yet."""
     name = _company_name(store, str(realm_id))
-    return f"{name} ({realm_id})" if name else f"QuickBooks company {realm_id}"
+    if not name:
+        return f"QuickBooks company {realm_id}"
+    return f"{name} ({realm_id})" if with_id else str(name)
 
 
 # -- the Action queue, Audit and Help pages ---------------------------------------------------------------------
