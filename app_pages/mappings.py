@@ -11,7 +11,7 @@ from pipelines.catalogue import catalogue
 from pipelines.mappings import KINDS
 from pipelines.views.suggest import SUGGEST_AT, suggestion, target_scores
 from ui.actions import caller_for, commands, run_action, show_result
-from ui.charts import money, plain
+from ui.charts import plain
 from ui.data import get_settings, get_store, identity_of, mapping_gaps
 
 STATUS_WORDS = {"stale": "mapped to an inactive object", "suggested": "suggestion waiting", None: "not mapped"}
@@ -29,6 +29,9 @@ def kind_words(kind: str) -> str:
 
 
 st.title("Mappings")
+answer = st.session_state.pop("_map_answer", None)  # the last mapping's answer, above the gaps it changed
+if answer is not None:
+    show_result(answer)
 if gaps.is_empty():
     st.success(
         "No mapping gaps: every account, tax code, item, payment method and category in use is mapped. "
@@ -49,10 +52,10 @@ st.dataframe(
         pl.col("reason").replace_strict(titles, default="Not yet described").alias("Problem"),
         pl.col("records").alias("Records blocked"),
         pl.col("dollars").cast(pl.Float64).alias("Dollars blocked"),
-        pl.col("oldest_blocked").cast(pl.String).fill_null("—").alias("Oldest blocked"),
-        pl.col("entities").str.replace_all("_", " ").fill_null("—").alias("Record types"),
         pl.col("suggestion").fill_null("—").alias("Suggested"),
         pl.col("stale_target").fill_null("—").alias("Mapped to (inactive in QuickBooks)"),
+        pl.col("oldest_blocked").cast(pl.String).fill_null("—").alias("Oldest blocked"),
+        pl.col("entities").str.replace_all("_", " ").fill_null("—").alias("Record types"),
     ),
     hide_index=True,
     column_config={
@@ -87,6 +90,9 @@ if not suggested.is_empty():
                 "Accept suggestions",
                 lambda: commands().accept_suggestions(caller_for(identity), pairs, reason=accept_why),
             )
+            if done.ok:
+                st.session_state["_map_answer"] = done
+                st.rerun()
             show_result(done)
 
 st.subheader("Map a value")
@@ -99,7 +105,7 @@ values = gaps.filter(pl.col("kind") == kind)
 value = right.selectbox("AWRA value", values["awra_value"].to_list(), key="map_value")
 row = values.filter(pl.col("awra_value") == value).row(0, named=True)
 st.caption(
-    f"{plain(titles.get(row['reason'], 'Not mapped'))}: blocks {row['records']:,} record(s), {money(row['dollars'])}."
+    f"{plain(titles.get(row['reason'], 'Not mapped'))}: blocks {row['records']:,} record(s), ${row['dollars']:,.2f}."
 )
 scores = target_scores(store, realm, kind, str(value))
 proposal = suggestion(scores)
@@ -145,6 +151,10 @@ if st.button("Map and re-check", type="primary", disabled=bool(why_not), key="ma
     target = ids[picked] if picked is not None else ""
     with st.spinner("Re-checking every record..."):
         done = run_action("Map", lambda: commands().map(caller_for(identity), kind, value, target, reason=reason))
+    if done.ok:  # drawn again: the gaps without the one just mapped, the answer on top, the reason box empty
+        st.session_state["_map_answer"] = done
+        st.session_state.pop("map_reason", None)
+        st.rerun()
     show_result(done)
 if why_not and ids:
     st.caption(f":material/block: {why_not}")

@@ -24,7 +24,7 @@ import pytest
 from browser import ROOT, browser_page, choose_actor, require_chromium, served
 from fixtures import PERIOD, REALM, tiny_company, tiny_snapshot
 from playwright.sync_api import Page, expect
-from reading import main_text, metric, settle, shot
+from reading import choose, main_text, metric, settle, shot
 from world import ADMIN, World
 
 from pipelines.clock import system_clock
@@ -66,7 +66,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     require_chromium()
     tmp = tmp_path_factory.mktemp("admin")
     with start_in_thread(Sandbox(tiny_company())) as running:
-        world = World(tmp, tiny_snapshot(), base_url=running.base_url, sandbox=running.sandbox)
+        snap = tiny_snapshot()
+        snap["invoice_lines"][0]["item_sku"] = "GADGET-9"  # an AWRA item QuickBooks has nothing like: a mapping gap
+        world = World(tmp, snap, base_url=running.base_url, sandbox=running.sandbox)
         world.now = system_clock()  # the server's cycles run on the wall clock (moved by faketime in test-later)
         world.pull()
         (widget,) = [i for i in running.sandbox.entities(REALM, "Item") if i.get("Sku") == "WID-100"]
@@ -192,3 +194,33 @@ def test_from_the_queue_a_record_only_awra_can_fix_shows_retry_disabled_with_who
         assert "Retry is off: “Not approved in AWRA” holds it" in text
         assert "Only approver in AWRA (ap@acme.example) can fix that, in AWRA" in text
         shot(page, "admin-6-retry-disabled-1280x800")
+
+
+def test_mappings_asks_for_a_choice_where_no_name_matches_and_takes_a_reason(app: Served) -> None:
+    with browser_page(1280, 800) as page:
+        _as_admin(page, f"{app.url}/mappings")
+        page.get_by_text("Map a value").wait_for(timeout=60_000)
+        settle(page)
+        choose(page, "AWRA value", "GADGET-9")  # (first on the list once the bill's item is active again)
+        text = main_text(page)
+        assert "Item SKU not mapped to QuickBooks: blocks 1 record(s), $150.00" in text
+        assert "No suggestion" in text  # nothing preselected without a score behind it
+        go = page.get_by_role("button", name="Map and re-check")
+        expect(go).to_be_disabled()
+        page.get_by_text("No suggestion").scroll_into_view_if_needed()
+        shot(page, "admin-7-mappings-no-suggestion-1280x800")
+
+        choose(page, "QuickBooks object", "Install (Item 2)")  # each choice says its score: "26%, similar name"
+        expect(go).to_be_disabled()  # still: the reason is required
+        reason = page.get_by_label("Reason (required, kept in the audit log)")
+        reason.fill("GADGET-9 is the installation service")
+        reason.press("Enter")
+        settle(page)
+        expect(go).to_be_enabled()
+        go.click()
+        page.get_by_text("waiting records now ready").wait_for(timeout=60_000)
+        settle(page)
+        shot(page, "admin-8-mapped-1280x800")
+        text = main_text(page)
+        assert "mapped item GADGET-9 to QuickBooks Item 2 (Install)" in text
+        assert "GADGET-9" not in text.replace("mapped item GADGET-9", "")  # the gap is gone from the page
