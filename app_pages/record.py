@@ -75,9 +75,10 @@ def _new_search() -> None:
     st.session_state["_record_new_search"] = True
 
 
-def remember(result: object) -> None:
-    """Keep an action's answer and draw the page again, so that everything on it shows the record after the action."""
-    st.session_state["_record_answer"] = {"key": key, "result": result}
+def remember(result: object, note: object = None) -> None:
+    """Keep an action's answer (and an earlier step's failure, `note`) and draw the page again, so that everything
+    on it shows the record after the action."""
+    st.session_state["_record_answer"] = {"key": key, "result": result, "note": note}
     st.rerun()
 
 
@@ -86,6 +87,8 @@ def show_answer() -> None:
     answer = st.session_state.pop("_record_answer", None)
     if not answer or answer["key"] != key:
         return
+    if answer.get("note") is not None:
+        show_result(answer["note"])
     result = answer["result"]
     (one,) = result.items if len(result.items) == 1 else [None]
     if one is None:
@@ -324,11 +327,9 @@ with first_row[0], st.container(border=True):
         pulled = None
         if refused_by_qbo and identity.can("pull"):
             pulled = run_action("Read QuickBooks", lambda: commands().pull(caller))
-        remember(
-            pulled
-            if pulled is not None and not pulled.ok
-            else run_action("Retry", lambda: commands().retry(caller, [key]))
-        )
+        # The retry goes on even when QuickBooks could not be read: its own answer says what happened to the record.
+        remember(run_action("Retry", lambda: commands().retry(caller, [key])),
+                 note=pulled if pulled is not None and not pulled.ok else None)  # fmt: skip
     reason_box(refused)
     if fixable_in_qbo and identity.can("pull") and identity.can("check"):
         st.caption("Fixed it in QuickBooks or mapped it? Read QuickBooks again and re-check this company:")
