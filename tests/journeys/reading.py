@@ -33,19 +33,18 @@ REASON_CODE = re.compile(
 MONEY = r"\$[\d,.]+[kMB]?"
 
 
+_BUSY = """() => document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state')
+                !== 'notRunning'
+             || document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]') !== null"""
+
+
 def settle(page: Page, quiet: float = 1.0, timeout: float = 90) -> None:
-    """Wait until the app has finished its run: the script's state (Streamlit's own attribute) not running for
-    `quiet` seconds."""
+    """Wait until the app has finished its run and drawn it: the script's state (Streamlit's own attribute) not
+    running, and no placeholder or stale element left, for `quiet` seconds."""
     deadline = time.monotonic() + timeout
     calm_since = None
     while time.monotonic() < deadline:
-        running = (
-            page.evaluate(
-                "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
-            )
-            != "notRunning"
-        )
-        if running:
+        if page.evaluate(_BUSY):
             calm_since = None
         elif calm_since is None:
             calm_since = time.monotonic()
