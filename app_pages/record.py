@@ -219,7 +219,7 @@ st.subheader("Act on this record")
 caller = caller_for(identity)
 finding = next(iter(chain["findings"]), None)
 allowed_here = [i for i in items if identity.role == "admin" or i["dimension"] in FINANCE_DIMENSIONS]
-labels = {i["exception_id"]: f"{i['title']} (#{i['exception_id']})" for i in items}
+labels = {i["exception_id"]: f"#{i['exception_id']} {i['title']}" for i in items}  # the id first: never cut off
 
 
 def refusal_for(action: str) -> str | None:
