@@ -392,7 +392,15 @@ else:
         )
     extra = {k: v for k, v in source.items() if k not in HEADER_FIELDS and v not in (None, "")}
     with st.expander("Every field AWRA sent"):
-        st.dataframe(pl.DataFrame({"Field": list(extra), "Value": [str(v) for v in extra.values()]}), hide_index=True)
+        st.dataframe(
+            pl.DataFrame(
+                {
+                    "Field": [k.replace("_", " ").capitalize().replace(" id", " ID") for k in extra],
+                    "Value": [str(v) for v in extra.values()],
+                }
+            ),
+            hide_index=True,
+        )
 
 # -- checks, possible duplicates, attempts -----------------------------------------------------------------------
 if chain["findings"]:
