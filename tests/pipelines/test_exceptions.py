@@ -156,7 +156,8 @@ def test_every_open_item_has_one_person_as_owner_and_source_data_goes_to_its_awr
 
 def test_an_item_routed_to_a_role_alone_gets_the_person_on_duty(world: World) -> None:
     eid = world.exception_id("BILL-1", "mapping.item_missing")
-    world.store.execute("UPDATE exceptions SET owner = NULL WHERE exception_id = ?", [eid])  # as an older release left it
+    # as an older release left it
+    world.store.execute("UPDATE exceptions SET owner = NULL WHERE exception_id = ?", [eid])
     world.refresh()
     assert world.store.scalar("SELECT owner FROM exceptions WHERE exception_id = ?", [eid]) == "admin@demo.local"
 
