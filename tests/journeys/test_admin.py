@@ -118,8 +118,15 @@ def test_the_admin_finds_a_refused_bill_by_its_number_fixes_the_cause_and_retrie
         _as_admin(page, f"{app.url}/record")
         shot(page, "admin-1-record-search")
 
-        # 1. find it by the number on the document
+        # 1. find it: by the vendor's name, a list to pick from; by the number on the document, the bill itself
         search = page.get_by_label("Find a record")
+        search.fill("acme")
+        search.press("Enter")
+        page.get_by_role("link", name=NUMBER).wait_for(timeout=60_000)
+        settle(page)
+        listed = main_text(page)
+        assert "records match" in listed and "Bill · Acme Supplies" in listed and "$30.50" in listed
+        shot(page, "admin-1b-search-by-party-1280x800")
         search.fill(NUMBER)
         search.press("Enter")
         page.locator("[data-testid='stMetric']").filter(has_text="State").wait_for(timeout=60_000)
