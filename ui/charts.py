@@ -278,7 +278,7 @@ def blocked_trend_chart(series: pl.DataFrame, big: bool = False) -> alt.Chart:
     data = series.with_columns(pl.col("dollars").cast(pl.Float64).alias("dollars_value"))
     base = alt.Chart(data).encode(
         x=alt.X("at:T", title=None, axis=alt.Axis(format="%b %d", labelAngle=0, tickCount=6)),
-        y=alt.Y("dollars_value:Q", title="Dollars blocked", axis=alt.Axis(format="$,.2s")),
+        y=alt.Y("dollars_value:Q", title="Dollars blocked", axis=alt.Axis(format="$.2~s")),
         tooltip=[
             alt.Tooltip("at:T", title="day", format="%Y-%m-%d"),
             alt.Tooltip("dollars_value:Q", title="dollars blocked", format="$,.0f"),
@@ -300,7 +300,7 @@ def flow_chart(frame: pl.DataFrame, measure: str = "dollars", bucket: str = "day
     axis); records or dollars. Brush a range of days (`when`); new and freed are greys, so no colour here claims a
     kind of problem."""
     value = "records" if measure == "records" else "dollars"
-    fmt = ",d" if value == "records" else "$,.2s"
+    fmt = ",d" if value == "records" else "$.2~s"
     label = "%b %d"
     data = frame.with_columns(
         pl.col(f"new_{value}").cast(pl.Float64).alias("new"),
@@ -327,7 +327,7 @@ def flow_chart(frame: pl.DataFrame, measure: str = "dollars", bucket: str = "day
             tooltip=[
                 alt.Tooltip("when:T", title="to", format="%Y-%m-%d"),
                 alt.Tooltip("change:N", title="change"),
-                alt.Tooltip("amount:Q", title=value, format=fmt.replace(".2s", ".0f")),
+                alt.Tooltip("amount:Q", title=value, format=fmt.replace(".2~s", ",.0f")),
             ],
         )
         .add_params(when)
@@ -344,7 +344,7 @@ def flow_chart(frame: pl.DataFrame, measure: str = "dollars", bucket: str = "day
             ),
             tooltip=[
                 alt.Tooltip("when:T", title="at", format="%Y-%m-%d %H:%M"),
-                alt.Tooltip("open:Q", title=f"blocked ({value})", format=fmt.replace(".2s", ".0f")),
+                alt.Tooltip("open:Q", title=f"blocked ({value})", format=fmt.replace(".2~s", ",.0f")),
             ],
         )
     )
@@ -373,7 +373,7 @@ def causes_chart(frame: pl.DataFrame, measure: str = "dollars") -> alt.Chart:
             f"{field}:Q",
             title=f"Blocked now ({value})",
             scale=alt.Scale(domain=[0, top * 1.45], nice=False),
-            axis=alt.Axis(format="$,.2s" if value == "dollars" else ",d"),
+            axis=alt.Axis(format="$.2~s" if value == "dollars" else ",d"),
         ),  # fmt: skip
         tooltip=[
             "cause",
