@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import streamlit as st
 
+from pipelines.views.period import month_name, recent_periods
 from ui import data as page_data
 from ui.data import get_settings, get_store, identity_of, people, realm_choices
 
@@ -41,21 +41,41 @@ NAVIGATION = {
 }
 
 
-def _months(today: date, count: int = 12) -> list[str]:
-    months, year, month = [], today.year, today.month
-    for _ in range(count):
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    return months
+def _period_widget(store, realm: str) -> None:
+    """The period every page covers; by default the month being closed. A `?period=` in the address (a shared link,
+    presentation mode) sets it once; a change here writes it back, so the address always says what is shown."""
+    closing = page_data.closing_period(store, realm)
+    choices = recent_periods(page_data.page_now(), closing)
+    wanted = st.query_params.get("period")
+    if wanted in choices and wanted != st.session_state.get("_period_from_url"):
+        st.session_state["_period_from_url"] = wanted
+        st.session_state["period"] = wanted
+    if st.session_state.get("period") not in choices:
+        st.session_state["period"] = closing
+
+    def label(period: str) -> str:
+        return f"{month_name(period)} (being closed)" if period == closing else month_name(period).capitalize()
+
+    def written_back() -> None:
+        st.query_params["period"] = st.session_state["period"]
+        st.session_state["_period_from_url"] = st.session_state["period"]
+
+    st.selectbox("Period", choices, format_func=label, key="period", on_change=written_back)
 
 
 def sidebar() -> None:
     """Company, period and identity: keyed widgets shared by every page through session_state."""
     settings = get_settings()
     store = get_store(str(settings.db_path))
+    companies = realm_choices(store, settings)
+    wanted = st.query_params.get("company")  # a drill link or a shared address names the company once
+    if wanted in companies and wanted != st.session_state.get("_company_from_url"):
+        st.session_state["_company_from_url"] = wanted
+        st.session_state["realm"] = wanted
     with st.sidebar:
-        st.selectbox("Company (QuickBooks realm)", realm_choices(store, settings), key="realm")
-        st.selectbox("Period", _months(page_data.page_now().date()), key="period")
+        st.selectbox("Company (QuickBooks realm)", companies, key="realm",
+                     format_func=lambda realm: page_data.company_name(store, realm, with_id=False))  # fmt: skip
+        _period_widget(store, st.session_state.get("realm") or settings.realm_id)
         st.divider()
         if _identity_provider():
             _signed_in(settings)

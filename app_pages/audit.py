@@ -1,5 +1,6 @@
 """Audit: who did what and when (people and the system), filterable and exportable; the log is append-only."""
 
+import polars as pl
 import streamlit as st
 
 from pipelines.views.queue import filter_audit
@@ -10,7 +11,7 @@ store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
 log = audit_log(store, realm)
 
-st.title("Audit log")
+st.title("Audit log (all periods)")
 if log.is_empty():
     st.info(
         "Nothing has been done in this company yet. Mappings, retries, duplicate decisions, assignments, "
@@ -32,10 +33,14 @@ st.caption(
     "these rows: corrections are new entries."
 )
 st.dataframe(
-    shown,
+    shown.with_columns(pl.col(c).fill_null("") for c in ("reason", "before_json", "after_json")),
     hide_index=True,
     column_config={
         "audit_id": st.column_config.NumberColumn("#", format="%d"),
+        "actor": st.column_config.TextColumn("Who", width="medium"),
+        "role": "Role",
+        "action": "Action",
+        "target": st.column_config.TextColumn("Record or value", width="medium"),
         "acted_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
         "reason": st.column_config.TextColumn("Reason", width="large"),
         "before_json": st.column_config.TextColumn("Before", width="medium"),

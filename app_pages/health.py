@@ -1,61 +1,46 @@
-"""Health: the close meeting's page. What synced, what did not, why, what it costs, who owns the next step."""
-
-from datetime import datetime
-from textwrap import shorten
+"""Health: the close meeting's page. How much is blocked, why, who owns it, better or worse; then the detail."""
 
 import streamlit as st
 
-from ui import data as page_data
+from pipelines.views.period import ALL, month_name
 from ui.charts import (
     DIMENSION_TITLES,
     PRESENT_CSS,
+    blocked_trend_chart,
     funnel_chart,
     money,
     plain,
-    queue_page_path,
     states_chart,
     table_view,
 )
-from ui.data import csv_export, get_settings, get_store, health_view
+from ui.data import closing_period, company_name, csv_export, get_settings, get_store, health_view, page_now, page_period
 from ui.firm import company_section
+from ui.render import cause_rows, named_entities, queue_link, scope_words, top_rows
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
-params = st.query_params
-present = params.get("present") == "1"
-period = params.get("period") or st.session_state.get("period") or f"{page_data.page_now():%Y-%m}"
-basis = params.get("since") if params.get("since") in ("close", "week") else "close"
-try:
-    month = datetime.strptime(period, "%Y-%m").strftime("%B %Y")
-except ValueError:
-    period, month = f"{page_data.page_now():%Y-%m}", f"{page_data.page_now():%B %Y}"
+present = st.query_params.get("present") == "1"
+period = page_period(store, realm)
+closing = closing_period(store, realm)
+scope = scope_words(period, closing)
+name = "all periods" if period == ALL else month_name(period)
 
 
 def enter_presentation() -> None:
-    st.query_params.update(present="1", period=period, since=st.session_state.get("health_since") or basis)
+    st.query_params.update(present="1", period=period)
 
 
 def leave_presentation() -> None:
     st.query_params.clear()
+    st.query_params["period"] = period
 
 
 if present:
     st.html(PRESENT_CSS)
-st.title(f"Sync health — close of {month}")
-top_left, top_right = st.columns([5, 4], vertical_alignment="center")
-if not present:
-    labels = {"close": "the last close", "week": "last week"}
-    pick, go = top_right.columns([3, 1.4], vertical_alignment="bottom")
-    chosen = pick.segmented_control(
-        "Change since", list(labels), format_func=labels.get, default=basis, key="health_since"
-    )
-    basis = chosen or basis
-    go.button("Present", on_click=enter_presentation, icon=":material/slideshow:", key="health_present",
-              help="Full screen for the meeting: no sidebar, large type (the address can be shared)")  # fmt: skip
-
-company_section(store, page_data.page_now(), period)  # the firm view: only with more than one company
-view = health_view(store, realm, period, basis)
+view = health_view(store, realm, period)
+st.title(f"Sync health — {name}")
+company_section(store, page_now(), closing if period == ALL else period)  # the firm view: with several companies
 if view["as_of"] is None:
     st.info(
         "Nothing has been checked or synced for this company yet. Load a snapshot and run a cycle "
@@ -66,89 +51,137 @@ if view["as_of"] is None:
 conn = view["connection"]
 tone = {"ok": ("blue", ":material/check_circle:"), "warn": ("orange", ":material/schedule:"),
         "bad": ("orange", ":material/error:"), "none": ("gray", ":material/link_off:")}[conn["tone"]]  # fmt: skip
-with top_left:
+head_left, head_right = st.columns([5, 1.2], vertical_alignment="center")
+with head_left:
+    st.markdown(f"**{scope[:1].upper()}{scope[1:]}** · {plain(company_name(store, realm))}")
     st.badge(conn["label"], color=tone[0], icon=tone[1])
-    st.caption(f"Company {realm} · numbers as of {view['as_of']:%Y-%m-%d %H:%M} UTC · {plain(conn['detail'])}")
+    st.caption(
+        f"Numbers as of {view['now']:%Y-%m-%d %H:%M} UTC (last run {view['as_of']:%Y-%m-%d %H:%M}) · "
+        f"{plain(conn['detail'])}"
+    )
+if not present:
+    head_right.button(
+        "Present",
+        on_click=enter_presentation,
+        icon=":material/slideshow:",
+        key="health_present",
+        help="Full screen for the meeting: no sidebar, large type (the address can be shared)",
+    )
 
-# -- headline: blocked by dimension, with the change since the reference time ---------------------------------------
-head = {row["dimension"]: row for row in view["headline"].iter_rows(named=True)}
-total, close = head["all"], view["close"]["summary"]
+# -- how much, and better or worse -------------------------------------------------------------------------------
+blocked, flow, close = view["blocked"], view["flow"], view["close"]["summary"]
+series = view["series"]
+week_ago = series.filter(series["at"] <= flow["since"]).tail(1)
+then_dollars = week_ago["dollars"][0] if week_ago.height else 0
+change = blocked["dollars"] - then_dollars
+records_change = blocked["records"] - flow["week_ago_records"]
 
 
-def change(records: int, dollars: object) -> dict:
-    """The delta, its colour and arrow: more blocked is worse (orange), less is better (blue); never red/green."""
-    if not records and not dollars:
-        return {"delta": "no change", "delta_color": "off", "delta_arrow": "off"}
-    text = f"{records:+,} · {'+' if dollars >= 0 else '-'}{money(abs(dollars), compact=True)}"
-    return {"delta": text, "delta_color": "orange" if records > 0 or dollars > 0 else "blue"}
+def delta(value: object, text: str) -> dict:
+    """A change against a week ago: more blocked is worse (orange), less is better (blue); never red or green."""
+    if not value:
+        return {"delta": f"no change {text}", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": text, "delta_color": "orange" if value > 0 else "blue"}
 
 
-st.caption(f"Blocked now, and the change {view['since_label']} (records · dollars).")
-cols = st.columns(3)
-delta = change(total["records_change"], total["dollars_change"])
-cols[0].metric("Dollars blocked", money(total["dollars"], compact=True), **delta, border=True)
-cols[1].metric("Records blocked", f"{total['records']:,}", **delta, border=True)
+cols = st.columns(4)
+sign = "+" if change >= 0 else "-"
+cols[0].metric(
+    "Dollars blocked",
+    money(blocked["dollars"], compact=True),
+    border=True,
+    help=f"In {name}: {money(blocked['dollars'])}. Each document's amount once: a payment blocked with its invoice "
+    "is counted under the invoice.",
+    **delta(change, f"{sign}{money(abs(change), compact=True)} in 7 days"),
+)
+cols[1].metric("Records blocked", f"{blocked['records']:,}", border=True, help=f"In {name}.",
+               **delta(records_change, f"{records_change:+,} in 7 days"))  # fmt: skip
+net = flow["new_records"] - flow["freed_records"]
+cols[2].metric("New · freed (7 days)", f"{flow['new_records']:,} · {flow['freed_records']:,}", border=True,
+               **delta(net, f"{net:+,} net"),
+               help=f"Since {flow['since']:%Y-%m-%d %H:%M} UTC: records newly blocked ({money(flow['new_dollars'])}) "
+               f"and freed ({money(flow['freed_dollars'])}); blocked a week ago {flow['week_ago_records']:,} + new - "
+               f"freed = blocked now {blocked['records']:,}.")  # fmt: skip
 done = close["percent_complete"]
-cols[2].metric(
-    f"{month} complete",
+cols[3].metric(
+    "Settled",
     "—" if done is None else f"{done:.1f}%",
-    f"{close['open']:,} of {close['records']:,} still open",
+    f"{close['open']:,} of {close['records']:,} open",
     delta_color="off",
     delta_arrow="off",
     border=True,
+    help=f"Transactions dated in {name} that are synced or excluded with a reason.",
 )
-for row_of_tiles in (list(DIMENSION_TITLES)[:3], list(DIMENSION_TITLES)[3:]):
-    for tile, dimension in zip(st.columns(3), row_of_tiles, strict=True):
-        row = head[dimension]
-        value = f"{row['records']:,} · {money(row['dollars'], compact=True)}"
-        if row["connection_problem"]:
-            value = "connection lost"
-        tile.metric(DIMENSION_TITLES[dimension], value, **change(row["records_change"], row["dollars_change"]),
-                    border=True, help=f"`{dimension}`: records with an open problem · their dollars")  # fmt: skip
+st.caption(
+    f"This week: {flow['new_records']:,} records newly blocked ({money(flow['new_dollars'], compact=True)}), "
+    f"{flow['freed_records']:,} freed ({money(flow['freed_dollars'], compact=True)}); "
+    f"{flow['escalated']:,} items escalated (their due-by passed or their retries ran out)."
+)
+if blocked["connection_problem"]:
+    st.warning("The connection to QuickBooks is down: nothing is sent until an admin reconnects (Connection page).")
+
+# -- why, who owns it, who decides; and the six weeks ----------------------------------------------------------
+st.subheader(f"Why: what blocks {blocked['records']:,} records, {money(blocked['dollars'], compact=True)} in {name}")
+if view["causes"].is_empty():
+    st.success(f"Nothing is blocked in {name}.")
+else:
+    cause_rows(view["causes"], period, present=present, limit=6 if present else 8)
+trend, words = st.columns([3, 1.3], vertical_alignment="center")
+with trend:
+    st.markdown(f"**Blocked dollars, last six weeks** (records dated in {name})")
+    st.altair_chart(blocked_trend_chart(series, big=present), width="stretch")
+with words:
+    verdict = "worse" if change > 0 else "better" if change < 0 else "unchanged"
+    st.markdown(
+        f"**{verdict.capitalize()} than a week ago:** {money(blocked['dollars'], compact=True)} blocked now, "
+        f"{money(then_dollars, compact=True)} then."
+    )
+    peak = series.sort("dollars", descending=True).row(0, named=True)
+    st.caption(f"Highest in six weeks: {money(peak['dollars'], compact=True)} on {peak['at']:%b %d}.")
+
+# -- top ten: the head of the queue for the same period ---------------------------------------------------------
+st.subheader(f"Top ten to fix — the action queue's first ten for {name}")
+top = view["top"]
+if top.is_empty():
+    st.success("Nothing is open.")
+else:
+    top_rows(top, view["now"], present=present)
+if not present:
+    queue_link(f"The whole action queue for {name} ({blocked['items']:,} items)", period=period,
+               icon=":material/assignment_late:")  # fmt: skip
+    st.download_button("Top ten (CSV)", csv_export(top.drop("link")), "top-ten.csv", key="health_csv_top")
+
+# -- by kind of problem (adds up to the total) ------------------------------------------------------------------
+kinds = blocked["dimensions"].filter(blocked["dimensions"]["records"] > 0)
+if kinds.height and not present:
+    with st.expander("By kind of problem (each record once, under its cause: the kinds add up to the total)"):
+        for row in kinds.iter_rows(named=True):
+            queue_link(
+                f"{DIMENSION_TITLES[row['dimension']]}: {row['records']:,} records, {money(row['dollars'])}",
+                period=period,
+                kind=row["dimension"],
+            )
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Records by state")
+    st.subheader("Records by state (all periods)")
     st.altair_chart(states_chart(view["states"], big=present), width="stretch")
 with right:
-    st.subheader("Readiness funnel to synced")
+    st.subheader("Readiness funnel to synced (all periods)")
     st.altair_chart(funnel_chart(view["funnel"], big=present), width="stretch")
 
-# -- the month: synced, excluded with a reason, or open with an owner --------------------------------------------------
-st.subheader(f"Close of {month}: {close['synced']:,} synced, {close['excluded']:,} excluded, {close['open']:,} open")
-st.progress((done or 0) / 100, text=f"{done or 0:.1f}% of the {close['records']:,} records dated in {month} are "
+st.subheader(f"{name[:1].upper()}{name[1:]}: {close['synced']:,} synced, {close['excluded']:,} excluded, "
+             f"{close['open']:,} open")  # fmt: skip
+st.progress((done or 0) / 100, text=f"{done or 0:.1f}% of the {close['records']:,} transactions dated in {name} are "
             f"settled; {money(close['open_dollars'])} still open")  # fmt: skip
 if close["undated_open"]:
     st.caption(f"{close['undated_open']:,} open records carry no date, so no month holds them (see Readiness).")
-blockers = view["close"]["blockers"]
-if blockers.is_empty():
-    st.success(f"Nothing blocks 100% for {month}.")
-else:
-    st.markdown("**What blocks 100%** — open records by cause and owner, biggest first")
-    table_view(
-        blockers.head(6) if present else blockers,
-        labels={
-            "dimension": "Dimension",
-            "reason": "Reason",
-            "owner": "Owner",
-            "records": "Records",
-            "dollars": "Dollars",
-            "open_since": "Open since",
-        },  # fmt: skip
-        money_columns=("dollars",),
-        present=present,
-        link_queue=True,
-    )
-if not present:
-    with st.expander(f"Open records of {month} ({view['close']['open'].height:,} shown, biggest first)"):
-        st.dataframe(view["close"]["open"], hide_index=True)
-        st.download_button("CSV", csv_export(view["close"]["open"]), f"open-{period}.csv", key="health_csv_open")
 
 # -- control totals ----------------------------------------------------------------------------------------------
 controls = view["controls"]
-st.subheader(f"Control totals for {month}: AWRA against QuickBooks")
+st.subheader(f"Control totals for {name}: AWRA against QuickBooks")
 table_view(
-    controls["totals"],
+    named_entities(controls["totals"]),
     labels={
         "entity": "Entity",
         "awra_count": "AWRA records",
@@ -165,7 +198,7 @@ table_view(
 if not controls["reasons"].is_empty():
     st.markdown("**What explains the drift** — the effects add up to the drift exactly")
     table_view(
-        controls["reasons"].sort("investigate", descending=True, maintain_order=True),
+        named_entities(controls["reasons"].sort("investigate", descending=True, maintain_order=True)),
         labels={
             "entity": "Entity",
             "explanation": "Explanation",
@@ -179,37 +212,22 @@ if not controls["reasons"].is_empty():
     )
     if not present:
         with st.expander(f"The records and QuickBooks objects behind it ({controls['explain'].height:,} shown)"):
-            st.dataframe(controls["explain"], hide_index=True)
+            table_view(
+                named_entities(controls["explain"]),
+                labels={
+                    "key": "Record",
+                    "qbo_entity": "QuickBooks type",
+                    "qbo_id": "QuickBooks Id",
+                    "doc_number": "Document number",
+                    "awra_amount": "AWRA amount",
+                    "qbo_amount": "QuickBooks amount",
+                    "count_effect": "Count effect",
+                    "amount_effect": "Amount effect",
+                    "explanation": "Explanation",
+                    "detail": "Detail",
+                },  # fmt: skip
+                money_columns=("awra_amount", "qbo_amount", "amount_effect"),
+            )
             st.download_button("CSV", csv_export(controls["explain"]), f"drift-{period}.csv", key="health_csv_drift")
-
-# -- top ten -----------------------------------------------------------------------------------------------------
-st.subheader("Top ten to fix")
-top = view["top"]
-if top.is_empty():
-    st.success("Nothing is open.")
-widths = [0.3, 1.6, 0.9, 0.5, 1.7, 3.6]
-if top.height:
-    heads = ["#", "Record", "At stake", "Age", "Owner", "Why, and the next step"]
-    for col, name in zip(st.columns(widths), heads, strict=True):
-        col.markdown(f"**{name}**")
-for item in top.iter_rows(named=True):
-    cols = st.columns(widths, vertical_alignment="top")
-    cols[0].markdown(f"**{item['rank']}**")
-    if item["entity"] == "connection":
-        cols[1].page_link(f"app_pages/{item['page']}", label="Connection", icon=":material/key:")
-    else:
-        cols[1].page_link("app_pages/record.py", label=item["record_id"], query_params={"key": item["key"]},
-                          icon=":material/open_in_new:", help=f"Open {item['key']}")  # fmt: skip
-        cols[1].caption(item["entity"].replace("_", " "))
-    cols[2].markdown(money(item["at_stake"]))
-    cols[3].markdown("—" if item["age_days"] is None else f"{item['age_days']:.0f} d")
-    cols[4].markdown(plain(item["owner"]))
-    title = DIMENSION_TITLES.get(item["dimension"], item["dimension"])
-    cols[5].markdown(f"**{title}:** {item['fix']}")
-    cols[5].caption(f"`{item['reason']}` · {plain(shorten(item['detail'] or '', 160, placeholder=' …'))}")
-if not present:
-    st.download_button("CSV", csv_export(top), "top-ten.csv", key="health_csv_top")
-    if queue_page_path():
-        st.page_link(queue_page_path(), label="Everything open: the action queue", icon=":material/assignment_late:")
-else:
+if present:
     st.button("Leave presentation mode", on_click=leave_presentation, type="tertiary", key="health_leave")

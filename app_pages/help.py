@@ -41,17 +41,18 @@ for dimension, guide in DIMENSION_GUIDE.items():
     rows = found.filter(found["dimension"] == dimension)
     if rows.is_empty():
         continue
-    st.subheader(f"{guide.title} (`{dimension}`)")
+    st.subheader(guide.title)
     st.markdown(
         f"**Retried by the sync?** {guide.retry}  \n**Escalate to:** {guide.escalate_to}  \n"
         f"**Evidence to attach:** {guide.evidence}"
     )
     st.dataframe(
-        rows.select("reason", "explanation", "fix", "owner", "qbo_codes", "found_by"),
+        rows.select("title", "explanation", "fix", "owner", "qbo_codes", "found_by", "reason"),
         hide_index=True,
         key=f"help_{dimension}",
         column_config={
-            "reason": st.column_config.TextColumn("Reason code"),
+            "title": st.column_config.TextColumn("Cause"),
+            "reason": st.column_config.TextColumn("Code (for support)"),
             "explanation": st.column_config.TextColumn("What it means", width="large"),
             "fix": st.column_config.TextColumn("The fix", width="large"),
             "owner": st.column_config.TextColumn("Owner"),

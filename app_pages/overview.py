@@ -4,15 +4,16 @@ import polars as pl
 import streamlit as st
 
 from ui.charts import plain
-from ui.data import get_settings, get_store, overview, qbo_summary
+from ui.data import company_name, get_settings, get_store, overview, qbo_summary
+from ui.render import named_entities
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
 data = overview(store, realm)
 
-st.title("Overview")
-st.caption(f"Company {realm} · store `{settings.db_path}`")
+st.title("Overview (all periods)")
+st.caption(f"{plain(company_name(store, realm))} · what AWRA sent and what QuickBooks holds, every date")
 
 if data["history"].is_empty():
     st.info(
@@ -33,11 +34,14 @@ cols[3].metric("Last snapshot", last["status"], help=when)
 if last["status"] == "refused":
     st.error(f"The latest snapshot was refused, nothing of it applied: {plain(last['error'])}")
 
-st.subheader("Records by entity")
+st.subheader("Records by type")
 st.dataframe(
-    entities,
+    named_entities(entities),
     hide_index=True,
     column_config={
+        "entity": st.column_config.TextColumn("Type"),
+        "removed": st.column_config.NumberColumn("Removed in AWRA", format="localized"),
+        "versions": st.column_config.NumberColumn("Versions", format="localized"),
         "records": st.column_config.NumberColumn("Records", format="localized"),
         "changed_records": st.column_config.NumberColumn("Changed since first seen", format="localized"),
         "last_change": st.column_config.DatetimeColumn("Last change", format="YYYY-MM-DD HH:mm"),
@@ -67,13 +71,26 @@ else:
             f"{company['company_name']} · duplicate document number check "
             f"{'on' if company['duplicate_docnum_check'] else 'off'} · pulled {company['pulled_at']:%Y-%m-%d %H:%M} UTC"
         )
-    st.dataframe(qbo["objects"], hide_index=True)
+    st.dataframe(
+        qbo["objects"],
+        hide_index=True,
+        column_config={
+            "entity": "QuickBooks type",
+            "active": "Active",
+            "inactive": "Inactive",
+            "deleted": "Deleted",
+            "ours": "Created or linked by the sync",
+        },  # fmt: skip
+    )
 
 st.subheader("Snapshot tables")
 st.dataframe(
-    data["tables"],
+    named_entities(data["tables"]),
     hide_index=True,
     column_config={
+        "table_name": "AWRA table",
+        "file": "File",
+        "entity": "Type",
         "current_rows": st.column_config.NumberColumn("Rows (current versions)", format="localized"),
         "stored_rows": st.column_config.NumberColumn("Rows (all versions)", format="localized"),
         "last_snapshot": st.column_config.DatetimeColumn("Last snapshot", format="YYYY-MM-DD HH:mm"),
@@ -82,9 +99,21 @@ st.dataframe(
 
 st.subheader("Ingest history")
 st.dataframe(
-    data["history"].drop("source"),
+    data["history"].drop("source").with_columns(pl.col("error").fill_null("")),
     hide_index=True,
-    column_config={"error": st.column_config.TextColumn("Why refused", width="large")},
+    column_config={
+        "run_id": "Run",
+        "status": "Status",
+        "started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm"),
+        "finished_at": st.column_config.DatetimeColumn("Finished", format="YYYY-MM-DD HH:mm"),
+        "rows": "Rows",
+        "accepted": "Accepted",
+        "rejected": "Rejected",
+        "new_records": "New records",
+        "changed_records": "Changed",
+        "removed_records": "Removed",
+        "error": st.column_config.TextColumn("Why refused", width="large"),
+    },
 )
 for run_id, files in data["refused_files"].items():
     with st.expander(f"Refused snapshot, run {run_id}: what to fix"):

@@ -1,10 +1,11 @@
 """Sync runs: every run with its trigger, actor, duration and outcomes; drill to what QuickBooks said."""
 
-import altair as alt
 import polars as pl
 import streamlit as st
 
+from pipelines.catalogue import title_of
 from ui.actions import caller_for, commands, run_action, show_result
+from ui.charts import OUTCOME_TITLES, outcomes_chart, table_view
 from ui.data import get_settings, get_store, identity_of, run_attempts, sync_history
 
 settings = get_settings()
@@ -12,7 +13,7 @@ store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
 identity = identity_of(st.session_state.get("actor"), settings)
 
-st.title("Sync runs")
+st.title("Sync runs (all periods)")
 if identity.can("sync") and st.button("Run a cycle now (check, then sync)", key="sync_now"):
     bar = st.progress(0.0, text="checking")
     progress = lambda f, label: bar.progress(min(max(f, 0.0), 1.0), text=label)  # noqa: E731
@@ -23,29 +24,60 @@ if runs.is_empty():
     st.info("No sync has run yet. An admin runs `synchealth sync` (or the button above).")
     st.stop()
 
-outcomes = ["accepted", "rejected", "duplicate", "authorization", "throttled", "transport", "ambiguous"]
-long = runs.select("run_id", *outcomes).unpivot(index="run_id", variable_name="outcome", value_name="records")
-colors = alt.Scale(domain=outcomes, range=["#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442", "#E69F00", "#56B4E9"])
-chart = (
-    alt.Chart(long.filter(pl.col("records") > 0))
-    .mark_bar()
-    .encode(
-        x=alt.X("run_id:O", title="Run"),
-        y=alt.Y("records:Q", title="Records sent"),
-        color=alt.Color("outcome:N", scale=colors),
-        tooltip=["run_id", "outcome", "records"],
-    )
+st.caption("All periods: every run, newest first. Colours as on Trends: accepted in green, each failure in its kind's.")
+st.altair_chart(outcomes_chart(runs), width="stretch")
+table_view(
+    runs.with_columns(
+        pl.col("started_at").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M"),
+        pl.col("actor").fill_null("scheduler"),
+        pl.col("error").fill_null(""),
+    ),
+    labels={
+        "run_id": "Run",
+        "started_at": "Started (UTC)",
+        "trigger": "Trigger",
+        "actor": "By",
+        "status": "Status",
+        "planned": "Planned",
+        "accepted": "Accepted",
+        "rejected": "Refused",
+        "transport": "Unavailable",
+        "throttled": "Slowed down",
+        "ambiguous": "No answer",
+        "duplicate": "Possible duplicate",
+        "authorization": "Connection refused",
+        "held": "Held",
+        "linked": "Linked",
+        "seconds": "Seconds",
+        "error": "Error",
+    },  # fmt: skip
 )
-st.altair_chart(chart, width="stretch")
-st.dataframe(runs, hide_index=True, column_config={"error": st.column_config.TextColumn(width="large")})
 
 run_id = st.selectbox("Attempts of run", runs["run_id"].to_list(), key="sync_run_pick")
-attempts = run_attempts(store, run_id).with_columns(("/record?key=" + pl.col("key")).alias("open"))
-st.dataframe(
-    attempts,
-    hide_index=True,
-    column_config={
-        "open": st.column_config.LinkColumn("Record page", display_text="open"),
-        "message": st.column_config.TextColumn("What QuickBooks said", width="large"),
-    },
+attempts = run_attempts(store, run_id)
+titles = {reason: title_of(reason) for reason in attempts["reason"].drop_nulls().unique().to_list()}
+table_view(
+    attempts.with_columns(
+        pl.col("reason").replace_strict(titles, default="").alias("why"),
+        pl.col("outcome").replace_strict(OUTCOME_TITLES, default=pl.col("outcome")),
+        pl.col("http_status").cast(pl.String).fill_null(""),
+        pl.col("qbo_code").cast(pl.String).fill_null(""),
+        pl.col("message").fill_null(""),
+        pl.col("intuit_tid").fill_null(""),
+        pl.col("external_id").cast(pl.String).fill_null(""),
+    ),
+    labels={
+        "key": "Record",
+        "attempt_no": "Attempt",
+        "operation": "Operation",
+        "outcome": "Outcome",
+        "why": "Why",
+        "http_status": "HTTP status",
+        "qbo_code": "QuickBooks code",
+        "message": "What QuickBooks said",
+        "intuit_tid": "QuickBooks request id",
+        "external_id": "QuickBooks Id",
+        "ms": "Milliseconds",
+    },  # fmt: skip
 )
+st.caption("Open a record by its key on the Record page (search by key, document number or party).")

@@ -26,6 +26,7 @@ from typing import Any
 from bench.common import in_child, peak_gb
 from pipelines.store import Store
 from pipelines.views import health, read_model, trends
+from pipelines.views.queue import action_queue
 
 __all__ = ["PREPARE", "READ_MODELS", "main", "measure", "setup"]
 
@@ -108,23 +109,35 @@ def setup(n: int, folder: Path, seed: int, sends: int) -> dict[str, Any]:
 
 
 def _read_models(realm_id: str) -> dict[str, Callable[[Store], Any]]:
-    since = NOW - timedelta(days=7)
+    """What the Health and Trends pages compute for the month being closed (`ui.data`), in their order: the queue of
+    the period once, then what is derived from it."""
+    got: dict[str, Any] = {}
+
+    def keep(name: str, value: Any) -> Any:
+        got[name] = value
+        return value
+
     return {
         "health.version": lambda s: health.version(s),
         "health.as_of": lambda s: health.as_of(s, realm_id),
-        "health.reference_time": lambda s: health.reference_time(s, realm_id, "close", NOW),
-        "health.headline": lambda s: health.headline(s, realm_id, since),
+        "queue.action_queue": lambda s: keep("q", action_queue(s, realm_id, now=NOW, period=PERIOD)),
+        "health.blocked": lambda s: health.blocked(got["q"]),
+        "health.causes": lambda s: health.causes(got["q"]),
+        "health.blocked_intervals": lambda s: keep("iv", health.blocked_intervals(s, realm_id, PERIOD)),
+        "health.blocked_series": lambda s: health.blocked_series(got["iv"], got["q"], NOW),
+        "health.week_flow": lambda s: health.week_flow(got["iv"], got["q"], NOW),
         "health.records_by_state": lambda s: health.records_by_state(s, realm_id),
         "health.connection_badge": lambda s: health.connection_badge(s, realm_id, NOW),
         "health.funnel": lambda s: health.funnel(s, realm_id),
-        "health.period_close": lambda s: health.period_close(s, realm_id, PERIOD, NOW),
+        "health.period_close": lambda s: health.period_close(s, realm_id, PERIOD),
         "health.control_totals": lambda s: health.control_totals(s, realm_id, PERIOD),
-        "health.top_fixes": lambda s: health.top_fixes(s, realm_id, NOW),
-        "trends.failures_over_time": lambda s: trends.failures_over_time(s, realm_id),
-        "trends.first_time_right": lambda s: trends.first_time_right(s, realm_id),
-        "trends.retry_success": lambda s: trends.retry_success(s, realm_id),
-        "trends.time_to_resolve": lambda s: trends.time_to_resolve(s, realm_id),
-        "trends.top_error_codes": lambda s: trends.top_error_codes(s, realm_id),
+        "health.top_fixes": lambda s: health.top_fixes(got["q"]),
+        "trends.flow": lambda s: trends.flow(got["iv"], got["q"], NOW),
+        "trends.blocked_by_cause": lambda s: trends.blocked_by_cause(got["q"]),
+        "trends.first_time_right": lambda s: trends.first_time_right(s, realm_id, "day", PERIOD),
+        "trends.retry_success": lambda s: trends.retry_success(s, realm_id, "day", PERIOD),
+        "trends.time_to_resolve": lambda s: trends.time_to_resolve(s, realm_id, PERIOD),
+        "trends.top_error_codes": lambda s: trends.top_error_codes(s, realm_id, PERIOD),
         "trends.recurring_offenders": lambda s: trends.recurring_offenders(s, realm_id),
         "trends.throughput": lambda s: trends.throughput(s, realm_id),
     }
@@ -193,10 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<30}{small[name] * 1000:>14.1f}{large[name] * 1000:>16.1f}{large[name] / small[name]:>7.1f}x")
     # both pages prepare their own working tables: twice in all
     total_small, total_large = sum(small.values()) + small[PREPARE], sum(large.values()) + large[PREPARE]
-    pages = {"Health": "health.", "Trends": "trends."}
-    for page, prefix in pages.items():  # each page prepares its own working tables
-        s = sum(v for k, v in small.items() if k.startswith(prefix) or k == PREPARE)
-        big = sum(v for k, v in large.items() if k.startswith(prefix) or k == PREPARE)
+    # each page prepares its own working tables and reads the period's queue; Trends its blocked intervals too
+    pages = {"Health": ("health.", "queue."), "Trends": ("trends.", "queue.", "health.blocked_intervals")}
+    for page, prefixes in pages.items():
+        s = sum(v for k, v in small.items() if k.startswith(prefixes) or k == PREPARE)
+        big = sum(v for k, v in large.items() if k.startswith(prefixes) or k == PREPARE)
         print(f"{page + ' page (with its tables)':<30}{s * 1000:>14.1f}{big * 1000:>16.1f}{big / s:>7.1f}x")
     ratio = total_large / total_small
     print(

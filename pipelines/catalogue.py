@@ -19,10 +19,12 @@ from pipelines.mappings import KINDS
 from qbo.faults import CATALOGUE, DIMENSIONS
 from schemas.readiness import RULES
 
-__all__ = ["COLUMNS", "DIMENSION_GUIDE", "Guide", "catalogue", "explain", "search"]
+__all__ = ["COLUMNS", "DIMENSION_GUIDE", "Guide", "catalogue", "explain", "search", "title_of"]
 
 COLUMNS = {
     "reason": pl.String,
+    "title": pl.String,
+    "decides": pl.String,
     "dimension": pl.String,
     "found_by": pl.String,
     "explanation": pl.String,
@@ -166,6 +168,107 @@ DIMENSION_OWNER = {
 }
 
 
+# Each reason's name in a finance person's words: what the pages show where a code would otherwise appear. Mapping
+# reasons are named from their kind (see _rows); a test checks that every reason has one.
+_TITLES = {
+    "authorization.access_denied": "QuickBooks user has no access to the company",
+    "authorization.app_credentials": "App not recognised by QuickBooks",
+    "authorization.company_inactive": "QuickBooks subscription inactive",
+    "authorization.connect_failed": "QuickBooks connection could not be completed",
+    "authorization.not_connected": "QuickBooks not connected",
+    "authorization.reconnect_needed": "QuickBooks must be reconnected",
+    "authorization.reconnect_soon": "QuickBooks connection lapses soon",
+    "authorization.scope_or_environment": "QuickBooks permission or environment wrong",
+    "authorization.token_expired": "QuickBooks sign-in refused",
+    "authorization.token_unreadable": "Saved QuickBooks connection unreadable",
+    "authorization.user_not_in_company": "Connecting user left the QuickBooks company",
+    "authorization.wrong_address": "Not a QuickBooks address",
+    "source_data.closed_period": "Dated in a closed QuickBooks period",
+    "source_data.currency_mismatch": "Currency differs from the books",
+    "source_data.dependency_not_ready": "Waits on another record",
+    "source_data.inactive_in_awra": "Inactive in AWRA",
+    "source_data.incomplete": "Required field empty in AWRA",
+    "source_data.invalid_name": "Name QuickBooks cannot take",
+    "source_data.line_amount_mismatch": "Line amount is not quantity times price",
+    "source_data.lines_do_not_sum": "Lines do not add up to the total",
+    "source_data.mass_removal": "AWRA snapshot held back: mass removal",
+    "source_data.not_approved": "Not approved in AWRA",
+    "source_data.not_posted": "Not posted in AWRA",
+    "source_data.text_too_long": "Text too long for QuickBooks",
+    "source_data.unbalanced": "Journal entry does not balance",
+    "source_data.unknown_reference": "Refers to a record AWRA did not send",
+    "source_data.void": "Void in AWRA",
+    "provider_rejection.amount_mismatch": "QuickBooks refused: line amount",
+    "provider_rejection.business_rule": "QuickBooks refused: business rule",
+    "provider_rejection.changed_in_qbo": "Changed in QuickBooks after the sync",
+    "provider_rejection.deleted_in_qbo": "Deleted in QuickBooks after the sync",
+    "provider_rejection.deposited_transaction": "Already deposited in QuickBooks",
+    "provider_rejection.invalid_reference": "QuickBooks refused: unknown account, item or party",
+    "provider_rejection.invalid_request": "QuickBooks refused the request",
+    "provider_rejection.invalid_value": "QuickBooks refused a value",
+    "provider_rejection.object_not_found": "QuickBooks cannot find a linked object",
+    "provider_rejection.query_rejected": "QuickBooks refused a lookup",
+    "provider_rejection.required_field_missing": "QuickBooks needs a missing field",
+    "provider_rejection.result_too_large": "QuickBooks lookup too large",
+    "provider_rejection.stale_object": "Changed in QuickBooks during the update",
+    "provider_rejection.unknown_fault": "QuickBooks refused with an unknown error",
+    "provider_rejection.unsupported_operation": "QuickBooks could not read the request",
+    "provider_rejection.voided_in_qbo": "Voided in QuickBooks after the sync",
+    "duplicate_risk.doc_number_exists": "Document number already in QuickBooks",
+    "duplicate_risk.name_exists": "Name already in QuickBooks",
+    "duplicate_risk.outcome_unknown": "Sent, no answer: looked up before resending",
+    "duplicate_risk.similar_transaction": "Similar transaction already in QuickBooks",
+    "transport.connection_failed": "QuickBooks unreachable",
+    "transport.connection_reset": "Connection to QuickBooks broke",
+    "transport.gateway_timeout": "QuickBooks gateway timed out",
+    "transport.malformed_response": "Unreadable answer from QuickBooks",
+    "transport.not_sent": "Held back with a failed batch",
+    "transport.server_error": "QuickBooks internal error",
+    "transport.service_unavailable": "QuickBooks temporarily unavailable",
+    "transport.throttled": "QuickBooks asked to slow down",
+    "transport.timeout": "QuickBooks did not answer in time",
+    "transport.try_again": "QuickBooks asked to try again later",
+}
+# Who decides what happens to a record held back for this reason (the person the owner goes to), in the words of a
+# close meeting; a reason not listed takes its dimension's.
+_DECIDES_BY_DIMENSION = {
+    "authorization": "QuickBooks admin",
+    "mapping": "admin (mappings)",
+    "source_data": "record owner in AWRA",
+    "provider_rejection": "finance",
+    "duplicate_risk": "finance lead",
+    "transport": "system, then admin",
+}
+_DECIDES = {
+    "source_data.closed_period": "controller",
+    "source_data.not_approved": "approver in AWRA",
+    "source_data.mass_removal": "admin",
+    "source_data.dependency_not_ready": "owner of the record it waits on",
+    "provider_rejection.changed_in_qbo": "controller",
+    "provider_rejection.deleted_in_qbo": "controller",
+    "provider_rejection.voided_in_qbo": "controller",
+    "provider_rejection.invalid_request": "admin",
+    "provider_rejection.query_rejected": "admin",
+    "provider_rejection.result_too_large": "admin",
+    "provider_rejection.unknown_fault": "admin",
+    "provider_rejection.unsupported_operation": "admin",
+    "provider_rejection.stale_object": "system, then admin",
+    "duplicate_risk.outcome_unknown": "system, then admin",
+}
+
+
+def title_of(reason: str | None) -> str:
+    """A reason's title for a person (the catalogue's), or plain words for a reason it lacks; never the code."""
+    if not reason:
+        return "Waiting for the next sync run"
+    found = catalogue().filter(pl.col("reason") == reason)
+    if found.height:
+        return str(found["title"][0])
+    dimension = reason.split(".", 1)[0]
+    guide = DIMENSION_GUIDE.get(dimension)
+    return f"{guide.title}: not yet described" if guide else "Not yet described"
+
+
 def _owner_label(owner: str) -> str:
     return "system, then admin" if owner == "system" else owner
 
@@ -173,7 +276,9 @@ def _owner_label(owner: str) -> str:
 def _rows() -> list[dict[str, str]]:
     rows: dict[str, dict[str, str]] = {}
 
-    def add(reason: str, found_by: str, explanation: str, fix: str, owner: str, codes: str = "") -> None:
+    def add(
+        reason: str, found_by: str, explanation: str, fix: str, owner: str, codes: str = "", title: str = ""
+    ) -> None:
         if reason in rows:  # one reason, two places that find it: keep the first wording, name both finders
             row = rows[reason]
             if found_by not in row["found_by"]:
@@ -184,6 +289,8 @@ def _rows() -> list[dict[str, str]]:
         guide = DIMENSION_GUIDE[dimension]
         rows[reason] = {
             "reason": reason,
+            "title": title or _TITLES.get(reason, ""),
+            "decides": _DECIDES.get(reason, _DECIDES_BY_DIMENSION[dimension]),
             "dimension": dimension,
             "found_by": found_by,
             "explanation": explanation,
@@ -215,6 +322,7 @@ def _rows() -> list[dict[str, str]]:
             f"An admin maps the {noun} on the Mappings page (or `synchealth map {kind.kind} VALUE QBO_ID`); every "
             "record waiting on it is re-checked at once.",
             "admin",
+            title=f"{noun[:1].upper()}{noun[1:]} not mapped to QuickBooks",
         )
         add(
             f"mapping.{kind.kind}_stale",
@@ -223,6 +331,7 @@ def _rows() -> list[dict[str, str]]:
             f"Reactivate the {qbo_noun} in QuickBooks, or an admin maps the {noun} to an active one on the Mappings "
             "page.",
             "admin",
+            title=f"{noun[:1].upper()}{noun[1:]} mapped to an inactive QuickBooks {qbo_noun}",
         )
     for party in _PARTY_KINDS:
         add(
@@ -232,6 +341,7 @@ def _rows() -> list[dict[str, str]]:
             f"Reactivate the {party} in QuickBooks, or an admin maps it to an active one "
             f"(`synchealth map {party} AWRA_ID QBO_ID`).",
             "admin",
+            title=f"{party.capitalize()} inactive in QuickBooks",
         )
     for duplicate_rule in DUPLICATE_RULES:
         reason = f"duplicate_risk.{duplicate_rule}"

@@ -22,6 +22,7 @@ from pipelines.ingest import DELTA_OUT_OF_ORDER, MASS_REMOVAL
 from pipelines.keys import RecordKey
 from pipelines.routing import Routing, load_routing, route
 from pipelines.store import Store
+from pipelines.views.metrics import RECORD_FACTS
 from pipelines.views.queue import stake_sql
 
 __all__ = [
@@ -175,15 +176,19 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
         ).fetchall()
         # To route: those, and open rows no rule has routed yet (opened before routing existed, or by another step).
         todo = tx.sql(
-            f"""WITH stake AS ({stake_sql()})
+            f"""WITH stake AS ({stake_sql()}),
+                owners AS (SELECT entity, record_id, owner AS record_owner FROM ({RECORD_FACTS})
+                           WHERE realm_id = $realm AND owner IS NOT NULL)
                 SELECT t.entity, t.record_id, t.version, t.dimension, t.reason, t.detail, t.evidence, t.owner_role,
                        t.reopen_id, NULL::BIGINT AS backfill_id, t.amount AS own_amount,
-                       coalesce(s.at_stake, t.amount) AS amount
+                       coalesce(s.at_stake, t.amount) AS amount, o.record_owner
                 FROM _todo t LEFT JOIN stake s USING (entity, record_id)
+                LEFT JOIN owners o USING (entity, record_id)
                 UNION ALL
                 SELECT e.entity, e.record_id, e.version, e.dimension, e.reason, e.detail, e.evidence, e.owner_role,
-                       NULL, e.exception_id, e.amount, coalesce(s.at_stake, e.amount)
+                       NULL, e.exception_id, e.amount, coalesce(s.at_stake, e.amount), o.record_owner
                 FROM exceptions e LEFT JOIN stake s USING (entity, record_id)
+                LEFT JOIN owners o USING (entity, record_id)
                 WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.routed_by IS NULL""",
             params={"realm": realm_id},
         ).pl()
@@ -210,6 +215,7 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
                 ).fetchall()
             finally:
                 tx.unregister("_routed")
+        _staff(tx, realm_id, routing)
         resolved = _auto_resolve(tx, realm_id, now)
         escalated = _escalate(tx, realm_id, now, None)
     return {
@@ -219,6 +225,17 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
         "resolved": int(resolved),
         "escalated": int(escalated),
     }
+
+
+def _staff(tx: duckdb.DuckDBPyConnection, realm_id: str, routing: Routing) -> None:
+    """Every open item has a person: one routed to a role alone (before a person was on duty) goes to its role's
+    person on duty. The role still decides who may act; the person is who answers for it."""
+    for role, person in routing.on_duty.items():
+        tx.execute(
+            """UPDATE exceptions SET owner = $person
+               WHERE realm_id = $realm AND status <> 'resolved' AND owner IS NULL AND owner_role = $role""",
+            {"realm": realm_id, "role": role, "person": person},
+        ).fetchall()
 
 
 def _reopen(tx: duckdb.DuckDBPyConnection, params: dict) -> int:
@@ -301,7 +318,7 @@ def _escalate(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime, retry
     """Flag open exceptions past their due-by, or whose record used up its automatic retries; audit each."""
     tx.execute(
         """CREATE OR REPLACE TEMP TABLE _escalate AS
-           SELECT e.exception_id, e.entity, e.record_id, e.reason, e.owner, e.owner_role, e.due_by,
+           SELECT e.exception_id, e.entity, e.record_id, e.reason, e.owner, e.owner_role, e.due_by, s.last_attempt_at,
                   CASE WHEN (r.state = 'needs_fix' AND s.last_outcome IN ('transport', 'throttled'))
                             OR s.retry_count >= $limit
                        THEN 'retry limit: ' || s.retry_count || ' automatic retr'
@@ -315,9 +332,12 @@ def _escalate(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime, retry
                   OR s.retry_count >= $limit)""",
         {"realm": realm_id, "now": now, "limit": retry_limit if retry_limit is not None else 2**31 - 1},
     ).fetchall()
+    # The escalation is dated when it happened: the moment the due-by passed, or the attempt that used up the
+    # retries; not the moment a cycle noticed (a server started after a quiet night would escalate everything "now").
     tx.execute(
-        """UPDATE exceptions SET escalated = TRUE, escalated_at = $now, escalation_reason = x.why,
-             last_activity_at = $now
+        """UPDATE exceptions SET escalated = TRUE, escalation_reason = x.why, last_activity_at = $now,
+             escalated_at = least($now, CASE WHEN starts_with(x.why, 'overdue') THEN x.due_by
+                                            ELSE coalesce(x.last_attempt_at, $now) END)
            FROM _escalate x WHERE exceptions.exception_id = x.exception_id""",
         {"now": now},
     ).fetchall()

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from fixtures import REALM, tiny_snapshot
+from fixtures import PERIOD, REALM, tiny_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from served import open_page, serve
@@ -96,7 +96,8 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _page(page: str, actor: str = "viewer@demo.local", **query: str) -> AppTest:
-    at = open_page(page, actor, **query)
+    """The page as `actor`, for the month the tiny company's documents are in (the queue lists them there)."""
+    at = open_page(page, actor, **{"period": PERIOD, **query})
     assert not at.exception, (page, at.exception)
     return at
 
@@ -138,7 +139,7 @@ def test_no_plaintext_token_in_the_store_file_the_logs_or_any_rendered_page(
     for page in PAGES:
         at = _page(page, actor="admin@demo.local", **({"key": "bill:BILL-1"} if page == "record.py" else {}))
         seen += _rendered(at)
-    assert REALM.encode() in seen and b"bill:BILL-1" in seen  # the grep does see what the pages show
+    assert b"Tiny Co" in seen and b"bill:BILL-1" in seen  # the grep does see what the pages show
     for token in tokens:
         assert token.encode() not in seen
         assert token not in caplog.text
@@ -282,22 +283,32 @@ def test_every_write_command_is_refused_to_a_role_without_it_and_changes_nothing
     assert _cli(capsys, "--actor", "admin@demo.local", "pull")[0] == 0
 
 
-def test_every_write_button_is_absent_for_a_role_without_it_and_the_engine_refuses_it_anyway(served: World) -> None:
-    admin_only = {"q_retry", "map_go", "accept_go", "sync_now", "retry_go"}
-    finance = {"q_assign", "q_resolve", "q_exclude", "dup_link", "dup_new"}
+def test_every_write_button_is_absent_or_disabled_for_a_role_without_it_and_the_engine_refuses_it_anyway(
+    served: World,
+) -> None:
+    """A write a role may not make is never offered as a button it can press: absent, or (the Record page, which says
+    why and who can) disabled."""
+    admin_only = {"q_retry", "map_go", "accept_go", "sync_now", "retry_go", "rec_recheck"}
+    finance = {"q_assign", "q_resolve", "q_exclude", "dup_link", "dup_new", "rec_assign", "rec_resolve", "rec_exclude"}
     shown: dict[str, set[str]] = {}
+    enabled: dict[str, set[str]] = {}
     for actor in ("viewer@demo.local", "finance@demo.local", "admin@demo.local"):
         keys: set[str] = set()
+        live: set[str] = set()
         for page in ("action_queue.py", "mappings.py", "sync_runs.py", "record.py", "connection.py"):
             at = _page(page, actor=actor, **({"key": "bill:BILL-1"} if page == "record.py" else {}))
             if page == "action_queue.py":
                 at.checkbox(key="q_all").check().run()
-            keys |= {b.key for b in at.button} | {b.proto.label for b in at.get("link_button")}
-        shown[actor] = keys
-    assert not shown["viewer@demo.local"] & (admin_only | finance)
-    assert not shown["finance@demo.local"] & admin_only
-    assert shown["finance@demo.local"] >= {"q_assign", "q_resolve", "q_exclude"}
+            links = {b.proto.label for b in at.get("link_button")}
+            keys |= {b.key for b in at.button} | links
+            live |= {b.key for b in at.button if not b.disabled} | links
+        shown[actor], enabled[actor] = keys, live
+    assert not enabled["viewer@demo.local"] & (admin_only | finance)
+    assert not enabled["finance@demo.local"] & admin_only
+    assert shown["finance@demo.local"] >= {"q_assign", "q_resolve", "q_exclude", "rec_assign"}
+    assert "q_assign" in enabled["finance@demo.local"]
     assert shown["admin@demo.local"] >= {"q_retry", "map_go", "sync_now", "retry_go"}
+    assert "rec_recheck" in enabled["admin@demo.local"]  # BILL-1 waits on a mapping: an admin can re-check it
 
     # A forged click reaches the commands, which check the role again and change nothing.
     with Store(served.settings.db_path) as store:
@@ -427,7 +438,7 @@ def test_hostile_text_on_the_pages_is_shown_as_text(served: World, capsys: pytes
     queue = _page("action_queue.py")
     queue.text_input(key="q_key").set_value("'); DELETE").run()
     assert not queue.exception
-    assert set(queue.dataframe[0].value["key"]) <= {f"bill:{HOSTILE_ID}"}  # excluded: only if statuses show it
+    assert set(queue.dataframe[0].value["record_id"]) <= {HOSTILE_ID}  # excluded: only if statuses show it
     queue.text_input(key="q_key").set_value("%' OR '1'='1").run()
     assert not queue.exception and all(len(d.value) == 0 for d in queue.dataframe[:1])
 
@@ -441,7 +452,7 @@ def test_hostile_text_on_the_pages_is_shown_as_text(served: World, capsys: pytes
 
     record = _page("record.py", key=f"bill:{HOSTILE_ID}")
     assert record.metric[0].value == "excluded"
-    record.text_input(key="record_key").set_value("bill:**x** [y](https://evil.example) %' OR '1'='1").run()
+    record.text_input(key="record_find").set_value("bill:**x** [y](https://evil.example) %' OR '1'='1").run()
     assert not record.exception
     (warning,) = record.warning
     assert "evil.example" not in warning.value and "**x**" not in warning.value  # never echoed as Markdown

@@ -1,8 +1,12 @@
-"""Altair charts and small render helpers shared by the Health and Trends pages.
+"""Altair charts and small render helpers shared by the pages.
 
-Colours are the Okabe-Ito palette, which colour-blind viewers can tell apart; no chart relies on red against
-green, and every bar also carries its number or name as text. Selections are named so that a page can turn a
-click (`pick`) or a brushed time range (`when`) into a drill to the action queue.
+Colours are the Okabe-Ito palette (the theme's, `.streamlit/config.toml`), which colour-blind viewers can tell apart,
+and one colour means one thing on every page: each kind of problem has its colour, and a record state, a sync
+outcome or a reference value with a problem takes the colour of its kind; success is bluish green, waiting and
+excluded are greys; entities are never coloured. No chart relies on red against green, and every bar also carries its
+number or name as text. Selections are named so that a page can turn a click (`pick`) or a brushed time range
+(`when`) into a drill to the action queue. Category axes get their order as a list (Vega drops a "sort by x" on
+layered charts).
 """
 
 from __future__ import annotations
@@ -22,12 +26,17 @@ __all__ = [
     "DIMENSION_COLORS",
     "DIMENSION_TITLES",
     "OKABE_ITO",
+    "OUTCOME_COLORS",
+    "OUTCOME_TITLES",
     "PRESENT_CSS",
     "STATE_COLORS",
+    "SUCCESS",
+    "blocked_trend_chart",
+    "causes_chart",
     "codes_chart",
     "drill_link",
     "drill_url",
-    "failures_chart",
+    "flow_chart",
     "ftr_chart",
     "funnel_chart",
     "money",
@@ -37,6 +46,7 @@ __all__ = [
     "queue_page_path",
     "resolve_chart",
     "retry_chart",
+    "outcomes_chart",
     "states_chart",
     "table_view",
     "throughput_chart",
@@ -63,45 +73,42 @@ DIMENSION_COLORS = {
     "transport": OKABE_ITO["blue"],
 }
 DIMENSION_TITLES = {d: DIMENSION_GUIDE[d].title for d in DIMENSIONS}
+SUCCESS = OKABE_ITO["bluish_green"]
+WAITING = "#BBBBBB"  # ready, queued: nothing wrong, the next run sends them
+# A state takes the colour of the kind of problem that puts a record in it.
 STATE_COLORS = {
-    "synced": OKABE_ITO["bluish_green"],
-    "ready": OKABE_ITO["sky_blue"],
-    "queued": OKABE_ITO["blue"],
-    "retry_scheduled": OKABE_ITO["yellow"],
-    "ambiguous": OKABE_ITO["reddish_purple"],
-    "needs_fix": OKABE_ITO["vermillion"],
-    "blocked": OKABE_ITO["orange"],
-    "not_ready": OKABE_ITO["black"],
+    "synced": SUCCESS,
+    "ready": WAITING,
+    "queued": "#888888",
+    "retry_scheduled": DIMENSION_COLORS["transport"],
+    "ambiguous": DIMENSION_COLORS["duplicate_risk"],
+    "needs_fix": DIMENSION_COLORS["provider_rejection"],
+    "blocked": DIMENSION_COLORS["mapping"],
+    "not_ready": DIMENSION_COLORS["source_data"],
     "excluded": OKABE_ITO["grey"],
 }
-_OUTCOME_COLORS = {
-    "accepted": OKABE_ITO["bluish_green"],
-    "transport": OKABE_ITO["blue"],
-    "throttled": OKABE_ITO["sky_blue"],
-    "ambiguous": OKABE_ITO["reddish_purple"],
-    "duplicate": OKABE_ITO["yellow"],
-    "rejected": OKABE_ITO["vermillion"],
-    "authorization": OKABE_ITO["black"],
+# An attempt's outcome: accepted is success; a failure takes its kind of problem's colour.
+OUTCOME_COLORS = {
+    "accepted": SUCCESS,
+    "transport": DIMENSION_COLORS["transport"],
+    "throttled": "#7FB8DF",  # transport, lightened: QuickBooks asked to slow down
+    "ambiguous": DIMENSION_COLORS["duplicate_risk"],
+    "duplicate": "#E0A8C8",  # duplicate risk, lightened
+    "rejected": DIMENSION_COLORS["provider_rejection"],
+    "authorization": DIMENSION_COLORS["authorization"],
 }
-_ENTITY_COLORS = {
-    "vendor": OKABE_ITO["black"],
-    "customer": OKABE_ITO["grey"],
-    "purchase_order": OKABE_ITO["yellow"],
-    "bill": OKABE_ITO["orange"],
-    "invoice": OKABE_ITO["blue"],
-    "payment": OKABE_ITO["sky_blue"],
-    "bill_payment": OKABE_ITO["reddish_purple"],
-    "journal_entry": OKABE_ITO["vermillion"],
+OUTCOME_TITLES = {
+    "accepted": "accepted",
+    "transport": "QuickBooks or network unavailable",
+    "throttled": "slowed down by QuickBooks",
+    "ambiguous": "no answer (looked up)",
+    "duplicate": "possible duplicate",
+    "rejected": "refused by QuickBooks",
+    "authorization": "connection refused",
 }
-_KIND_COLORS = {
-    "vendor": OKABE_ITO["black"],
-    "customer": OKABE_ITO["grey"],
-    "item": OKABE_ITO["orange"],
-    "account": OKABE_ITO["blue"],
-    "tax_code": OKABE_ITO["vermillion"],
-    "class": OKABE_ITO["sky_blue"],
-    "payment_method": OKABE_ITO["reddish_purple"],
-}
+# A reference value or party behind repeated failures: the colour of the kind of problem it causes.
+_KIND_DIMENSION = {"vendor": "source_data", "customer": "source_data"}
+
 
 # Presentation mode: no sidebar or toolbar, large type, wide content; readable when shared at 1920x1080.
 PRESENT_CSS = """<style>
@@ -177,6 +184,17 @@ def _scale(colors: dict[str, str], present: list[str] | None = None) -> alt.Scal
     return alt.Scale(domain=domain, range=[colors[k] for k in domain])
 
 
+def _kinds(data: pl.DataFrame, title: str, columns: int) -> alt.Color:
+    """Colour by kind of problem, the same colour for a kind on every chart; the legend lists only the kinds the chart
+    shows, in `columns` columns (a legend in one row is cut off at 1280 px)."""
+    present = data["dimension"].unique().to_list() if data.height else []
+    return alt.Color(
+        "dimension:N",
+        scale=_scale(DIMENSION_COLORS, present),
+        legend=alt.Legend(title=title, orient="bottom", columns=columns, labelLimit=300, labelExpr=_title_expr()),
+    )
+
+
 def _big(chart: alt.Chart, big: bool) -> alt.Chart:
     size = 18 if big else 12
     return chart.configure_axis(labelFontSize=size, titleFontSize=size).configure_legend(
@@ -215,7 +233,11 @@ def states_chart(frame: pl.DataFrame, big: bool = False) -> alt.Chart:
     base = alt.Chart(data).encode(
         y=alt.Y("state_label:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=320)),
         x=alt.X("records:Q", title="Records", axis=alt.Axis(format=",d", tickMinStep=1), scale=_room(data)),
-        tooltip=["state", alt.Tooltip("records:Q", format=","), alt.Tooltip("dollars_value:Q", format="$,.2f")],
+        tooltip=[
+            alt.Tooltip("state_label:N", title="state"),
+            alt.Tooltip("records:Q", format=","),
+            alt.Tooltip("dollars_value:Q", title="dollars", format="$,.2f"),
+        ],
     )
     bars = base.mark_bar().encode(
         color=alt.Color("state:N", scale=_scale(STATE_COLORS), legend=None),
@@ -240,206 +262,347 @@ def funnel_chart(frame: pl.DataFrame, big: bool = False) -> alt.Chart:
         x=alt.X(
             "records:Q", title="Records still in", axis=alt.Axis(format=",d", tickMinStep=1), scale=_room(data, 2.0)
         ),
-        tooltip=["stage", alt.Tooltip("records:Q", format=","), alt.Tooltip("dollars_value:Q", format="$,.2f")],
+        tooltip=[
+            "stage",
+            alt.Tooltip("records:Q", format=","),
+            alt.Tooltip("dollars_value:Q", title="dollars", format="$,.2f"),
+        ],
     )
     bars = base.mark_bar(color=OKABE_ITO["blue"])
     text = base.mark_text(align="left", dx=4, fontSize=18 if big else 12).encode(text="label:N")
     return _big((bars + text).properties(height=(44 if big else 30) * len(order) + 70), big)
 
 
-def failures_chart(frame: pl.DataFrame) -> alt.Chart:
-    """Open problems per dimension at each check run: stacked areas, a brush on time, a click on a dimension."""
-    data = frame.with_columns(
-        pl.col("dollars").cast(pl.Float64),
-        pl.col("dimension").replace_strict(DIMENSION_TITLES, default=pl.col("dimension")).alias("title"),
+def blocked_trend_chart(series: pl.DataFrame, big: bool = False) -> alt.Chart:
+    """Blocked dollars each day of the last weeks (the last point is now), with the records in the tooltip."""
+    data = series.with_columns(pl.col("dollars").cast(pl.Float64).alias("dollars_value"))
+    base = alt.Chart(data).encode(
+        x=alt.X("at:T", title=None, axis=alt.Axis(format="%b %d", labelAngle=0, tickCount=6)),
+        y=alt.Y("dollars_value:Q", title="Dollars blocked", axis=alt.Axis(format="$.2~s")),
+        tooltip=[
+            alt.Tooltip("at:T", title="day", format="%Y-%m-%d"),
+            alt.Tooltip("dollars_value:Q", title="dollars blocked", format="$,.0f"),
+            alt.Tooltip("records:Q", title="records blocked", format=","),
+        ],
     )
+    area = base.mark_area(color=OKABE_ITO["blue"], opacity=0.18, interpolate="step-after")
+    line = base.mark_line(color=OKABE_ITO["blue"], strokeWidth=3 if big else 2, interpolate="step-after")
+    last = (
+        alt.Chart(data.tail(1))
+        .mark_point(color=OKABE_ITO["blue"], filled=True, size=120 if big else 60)
+        .encode(x="at:T", y="dollars_value:Q")
+    )
+    return _big(alt.layer(area, line, last).properties(height=300 if big else 230), big)
+
+
+def flow_chart(frame: pl.DataFrame, measure: str = "dollars", bucket: str = "day") -> alt.Chart:
+    """Per day or week: newly blocked (up) and freed (down) as bars, and what stays blocked at the end (line, right
+    axis); records or dollars. Brush a range of days (`when`); new and freed are greys, so no colour here claims a
+    kind of problem."""
+    value = "records" if measure == "records" else "dollars"
+    fmt = ",d" if value == "records" else "$.2~s"
+    label = "%b %d"
+    data = frame.with_columns(
+        pl.col(f"new_{value}").cast(pl.Float64).alias("new"),
+        (-pl.col(f"freed_{value}").cast(pl.Float64)).alias("freed"),
+        pl.col(f"open_{value}").cast(pl.Float64).alias("open"),
+        pl.col("end").alias("when"),
+    )
+    long = data.unpivot(index=["when"], on=["new", "freed"], variable_name="change", value_name="amount")
     when = alt.selection_interval(name="when", encodings=["x"])
-    pick = alt.selection_point(name="pick", fields=["dimension"], bind="legend", on="click")
-    return (
-        alt.Chart(data)
-        .mark_area(opacity=0.9, interpolate="step-after")
+    width = 8 if bucket == "day" else 40
+    bars = (
+        alt.Chart(long)
+        .mark_bar(size=width)
         .encode(
-            x=alt.X("checked_at:T", title="Check run"),
-            y=alt.Y("records:Q", stack=True, title="Records with an open problem"),
-            color=alt.Color("dimension:N", scale=_scale(DIMENSION_COLORS), title="Dimension"),
-            opacity=alt.condition(pick, alt.value(0.9), alt.value(0.2)),
+            x=alt.X("when:T", title="Day" if bucket == "day" else "Week ending", axis=alt.Axis(format=label)),
+            y=alt.Y("amount:Q", title=f"Newly blocked (up) and freed (down), {value}", axis=alt.Axis(format=fmt)),
+            color=alt.Color(
+                "change:N",
+                scale=alt.Scale(domain=["new", "freed"], range=["#555555", "#BBBBBB"]),
+                legend=alt.Legend(
+                    title=None, orient="top", labelExpr="datum.label == 'new' ? 'newly blocked' : 'freed'"
+                ),
+            ),
             tooltip=[
-                alt.Tooltip("checked_at:T", title="checked", format="%Y-%m-%d %H:%M"),
-                alt.Tooltip("title:N", title="dimension"),
-                alt.Tooltip("records:Q", format=","),
-                alt.Tooltip("dollars:Q", format="$,.0f"),
+                alt.Tooltip("when:T", title="to", format="%Y-%m-%d"),
+                alt.Tooltip("change:N", title="change"),
+                alt.Tooltip("amount:Q", title=value, format=fmt.replace(".2~s", ",.0f")),
             ],
         )
-        .add_params(when, pick)
-        .properties(height=300)
+        .add_params(when)
     )
+    line = (
+        alt.Chart(data)
+        .mark_line(color=OKABE_ITO["blue"], strokeWidth=2.5, point=True)
+        .encode(
+            x="when:T",
+            y=alt.Y(
+                "open:Q",
+                title=f"Blocked at the end ({value}, line)",
+                axis=alt.Axis(format=fmt, titleColor=OKABE_ITO["blue"]),
+            ),
+            tooltip=[
+                alt.Tooltip("when:T", title="at", format="%Y-%m-%d %H:%M"),
+                alt.Tooltip("open:Q", title=f"blocked ({value})", format=fmt.replace(".2~s", ",.0f")),
+            ],
+        )
+    )
+    return alt.layer(bars, line).resolve_scale(y="independent").properties(height=320)
+
+
+def causes_chart(frame: pl.DataFrame, measure: str = "dollars") -> alt.Chart:
+    """What blocks the records now, by cause, biggest first, coloured by kind of problem; a click picks a cause."""
+    value = "records" if measure == "records" else "dollars"
+    data = frame.with_columns(
+        pl.col("dollars").cast(pl.Float64).alias("dollars_value"),
+        pl.col("records").cast(pl.Int64),
+        pl.format(
+            "{} · {}",
+            pl.col("records").map_elements(lambda n: f"{n:,}", return_dtype=pl.String),
+            pl.col("dollars").map_elements(lambda d: money(d, compact=True), return_dtype=pl.String),
+        ).alias("label"),
+    ).sort("dollars_value" if value == "dollars" else "records", descending=True)
+    field = "dollars_value" if value == "dollars" else "records"
+    order = data["cause"].to_list()
+    top = float(data[field].max() or 1) if data.height else 1.0
+    pick = alt.selection_point(name="pick", fields=["cause_reason", "cause"], on="click")
+    base = alt.Chart(data).encode(
+        y=alt.Y("cause:N", sort=order, title=None, axis=_labels()),
+        x=alt.X(
+            f"{field}:Q",
+            title=f"Blocked now ({value})",
+            scale=alt.Scale(domain=[0, top * 1.45], nice=False),
+            axis=alt.Axis(format="$.2~s" if value == "dollars" else ",d"),
+        ),  # fmt: skip
+        tooltip=[
+            "cause",
+            alt.Tooltip("kind:N", title="kind of problem"),
+            alt.Tooltip("records:Q", format=","),
+            alt.Tooltip("dollars_value:Q", title="dollars", format="$,.2f"),
+            alt.Tooltip("owner:N"),
+            alt.Tooltip("decides:N", title="who decides"),
+        ],
+    )
+    bars = base.mark_bar().encode(
+        color=_kinds(data, "Kind of problem", 3),
+        opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
+    )
+    text = base.mark_text(align="left", dx=4).encode(text="label:N")
+    return alt.layer(bars.add_params(pick), text).properties(height=30 * max(data.height, 1) + 110)
+
+
+def _title_expr() -> str:
+    """A Vega expression that shows a dimension's title for its code (legends)."""
+    cases = " : ".join(f"datum.label == '{d}' ? '{t}'" for d, t in DIMENSION_TITLES.items())
+    return f"{cases} : datum.label"
 
 
 def ftr_chart(frame: pl.DataFrame) -> alt.Chart:
-    """First attempts per period by entity (bars) and the first-time-right rate of all of them (line)."""
-    rate = (
+    """Records first sent per period (bars, one neutral colour: entities carry no colour) and the share QuickBooks
+    accepted at once (line, right axis)."""
+    per = (
         frame.group_by("period")
         .agg(pl.col("first_attempts").sum(), pl.col("right_first_time").sum())
         .with_columns((pl.col("right_first_time") / pl.col("first_attempts")).alias("rate"))
+        .sort("period")
     )
-    pick = alt.selection_point(name="pick", fields=["entity"], on="click")
-    frame = frame.with_columns(pl.col("period").dt.strftime("%Y-%m-%d").alias("day"))
-    rate = rate.with_columns(pl.col("period").dt.strftime("%Y-%m-%d").alias("day"))
+    pick = alt.selection_point(name="pick", fields=["period"], on="click")
     bars = (
-        alt.Chart(frame)
-        .mark_bar()
+        alt.Chart(per)
+        .mark_bar(color="#888888")
         .encode(
-            x=alt.X("day:O", title="First sent"),
-            y=alt.Y("first_attempts:Q", title="Records first sent"),
-            color=alt.Color(
-                "entity:N", scale=_scale(_ENTITY_COLORS), title="Entity", legend=alt.Legend(orient="bottom", columns=4)
-            ),
-            opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
-            tooltip=["period:T", "entity", "first_attempts", "right_first_time", alt.Tooltip("rate:Q", format=".1%")],
+            x=alt.X("period:T", title="First sent", axis=alt.Axis(format="%b %d")),
+            y=alt.Y("first_attempts:Q", title="Records first sent (bars)"),
+            opacity=alt.condition(pick, alt.value(0.95), alt.value(0.4)),
+            tooltip=[
+                alt.Tooltip("period:T", title="first sent", format="%Y-%m-%d"),
+                alt.Tooltip("first_attempts:Q", title="first sent"),
+                alt.Tooltip("right_first_time:Q", title="accepted at once"),
+                alt.Tooltip("rate:Q", title="first-time right", format=".1%"),
+            ],
         )
         .add_params(pick)
     )
     line = (
-        alt.Chart(rate)
-        .mark_line(point=True, color=OKABE_ITO["black"], strokeDash=[6, 3])
+        alt.Chart(per)
+        .mark_line(point=True, color=SUCCESS, strokeWidth=2.5)
         .encode(
-            x="day:O",
+            x="period:T",
             y=alt.Y(
-                "rate:Q", title="First-time right (line)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
-            ),
-            tooltip=["period:T", alt.Tooltip("rate:Q", format=".1%", title="first-time right")],
+                "rate:Q",
+                title="First-time right (line)",
+                axis=alt.Axis(format="%", titleColor=SUCCESS),
+                scale=alt.Scale(domain=[0, 1]),
+            ),  # fmt: skip
+            tooltip=[
+                alt.Tooltip("period:T", title="first sent", format="%Y-%m-%d"),
+                alt.Tooltip("rate:Q", format=".1%", title="first-time right"),
+            ],
         )
     )
-    return alt.layer(bars, line).resolve_scale(y="independent").properties(height=340)
+    return alt.layer(bars, line).resolve_scale(y="independent").properties(height=320)
 
 
 def retry_chart(frame: pl.DataFrame) -> alt.Chart:
-    """Retries per period by the dimension of the failure retried, and how many of them worked (text)."""
+    """Retries per period by the kind of failure retried, and how many of them worked (text)."""
     pick = alt.selection_point(name="pick", fields=["dimension"], on="click")
     data = frame.with_columns(
         (pl.col("retries") - pl.col("succeeded")).alias("failed_again"),
-        pl.col("period").dt.strftime("%Y-%m-%d").alias("day"),
+        pl.col("dimension").replace_strict(DIMENSION_TITLES, default=pl.col("dimension")).alias("kind"),
     )
-    base = alt.Chart(data).encode(x=alt.X("day:O", title="Retried"))
-    bars = base.mark_bar().encode(
+    base = alt.Chart(data).encode(x=alt.X("period:T", title="Retried", axis=alt.Axis(format="%b %d")))
+    bars = base.mark_bar(size=14).encode(
         y=alt.Y("retries:Q", title="Retries"),
-        color=alt.Color(
-            "dimension:N",
-            scale=_scale(DIMENSION_COLORS),
-            title="Failure retried",
-            legend=alt.Legend(orient="bottom", columns=4),
-        ),  # fmt: skip
+        color=_kinds(data, "Failure retried", 1),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
-        tooltip=["period:T", "dimension", "retries", "succeeded", "failed_again", alt.Tooltip("rate:Q", format=".0%")],
+        tooltip=[
+            alt.Tooltip("period:T", format="%Y-%m-%d"),
+            alt.Tooltip("kind:N", title="failure retried"),
+            "retries",
+            "succeeded",
+            alt.Tooltip("failed_again:Q", title="failed again"),
+            alt.Tooltip("rate:Q", format=".0%", title="worked"),
+        ],
     )
     per_day = (
-        data.group_by("day")
+        data.group_by("period")
         .agg(pl.col("retries").sum(), pl.col("succeeded").sum())
         .with_columns(pl.format("{}% ok", (pl.col("succeeded") * 100 / pl.col("retries")).round(0)).alias("ok"))
     )
     text = (
         alt.Chart(per_day)
         .mark_text(dy=-8, fontSize=12)
-        .encode(x="day:O", y=alt.Y("retries:Q"), text="ok:N", tooltip=["day", "retries", "succeeded"])
+        .encode(x="period:T", y=alt.Y("retries:Q"), text="ok:N", tooltip=["retries", "succeeded"])
     )
     return alt.layer(bars.add_params(pick), text).properties(height=340)
 
 
 def resolve_chart(frame: pl.DataFrame, field: str) -> alt.Chart:
-    """Median hours to resolve (bar) and the 90th percentile (tick) per dimension or owner."""
-    data = frame.filter(pl.col("resolved") > 0)
+    """Median days to resolve (bar) and the 90th percentile (tick) per kind of problem or owner, slowest first."""
+    label = "kind" if field == "dimension" else field
+    data = frame.filter(pl.col("resolved") > 0).sort(["median_days", label], descending=[True, False])
+    order = data[label].to_list()
     pick = alt.selection_point(name="pick", fields=[field], on="click")
     color = (
         alt.Color(f"{field}:N", scale=_scale(DIMENSION_COLORS), legend=None)
         if field == "dimension"
-        else alt.value(OKABE_ITO["blue"])
+        else alt.value(OKABE_ITO["grey"])  # people are not a kind of problem: no kind's colour
     )
-    base = alt.Chart(data).encode(y=alt.Y(f"{field}:N", sort="-x", title=None, axis=_labels()))
+    base = alt.Chart(data).encode(y=alt.Y(f"{label}:N", sort=order, title=None, axis=_labels()))
     bars = base.mark_bar().encode(
-        x=alt.X("median_hours:Q", title="Hours to resolve (bar: median, tick: 90th percentile)"),
+        x=alt.X("median_days:Q", title="Days to resolve"),
         color=color,
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
-        tooltip=[field, "resolved", "median_hours", "p90_hours", "mean_hours", "still_open"],
+        tooltip=[
+            alt.Tooltip(f"{label}:N", title="kind of problem" if field == "dimension" else "owner"),
+            "resolved",
+            alt.Tooltip("median_days:Q", title="median days"),
+            alt.Tooltip("p90_days:Q", title="90th percentile days"),
+            alt.Tooltip("mean_days:Q", title="mean days"),
+            alt.Tooltip("still_open:Q", title="still open"),
+        ],
     )
-    ticks = base.mark_tick(color=OKABE_ITO["black"], thickness=3, size=18).encode(x="p90_hours:Q")
+    ticks = base.mark_tick(color=OKABE_ITO["black"], thickness=3, size=18).encode(x="p90_days:Q")
     return alt.layer(bars.add_params(pick), ticks).properties(height=34 * max(data.height, 1) + 70)
 
 
 def codes_chart(frame: pl.DataFrame) -> alt.Chart:
-    """The error codes behind the most failed attempts, with QuickBooks' message in the tooltip and as text."""
+    """What QuickBooks answered to the most failed attempts (its code, an HTTP status, or no answer), most first,
+    coloured by kind of problem, with QuickBooks' message as text."""
+    data = frame.sort(["attempts", "code"], descending=[True, False])
+    order = data["code"].to_list()
     pick = alt.selection_point(name="pick", fields=["reason"], on="click")
-    top = int(frame["attempts"].max() or 1)
-    base = alt.Chart(frame).encode(y=alt.Y("code:N", sort="-x", title="Code", axis=_labels()))
+    top = int(data["attempts"].max() or 1)
+    base = alt.Chart(data).encode(y=alt.Y("code:N", sort=order, title=None, axis=_labels()))
     bars = base.mark_bar().encode(
         x=alt.X("attempts:Q", title="Failed attempts", scale=alt.Scale(domain=[0, top * 2.2], nice=False)),
-        color=alt.Color(
-            "dimension:N",
-            scale=_scale(DIMENSION_COLORS),
-            title="Dimension",
-            legend=alt.Legend(orient="bottom", columns=4),
-        ),  # fmt: skip
+        color=_kinds(data, "Kind of problem", 3),
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
-        tooltip=["code", "reason", "message", "detail", "attempts", "records", "last_seen:T"],
+        tooltip=[
+            alt.Tooltip("code:N", title="answer"),
+            alt.Tooltip("title:N", title="what it means"),
+            alt.Tooltip("message:N", title="QuickBooks said"),
+            "attempts",
+            "records",
+            alt.Tooltip("last_seen:T", title="last seen", format="%Y-%m-%d %H:%M"),
+        ],
     )
     text = base.mark_text(align="left", dx=4).encode(x="attempts:Q", text="message:N")
-    return alt.layer(bars.add_params(pick), text).properties(height=40 * max(frame.height, 1) + 140)
+    return alt.layer(bars.add_params(pick), text).properties(height=40 * max(data.height, 1) + 140)
 
 
 def offenders_chart(frame: pl.DataFrame) -> alt.Chart:
-    """Vendors, customers and reference values behind repeated failures, by records held back."""
+    """Vendors, customers and reference values behind repeated failures, by records held back, coloured by the kind
+    of problem they cause."""
     data = frame.with_columns(
-        pl.format("{}: {}", pl.col("kind"), pl.coalesce(pl.col("name"), pl.col("value"))).alias("who"),
+        pl.format(
+            "{}: {}", pl.col("kind").str.replace_all("_", " "), pl.coalesce(pl.col("name"), pl.col("value"))
+        ).alias("who"),
         pl.col("dollars").cast(pl.Float64),
-    )
+        pl.coalesce(
+            pl.col("kind").replace_strict(_KIND_DIMENSION, default=None, return_dtype=pl.String),
+            pl.col("reason").str.split(".").list.first(),
+        ).alias("dimension"),
+    ).sort(["records", "dollars", "who"], descending=[True, True, False])
+    order = data["who"].to_list()
     pick = alt.selection_point(name="pick", fields=["kind", "value", "reason"], on="click")
     return (
         alt.Chart(data)
         .mark_bar()
         .encode(
-            y=alt.Y("who:N", sort="-x", title=None, axis=_labels()),
-            x=alt.X("records:Q", title="Records held back (all check runs)"),
-            color=alt.Color("kind:N", scale=_scale(_KIND_COLORS), title="Kind"),
+            y=alt.Y("who:N", sort=order, title=None, axis=_labels()),
+            x=alt.X("records:Q", title="Records held back (all check runs)", axis=alt.Axis(format=",d", tickMinStep=1)),
+            color=_kinds(data, "Kind of problem", 3),
             opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
             tooltip=[
-                "kind",
-                "value",
-                "name",
+                alt.Tooltip("who:N", title="who or what"),
                 "failures",
                 "records",
-                "runs",
+                alt.Tooltip("runs:Q", title="check runs"),
                 alt.Tooltip("dollars:Q", format="$,.0f"),
-                "open_now",
-                "reason",
+                alt.Tooltip("open_now:N", title="still blocking"),
             ],  # fmt: skip
         )
         .add_params(pick)
-        .properties(height=26 * max(data.height, 1) + 70)
+        .properties(height=26 * max(data.height, 1) + 90)
     )
 
 
-def throughput_chart(frame: pl.DataFrame) -> alt.Chart:
-    """Per sync run: records sent by outcome (stacked), with duration and speed in the tooltip."""
-    outcomes = [o for o in _OUTCOME_COLORS if o in frame.columns]
-    long = frame.unpivot(
-        index=["run_id", "started_at", "trigger", "status", "seconds", "per_minute"],
-        on=outcomes,
-        variable_name="outcome",
-        value_name="records",
-    ).filter(pl.col("records") > 0)
+def outcomes_chart(frame: pl.DataFrame, run_field: str = "run_id") -> alt.Chart:
+    """Per sync run: records sent by outcome (stacked), success in bluish green and each failure in its kind's
+    colour, the same on Trends and Sync runs."""
+    outcomes = [o for o in OUTCOME_COLORS if o in frame.columns]
+    long = (
+        frame.select(run_field, *outcomes)
+        .unpivot(index=[run_field], on=outcomes, variable_name="outcome", value_name="records")
+        .filter(pl.col("records") > 0)
+        .with_columns(pl.col("outcome").replace_strict(OUTCOME_TITLES, default=pl.col("outcome")).alias("what"))
+    )
+    labels = " : ".join(f"datum.label == '{o}' ? '{t}'" for o, t in OUTCOME_TITLES.items()) + " : datum.label"
     pick = alt.selection_point(name="pick", fields=["outcome"], on="click")
     return (
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("run_id:O", title="Sync run"),
+            x=alt.X(f"{run_field}:O", title="Sync run"),
             y=alt.Y("records:Q", title="Records sent"),
-            color=alt.Color("outcome:N", scale=_scale(_OUTCOME_COLORS), title="Outcome"),
+            color=alt.Color(
+                "outcome:N",
+                scale=_scale(OUTCOME_COLORS),
+                legend=alt.Legend(title="Outcome", labelExpr=labels, labelLimit=320),
+            ),  # fmt: skip
             opacity=alt.condition(pick, alt.value(0.95), alt.value(0.3)),
-            tooltip=["run_id", "started_at:T", "trigger", "status", "outcome", "records", "seconds", "per_minute"],
+            tooltip=[alt.Tooltip(f"{run_field}:O", title="run"), alt.Tooltip("what:N", title="outcome"), "records"],
         )
         .add_params(pick)
         .properties(height=300)
     )
+
+
+def throughput_chart(frame: pl.DataFrame) -> alt.Chart:
+    """Per sync run: records sent by outcome (stacked), the one outcome chart of every page."""
+    return outcomes_chart(frame)
 
 
 def queue_page_path() -> str | None:
@@ -527,7 +690,10 @@ def table_view(
     if present:  # an HTML table, which grows with the type (text made `plain`: markdown would link each email)
         st.table(styled.hide(axis="index"))
         return
-    config = {c: st.column_config.NumberColumn(c, format="dollar") for c in money_names}
+    config: dict = {c: st.column_config.NumberColumn(c, format="dollar") for c in money_names}
+    for c in shown.columns:  # counts take little room, so that the money columns stay in view at 1280 pixels
+        if c not in config and shown[c].dtype.kind in "iu":
+            config[c] = st.column_config.NumberColumn(c, width="small", format="localized")
     if "Action queue" in shown.columns:
         config["Action queue"] = st.column_config.LinkColumn("Action queue", display_text="open")
     st.dataframe(styled, hide_index=True, column_config=config)

@@ -17,10 +17,14 @@ from pipelines.views import metrics
 
 __all__ = [
     "action_queue",
+    "closing_period",
+    "company_name",
+    "page_period",
     "health_view",
     "trends_view",
     "audit_log",
     "csv_export",
+    "find_records",
     "connect_link",
     "connection_view",
     "qbo_link",
@@ -168,6 +172,25 @@ def run_attempts(store: Store, run_id: int) -> pl.DataFrame:
     return metrics.run_attempts(store, run_id)
 
 
+@st.cache_data(max_entries=4)
+def _searchable(_store: Store, realm_id: str, version: tuple) -> pl.DataFrame:
+    from pipelines.views.search import searchable
+
+    return searchable(_store, realm_id)
+
+
+def find_records(store: Store, realm_id: str, text: str) -> pl.DataFrame:
+    """Records found by key, document number or party name (the Record page's search): at most 25, closest first.
+    The records are read once per store version; each search is a filter over them."""
+    from pipelines.views.search import find, parse_query
+
+    query = parse_query(text)
+    if query.empty:
+        return find(pl.DataFrame(), query)  # the empty answer, with its columns
+    synced = store.scalar("SELECT coalesce(max(run_id), 0) FROM sync_runs")  # a sync changes states, not the version
+    return find(_searchable(store, realm_id, (*metrics.store_version(store), synced)), query)
+
+
 def record_chain(store: Store, realm_id: str, key: str) -> dict | None:
     """The record's whole chain, or None when there is no such record."""
     try:
@@ -211,20 +234,66 @@ def connect_link(identity: Identity) -> str | None:
     return f"/oauth/connect?ticket={served.connect_ticket(identity.email)}"
 
 
+# -- the period every page covers ---------------------------------------------------------------------------
+@st.cache_data(max_entries=32)
+def _closing_period(_store: Store, realm_id: str, day: str, version: tuple) -> str:
+    from pipelines.views.period import closing_period
+
+    return closing_period(_store, realm_id, datetime.fromisoformat(day))
+
+
+def closing_period(store: Store, realm_id: str) -> str:
+    """The month being closed: the default period of every page (and of presentation mode)."""
+    return _closing_period(store, realm_id, page_now().date().isoformat(), metrics.store_version(store))
+
+
+def page_period(store: Store, realm_id: str) -> str:
+    """The period the page covers: the sidebar's (which a `?period=` in the address sets), else the address's, else
+    the month being closed. A month YYYY-MM or "all"; anything else is the month being closed."""
+    from pipelines.views.period import ALL, period_bounds
+
+    for value in (st.session_state.get("period"), st.query_params.get("period")):
+        if value == ALL:
+            return ALL
+        try:
+            period_bounds(str(value))
+            return str(value)
+        except ValueError:
+            continue
+    return closing_period(store, realm_id)
+
+
+@st.cache_data(max_entries=32, ttl=600)
+def _company_name(_store: Store, realm_id: str) -> str | None:
+    return _store.scalar("SELECT company_name FROM qbo_company WHERE realm_id = ?", [realm_id])
+
+
+def company_name(store: Store, realm_id: str, with_id: bool = True) -> str:
+    """A company by its QuickBooks name, with its realm id (`with_id`) or alone where room is short (the sidebar);
+    by its realm id only where QuickBooks has not told its name yet."""
+    name = _company_name(store, str(realm_id))
+    if not name:
+        return f"QuickBooks company {realm_id}"
+    return f"{name} ({realm_id})" if with_id else str(name)
+
+
 # -- the Action queue, Audit and Help pages ---------------------------------------------------------------------
 @st.cache_data(max_entries=16)
-def _action_queue(_store: Store, realm_id: str, version: tuple, minute: str) -> pl.DataFrame:
+def _action_queue(_store: Store, realm_id: str, period: str, version: tuple, minute: str) -> pl.DataFrame:
+    from pipelines.views import health
     from pipelines.views.queue import action_queue as queue
 
-    return queue(_store, realm_id, now=datetime.fromisoformat(minute))
+    with health.prepared(_store, realm_id):
+        return queue(_store, realm_id, now=datetime.fromisoformat(minute), period=period)
 
 
-def action_queue(store: Store, realm_id: str) -> pl.DataFrame:
-    """Open and assigned exceptions by priority; recomputed when an exception changes, and each minute (ages)."""
+def action_queue(store: Store, realm_id: str, period: str = "all") -> pl.DataFrame:
+    """Open and assigned exceptions of the period, in the one priority order; recomputed when an exception changes,
+    and each minute (ages)."""
     from pipelines.views.queue import queue_version
 
     minute = page_now().replace(second=0, microsecond=0).isoformat()
-    return _action_queue(store, realm_id, queue_version(store, realm_id), minute)
+    return _action_queue(store, realm_id, period, queue_version(store, realm_id), minute)
 
 
 @st.cache_data(max_entries=16)
@@ -248,52 +317,63 @@ def csv_export(frame: pl.DataFrame) -> bytes:
 
 # -- the Health and Trends pages --------------------------------------------------------------------------------
 @st.cache_data(max_entries=16)
-def _health_view(_store: Store, realm_id: str, period: str, basis: str, version: tuple) -> dict:
+def _health_view(_store: Store, realm_id: str, period: str, version: tuple, minute: str) -> dict:
     from pipelines.views import health
+    from pipelines.views.queue import action_queue as queue
 
-    as_of = health.as_of(_store, realm_id)
-    now = as_of or page_now()
-    since, since_label = health.reference_time(_store, realm_id, basis, now)
-    with health.prepared(_store, realm_id):  # the facts and leading exceptions, computed once for all of them
+    now = datetime.fromisoformat(minute)
+    with health.prepared(_store, realm_id):  # the facts and the stored queue, current, read from one state
+        scoped = queue(_store, realm_id, now=now, period=period)
+        intervals = health.blocked_intervals(_store, realm_id, period)
         return {
-            "as_of": as_of,
-            "since": since,
-            "since_label": since_label,
-            "headline": health.headline(_store, realm_id, since),
+            "as_of": health.as_of(_store, realm_id),
+            "now": now,
+            "blocked": health.blocked(scoped),
+            "causes": health.causes(scoped),
+            "series": health.blocked_series(intervals, scoped, now),
+            "flow": health.week_flow(intervals, scoped, now),
             "states": health.records_by_state(_store, realm_id),
-            "connection": health.connection_badge(_store, realm_id, page_now()),
+            "connection": health.connection_badge(_store, realm_id, now),
             "funnel": health.funnel(_store, realm_id),
-            "close": health.period_close(_store, realm_id, period, now),
+            "close": health.period_close(_store, realm_id, period),
             "controls": health.control_totals(_store, realm_id, period),
-            "top": health.top_fixes(_store, realm_id, now),
+            "top": health.top_fixes(scoped),
         }
 
 
-def health_view(store: Store, realm_id: str, period: str, basis: str = "close") -> dict:
-    """Every read model of the Health page for a month; recomputed only when the store changed."""
+def health_view(store: Store, realm_id: str, period: str) -> dict:
+    """Every read model of the Health page for a period; recomputed when the store changed, and each minute."""
     from pipelines.views.health import version
 
-    return _health_view(store, realm_id, period, basis, version(store))
+    minute = page_now().replace(second=0, microsecond=0).isoformat()
+    return _health_view(store, realm_id, period, version(store), minute)
 
 
 @st.cache_data(max_entries=16)
-def _trends_view(_store: Store, realm_id: str, bucket: str, version: tuple) -> dict:
+def _trends_view(_store: Store, realm_id: str, bucket: str, period: str, version: tuple, minute: str) -> dict:
     from pipelines.views import health, trends
+    from pipelines.views.queue import action_queue as queue
 
+    now = datetime.fromisoformat(minute)
     with health.prepared(_store, realm_id):
+        scoped = queue(_store, realm_id, now=now, period=period)
+        intervals = health.blocked_intervals(_store, realm_id, period)
         return {
-            "failures": trends.failures_over_time(_store, realm_id),
-            "first_time_right": trends.first_time_right(_store, realm_id, bucket),
-            "retries": trends.retry_success(_store, realm_id, bucket),
-            "resolve": trends.time_to_resolve(_store, realm_id),
-            "codes": trends.top_error_codes(_store, realm_id),
+            "queue": scoped,
+            "flow": trends.flow(intervals, scoped, now, bucket),
+            "blocked_by_cause": trends.blocked_by_cause(scoped),
+            "first_time_right": trends.first_time_right(_store, realm_id, bucket, period),
+            "retries": trends.retry_success(_store, realm_id, bucket, period),
+            "resolve": trends.time_to_resolve(_store, realm_id, period),
+            "codes": trends.top_error_codes(_store, realm_id, period),
             "offenders": trends.recurring_offenders(_store, realm_id),
             "throughput": trends.throughput(_store, realm_id),
         }
 
 
-def trends_view(store: Store, realm_id: str, bucket: str = "day") -> dict:
-    """Every read model of the Trends page; recomputed only when the store changed."""
+def trends_view(store: Store, realm_id: str, bucket: str = "day", period: str = "all") -> dict:
+    """Every read model of the Trends page for a period; recomputed when the store changed, and each minute."""
     from pipelines.views.health import version
 
-    return _trends_view(store, realm_id, bucket, version(store))
+    minute = page_now().replace(second=0, microsecond=0).isoformat()
+    return _trends_view(store, realm_id, bucket, period, version(store), minute)

@@ -10,7 +10,8 @@ import streamlit as st
 
 from pipelines.store import Store
 from pipelines.views.firm import company_table
-from ui.charts import money, queue_page_path
+from pipelines.views.period import month_name
+from ui.charts import DIMENSION_TITLES, money, queue_page_path
 
 __all__ = ["company_section", "queue_company"]
 
@@ -41,7 +42,7 @@ def company_section(store: Store, now: datetime, period: str) -> None:
     shown = table.with_columns(
         pl.coalesce("company", "realm_id").alias("company"),
         pl.col("dollars_blocked").map_elements(money, return_dtype=pl.String).alias("dollars"),
-        pl.col("worst_dimension").fill_null("—"),
+        pl.col("worst_dimension").replace_strict(DIMENSION_TITLES, default=None).fill_null("—"),
         pl.col("biggest_owner").fill_null("—"),
         (pl.lit(f"/{queue.removeprefix('app_pages/').removesuffix('.py')}?company=") + pl.col("realm_id")).alias(
             "queue"
@@ -49,7 +50,7 @@ def company_section(store: Store, now: datetime, period: str) -> None:
         if queue
         else pl.lit(None, pl.String).alias("queue"),
     ).select(list(LABELS))
-    st.subheader(f"Companies — what blocks the close of {period}")
+    st.subheader(f"Companies — what blocks the close of {month_name(period)}")
     st.dataframe(
         shown.rename(LABELS),
         hide_index=True,

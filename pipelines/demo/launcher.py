@@ -45,12 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     # An OAuth redirect set for a real deployment is kept; the demo's own points at this port.
     redirect = None if settings.qbo_redirect_uri == Settings().qbo_redirect_uri else settings.qbo_redirect_uri
-    port = settings.qbo_base_url.rsplit(":", 1)[-1].strip("/")
+    sandbox_port = settings.qbo_base_url.rsplit(":", 1)[-1].strip("/")
     # Time scale 10: QBO's real limits still hold, on a clock ten times faster, so the first sync of the demo
     # (about 1,500 records) takes seconds instead of a minute or more.
     company = str(demo_dir / "qbo-company.json")
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "sandbox", "--port", port, "--time-scale", "10", "--company", company]
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "sandbox",
+            "--port",
+            sandbox_port,
+            "--time-scale",
+            "10",
+            "--company",
+            company,
+        ]
     )
     try:
         _wait_for(f"{settings.qbo_base_url}/_sandbox/clock", sandbox)

@@ -3,27 +3,22 @@ control totals AWRA vs QuickBooks, and the top items to fix. DuckDB aggregates o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
 
-from pipelines.catalogue import explain
+from pipelines.catalogue import catalogue, title_of
 from pipelines.duplicates import QBO_ENTITY
 from pipelines.store import Store
+from pipelines.views import read_model
 from pipelines.views.metrics import FUNNEL_STAGES, RECORD_FACTS
-from pipelines.views.read_model import (
-    exceptions,
-    facts,
-    own_params,
-    prepared,
-    primary,
-    refresh_read_model,
-    stake,
-    version,
-)
+from pipelines.views.period import ALL, closing_period, period_bounds
+from pipelines.views.queue import refresh_queue_model
+from pipelines.views.read_model import exceptions, facts, own_params, version
 from qbo.faults import CATALOGUE, DIMENSIONS
 
 __all__ = [
@@ -33,21 +28,24 @@ __all__ = [
     "STATES",
     "TRANSACTIONS",
     "as_of",
+    "blocked",
+    "blocked_intervals",
+    "blocked_series",
+    "causes",
+    "closing_period",
     "connection_badge",
     "control_totals",
-    "funnel",
     "exceptions",
     "facts",
-    "headline",
+    "funnel",
     "period_bounds",
     "period_close",
     "prepared",
-    "refresh_read_model",
-    "primary",
     "records_by_state",
-    "reference_time",
+    "refresh_read_model",
     "top_fixes",
     "version",
+    "week_flow",
 ]
 
 TRANSACTIONS = ("purchase_order", "bill", "invoice", "payment", "bill_payment", "journal_entry")
@@ -69,6 +67,26 @@ STATES = (
 FUNNEL = (*FUNNEL_STAGES[:-1], "synced")
 
 
+def refresh_read_model(store: Store, realm_id: str) -> bool:
+    """The read-model tables and the stored open queue at the store's version (the engine calls it after a cycle)."""
+    done = read_model.refresh_read_model(store, realm_id)
+    return refresh_queue_model(store, realm_id) and done
+
+
+@contextmanager
+def prepared(store: Store, realm_id: str) -> Iterator[None]:
+    """The read models of a page, from one state of the store: the read-model tables and the stored queue brought up
+    to date first (each a no-op when current), then read_model.prepared's snapshot."""
+    if read_model.prepared_realm() is not None:  # already inside a block: its snapshot (or another company's: refused)
+        pass
+    elif read_model.is_current(store, realm_id):
+        refresh_queue_model(store, realm_id)
+    else:
+        refresh_read_model(store, realm_id)
+    with read_model.prepared(store, realm_id):
+        yield
+
+
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
@@ -80,64 +98,6 @@ def as_of(store: Store, realm_id: str) -> datetime | None:
                            (SELECT max(started_at) FROM sync_runs WHERE realm_id = $realm),
                            (SELECT max(started_at) FROM ingest_runs WHERE realm_id = $realm))""",
         {"realm": realm_id},
-    )
-
-
-def reference_time(store: Store, realm_id: str, basis: str, now: datetime) -> tuple[datetime, str]:
-    """When "change since" starts: a week before `now`, or the last close (QuickBooks' book close date)."""
-    if basis == "week":
-        return now - timedelta(days=7), "since last week"
-    if basis != "close":
-        raise ValueError(f"basis must be 'week' or 'close', not {basis!r}")
-    closed = store.scalar("SELECT book_close_date FROM qbo_company WHERE realm_id = ?", [realm_id])
-    if closed is None:  # no close date in QuickBooks: the start of the month
-        start = datetime.combine(now.date().replace(day=1), time(), tzinfo=UTC)
-        return start, f"since {start:%Y-%m-%d}"
-    return datetime.combine(closed + timedelta(days=1), time(), tzinfo=UTC), f"since the close of {closed:%Y-%m-%d}"
-
-
-def headline(store: Store, realm_id: str, since: datetime) -> pl.DataFrame:
-    """Per dimension (all six, in order) and in total: records and dollars blocked now and at `since`.
-
-    A record counts once per dimension (and once in the total) however many exceptions it has; its dollars are its
-    AWRA amount. The connection itself is an item of the authorization dimension without records.
-    """
-    dims = ", ".join(f"('{d}', {i})" for i, d in enumerate(DIMENSIONS))
-    return store.frame(
-        f"""WITH ex AS (
-              SELECT e.dimension, e.entity, e.record_id, any_value(e.money) AS amount,
-                     bool_or(e.status <> 'resolved') AS open_now,
-                     bool_or(e.opened_at <= $since AND (e.resolved_at IS NULL OR e.resolved_at > $since)) AS open_then
-              FROM {exceptions()} e GROUP BY ALL),
-            per_dim AS (
-              SELECT dimension,
-                     count(*) FILTER (WHERE open_now AND entity <> 'connection') AS records,
-                     coalesce(sum(amount) FILTER (WHERE open_now), 0) AS dollars,
-                     count(*) FILTER (WHERE open_now AND entity = 'connection') AS connection,
-                     count(*) FILTER (WHERE open_then AND entity <> 'connection') AS records_then,
-                     coalesce(sum(amount) FILTER (WHERE open_then), 0) AS dollars_then
-              FROM ex GROUP BY 1),
-            per_record AS (
-              SELECT entity, record_id, any_value(amount) AS amount, bool_or(open_now) AS open_now,
-                     bool_or(open_then) AS open_then
-              FROM ex WHERE entity <> 'connection' GROUP BY ALL),
-            total AS (
-              SELECT 'all' AS dimension, 99 AS ord, count(*) FILTER (WHERE open_now) AS records,
-                     coalesce(sum(amount) FILTER (WHERE open_now), 0) AS dollars,
-                     (SELECT count(*) FROM per_dim WHERE connection > 0) AS connection,
-                     count(*) FILTER (WHERE open_then) AS records_then,
-                     coalesce(sum(amount) FILTER (WHERE open_then), 0) AS dollars_then
-              FROM per_record)
-            SELECT dimension, records, dollars::DECIMAL(18,2) AS dollars, connection > 0 AS connection_problem,
-                   records - records_then AS records_change, (dollars - dollars_then)::DECIMAL(18,2) AS dollars_change,
-                   records_then, dollars_then::DECIMAL(18,2) AS dollars_then
-            FROM (SELECT d.dimension, d.ord, coalesce(p.records, 0) AS records, coalesce(p.dollars, 0) AS dollars,
-                         coalesce(p.connection, 0) AS connection, coalesce(p.records_then, 0) AS records_then,
-                         coalesce(p.dollars_then, 0) AS dollars_then
-                  FROM (VALUES {dims}) d(dimension, ord) LEFT JOIN per_dim p USING (dimension)
-                  UNION ALL SELECT * FROM total)
-            ORDER BY ord""",
-        {"realm": realm_id, "since": since},
     )
 
 
@@ -178,7 +138,7 @@ def connection_badge(store: Store, realm_id: str, now: datetime | None) -> dict:
     days = (refresh_expires - now).days if refresh_expires and now else None
     tone = "warn" if days is not None and days < 14 else "ok"
     left = f"sign-in valid {days} more days" if days is not None else "sign-in validity unknown"
-    return {"tone": tone, "status": status, "label": "QuickBooks connected", "detail": f"{left} (by {by}); {last}"}
+    return {"tone": tone, "status": status, "label": "QuickBooks connected", "detail": left, "last_run": last}
 
 
 def funnel(store: Store, realm_id: str) -> pl.DataFrame:
@@ -204,34 +164,25 @@ def funnel(store: Store, realm_id: str) -> pl.DataFrame:
             "records": [int(row[f"r{i}"]) for i in range(len(FUNNEL))],
             "dollars": [row[f"d{i}"] for i in range(len(FUNNEL))],
         },
-        schema={"stage_index": pl.Int64, "records": pl.Int64, "dollars": pl.Decimal(18, 2)},
+        schema={"stage_index": pl.Int64, "records": pl.Int64(), "dollars": pl.Decimal(18, 2)},
     )
     return frame.with_columns(
         pl.col("stage_index").replace_strict(dict(enumerate(FUNNEL)), return_dtype=pl.String).alias("stage")
     ).select("stage_index", "stage", "records", "dollars")
 
 
-def period_bounds(period: str) -> tuple[date, date]:
-    """'2026-11' -> (2026-11-01, 2026-12-01): the month's first day and the next month's."""
-    try:
-        start = date.fromisoformat(f"{period}-01")
-    except ValueError:
-        raise ValueError(f"a period is a month written YYYY-MM, not {period!r}") from None
-    end = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return start, end
+def _bounds(period: str) -> tuple[date, date]:
+    """A month's [first day, next month's first day), or every date for all periods."""
+    return (date(1, 1, 1), date(9999, 12, 31)) if period == ALL else period_bounds(period)
 
 
 def _period_records() -> str:
-    """Every transaction dated in [$start, $end): its status, and for an open one the leading exception and owner."""
+    """Every transaction dated in [$start, $end) with its amount and whether it is synced, excluded or open."""
     return f"""
-    SELECT f.entity, f.record_id, f.number, coalesce(f.amount, 0) AS amount, f.txn_date, f.state,
-           CASE f.state WHEN 'synced' THEN 'synced' WHEN 'excluded' THEN 'excluded' ELSE 'open' END AS status,
-           f.excluded_because, f.excluded_by, f.p_dimension AS dimension, f.p_reason AS reason,
-           f.p_detail AS detail, f.p_opened_at AS opened_at,
-           CASE WHEN f.state IN ('synced', 'excluded') THEN NULL
-                WHEN f.p_reason IS NULL THEN 'system' ELSE f.p_owner END AS owner
+    SELECT f.entity, f.record_id, coalesce(f.amount, 0) AS amount,
+           CASE f.state WHEN 'synced' THEN 'synced' WHEN 'excluded' THEN 'excluded' ELSE 'open' END AS status
     FROM {facts()} f
-    WHERE f.txn_date >= $start AND f.txn_date < $end"""
+    WHERE f.txn_date >= $start AND f.txn_date < $end AND f.entity IN ({_sql_list(TRANSACTIONS)})"""
 
 
 @contextmanager
@@ -244,38 +195,23 @@ def _working(store: Store, name: str, sql: str, params: dict) -> Iterator[str]:
         store.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
 
-def period_close(store: Store, realm_id: str, period: str, now: datetime | None, limit: int = 200) -> dict:
-    """Every transaction dated in the month: synced, excluded with a reason, or open with an owner.
+def period_close(store: Store, realm_id: str, period: str) -> dict:
+    """Every transaction dated in the month (or in any period): synced, excluded with a reason, or still open.
 
-    Returns `summary` (counts, dollars, percent complete), `by_entity`, `blockers` (what stands between the month
-    and 100%: open records per dimension, reason and owner) and `open` (the open records, biggest first, at most
-    `limit`).
+    Returns `summary` (counts, dollars, percent complete) and `by_entity`; what holds the open ones, and who owns
+    it, is the action queue's (`blocked`, `causes`).
     """
-    start, end = period_bounds(period)
-    with _working(store, "hx_period", _period_records(), own_params(realm_id, start=start, end=end)) as recs:
-        by_entity = store.frame(
-            f"""SELECT entity, count(*) AS records, count(*) FILTER (WHERE status = 'synced') AS synced,
-                       count(*) FILTER (WHERE status = 'excluded') AS excluded,
-                       count(*) FILTER (WHERE status = 'open') AS open,
-                       sum(amount)::DECIMAL(18,2) AS dollars,
-                       coalesce(sum(amount) FILTER (WHERE status = 'open'), 0)::DECIMAL(18,2) AS open_dollars
-                FROM {recs} GROUP BY 1 ORDER BY 1"""
-        )
-        blockers = store.frame(
-            f"""SELECT coalesce(dimension, 'waiting') AS dimension,
-                       coalesce(reason, 'sync.waiting_for_next_run') AS reason, owner, count(*) AS records,
-                       sum(amount)::DECIMAL(18,2) AS dollars, min(opened_at)::DATE AS open_since,
-                       arg_max(entity || ':' || record_id, amount) AS biggest
-                FROM {recs} WHERE status = 'open' GROUP BY ALL ORDER BY dollars DESC, records DESC, reason"""
-        )
-        open_records = store.frame(
-            f"""SELECT entity || ':' || record_id AS key, entity, number, txn_date, amount::DECIMAL(18,2) AS amount,
-                       state, dimension, reason, owner, detail,
-                       CASE WHEN opened_at IS NULL THEN NULL
-                            ELSE round(date_diff('minute', opened_at, $now) / 1440.0, 1) END AS age_days
-                FROM {recs} WHERE status = 'open' ORDER BY amount DESC, key LIMIT $limit""",
-            {"now": now, "limit": limit},
-        )
+    start, end = _bounds(period)
+    by_entity = store.frame(
+        f"""WITH recs AS ({_period_records()})
+            SELECT entity, count(*) AS records, count(*) FILTER (WHERE status = 'synced') AS synced,
+                   count(*) FILTER (WHERE status = 'excluded') AS excluded,
+                   count(*) FILTER (WHERE status = 'open') AS open,
+                   sum(amount)::DECIMAL(18,2) AS dollars,
+                   coalesce(sum(amount) FILTER (WHERE status = 'open'), 0)::DECIMAL(18,2) AS open_dollars
+            FROM recs GROUP BY 1 ORDER BY 1""",
+        own_params(realm_id, start=start, end=end),
+    )
     undated = store.scalar(
         f"""SELECT count(*) FROM {facts()} f
             WHERE f.txn_date IS NULL AND f.entity IN ({_sql_list(TRANSACTIONS)})
@@ -295,7 +231,7 @@ def period_close(store: Store, realm_id: str, period: str, now: datetime | None,
         "percent_complete": round(100.0 * done / total, 1) if total else None,
         "undated_open": int(undated or 0),
     }
-    return {"summary": summary, "by_entity": by_entity, "blockers": blockers, "open": open_records}
+    return {"summary": summary, "by_entity": by_entity}
 
 
 # Drift the queue already holds (records not sent yet, or excluded, or whose QuickBooks object was deleted, voided or
@@ -321,7 +257,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
     Returns `totals` (per entity), `reasons` (effects per entity and kind of explanation) and `explain` (the
     explaining rows, biggest effect first, at most `limit`).
     """
-    start, end = period_bounds(period)
+    start, end = _bounds(period)
     ents = ", ".join(f"('{e}', '{QBO_ENTITY[e]}')" for e in TRANSACTIONS)
     queued = ", ".join(f"('{r}', '{words}')" for r, words in _QUEUED_DRIFT.items())
     rows = f"""
@@ -423,6 +359,7 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
                 ORDER BY abs(amount_effect) DESC, entity, key, qbo_id LIMIT $limit""",
             {"limit": limit},
         )
+    explain_rows = explain_rows.with_columns(pl.col("detail").map_elements(_worded, return_dtype=pl.String))
     reasons = reasons.with_columns(
         pl.col("count_effect").cast(pl.Int64),
         pl.col("explanation").is_in(list(_EXPECTED)).not_().alias("investigate"),
@@ -436,35 +373,159 @@ def control_totals(store: Store, realm_id: str, period: str, limit: int = 500) -
     return {"totals": totals, "reasons": reasons, "explain": explain_rows}
 
 
-def top_fixes(store: Store, realm_id: str, now: datetime | None, limit: int = 10) -> pl.DataFrame:
-    """The open items that unblock the most money, with owner, age and the fix.
+_CODE_FIRST = re.compile(r"^([a-z_]+\.[a-z_]+)(?= \(owner )")
 
-    Money at stake is the action queue's (`pipelines.views.queue.stake_sql`): a document's total, a vendor's or
-    customer's documents still waiting, everything waiting for a broken connection; one item per record (its leading
-    exception).
-    """
-    frame = store.frame(
-        f"""WITH p AS (
-              SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
-                     escalated, amount, record_amount, record_owner
-              FROM {primary()}
-              UNION ALL
-              SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
-                     e.opened_at, e.escalated, e.amount, NULL, NULL
-              FROM exceptions e WHERE e.realm_id = $realm AND e.entity = 'connection' AND e.status <> 'resolved')
-            SELECT CASE WHEN p.entity = 'connection' THEN 'connection' ELSE p.entity || ':' || p.record_id END AS key,
-                   p.entity, p.record_id, p.dimension, p.reason,
-                   coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN p.record_owner END, p.owner_role) AS owner,
-                   coalesce(p.record_amount, s.at_stake, p.amount, 0)::DECIMAL(18,2) AS at_stake, p.escalated,
-                   round(date_diff('minute', p.opened_at, $now) / 1440.0, 1) AS age_days, p.detail, p.exception_id
-            FROM p LEFT JOIN {stake()} s ON s.entity = p.entity AND s.record_id = p.record_id
-            ORDER BY p.entity = 'connection' DESC, at_stake DESC, p.opened_at, key LIMIT $limit""",
-        {"realm": realm_id, "now": now, "limit": limit},
+
+def _worded(detail: str | None) -> str:
+    """A drift's detail in words: the queue item's reason code (first, before its owner) becomes its title."""
+    return _CODE_FIRST.sub(lambda found: title_of(found.group(1)), detail or "")
+
+
+def top_fixes(queue: pl.DataFrame, limit: int = 10) -> pl.DataFrame:
+    """The top of the action queue for the same period, in the queue's own order (one ranking)."""
+    return queue.head(limit)
+
+
+def _records(queue: pl.DataFrame) -> pl.DataFrame:
+    """The scope's blocked records, once each, with their cause and money (counted once per document chain)."""
+    return queue.filter(pl.col("in_scope")).unique(["entity", "record_id"], keep="first", maintain_order=True)
+
+
+def blocked(queue: pl.DataFrame) -> dict:
+    """What is blocked in the queue's scope: records and dollars, in total and per kind of cause (each record in one,
+    its cause's, so the kinds add up to the total), and whether the connection itself is down."""
+    records = _records(queue)
+    dims = (
+        pl.DataFrame({"dimension": list(DIMENSIONS)})
+        .join(
+            records.group_by(pl.col("cause_dimension").alias("dimension")).agg(
+                pl.len().alias("records"), pl.col("counted").sum().alias("dollars")
+            ),
+            on="dimension",
+            how="left",
+        )
+        .with_columns(pl.col("records").fill_null(0), pl.col("dollars").fill_null(0).cast(pl.Decimal(18, 2)))
     )
-    return explain(frame, ("fix",)).with_columns(
-        pl.int_range(1, frame.height + 1).alias("rank"),
-        pl.when(pl.col("entity") == "connection")
-        .then(pl.lit("connection.py"))
-        .otherwise(pl.lit("record.py"))
-        .alias("page"),
+    connection = queue.filter(pl.col("entity") == "connection")
+    return {
+        "records": records.height,
+        "dollars": records["counted"].sum() if records.height else 0,
+        "items": queue.height,
+        "dimensions": dims,
+        "connection_problem": connection.height > 0,
+    }
+
+
+def causes(queue: pl.DataFrame) -> pl.DataFrame:
+    """Why, in business terms: the scope's blocked records grouped by their cause (their own problem, or the one of
+    the record they wait on), biggest dollars first, with who owns it and who decides. They add up to `blocked`."""
+    records = _records(queue)
+    if records.is_empty():
+        return pl.DataFrame(
+            schema={"cause_reason": pl.String, "cause": pl.String, "dimension": pl.String, "records": pl.UInt32,
+                    "dollars": pl.Decimal(18, 2), "owner": pl.String, "owners": pl.UInt32, "decides": pl.String}
+        )  # fmt: skip
+    decides = catalogue().select(pl.col("reason").alias("cause_reason"), "decides")
+    return (
+        records.group_by("cause_reason")
+        .agg(
+            pl.col("cause").first(),
+            pl.col("cause_dimension").first().alias("dimension"),
+            pl.len().alias("records"),
+            pl.col("counted").sum().cast(pl.Decimal(18, 2)).alias("dollars"),
+            pl.col("cause_owner").drop_nulls().mode().sort().first().alias("owner"),
+            pl.col("cause_owner").n_unique().alias("owners"),
+        )
+        .join(decides, on="cause_reason", how="left")
+        .with_columns(pl.col("decides").fill_null("finance"))
+        .sort(["dollars", "records", "cause"], descending=[True, True, False])
     )
+
+
+def blocked_intervals(store: Store, realm_id: str, period: str) -> pl.DataFrame:
+    """Per record of the scope that has ever had an item: when it was first blocked (`since`) and when it stopped
+    (`until`, None while blocked), with its amount. A record blocked, freed and blocked again counts as blocked
+    throughout (its item reopens; the queue keeps one row per cause)."""
+    start, end = _bounds(period)
+    return store.frame(
+        f"""WITH ex AS (
+              SELECT entity, record_id, min(opened_at) AS since,
+                     CASE WHEN bool_or(status <> 'resolved') THEN NULL ELSE max(resolved_at) END AS until
+              FROM exceptions WHERE realm_id = $realm AND entity NOT IN ('connection', 'snapshot') GROUP BY ALL)
+            SELECT ex.entity, ex.record_id, ex.since, ex.until, coalesce(f.amount, 0)::DECIMAL(18,2) AS amount
+            FROM ex JOIN {facts()} f USING (entity, record_id)
+            WHERE {"TRUE" if period == ALL else "f.txn_date >= $start AND f.txn_date < $end"}""",
+        {"realm": realm_id, **({} if period == ALL else {"start": start, "end": end})},
+    )
+
+
+def _money_now(intervals: pl.DataFrame, queue: pl.DataFrame) -> pl.DataFrame:
+    """The intervals with each record's money: for a record blocked now, what the queue counts for it (once per
+    document chain); for one freed since, its own amount."""
+    now = _records(queue).select("entity", "record_id", "counted")
+    return (
+        intervals.join(now, on=["entity", "record_id"], how="left")
+        .with_columns(
+            pl.when(pl.col("until").is_null()).then(pl.col("counted")).otherwise(pl.col("amount"))
+            .fill_null(pl.col("amount")).cast(pl.Decimal(18, 2)).alias("money"),
+        )
+        .with_columns(pl.col(c).dt.convert_time_zone("UTC") for c in ("since", "until"))
+    )  # fmt: skip
+
+
+def blocked_series(intervals: pl.DataFrame, queue: pl.DataFrame, end: datetime, days: int = 42) -> pl.DataFrame:
+    """Blocked records and dollars at each of the `days` days before `end`, and at `end` itself (the last point is
+    the page's headline: the same records, the same money)."""
+    end = end.astimezone(UTC)
+    data = _money_now(intervals, queue)
+    back = lambda col: (pl.lit(end) - pl.col(col)).dt.total_seconds() / 86400  # noqa: E731
+    # Point j (0..days) is `end` minus (days - j) days: a record counts from the first point at or after `since`
+    # to the last one before `until`; a difference per point, summed up.
+    marks = data.with_columns(
+        (pl.lit(days) - back("since")).ceil().clip(0, days + 1).cast(pl.Int64).alias("first"),
+        pl.when(pl.col("until").is_null())
+        .then(pl.lit(days + 1))
+        .otherwise((pl.lit(days) - back("until")).ceil().clip(0, days + 1))
+        .cast(pl.Int64)
+        .alias("after"),
+    ).filter(pl.col("first") < pl.col("after"))
+    steps = [0] * (days + 2)
+    money = [Decimal(0)] * (days + 2)
+    for column, sign in (("first", 1), ("after", -1)):
+        for j, n, dollars in marks.group_by(column).agg(pl.len(), pl.col("money").sum()).iter_rows():
+            steps[j] += sign * n
+            money[j] += sign * Decimal(dollars or 0)
+    rows, records, dollars = [], 0, Decimal(0)
+    for j in range(days + 1):
+        records, dollars = records + steps[j], dollars + money[j]
+        rows.append({"at": end - timedelta(days=days - j), "records": records, "dollars": dollars})
+    now = data.filter(pl.col("until").is_null())  # at `end`: exactly what is blocked now, opened when it may
+    rows[-1].update(records=now.height, dollars=Decimal(now["money"].sum() or 0))
+    schema: dict[str, pl.DataType] = {
+        "at": pl.Datetime("us", "UTC"),
+        "records": pl.Int64(),
+        "dollars": pl.Decimal(18, 2),
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def week_flow(intervals: pl.DataFrame, queue: pl.DataFrame, end: datetime) -> dict:
+    """This week against the week before: records newly blocked, records freed, their dollars, and items escalated.
+    Blocked now = blocked a week ago + new - freed (in records)."""
+    end = end.astimezone(UTC)
+    week = end - timedelta(days=7)
+    data = _money_now(intervals, queue)
+    now_open = pl.col("until").is_null()
+    then_open = (pl.col("since") <= pl.lit(week)) & (pl.col("until").is_null() | (pl.col("until") > pl.lit(week)))
+    new = data.filter(now_open & ~then_open)
+    freed = data.filter(~now_open & then_open)
+    escalated = queue.filter(pl.col("escalated_at") > pl.lit(week)) if queue.height else queue
+    return {
+        "new_records": new.height,
+        "new_dollars": new["money"].sum() or 0,
+        "freed_records": freed.height,
+        "freed_dollars": freed["money"].sum() or 0,
+        "week_ago_records": data.filter(then_open).height,
+        "escalated": escalated.height,
+        "since": week,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.store import Store, awra_table
+from pipelines.store import Store, awra_table, current_view
 from schemas.awra import CONTRACT
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "RECORD_FACTS",
     "STAGE_OF_CHECK",
     "exceptions_by_dimension",
+    "find_records",
     "records_by_state",
     "run_attempts",
     "sync_runs",
@@ -254,7 +255,7 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
     )
     exception = store.frame(
         """SELECT exception_id, dimension, reason, detail, owner_role, owner, status, escalated, opened_at,
-                  last_seen_at, occurrences, amount, due_by, escalation_reason FROM exceptions
+                  last_seen_at, occurrences, amount, due_by, escalation_reason, escalated_at FROM exceptions
            WHERE realm_id = ? AND entity = ? AND record_id = ? AND status <> 'resolved'
            ORDER BY CASE dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2
                     ELSE 3 END, exception_id""",
@@ -262,8 +263,11 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
     )
     from pipelines.catalogue import explain
 
-    exception = explain(exception, ("fix",))  # the next step, in the words of the Help page
+    exception = explain(exception, ("title", "fix", "decides"))  # the next step, in the words of the Help page
+    party = _party_of(store, realm_id, entity, source)
     return {
+        "number": _number_of(table.name, source),
+        "party": party,
         "key": key,
         "realm_id": realm_id,
         "entity": entity,
@@ -296,6 +300,62 @@ def record_chain(store: Store, realm_id: str, key: str) -> dict:
         "exception": _dicts(exception)[0] if exception.height else None,
         "exceptions": _dicts(exception),
     }
+
+
+_NUMBERS = {"purchase_orders": "po_number", "bills": "bill_number", "invoices": "invoice_number",
+            "payments": "payment_number", "journal_entries": "je_number"}  # fmt: skip
+_PARTIES = {"vendor_id": ("vendor", "vendors", "vendor_id"), "customer_id": ("customer", "customers", "customer_id")}
+
+
+def _number_of(table: str, source: pl.DataFrame) -> str | None:
+    column = _NUMBERS.get(table)
+    return str(source[column][0]) if column and source.height and source[column][0] is not None else None
+
+
+def _party_of(store: Store, realm_id: str, entity: str, source: pl.DataFrame) -> dict | None:
+    """The vendor or customer a document belongs to (or the party itself), with its name from AWRA."""
+    for column, (kind, table, key) in _PARTIES.items():
+        if column in source.columns and source.height and source[column][0] is not None:
+            party_id = str(source[column][0])
+            name = store.scalar(
+                f"SELECT name FROM {current_view(table)} WHERE realm_id = ? AND {key} = ?", [realm_id, party_id]
+            )
+            return {"entity": kind, "record_id": party_id, "key": f"{kind}:{party_id}", "name": name}
+    return None
+
+
+def find_records(store: Store, realm_id: str, text: str, limit: int = 25) -> pl.DataFrame:
+    """Records whose key, AWRA id, document number or vendor/customer name contains the text (case-blind), the
+    closest first: an exact id or number, then the most recent."""
+    needle = (text or "").strip().lower()
+    if not needle:
+        return pl.DataFrame(schema={"key": pl.String, "entity": pl.String, "record_id": pl.String,
+                                    "number": pl.String, "party": pl.String, "txn_date": pl.Date,
+                                    "amount": pl.Decimal(18, 2), "state": pl.String})  # fmt: skip
+    return store.frame(
+        f"""WITH names AS (
+              SELECT 'vendor' AS kind, vendor_id AS party_id, name FROM {current_view("vendors")}
+              WHERE realm_id = $realm
+              UNION ALL SELECT 'customer', customer_id, name FROM {current_view("customers")}
+              WHERE realm_id = $realm),
+            facts AS (
+              SELECT f.entity, f.record_id, f.number, f.party_id, f.amount, f.txn_date,
+                     CASE WHEN f.entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS party_kind
+              FROM ({RECORD_FACTS}) f WHERE f.realm_id = $realm
+              UNION ALL SELECT kind, party_id, NULL, party_id, NULL, NULL, kind FROM names),
+            found AS (
+              SELECT f.entity || ':' || f.record_id AS key, f.entity, f.record_id, f.number, n.name AS party,
+                     f.txn_date, f.amount::DECIMAL(18,2) AS amount, r.state,
+                     (lower(f.record_id) = $q OR lower(coalesce(f.number, '')) = $q) AS exact
+              FROM facts f
+              JOIN records r ON r.realm_id = $realm AND r.entity = f.entity AND r.record_id = f.record_id
+                   AND r.removed_at IS NULL
+              LEFT JOIN names n ON n.kind = f.party_kind AND n.party_id = f.party_id
+              WHERE contains(lower(f.entity || ':' || f.record_id), $q) OR contains(lower(coalesce(f.number, '')), $q)
+                 OR contains(lower(coalesce(n.name, '')), $q))
+            SELECT * EXCLUDE (exact) FROM found ORDER BY exact DESC, txn_date DESC NULLS LAST, key LIMIT $limit""",
+        {"realm": realm_id, "q": needle, "limit": limit},
+    )
 
 
 # -- QuickBooks side -------------------------------------------------------------------------------------

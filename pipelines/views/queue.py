@@ -7,21 +7,30 @@ the connection, everything waiting.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
+import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import duckdb
 import polars as pl
 
-from pipelines.catalogue import explain
+from pipelines.catalogue import catalogue, explain
 from pipelines.routing import Routing, load_routing
-from pipelines.store import Store, current_view
+from pipelines.store import Store, awra_table, current_view
+from pipelines.views import read_model
+from pipelines.views.period import ALL, period_bounds
+from pipelines.views.read_model import facts
 
 __all__ = [
+    "COMPANY_WIDE",
+    "DEPENDENCY",
     "OPEN_STATUSES",
     "action_queue",
+    "chains_sql",
     "audit_frame",
     "csv_bytes",
     "digest",
@@ -31,8 +40,12 @@ __all__ = [
     "filter_queue",
     "neutralize",
     "owner_choices",
+    "QUEUE_MODEL",
+    "queue_model_current",
     "queue_summary",
     "queue_version",
+    "rank",
+    "refresh_queue_model",
     "stake_sql",
 ]
 
@@ -93,6 +106,243 @@ def _url_quoted(expr: pl.Expr) -> pl.Expr:
     return expr
 
 
+DEPENDENCY = "source_data.dependency_not_ready"
+COMPANY_WIDE = ("connection", "snapshot")  # items of the company, not of one record
+_PARTY_OF = """CASE WHEN {e} IN ('invoice', 'payment') THEN 'customer'
+                   WHEN {e} IN ('purchase_order', 'bill', 'bill_payment') THEN 'vendor' END"""
+_DIM_ORDER = """CASE {d} WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"""
+
+
+def _lead_key(alias: str = "") -> str:
+    """The order in which a record's open items explain it: its own problems before waiting on another record, then
+    the dimension (as the Record page orders them), then the oldest."""
+    a = f"{alias}." if alias else ""
+    return f"({a}reason = '{DEPENDENCY}', {_DIM_ORDER.format(d=a + 'dimension')}, {a}exception_id)"
+
+
+def _scope_sql(scoped: bool, records: str | None = None) -> str:
+    """The records a scope holds: every live record (all periods), or the transactions dated in [$start, $end)."""
+    where = "WHERE txn_date >= $start AND txn_date < $end" if scoped else ""
+    return f"SELECT entity, record_id, state, amount, txn_date, party_id FROM {records or facts()} {where}"
+
+
+def _awra(name: str, entity: str, key: str, columns: str, records: str = "rec") -> str:
+    """The current version's `columns` of the AWRA table's rows for the records in `records` (entity, record_id,
+    current_version): probed by those few keys rather than joined with every record."""
+    return f"""SELECT r.entity, r.record_id, {columns} FROM {awra_table(name)} a
+      JOIN {records} r ON r.entity = '{entity}' AND r.record_id = a.{key} AND r.current_version = a.version
+      WHERE a.realm_id = $realm"""
+
+
+def chains_sql(scoped: bool, records: str | None = None) -> str:
+    """Per record with an open item: what it waits on, the record whose own problem holds it (its root) and that
+    problem (its cause), its document's due date, and the money counted for it once per document chain in the scope
+    (a payment or bill payment whose invoice or bill is blocked too, in the same scope, counts nothing: the document
+    carries that money); `in_scope` for the scope's records. Needs $realm (and $start, $end when scoped)."""
+    return f"""
+    WITH live AS (
+      SELECT entity, record_id, reason, dimension, exception_id, owner FROM exceptions
+      WHERE realm_id = $realm AND status <> 'resolved' AND entity NOT IN ('connection', 'snapshot')),
+    lead AS (
+      SELECT entity, record_id, bool_and(reason = '{DEPENDENCY}') AS follows,
+             arg_min(reason, {_lead_key()}) AS lead_reason, arg_min(dimension, {_lead_key()}) AS lead_dimension,
+             arg_min(owner, {_lead_key()}) AS lead_owner
+      FROM live GROUP BY ALL),
+    f AS (SELECT entity, record_id, state, amount, txn_date, party_id, current_version FROM {records or facts()}),
+    rec AS (SELECT l.*, f.state, f.amount, f.txn_date, f.party_id, f.current_version
+            FROM lead l JOIN f USING (entity, record_id)),
+    par AS (
+      {_awra("payments", "payment", "payment_id", "'invoice' AS parent_entity, a.invoice_id AS parent_id")}
+      UNION ALL
+      {_awra("bill_payments", "bill_payment", "bill_payment_id", "'bill' AS parent_entity, a.bill_id AS parent_id")}),
+    own_due AS (
+      {_awra("purchase_orders", "purchase_order", "po_id", "a.due_date")}
+      UNION ALL {_awra("bills", "bill", "bill_id", "a.due_date")}
+      UNION ALL {_awra("invoices", "invoice", "invoice_id", "a.due_date")}),
+    parents AS (SELECT DISTINCT p.parent_entity AS entity, p.parent_id AS record_id, f.current_version
+                FROM par p JOIN f ON f.entity = p.parent_entity AND f.record_id = p.parent_id),
+    parent_due AS (
+      {_awra("bills", "bill", "bill_id", "a.due_date", "parents")}
+      UNION ALL {_awra("invoices", "invoice", "invoice_id", "a.due_date", "parents")}),
+    sc AS ({_scope_sql(scoped, records)}),
+    joined AS (
+      SELECT r.*, {_PARTY_OF.format(e="r.entity")} AS party_entity, p.parent_entity, p.parent_id,
+             pl.entity IS NOT NULL AS parent_open, coalesce(pl.follows, FALSE) AS parent_follows,
+             pl.entity IS NOT NULL AND ps.record_id IS NOT NULL AS parent_counts,
+             sc.record_id IS NOT NULL AS in_scope, coalesce(d.due_date, pd.due_date) AS due_date
+      FROM rec r LEFT JOIN sc USING (entity, record_id)
+      LEFT JOIN par p USING (entity, record_id)
+      LEFT JOIN lead pl ON pl.entity = p.parent_entity AND pl.record_id = p.parent_id
+      LEFT JOIN sc ps ON ps.entity = p.parent_entity AND ps.record_id = p.parent_id
+      LEFT JOIN own_due d USING (entity, record_id)
+      LEFT JOIN parent_due pd ON pd.entity = p.parent_entity AND pd.record_id = p.parent_id),
+    rooted AS (
+      SELECT *, CASE WHEN parent_counts THEN 0 ELSE coalesce(amount, 0) END::DECIMAL(18,2) AS counted,
+             CASE WHEN NOT follows THEN NULL
+                  WHEN parent_open THEN parent_entity || ':' || parent_id
+                  WHEN party_id IS NOT NULL THEN party_entity || ':' || party_id END AS waits_on,
+             CASE WHEN NOT follows THEN entity WHEN parent_open AND NOT parent_follows THEN parent_entity
+                  WHEN party_id IS NOT NULL THEN party_entity ELSE entity END AS root_entity,
+             CASE WHEN NOT follows THEN record_id WHEN parent_open AND NOT parent_follows THEN parent_id
+                  WHEN party_id IS NOT NULL THEN party_id ELSE record_id END AS root_id
+      FROM joined)
+    SELECT r.entity, r.record_id, r.state, r.follows, r.amount, r.counted, r.txn_date, r.due_date, r.in_scope,
+           r.waits_on, CASE WHEN r.parent_counts THEN r.parent_entity || ':' || r.parent_id END AS carried_by,
+           r.root_entity || ':' || r.root_id AS root_key,
+           coalesce(c.lead_reason, r.lead_reason) AS cause_reason,
+           coalesce(c.lead_dimension, r.lead_dimension) AS cause_dimension,
+           coalesce(c.lead_owner, r.lead_owner) AS cause_owner
+    FROM rooted r LEFT JOIN lead c ON c.entity = r.root_entity AND c.record_id = r.root_id"""
+
+
+def _items_sql(scoped: bool, records: str | None = None) -> str:
+    """Every exception in $statuses of the scope, with its record's chain, money at stake and document due date."""
+    return f"""
+    WITH ch AS ({chains_sql(scoped, records)}),
+    held AS (  -- what a record's own problem holds back in the scope: itself and the followers rooted at it
+      SELECT root_key, sum(counted) AS held, min(due_date) AS due_date, count(*) AS records
+      FROM ch WHERE in_scope GROUP BY 1),
+    waiting AS (SELECT coalesce(sum(amount), 0)::DECIMAL(18,2) AS amount FROM ({_scope_sql(scoped, records)}) s
+                WHERE s.state NOT IN ('synced', 'excluded'))
+    SELECT e.exception_id, e.entity || ':' || e.record_id AS key, e.entity, e.record_id, e.dimension, e.reason,
+           e.detail, c.amount::DECIMAL(18,2) AS amount,
+           CASE WHEN e.entity = 'connection' THEN w.amount
+                WHEN e.entity = 'snapshot' OR e.reason = '{DEPENDENCY}' THEN 0
+                WHEN e.entity IN ('vendor', 'customer') THEN coalesce(h.held, 0)
+                WHEN c.entity IS NOT NULL THEN c.counted
+                ELSE coalesce(e.amount, 0) END::DECIMAL(18,2) AS at_stake,
+           CASE WHEN e.entity IN ('vendor', 'customer') THEN h.due_date ELSE c.due_date END AS due_date,
+           e.owner_role, e.owner, coalesce(e.owner, e.owner_role) AS owned_by, e.status, e.escalated,
+           e.escalated_at, e.escalation_reason, e.opened_at, e.due_by,
+           coalesce(e.last_activity_at, e.opened_at) AS last_activity_at, e.last_seen_at, e.occurrences, c.state,
+           coalesce(ss.retry_count, 0) AS retry_count, coalesce(ss.attempts, 0) AS attempts, e.routed_by,
+           e.resolved_at, e.resolved_by, e.resolution_code, e.resolution,
+           c.txn_date, coalesce(c.counted, 0)::DECIMAL(18,2) AS counted, coalesce(c.in_scope, FALSE) AS in_scope,
+           c.follows, c.waits_on, c.carried_by, c.root_key, coalesce(c.cause_reason, e.reason) AS cause_reason,
+           coalesce(c.cause_dimension, e.dimension) AS cause_dimension, coalesce(c.cause_owner, e.owner) AS cause_owner,
+           coalesce(h.records, 0) AS holds
+    FROM exceptions e
+    LEFT JOIN ch c ON c.entity = e.entity AND c.record_id = e.record_id
+    LEFT JOIN held h ON h.root_key = e.entity || ':' || e.record_id
+    LEFT JOIN sync_status ss ON ss.realm_id = e.realm_id AND ss.entity = e.entity AND ss.record_id = e.record_id
+    CROSS JOIN waiting w
+    WHERE e.realm_id = $realm AND list_contains($statuses, e.status)"""
+
+
+def rank(frame: pl.DataFrame, today: date, urgent_within_days: int) -> pl.DataFrame:
+    """The one ranking (the queue's order, and the Health page's Top ten is its head): the company-wide items first,
+    then documents due within the urgent window (or past due), then the money at stake, then the document's due date,
+    then the oldest; numbered from 1."""
+    urgent_by = today + timedelta(days=urgent_within_days)
+    return (
+        frame.with_columns(
+            (pl.col("due_date") <= pl.lit(urgent_by)).fill_null(False).alias("urgent"),
+            (pl.col("due_date") - pl.lit(today)).dt.total_days().cast(pl.Int32).alias("due_in_days"),
+            pl.col("entity").is_in(COMPANY_WIDE).alias("_company"),
+        )
+        .sort(
+            ["_company", "urgent", "at_stake", "due_date", "opened_at", "exception_id"],
+            descending=[True, True, True, False, False, False],
+            nulls_last=True,
+        )
+        .drop("_company")
+        .drop("priority", strict=False)
+        .with_row_index("priority", offset=1)
+    )
+
+
+def _titles() -> dict[str, str]:
+    return dict(catalogue().select("reason", "title").iter_rows())
+
+
+def _explained(frame: pl.DataFrame) -> pl.DataFrame:
+    """The catalogue's words for each item (title, explanation, fix, who decides) and its cause's title."""
+    return explain(frame, ("title", "explanation", "fix", "decides")).with_columns(
+        pl.col("cause_reason")
+        .replace_strict(_titles(), default=pl.col("cause_reason"), return_dtype=pl.String)
+        .alias("cause")
+    )
+
+
+# The open queue for all periods, rebuilt once per store version (as the read-model tables are): a month is then a
+# filter over it, and the Health page's Top ten and totals cost a read, not the chains of every record.
+QUEUE_MODEL = "rm_queue"
+_QUEUE_STATE = "rm_queue_state"
+_SHAPE = hashlib.sha256((_items_sql(False, "f") + _items_sql(True, "f")).encode()).hexdigest()[:16]
+
+
+def _model_key(store: Store) -> str:
+    return json.dumps([_SHAPE, *read_model.version(store)], default=str)
+
+
+def queue_model_current(store: Store, realm_id: str) -> bool:
+    """Whether rm_queue holds this company's open queue at the store's present version."""
+    if not store.table_exists(_QUEUE_STATE):
+        return False
+    return store.rows(f"SELECT realm_id, version FROM {_QUEUE_STATE}") == [(realm_id, _model_key(store))]
+
+
+def refresh_queue_model(store: Store, realm_id: str) -> bool:
+    """Bring rm_queue up to the store's version (a no-op when current); False when another writer got in the way
+    (the page then reads live). Built from the read-model tables when they are current."""
+    if queue_model_current(store, realm_id):
+        return True
+    records = "(SELECT * FROM rm_records WHERE realm_id = $realm)" if read_model.is_current(store, realm_id) else None
+    try:
+        with store.transaction() as tx:
+            key = _model_key(store)
+            frame = _explained(
+                tx.sql(_items_sql(False, records), params={"realm": realm_id, "statuses": list(OPEN_STATUSES)}).pl()
+            )
+            tx.register("_queue_frame", frame.to_arrow())
+            try:
+                tx.execute(f"CREATE OR REPLACE TABLE {QUEUE_MODEL} AS SELECT *, $realm AS realm_id FROM _queue_frame",
+                           {"realm": realm_id}).fetchall()  # fmt: skip
+            finally:
+                tx.unregister("_queue_frame")
+            tx.execute(
+                f"CREATE OR REPLACE TABLE {_QUEUE_STATE} AS SELECT $realm AS realm_id, $version AS version",
+                {"realm": realm_id, "version": key},
+            ).fetchall()
+    except duckdb.TransactionException:
+        return False
+    return True
+
+
+def _from_model(scoped: bool) -> str:
+    """The stored queue for a scope: a month's items with the money their vendors and customers hold back in it."""
+    in_scope = "q.in_scope AND q.txn_date >= $start AND q.txn_date < $end" if scoped else "q.in_scope"
+    keep = (
+        f"WHERE ({in_scope}) OR q.entity IN {COMPANY_WIDE} OR (q.entity IN ('vendor', 'customer') AND h.records > 0)"
+        if scoped
+        else ""
+    )
+    return f"""
+    WITH q AS (SELECT * EXCLUDE (realm_id) FROM {QUEUE_MODEL} WHERE realm_id = $realm),
+    scoped AS (SELECT DISTINCT key FROM q WHERE {in_scope}),
+    rec AS (  -- the scope's records: money counted once per chain within the scope
+      SELECT DISTINCT q.entity, q.record_id, q.root_key, q.due_date, q.counted, q.amount, q.carried_by,
+             CASE WHEN s.key IS NULL THEN coalesce(q.amount, 0) ELSE q.counted END::DECIMAL(18,2) AS counted_here,
+             CASE WHEN s.key IS NULL THEN NULL ELSE q.carried_by END AS carried_here
+      FROM q LEFT JOIN scoped s ON s.key = q.carried_by WHERE {in_scope}),
+    held AS (SELECT root_key, sum(counted_here) AS held, min(due_date) AS due_date, count(*) AS records
+             FROM rec GROUP BY 1),
+    waiting AS (SELECT coalesce(sum(amount), 0)::DECIMAL(18,2) AS amount FROM ({_scope_sql(scoped)}) s
+                WHERE s.state NOT IN ('synced', 'excluded'))
+    SELECT q.* REPLACE (
+             (CASE WHEN q.entity = 'connection' THEN w.amount
+                   WHEN q.entity IN ('vendor', 'customer') THEN coalesce(h.held, 0)
+                   WHEN q.entity = 'snapshot' OR q.reason = '{DEPENDENCY}' THEN 0
+                   WHEN r.entity IS NOT NULL THEN r.counted_here
+                   ELSE q.at_stake END)::DECIMAL(18,2) AS at_stake,
+             coalesce(r.counted_here, q.counted) AS counted,
+             CASE WHEN r.entity IS NULL THEN q.carried_by ELSE r.carried_here END AS carried_by,
+             CASE WHEN q.entity IN ('vendor', 'customer') THEN h.due_date ELSE q.due_date END AS due_date,
+             coalesce(h.records, 0) AS holds, coalesce({in_scope}, FALSE) AS in_scope)
+    FROM q LEFT JOIN held h ON h.root_key = q.key LEFT JOIN rec r USING (entity, record_id)
+    CROSS JOIN waiting w {keep}"""
+
+
 def action_queue(
     store: Store,
     realm_id: str,
@@ -100,47 +350,44 @@ def action_queue(
     now: datetime,
     statuses: Sequence[str] = OPEN_STATUSES,
     routing: Routing | None = None,
+    period: str = ALL,
 ) -> pl.DataFrame:
-    """Every exception in these statuses with its explanation, fix, money at stake and dates, in priority order."""
+    """Every exception in these statuses for the period (a month YYYY-MM, or all periods), with its cause in finance
+    words, the fix, who decides, the money at stake and dates, in the one priority order.
+
+    A month holds the items of the transactions dated in it, the vendors and customers its transactions wait on (their
+    money at stake is what they hold back in that month) and the company-wide items (the connection, a held snapshot).
+    The open queue is read from rm_queue when it is current, else computed from the store (the same numbers).
+    """
     routing = routing or load_routing()
-    frame = store.frame(
-        f"""SELECT e.exception_id, e.entity || ':' || e.record_id AS key, e.entity, e.record_id, e.dimension, e.reason,
-                   e.detail, coalesce(s.amount, e.amount)::DECIMAL(18,2) AS amount,
-                   coalesce(s.at_stake, e.amount, 0)::DECIMAL(18,2) AS at_stake, s.due_date, e.owner_role, e.owner,
-                   coalesce(e.owner, e.owner_role) AS owned_by, e.status, e.escalated, e.escalation_reason,
-                   e.opened_at, e.due_by, coalesce(e.last_activity_at, e.opened_at) AS last_activity_at,
-                   e.last_seen_at, e.occurrences, r.state, coalesce(ss.retry_count, 0) AS retry_count,
-                   coalesce(ss.attempts, 0) AS attempts, e.routed_by, e.resolved_at, e.resolved_by,
-                   e.resolution_code, e.resolution
-            FROM exceptions e
-            LEFT JOIN ({stake_sql()}) s ON s.entity = e.entity AND s.record_id = e.record_id
-            LEFT JOIN records r ON r.realm_id = e.realm_id AND r.entity = e.entity AND r.record_id = e.record_id
-            LEFT JOIN sync_status ss ON ss.realm_id = e.realm_id AND ss.entity = e.entity
-                 AND ss.record_id = e.record_id
-            WHERE e.realm_id = $realm AND list_contains($statuses, e.status)""",
-        {"realm": realm_id, "statuses": list(statuses)},
-    )
-    today = now.date()
-    urgent_by = today + timedelta(days=routing.urgent_within_days)
+    scoped = period != ALL
+    params: dict = {"realm": realm_id}
+    if scoped:
+        params["start"], params["end"] = period_bounds(period)
+    if set(statuses) == set(OPEN_STATUSES) and queue_model_current(store, realm_id):
+        frame = store.frame(_from_model(scoped), params)
+    else:
+        frame = store.frame(_items_sql(scoped), {**params, "statuses": list(statuses)})
+        if scoped:
+            frame = frame.filter(
+                pl.col("in_scope")
+                | pl.col("entity").is_in(COMPANY_WIDE)
+                | (pl.col("entity").is_in(["vendor", "customer"]) & (pl.col("holds") > 0))
+            )
+        frame = _explained(frame)
     # One zone name for every timestamp (DuckDB says Etc/UTC, Python UTC), so they compare.
     stamps = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
     frame = frame.with_columns(pl.col(c).dt.convert_time_zone("UTC") for c in stamps)
     now = now.astimezone(UTC)
-    frame = explain(frame).with_columns(
+    frame = frame.with_columns(
         ((pl.lit(now) - pl.col("opened_at")).dt.total_hours() / 24).floor().clip(0).cast(pl.Int32).alias("age_days"),
         ((pl.col("due_by") < pl.lit(now)) & (pl.col("status") != "resolved")).fill_null(False).alias("overdue"),
-        (pl.col("due_date") - pl.lit(today)).dt.total_days().cast(pl.Int32).alias("due_in_days"),
-        (pl.col("due_date") <= pl.lit(urgent_by)).fill_null(False).alias("urgent"),
         pl.when(pl.col("entity") == "connection")
         .then(pl.lit("/connection"))
         .otherwise(pl.lit("/record?key=") + _url_quoted(pl.col("key")))
         .alias("link"),
     )
-    return frame.sort(
-        ["urgent", "at_stake", "due_date", "opened_at", "exception_id"],
-        descending=[True, True, False, False, False],
-        nulls_last=True,
-    ).with_row_index("priority", offset=1)
+    return rank(frame, now.date(), routing.urgent_within_days)
 
 
 def filter_queue(
@@ -154,8 +401,13 @@ def filter_queue(
     min_amount: float | None = None,
     key_contains: str | None = None,
     reason_prefix: str | None = None,
+    causes: Sequence[str] | None = None,
+    cause_dimensions: Sequence[str] | None = None,
+    escalated: bool | None = None,
 ) -> pl.DataFrame:
-    """The queue narrowed by the page's (or the CLI's) filters; an owner matches a person or a role."""
+    """The queue narrowed by the page's (or the CLI's) filters, in the same order (renumbered); an owner matches a
+    person or a role. `causes` are reason codes of the record's cause (what holds it: its own problem or the one of
+    the record it waits on), `cause_dimensions` the kinds of those causes."""
     conditions = []
     if dimensions:
         conditions.append(pl.col("dimension").is_in(list(dimensions)))
@@ -174,25 +426,36 @@ def filter_queue(
         conditions.append(pl.col("key").str.to_lowercase().str.contains(key_contains.strip().lower(), literal=True))
     if reason_prefix:
         conditions.append(pl.col("reason").str.starts_with(reason_prefix))
-    return frame.filter(*conditions) if conditions else frame
+    if causes:
+        conditions.append(pl.col("cause_reason").is_in(list(causes)))
+    if cause_dimensions:
+        conditions.append(pl.col("cause_dimension").is_in(list(cause_dimensions)))
+    if escalated is not None:
+        conditions.append(pl.col("escalated") == escalated)
+    if not conditions:
+        return frame
+    return frame.filter(*conditions).drop("priority").with_row_index("priority", offset=1)
 
 
 def owner_choices(frame: pl.DataFrame) -> list[str]:
-    """People the queue is routed or assigned to, then the roles."""
+    """The people the queue's items belong to (one owner model: a person each), then any role left without one."""
     people = sorted(p for p in frame["owner"].unique().to_list() if p)
-    roles = sorted(r for r in frame["owner_role"].unique().to_list() if r)
+    roles = sorted(r for r in frame.filter(pl.col("owner").is_null())["owner_role"].unique().to_list() if r)
     return [*people, *roles]
 
 
-def queue_summary(frame: pl.DataFrame) -> dict[str, object]:
-    """Headline numbers: items, dollars (each record counted once), overdue, escalated."""
-    records = frame.unique(["entity", "record_id"])
+def queue_summary(frame: pl.DataFrame, since: datetime | None = None) -> dict[str, object]:
+    """Headline numbers: items; the records in scope they hold and their dollars, counted once per record and once per
+    document chain (the same as the Health page for the same filters); overdue; escalated (and since `since`)."""
+    records = frame.filter(pl.col("in_scope")).unique(["entity", "record_id"])
+    recent = frame.filter(pl.col("escalated_at") >= pl.lit(since)) if since is not None and frame.height else None
     return {
         "items": frame.height,
         "records": records.height,
-        "dollars": records["amount"].drop_nulls().sum() if frame.height else 0,
+        "dollars": records["counted"].sum() if records.height else 0,
         "overdue": int(frame["overdue"].sum()) if frame.height else 0,
         "escalated": int(frame["escalated"].sum()) if frame.height else 0,
+        "escalated_since": recent.height if recent is not None else 0,
     }
 
 

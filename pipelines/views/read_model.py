@@ -20,6 +20,7 @@ __all__ = [
     "offenders",
     "own_params",
     "prepared",
+    "prepared_realm",
     "primary",
     "refresh_read_model",
     "stake",
@@ -220,6 +221,11 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
     except duckdb.TransactionException:
         return False
     return True
+
+
+def prepared_realm() -> str | None:
+    """The company whose read models this thread has prepared (inside `prepared`), else None."""
+    return getattr(_local, "realm", None)
 
 
 @contextmanager

@@ -1,25 +1,30 @@
-"""Read models for the Trends page (analysts): why failures happen, from check runs, attempts, runs and exceptions.
+"""Read models for the Trends page (analysts): why failures happen, from the queue, attempts, runs and exceptions.
 
-Every number is a DuckDB aggregate over the store: open problems by dimension at each check run, first-time-right
-and retry success from the attempts, time to resolve from the exceptions, QuickBooks error codes, the vendors,
-customers and reference values behind repeated failures, and the sync runs' throughput.
+Records and dollars blocked per day or week (open, newly blocked, freed), what blocks them now by cause, first-time
+right and retry success from the attempts, time to resolve from the exceptions, QuickBooks' answers, the vendors,
+customers and reference values behind repeated failures, and the sync runs' throughput. A period (a month) narrows
+each to the records dated in it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import polars as pl
 
+from pipelines.catalogue import DIMENSION_GUIDE, catalogue
 from pipelines.store import Store
-from pipelines.views.read_model import exceptions, offenders
-from qbo.faults import DIMENSIONS
+from pipelines.views.health import blocked_series, causes
+from pipelines.views.period import ALL, period_bounds
+from pipelines.views.read_model import facts, offenders
 
 __all__ = [
     "BUCKETS",
     "OUTCOME_DIMENSION",
-    "failures_over_time",
+    "blocked_by_cause",
     "first_time_right",
+    "flow",
     "recurring_offenders",
     "retry_success",
     "throughput",
@@ -46,6 +51,63 @@ def _bucket(bucket: str) -> str:
     return bucket  # a literal from the list above, never the caller's text, goes into the SQL
 
 
+def _in_period(period: str, alias: str) -> tuple[str, dict]:
+    """A join that keeps the rows of records dated in the period (none for all periods), and its parameters."""
+    if period == ALL:
+        return "", {}
+    start, end = period_bounds(period)
+    join = f"""JOIN {facts()} pf ON pf.entity = {alias}.entity AND pf.record_id = {alias}.record_id
+               AND pf.txn_date >= $start AND pf.txn_date < $end"""
+    return join, {"start": start, "end": end}
+
+
+def flow(
+    intervals: pl.DataFrame, queue: pl.DataFrame, now: datetime, bucket: str = "day", weeks: int = 6
+) -> pl.DataFrame:
+    """Per day or week of the last `weeks` weeks: records (and dollars) newly blocked in it, freed in it, and blocked
+    at its end (`health.blocked_intervals`; the last bucket ends now, on the queue's numbers)."""
+    _bucket(bucket)
+    now = now.astimezone(UTC)
+    step = 1 if bucket == "day" else 7
+    count = weeks * 7 // step
+    series = blocked_series(intervals, queue, now, days=weeks * 7)
+    open_at = {row["at"]: row for row in series.iter_rows(named=True)}
+    data = intervals.with_columns(pl.col(c).dt.convert_time_zone("UTC") for c in ("since", "until"))
+    rows = []
+    for i in range(count):
+        end = now - timedelta(days=step * (count - 1 - i))
+        start = end - timedelta(days=step)
+        new = data.filter((pl.col("since") > pl.lit(start)) & (pl.col("since") <= pl.lit(end)))
+        freed = data.filter((pl.col("until") > pl.lit(start)) & (pl.col("until") <= pl.lit(end)))
+        point = open_at.get(end, {"records": 0, "dollars": Decimal(0)})
+        rows.append(
+            {
+                "period": start,
+                "end": end,
+                "open_records": point["records"],
+                "open_dollars": point["dollars"],
+                "new_records": new.height,
+                "new_dollars": new["amount"].sum() or Decimal(0),
+                "freed_records": freed.height,
+                "freed_dollars": freed["amount"].sum() or Decimal(0),
+            }
+        )
+    schema: dict[str, pl.DataType] = {
+        "period": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "open_records": pl.Int64(),
+        "open_dollars": pl.Decimal(18, 2), "new_records": pl.Int64(), "new_dollars": pl.Decimal(18, 2),
+        "freed_records": pl.Int64(), "freed_dollars": pl.Decimal(18, 2),
+    }  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
+def blocked_by_cause(queue: pl.DataFrame) -> pl.DataFrame:
+    """What blocks the scope's records now, by cause (the Health page's causes), with the kind of cause's title."""
+    titles = {d: g.title for d, g in DIMENSION_GUIDE.items()}
+    return causes(queue).with_columns(
+        pl.col("dimension").replace_strict(titles, default=pl.col("dimension")).alias("kind")
+    )
+
+
 def within(frame: pl.DataFrame, column: str, window: tuple[datetime, datetime] | None) -> pl.DataFrame:
     """The rows whose `column` falls in the window (a brushed time range); all rows without one."""
     if window is None or frame.is_empty():
@@ -54,105 +116,103 @@ def within(frame: pl.DataFrame, column: str, window: tuple[datetime, datetime] |
     return frame.filter(pl.col(column).dt.epoch("us").is_between(start, end))
 
 
-def failures_over_time(store: Store, realm_id: str) -> pl.DataFrame:
-    """At each check run: records with an open problem per dimension (all six), and their dollars.
-
-    An exception is open at a moment if it was opened by then and not resolved yet. Several check runs at one moment
-    (a mapping re-check) count once.
-    """
-    dims = ", ".join(f"('{d}', {i})" for i, d in enumerate(DIMENSIONS))
-    return store.frame(
-        f"""WITH runs AS (SELECT DISTINCT started_at AS checked_at FROM check_runs WHERE realm_id = $realm),
-            ex AS (
-              SELECT e.dimension, e.entity, e.record_id, e.opened_at, e.resolved_at, e.status, e.money AS amount
-              FROM {exceptions()} e),
-            open_at AS (
-              SELECT r.checked_at, x.dimension, x.entity, x.record_id, any_value(x.amount) AS amount
-              FROM runs r JOIN ex x ON x.opened_at <= r.checked_at
-                   AND (x.resolved_at IS NULL OR x.resolved_at > r.checked_at)
-              GROUP BY ALL),
-            per AS (SELECT checked_at, dimension, count(*) AS records, sum(amount) AS dollars FROM open_at GROUP BY ALL)
-            SELECT r.checked_at, d.dimension, coalesce(p.records, 0) AS records,
-                   coalesce(p.dollars, 0)::DECIMAL(18,2) AS dollars
-            FROM runs r CROSS JOIN (VALUES {dims}) d(dimension, ord)
-            LEFT JOIN per p ON p.checked_at = r.checked_at AND p.dimension = d.dimension
-            ORDER BY r.checked_at, d.ord""",
-        {"realm": realm_id},
-    )
-
-
-def first_time_right(store: Store, realm_id: str, bucket: str = "day") -> pl.DataFrame:
+def first_time_right(store: Store, realm_id: str, bucket: str = "day", period: str = ALL) -> pl.DataFrame:
     """Per period and entity: record versions first sent then, and how many QuickBooks accepted at once.
 
     The first attempt is a version's first create or update that reached a verdict (an attempt held back while the
     connection was down does not count).
     """
     unit = _bucket(bucket)
+    join, params = _in_period(period, "a")
     return store.frame(
         f"""WITH firsts AS (
-              SELECT entity, record_id, version, arg_min(outcome, attempt_id) AS outcome, min(started_at) AS first_at
-              FROM sync_attempts
-              WHERE realm_id = $realm AND operation IN ('create', 'update') AND outcome <> 'authorization'
+              SELECT a.entity, a.record_id, a.version, arg_min(a.outcome, a.attempt_id) AS outcome,
+                     min(a.started_at) AS first_at
+              FROM sync_attempts a {join}
+              WHERE a.realm_id = $realm AND a.operation IN ('create', 'update') AND a.outcome <> 'authorization'
               GROUP BY ALL)
             SELECT date_trunc('{unit}', first_at) AS period, entity, count(*) AS first_attempts,
                    count(*) FILTER (WHERE outcome = 'accepted') AS right_first_time,
                    round(count(*) FILTER (WHERE outcome = 'accepted') / count(*), 4) AS rate
             FROM firsts GROUP BY ALL ORDER BY period, entity""",
-        {"realm": realm_id},
+        {"realm": realm_id, **params},
     )
 
 
-def retry_success(store: Store, realm_id: str, bucket: str = "day") -> pl.DataFrame:
+def retry_success(store: Store, realm_id: str, bucket: str = "day", period: str = ALL) -> pl.DataFrame:
     """Per period and dimension of the failure retried: attempts that followed a failed one, and how many worked.
 
     A look-up that finds the record in QuickBooks after an unknown outcome counts as a successful retry.
     """
     unit = _bucket(bucket)
+    join, params = _in_period(period, "x")
     return store.frame(
         f"""WITH a AS (
-              SELECT started_at, outcome,
-                     lag(outcome) OVER w AS prev_outcome, lag(coalesce(dimension, 'transport')) OVER w AS prev_dimension
-              FROM sync_attempts WHERE realm_id = $realm AND outcome <> 'authorization'
-              WINDOW w AS (PARTITION BY entity, record_id, version ORDER BY attempt_id))
+              SELECT x.started_at, x.outcome, lag(x.outcome) OVER w AS prev_outcome,
+                     lag(coalesce(x.dimension, 'transport')) OVER w AS prev_dimension
+              FROM sync_attempts x {join} WHERE x.realm_id = $realm AND x.outcome <> 'authorization'
+              WINDOW w AS (PARTITION BY x.entity, x.record_id, x.version ORDER BY x.attempt_id))
             SELECT date_trunc('{unit}', started_at) AS period, prev_dimension AS dimension, count(*) AS retries,
                    count(*) FILTER (WHERE outcome = 'accepted') AS succeeded,
                    round(count(*) FILTER (WHERE outcome = 'accepted') / count(*), 4) AS rate
             FROM a WHERE prev_outcome IS NOT NULL AND prev_outcome <> 'accepted'
             GROUP BY ALL ORDER BY period, dimension""",
-        {"realm": realm_id},
+        {"realm": realm_id, **params},
     )
 
 
-def time_to_resolve(store: Store, realm_id: str) -> dict[str, pl.DataFrame]:
-    """Hours from opening to resolution of resolved exceptions, by dimension and by owner (a person or a role)."""
+def time_to_resolve(store: Store, realm_id: str, period: str = ALL) -> dict[str, pl.DataFrame]:
+    """Days from opening to resolution of resolved exceptions, by kind of problem and by owner (a person), slowest
+    median first; with how many are still open."""
+    join, params = _in_period(period, "e")
 
     def by(expr: str, name: str) -> pl.DataFrame:
         return store.frame(
             f"""SELECT {expr} AS {name}, count(*) FILTER (WHERE status = 'resolved') AS resolved,
-                       round(median(hours) FILTER (WHERE status = 'resolved'), 1) AS median_hours,
-                       round(quantile_cont(hours, 0.9) FILTER (WHERE status = 'resolved'), 1) AS p90_hours,
-                       round(avg(hours) FILTER (WHERE status = 'resolved'), 1) AS mean_hours,
+                       round(median(days) FILTER (WHERE status = 'resolved'), 1) AS median_days,
+                       round(quantile_cont(days, 0.9) FILTER (WHERE status = 'resolved'), 1) AS p90_days,
+                       round(avg(days) FILTER (WHERE status = 'resolved'), 1) AS mean_days,
                        count(*) FILTER (WHERE status <> 'resolved') AS still_open
-                FROM (SELECT *, date_diff('second', opened_at, resolved_at) / 3600.0 AS hours FROM exceptions
-                      WHERE realm_id = $realm)
-                GROUP BY 1 ORDER BY resolved DESC, 1""",
-            {"realm": realm_id},
+                FROM (SELECT e.*, date_diff('second', e.opened_at, e.resolved_at) / 86400.0 AS days
+                      FROM exceptions e {join} WHERE e.realm_id = $realm AND e.entity NOT IN ('connection', 'snapshot'))
+                GROUP BY 1 ORDER BY median_days DESC NULLS LAST, resolved DESC, 1""",
+            {"realm": realm_id, **params},
         )
 
-    return {"dimension": by("dimension", "dimension"), "owner": by("coalesce(owner, owner_role)", "owner")}
+    titles = {d: g.title for d, g in DIMENSION_GUIDE.items()}
+    dimension = by("dimension", "dimension").with_columns(
+        pl.col("dimension").replace_strict(titles, default=pl.col("dimension")).alias("kind")
+    )
+    return {"dimension": dimension, "owner": by("coalesce(owner, owner_role)", "owner")}
 
 
-def top_error_codes(store: Store, realm_id: str, limit: int = 10) -> pl.DataFrame:
-    """The QuickBooks error codes (or HTTP statuses, or transport failures) behind the most failed attempts."""
-    return store.frame(
-        """SELECT coalesce(qbo_code, CASE WHEN http_status IS NOT NULL THEN 'HTTP ' || http_status END, reason) AS code,
-                  any_value(http_status) AS http_status, mode(coalesce(dimension, 'transport')) AS dimension,
-                  mode(reason) AS reason, count(*) AS attempts, count(DISTINCT (entity, record_id)) AS records,
-                  arg_max(coalesce(message, reason), attempt_id) AS message, arg_max(detail, attempt_id) AS detail,
-                  min(started_at) AS first_seen, max(started_at) AS last_seen
-           FROM sync_attempts WHERE realm_id = $realm AND outcome <> 'accepted'
-           GROUP BY 1 ORDER BY attempts DESC, code LIMIT $limit""",
-        {"realm": realm_id, "limit": limit},
+def top_error_codes(store: Store, realm_id: str, period: str = ALL, limit: int = 10) -> pl.DataFrame:
+    """What QuickBooks answered to the failed attempts: its error code, else the HTTP status, else no answer at all
+    (`source` says which), most attempts first; with the reason's title and QuickBooks' last message."""
+    join, params = _in_period(period, "a")
+    frame = store.frame(
+        f"""SELECT CASE WHEN a.qbo_code IS NOT NULL THEN 'QuickBooks code ' || a.qbo_code
+                        WHEN a.http_status IS NOT NULL THEN 'HTTP ' || a.http_status
+                        ELSE 'no answer' END AS code,
+                   CASE WHEN a.qbo_code IS NOT NULL THEN 'QuickBooks error code'
+                        WHEN a.http_status IS NOT NULL THEN 'HTTP status' ELSE 'no answer' END AS source,
+                   any_value(a.http_status) AS http_status, mode(coalesce(a.dimension, 'transport')) AS dimension,
+                   mode(a.reason) AS reason, count(*) AS attempts, count(DISTINCT (a.entity, a.record_id)) AS records,
+                   arg_max(a.message, a.attempt_id) AS message,
+                   arg_max(a.detail, a.attempt_id) AS detail, min(a.started_at) AS first_seen,
+                   max(a.started_at) AS last_seen
+            FROM sync_attempts a {join} WHERE a.realm_id = $realm AND a.outcome <> 'accepted'
+            GROUP BY 1, 2 ORDER BY attempts DESC, code LIMIT $limit""",
+        {"realm": realm_id, "limit": limit, **params},
+    )
+    words = catalogue().select("reason", "title")
+    return frame.join(words, on="reason", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("source") == "no answer")
+        .then(pl.col("title").fill_null("QuickBooks did not answer"))
+        .otherwise(pl.col("code"))
+        .alias("code"),
+        pl.col("title").fill_null("Not yet described"),
+        pl.coalesce("message", "title", pl.lit("no answer")).alias("message"),
     )
 
 

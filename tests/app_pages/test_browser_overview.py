@@ -26,7 +26,7 @@ def test_overview_shows_loaded_records_in_chromium(tmp_path: Path) -> None:
         page.get_by_text("No readiness check has run yet").wait_for(timeout=60_000)
         assert "Acting as" in page.inner_text("section[data-testid='stSidebar']")
         page.goto(f"{url}/overview")
-        page.get_by_text("Records by entity").wait_for(timeout=60_000)
+        page.get_by_text("Records by type").wait_for(timeout=60_000)
         page.get_by_text("Ingest history").wait_for()
         # the grids draw on a canvas after their own script loads; wait for all three
         page.locator("[data-testid='stDataFrame'] canvas").nth(2).wait_for()

@@ -9,6 +9,7 @@ from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from served import point_app_at
 from streamlit.testing.v1 import AppTest
 
+from pipelines.catalogue import title_of
 from pipelines.ingest import SnapshotError, ingest_snapshot
 from pipelines.store import Store
 from ui.charts import plain
@@ -104,24 +105,22 @@ def test_readiness_page_shows_the_funnel_and_ranked_reasons(app_db: Path, tmp_pa
     at = _app("readiness.py")
     assert not at.exception
     reasons = at.dataframe[0].value
-    assert set(reasons["reason"]) == {
-        "mapping.item_missing",
-        "source_data.not_approved",
-        "source_data.not_posted",
-        "source_data.dependency_not_ready",
-    }
-    assert at.selectbox(key="readiness_reason").options[0] == reasons["reason"].iloc[0]
-    at.selectbox(key="readiness_reason").set_value("mapping.item_missing").run()
+    codes = ["mapping.item_missing", "source_data.not_approved", "source_data.not_posted",
+             "source_data.dependency_not_ready"]  # fmt: skip
+    assert set(reasons["Cause"]) == {title_of(code) for code in codes}  # titles, never the codes
+    box = at.selectbox(key="readiness_reason")
+    assert set(box.options) == {title_of(code) for code in codes} and box.options[0] == reasons["Cause"].iloc[0]
+    box.set_value("mapping.item_missing").run()
     drilled = at.dataframe[1].value
-    assert list(drilled["key"]) == ["invoice:INV-1"]
-    assert "GADGET-9 has no QuickBooks item" in drilled["detail"].iloc[0]
+    assert list(drilled["Record"]) == ["INV-1"] and list(drilled["Type"]) == ["invoice"]
+    assert "GADGET-9 has no QuickBooks item" in drilled["What to fix"].iloc[0]
 
 
 def test_mappings_page_is_read_only_for_a_viewer(app_db: Path, tmp_path: Path) -> None:
     _checked_store(app_db, tmp_path)
     at = _app("mappings.py")
     assert not at.exception
-    assert "GADGET-9" in at.markdown[0].value and "unblocks 1 record, $150.00" in at.markdown[0].value
+    assert "GADGET\\-9" in at.markdown[0].value and "unblocks 1 record, $150.00" in at.markdown[0].value
     assert any("mapping needs the admin role" in c.value for c in at.caption)
     assert len(at.button) == 0
 
@@ -133,11 +132,15 @@ def test_an_admin_maps_a_value_on_the_page_and_sees_what_it_freed(app_db: Path, 
     at.run()
     at.switch_page("app_pages/mappings.py").run()
     at.selectbox(key="map_kind").set_value("item").run()
-    at.selectbox(key="map_target").set_value(0).run()  # "Install" is first by name
+    target = at.selectbox(key="map_target_item_GADGET-9")
+    assert target.value is None  # no QuickBooks item is named like GADGET-9: nothing is preselected
+    assert any("No suggestion" in c.value for c in at.caption) and at.button(key="map_go").disabled
+    target.set_value(next(i for i, label in enumerate(target.options) if label.startswith("Install"))).run()
+    assert at.button(key="map_go").disabled  # a reason is required too
     at.text_input(key="map_reason").input("same part, new SKU").run()
     at.button(key="map_go").click().run()
     assert not at.exception
     assert any("1 of 1 waiting records now ready" in s.value for s in at.success)
-    assert store.rows("SELECT actor, action, target FROM audit_log WHERE actor <> 'system'") == [
-        ("admin@demo.local", "map", "item:GADGET-9")
+    assert store.rows("SELECT actor, action, target, reason FROM audit_log WHERE actor <> 'system'") == [
+        ("admin@demo.local", "map", "item:GADGET-9", "same part, new SKU")  # the reason, recorded by the command
     ]

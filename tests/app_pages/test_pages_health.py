@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -15,31 +15,37 @@ from world import World
 
 from pipelines.store import Store
 from pipelines.views import health
+from pipelines.views.period import closing_period, month_name
+from pipelines.views.queue import action_queue
+from ui.charts import money
 from ui.data import get_settings, get_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = (
+    "Why: what blocks",
+    "Top ten to fix",
     "Records by state",
     "Readiness funnel to synced",
-    f"Close of {PERIOD_NAME}",
+    f"{PERIOD_NAME}: ",
     f"Control totals for {PERIOD_NAME}",
-    "Top ten to fix",
 )
 CHARTS = (
-    "Open problems by dimension",
+    "Blocked, newly blocked and freed",
+    "What blocks them now, by cause",
     "First-time right",
-    "Retry success",
-    "Time to resolve by dimension",
-    "Time to resolve by owner",
-    "Top QuickBooks error codes",
+    "Retries, and whether they worked",
+    "Days to resolve, by kind of problem",
+    "Days to resolve, by owner",
+    "What QuickBooks answered to failed attempts",
     "Recurring offenders",
-    "Sync throughput",
+    "Sync runs: what each sent",
 )
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Three cycles: a bill blocked on an item, then sends into connection resets, then the retries get through."""
+    """Three cycles: a bill blocked on an item, then sends into connection resets, then the retries get through;
+    one bill is left blocked on an item in the period."""
     tmp = tmp_path_factory.mktemp("pages_health")
     snap = tiny_snapshot()
     snap["bill_lines"][0]["item_sku"] = "WID-220"
@@ -52,6 +58,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     world.cycle()
     world.sandbox.set_faults(None)
     world.drain()
+    snap["invoice_lines"][0]["item_sku"] = "WID-404"  # a new invoice version waits on an item nobody mapped
+    world.ingest(snap)
+    world.cycle()
     world.store.close()
     yield world.settings.db_path
 
@@ -75,43 +84,39 @@ def _texts(at: AppTest) -> str:
     return "\n".join(e.value for kind in ("markdown", "caption", "subheader", "title") for e in getattr(at, kind))
 
 
-def _expected(db: Path) -> dict:
-    with Store(db) as store:
-        since, label = health.reference_time(store, REALM, "close", health.as_of(store, REALM))
-        return {
-            "head": {r["dimension"]: r for r in health.headline(store, REALM, since).iter_rows(named=True)},
-            "top": health.top_fixes(store, REALM, health.as_of(store, REALM)),
-            "close": health.period_close(store, REALM, PERIOD, health.as_of(store, REALM))["summary"],
-        }
+def _queue(db: Path, period: str = PERIOD):
+    with Store(db) as store, health.prepared(store, REALM):
+        return action_queue(store, REALM, now=datetime.now(UTC), period=period)
 
 
-def test_health_renders_every_section_with_the_read_models_numbers(app_env: Path) -> None:
-    expected = _expected(app_env)
+def test_health_renders_every_section_with_the_queues_numbers(app_env: Path) -> None:
+    queue = _queue(app_env)
+    blocked = health.blocked(queue)
     get_store.clear()
     at = _page("health.py")
+    assert at.title[0].value == f"Sync health — {PERIOD_NAME}"
     subheaders = [s.value for s in at.subheader]
     for section in SECTIONS:
-        assert any(s.startswith(section) for s in subheaders), section
+        assert any(s.startswith(section) for s in subheaders), (section, subheaders)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Records blocked"] == f"{expected['head']['all']['records']:,}"
-    assert metrics[f"{PERIOD_NAME} complete"] == f"{expected['close']['percent_complete']:.1f}%"
-    assert metrics["Mappings"].startswith(f"{expected['head']['mapping']['records']:,} · ")
+    assert metrics["Records blocked"] == f"{blocked['records']:,}"
+    assert metrics["Dollars blocked"] == money(blocked["dollars"], compact=True)
     links = [p.proto for p in at.get("page_link")]
-    records = [p for p in links if p.page == "record"]
-    assert [parse_qs(p.query_string)["key"][0] for p in records] == [
-        k for k in expected["top"]["key"] if k != "connection"
-    ]
+    records = [parse_qs(p.query_string)["key"][0] for p in links if p.page == "record"]
+    assert records == [k for k in health.top_fixes(queue)["key"] if k.split(":")[0] not in ("connection", "snapshot")]
+    causes = [p for p in links if p.page == "action_queue" and "cause" in parse_qs(p.query_string)]
+    assert causes and all(parse_qs(p.query_string)["period"] == [PERIOD] for p in causes)
+    assert not any("." in p.label and "_" in p.label for p in causes)  # titles, never reason codes
     assert any("QuickBooks connected" in m.value for m in at.markdown)  # the connection badge
-    assert len(at.get("download_button")) >= 3
+    assert len(at.get("download_button")) >= 2
     assert "Leave presentation mode" not in [b.label for b in at.button]
 
 
-def test_change_since_last_week_reworks_the_deltas(app_env: Path) -> None:
-    at = _page("health.py")
-    assert "since the close of" in _texts(at)
-    at.button_group(key="health_since").set_value("week").run()
-    assert not at.exception
-    assert "since last week" in _texts(at)
+def test_better_or_worse_is_on_the_page(app_env: Path) -> None:
+    text = _texts(_page("health.py"))
+    assert "Blocked dollars, last six weeks" in text
+    assert any(w in text for w in ("Worse than a week ago", "Better than a week ago", "Unchanged than a week ago"))
+    assert "This week: " in text
 
 
 def test_present_button_enters_presentation_mode_and_leaving_restores_the_widgets(app_env: Path) -> None:
@@ -119,73 +124,78 @@ def test_present_button_enters_presentation_mode_and_leaving_restores_the_widget
     at.button(key="health_present").click().run()
     assert at.query_params["present"] == "1" and at.query_params["period"] == PERIOD
     assert not at.exception
-    assert not at.get("button_group") and not at.get("download_button")  # nothing to distract the room
+    assert not at.get("download_button")  # nothing to distract the room
     assert any("display: none" in h.proto.body for h in at.get("html"))  # the sidebar is hidden
     at.button(key="health_leave").click().run()
     assert "present" not in at.query_params
-    assert at.get("button_group") and not at.exception
+    assert at.get("download_button") and not at.exception
 
 
 def test_a_shared_presentation_address_opens_in_presentation_mode(app_env: Path) -> None:
-    at = _page("health.py", present="1", since="week")
-    assert "since last week" in _texts(at)
+    at = _page("health.py", present="1")
+    assert at.title[0].value == f"Sync health — {PERIOD_NAME}"
     assert [b.key for b in at.button] == ["health_leave"]
     assert at.get("table")  # tables as HTML, so that the large type reaches them
 
 
-def test_a_bad_period_falls_back_to_this_month(app_env: Path) -> None:
+def test_a_bad_period_falls_back_to_the_month_being_closed(app_env: Path) -> None:
+    with Store(app_env) as store:
+        closing = closing_period(store, REALM, datetime.now(UTC))
     at = _page("health.py", period="November")
-    assert at.title[0].value.startswith("Sync health — close of ")
+    assert at.title[0].value == f"Sync health — {month_name(closing)}"
 
 
 def test_trends_render_every_chart_with_its_csv(app_env: Path) -> None:
     at = _page("trends.py")
     subheaders = [s.value for s in at.subheader]
     for title in CHARTS:
-        assert any(s.startswith(title) for s in subheaders), title
+        assert any(s.startswith(title) for s in subheaders), (title, subheaders)
     charts = at.get("vega_lite_chart")
     assert len(charts) == len(CHARTS)
-    assert all("pick" in c.proto.selection_mode for c in charts)
+    assert all("pick" in c.proto.selection_mode for c in charts[1:])
     assert "when" in charts[0].proto.selection_mode  # the brush on time
     assert len(at.get("download_button")) == len(CHARTS)
 
 
-def test_trends_group_by_week(app_env: Path) -> None:
+def test_trends_group_by_week_and_count_records(app_env: Path) -> None:
     at = _page("trends.py")
     at.button_group(key="trends_bucket").set_value("week").run()
+    at.button_group(key="trends_measure").set_value("records").run()
     assert not at.exception and len(at.get("vega_lite_chart")) == len(CHARTS)
+    assert any(s.value.startswith("Blocked, newly blocked and freed, per week (records)") for s in at.subheader)
 
 
 @pytest.mark.parametrize(
-    ("key", "point", "filters"),
+    ("key", "point", "param"),
     [
-        ("trends_failures", {"dimension": "mapping"}, "dimension = mapping"),
-        ("trends_ftr", {"entity": "bill"}, "entity = bill"),
-        ("trends_retries", {"dimension": "duplicate_risk"}, "dimension = duplicate_risk"),
-        ("trends_resolve_dimension", {"dimension": "transport"}, "dimension = transport"),
-        ("trends_resolve_owner", {"owner": "admin"}, "owner = admin"),
-        ("trends_codes", {"reason": "transport.connection_reset"}, "reason = transport.connection_reset"),
+        ("trends_causes", {"cause_reason": "mapping.item_missing", "cause": "x"}, ("cause", "mapping.item_missing")),
+        ("trends_retries", {"dimension": "duplicate_risk"}, ("kind", "duplicate_risk")),
+        ("trends_resolve_dimension", {"dimension": "transport"}, ("kind", "transport")),
+        ("trends_resolve_owner", {"owner": "admin@demo.local"}, ("owner", "admin@demo.local")),
+        ("trends_codes", {"reason": "transport.connection_reset"}, ("cause", "transport.connection_reset")),
         (
             "trends_offenders",
             {"kind": "item", "value": "WID-220", "reason": "mapping.item_missing"},
-            "reason = mapping.item_missing",
+            ("cause", "mapping.item_missing"),
         ),  # fmt: skip
-        ("trends_offenders", {"kind": "vendor", "value": "VEN-1", "reason": "x"}, "entity = vendor"),
-        ("trends_throughput", {"outcome": "ambiguous"}, "dimension = duplicate_risk"),
+        ("trends_offenders", {"kind": "vendor", "value": "VEN-1", "reason": "x"}, ("entity", "vendor")),
+        ("trends_throughput", {"outcome": "ambiguous"}, ("kind", "duplicate_risk")),
     ],
 )
-def test_a_click_on_a_chart_drills_to_the_action_queue(app_env: Path, key: str, point: dict, filters: str) -> None:
+def test_a_click_on_a_chart_drills_to_the_action_queue_with_the_period(
+    app_env: Path, key: str, point: dict, param: tuple[str, str]
+) -> None:
     at = _page("trends.py")
     at.session_state[key] = {"selection": {"pick": [point]}}
     at.run()
     assert not at.exception
-    links = [p.proto for p in at.get("page_link")]
-    assert any(p.label.endswith(filters) and p.page == "action_queue" for p in links), [p.label for p in links]
+    drills = [parse_qs(p.proto.query_string) for p in at.get("page_link") if p.proto.page == "action_queue"]
+    assert any(q.get(param[0]) == [param[1]] and q.get("period") == [PERIOD] for q in drills), drills
 
 
 def test_a_brushed_time_range_narrows_the_charts_below(app_env: Path) -> None:
     at = _page("trends.py")
-    at.session_state["trends_failures"] = {"selection": {"when": {"checked_at": [0, 1000]}}}  # 1970: nothing
+    at.session_state["trends_flow"] = {"selection": {"when": {"when": [0, 1000]}}}  # 1970: nothing
     at.run()
     assert not at.exception
     assert any(c.value.startswith("Brushed: 1970-01-01") for c in at.caption)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, tiny_snapshot
+from fixtures import PERIOD, PERIOD_NAME, REALM, tiny_snapshot
 from served import open_page, serve
 from streamlit.testing.v1 import AppTest
 from world import World
@@ -25,8 +25,9 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     yield from serve(tmp_path, monkeypatch, snap)
 
 
-def _page(page: str, actor: str = "viewer@demo.local") -> AppTest:
-    at = open_page(page, actor)
+def _page(page: str, actor: str = "viewer@demo.local", **query: str) -> AppTest:
+    """The page for the tiny company's month (its documents are all in it), as `actor`."""
+    at = open_page(page, actor, **{"period": PERIOD, **query})
     assert not at.exception
     return at
 
@@ -39,23 +40,32 @@ def _select(at: AppTest, key_text: str) -> AppTest:
 
 
 def _keys(at: AppTest, index: int = 0) -> set[str]:
-    return set(at.dataframe[index].value["key"])
+    """The records the queue's table lists (by AWRA id)."""
+    return set(at.dataframe[index].value["record_id"])
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
 
 
 def test_a_viewer_reads_the_queue_with_the_fix_and_a_link_and_gets_no_action(served: World) -> None:
     at = _page("action_queue.py")
-    assert at.metric[0].value == "4"
+    assert _metrics(at)["Records blocked"] == "3"
     table = at.dataframe[0].value
-    assert set(table["key"]) == {"bill:BILL-1", "bill:BILL-2", "bill_payment:BP-1"}
-    bill1 = table[table["key"] == "bill:BILL-1"].iloc[0]
-    assert bill1["reason"] == "mapping.item_missing" and bill1["fix"].startswith("An admin maps the item SKU")
-    assert bill1["link"] == "/record?key=bill:BILL-1" and bill1["owned_by"] == "admin"
+    assert table.columns[:3].tolist() == ["at_stake", "owner_shown", "when"]  # what shows first at 1280 px
+    assert set(table["record_id"]) == {"BILL-1", "BILL-2", "BP-1"}
+    bill1 = table[table["record_id"] == "BILL-1"].iloc[0]
+    assert bill1["why"] == "Item SKU not mapped to QuickBooks" and bill1["fix"].startswith("An admin maps the item SKU")
+    assert bill1["owner_shown"] == "admin@demo.local" and bill1["at_stake"] == 30.5  # a person, and the money
     assert len(at.button) == 0  # no assign, resolve, exclude or retry for a viewer
     assert any("Read-only" in c.value and "you are signed in as a viewer" in c.value for c in at.caption)
     assert at.get("download_button")  # reading includes exporting
 
-    at.multiselect(key="q_dim").select("mapping").run()
-    assert _keys(at) == {"bill:BILL-1"}
+    at.multiselect(key="q_kind").select("mapping").run()
+    assert _keys(at) == {"BILL-1", "BP-1"}  # the payment waits on the bill: its cause is the bill's mapping
+    at.checkbox(key="q_all").check().run()
+    (link,) = [p.proto for p in at.get("page_link") if "BILL-1" in p.proto.label]
+    assert link.page == "record" and link.query_string == "key=bill%3ABILL-1"  # a page link: same tab, same session
 
 
 def test_finance_resolves_a_source_data_item_but_not_a_mapping_one_and_cannot_retry_or_map(served: World) -> None:
@@ -71,7 +81,7 @@ def test_finance_resolves_a_source_data_item_but_not_a_mapping_one_and_cannot_re
     assert len(results) == 2 and (results["Result"] == "done").all()
     assert all("resolved: fixed in QuickBooks" in m for m in results["What happened"])
     assert at.progress[0].value == 100
-    assert "bill:BILL-2" not in _keys(at, 1)  # the queue below no longer lists them
+    assert "BILL-2" not in _keys(at, 1)  # the queue below no longer lists them
 
     _select(at, "BILL-1")
     assert any("acting on them needs the admin role" in i.value for i in at.info)
@@ -92,7 +102,7 @@ def test_an_admin_assigns_retries_and_maps_and_the_audit_page_shows_who_did_what
     (message,) = at.dataframe[0].value["What happened"]
     assert message.endswith("assigned to admin@demo.local")
     table = at.dataframe[1].value
-    assert table[table["key"] == "bill:BILL-1"].iloc[0][["status", "owned_by"]].tolist() == [
+    assert table[table["record_id"] == "BILL-1"].iloc[0][["status", "owner_shown"]].tolist() == [
         "assigned",
         "admin@demo.local",
     ]
@@ -159,7 +169,7 @@ def bulk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: World) -> None:
     at = _page("action_queue.py", actor="admin@demo.local")
-    at.multiselect(key="q_dim").select("mapping").run()
+    at.multiselect(key="q_kind").select("mapping").run()
     at.checkbox(key="q_all").check().run()
     assert at.button(key="q_retry").label == f"Retry {BULK} record(s)"
     at.button(key="q_retry").click().run()
@@ -177,8 +187,25 @@ def test_a_bulk_retry_of_500_items_shows_progress_and_each_items_result(bulk: Wo
 def test_a_drill_link_from_the_health_page_arrives_filtered(served: World) -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["dimension"] = "mapping"
+    at.query_params["period"] = PERIOD
     at.run()
     at.switch_page("app_pages/action_queue.py").run()
     assert not at.exception
-    assert at.multiselect(key="q_dim").value == ["mapping"]
-    assert _keys(at) == {"bill:BILL-1"}
+    assert at.multiselect(key="q_kind").value == ["mapping"]
+    assert _keys(at) == {"BILL-1", "BP-1"}
+
+
+def test_a_drill_keeps_every_filter_it_names_and_says_so(served: World) -> None:
+    """owner, reason, entity, period and company from the address: each applied, each shown above the table."""
+    at = _page("action_queue.py", owner="ap@acme.example", reason="source_data.not_approved", entity="bill",
+               company=REALM)  # fmt: skip
+    assert _keys(at) == {"BILL-2"}
+    assert at.multiselect(key="q_owner").value == ["ap@acme.example"]
+    (line,) = [m.value for m in at.markdown if "items** of" in m.value]
+    assert line.startswith("**2 of 4 items**") and PERIOD_NAME in line  # BILL-2's two items share the cause
+    for shown in ("owner\\: ap", "cause\\: Not approved in AWRA", "record type\\: bill"):
+        assert shown in line, line
+
+    nobody = _page("action_queue.py", owner="nobody@acme.example")  # a filter that matches nothing still holds
+    assert nobody.dataframe[0].value.empty
+    assert any("owner\\: nobody" in m.value for m in nobody.markdown)

@@ -44,7 +44,7 @@ def test_retry_sync_and_exclude_from_the_pages_act_on_the_picked_company(two: Wo
     db = two.settings.db_path
     checks_before = _realms(db, "SELECT realm_id FROM check_runs ORDER BY run_id")
 
-    record = _picked("record.py", "admin@demo.local", key="bill:BILL-1")
+    record = _picked("record.py", "admin@demo.local", key="vendor:VEN-1")  # ready there: retry is enabled
     record.button(key="retry_go").click().run()
     assert not record.exception
     checks = _realms(db, "SELECT realm_id FROM check_runs ORDER BY run_id")

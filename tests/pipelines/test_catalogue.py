@@ -62,3 +62,20 @@ def test_explain_and_search() -> None:
     assert frame["fix"][0].startswith("An admin maps the item SKU") and "no catalogue entry" in frame["fix"][1]
     assert set(search("closed")["reason"]) >= {"source_data.closed_period"}
     assert set(search(None, ["transport"])["dimension"]) == {"transport"}
+
+
+def test_every_reason_has_a_title_and_a_decider_in_finance_words() -> None:
+    """Pages name a reason by its title, never its code; the close meeting reads who decides."""
+    import re
+
+    from pipelines.catalogue import title_of
+
+    frame = catalogue()
+    code = re.compile(r"[a-z_]+\.[a-z_]+")
+    for row in frame.iter_rows(named=True):
+        assert row["title"] and not code.search(row["title"]), row["reason"]
+        assert row["decides"] and not code.search(row["decides"]), row["reason"]
+    assert frame["title"].is_unique
+    assert title_of("source_data.closed_period") == "Dated in a closed QuickBooks period"
+    assert frame.filter(frame["reason"] == "source_data.closed_period")["decides"].item() == "controller"
+    assert not code.search(title_of("source_data.made_up")) and not code.search(title_of(None))

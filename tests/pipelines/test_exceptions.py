@@ -142,6 +142,27 @@ def test_a_persons_resolution_holds_until_something_new_shows_the_cause_is_still
     assert json.loads(_audit(world, "reopen")[0]["before_json"])["resolution_code"] == "fixed_in_qbo"
 
 
+# -- one owner model -------------------------------------------------------------------------------------------
+def test_every_open_item_has_one_person_as_owner_and_source_data_goes_to_its_awra_owner(world: World) -> None:
+    owners = dict(
+        world.store.rows(
+            "SELECT record_id || ' ' || reason, owner FROM exceptions WHERE realm_id = ? AND status <> 'resolved'",
+            [REALM],
+        )
+    )
+    assert owners["BILL-2 source_data.not_approved"] == "ap@acme.example"  # the bill's owner in AWRA
+    assert owners["BILL-1 mapping.item_missing"] == "admin@demo.local"  # mapping: the admin on duty
+    assert all("@" in o for o in owners.values()), owners
+
+
+def test_an_item_routed_to_a_role_alone_gets_the_person_on_duty(world: World) -> None:
+    eid = world.exception_id("BILL-1", "mapping.item_missing")
+    # as an older release left it
+    world.store.execute("UPDATE exceptions SET owner = NULL WHERE exception_id = ?", [eid])
+    world.refresh()
+    assert world.store.scalar("SELECT owner FROM exceptions WHERE exception_id = ?", [eid]) == "admin@demo.local"
+
+
 # -- escalation ------------------------------------------------------------------------------------------
 def test_an_exception_past_its_due_by_escalates_once_and_is_audited(world: World) -> None:
     world.now += timedelta(days=4)  # BILL-1's mapping gap was due in 3 days; BILL-2's source data in 5
@@ -151,6 +172,8 @@ def test_an_exception_past_its_due_by_escalates_once_and_is_audited(world: World
     assert late["escalated"] and late["escalation_reason"].startswith(
         f"overdue: due by {T0 + timedelta(days=3):%Y-%m-%d %H:%M}"
     )
+    # an event with its own time: when the due-by passed, not when this refresh noticed it a day later
+    assert late["escalated_at"] == late["due_by"] == T0 + timedelta(days=3) < world.now
     assert not _exc(world, "BILL-2", "source_data.not_approved")["escalated"]
     (logged,) = _audit(world, "escalate")
     assert (logged["actor"], logged["target"]) == ("system", "bill:BILL-1")
@@ -432,7 +455,9 @@ def test_queue_and_digest_on_the_cli(world: World, capsys: pytest.CaptureFixture
 
     assert _cli(world, "viewer@demo.local", "digest") == 0  # opened "now" (the test clock): new within a day
     text = capsys.readouterr().out
-    assert "== admin: 0 escalated, 0 overdue, 1 new" in text and "== finance: 0 escalated, 0 overdue, 3 new" in text
+    # one owner model: people (the admin on duty; the bills' owner in AWRA), never a role
+    assert "== admin@demo.local: 0 escalated, 0 overdue, 1 new" in text
+    assert "== ap@acme.example: 0 escalated, 0 overdue, 3 new" in text
     assert _cli(world, "viewer@demo.local", "digest", "--html") == 0
     page = capsys.readouterr().out
     assert page.startswith("<!DOCTYPE html>") and "<h2" in page and "mapping.item_missing" in page

@@ -97,19 +97,38 @@ def test_the_shipped_config_routes_the_examples_of_the_issue() -> None:
     frame = _frame(
         ("mapping", "mapping.tax_code_missing", "invoice", "120.00", "admin"),  # tax-code gap: the tax lead
         ("source_data", "source_data.not_approved", "vendor", "300.00", "finance"),  # vendor: AP
-        ("transport", "transport.timeout", "vendor", None, "admin"),  # transport stays with the admin
-        ("source_data", "source_data.incomplete", "bill", "12500.00", "finance"),  # $10,000+: the controller
-        ("source_data", "source_data.incomplete", "bill", "25.00", "finance"),  # nothing matches: the default
+        ("transport", "transport.timeout", "vendor", None, "admin"),  # transport: the admin on duty
+        ("source_data", "source_data.incomplete", "bill", "12500.00", "finance"),  # source data: its AWRA owner
+        ("source_data", "source_data.incomplete", "bill", "25.00", "finance"),  # no AWRA owner: finance on duty
+        ("source_data", "source_data.closed_period", "invoice", "900.00", "finance"),  # closed period: controller
+        ("provider_rejection", "provider_rejection.invalid_value", "bill", "12500.00", "finance"),  # $10,000+
+    ).with_columns(
+        pl.Series("record_owner", [None, None, None, "AP.Clerk@acme.example ", None, "ar.clerk@acme.example", None])
     )
     routed = route(frame, routing, NOW)
     assert routed.select("owner_role", "owner").rows() == [
         ("admin", "admin@demo.local"),
         ("finance", "finance@demo.local"),
-        ("admin", None),
+        ("admin", "admin@demo.local"),
+        ("finance", "ap.clerk@acme.example"),
+        ("finance", "finance@demo.local"),
+        ("finance", "controller@acme.example"),
         ("finance", "admin@demo.local"),
-        ("finance", None),
     ]
-    assert [d - NOW for d in routed["due_by"]] == [timedelta(days=n) for n in (2, 3, 1, 1, 5)]
+    assert [d - NOW for d in routed["due_by"]] == [timedelta(days=n) for n in (2, 3, 1, 5, 5, 2, 1)]
+    assert routed["owner"].null_count() == 0  # one owner model: every item has a person
+
+
+def test_on_duty_people_own_what_no_rule_gives_a_person_and_must_be_people(tmp_path: Path) -> None:
+    config = _config(tmp_path, '[on_duty]\nfinance = "Fin.Lead@acme.example"\n')
+    routed = route(_frame(("source_data", "source_data.void", "bill", None, "finance")), load_routing(config), NOW)
+    assert routed["owner"].to_list() == ["fin.lead@acme.example"]
+    with pytest.raises(ValueError, match="a person's email"):
+        load_routing(_config(tmp_path, '[on_duty]\nfinance = "finance"\n'))
+    with pytest.raises(ValueError, match="roles are"):
+        load_routing(_config(tmp_path, '[on_duty]\nviewer = "v@acme.example"\n'))
+    with pytest.raises(ValueError, match="one of them"):
+        load_routing(_config(tmp_path, '[[rule]]\nname = "x"\nowner = "a@b.c"\nawra_owner = true\n'))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from statistics import median
@@ -14,8 +14,11 @@ import pytest
 from fixtures import PERIOD, REALM, iso, month, tiny_snapshot
 from world import World
 
+from pipelines.catalogue import title_of
 from pipelines.cycle import run_cycle
 from pipelines.views import health, read_model, trends
+from pipelines.views.period import ALL
+from pipelines.views.queue import action_queue
 
 _TABLES = {  # table -> (entity, id column, money column; a journal entry's money is its debits)
     "purchase_orders": ("purchase_order", "po_id", "total"),
@@ -59,43 +62,54 @@ def world(tmp_path: Path) -> Iterator[World]:
     w.store.close()
 
 
+def _queue(world: World, period: str = ALL, now: datetime | None = None) -> pl.DataFrame:
+    with health.prepared(world.store, REALM):
+        return action_queue(world.store, REALM, now=now or world.now, period=period)
+
+
 def _open_exceptions(world: World) -> list[tuple]:
     return world.store.rows(
         "SELECT dimension, entity, record_id FROM exceptions WHERE realm_id = ? AND status <> 'resolved'", [REALM]
     )
 
 
-def test_headline_counts_each_blocked_record_once_with_its_snapshot_amount(world: World) -> None:
+def test_blocked_counts_each_record_once_and_money_once_per_document_chain(world: World) -> None:
     amounts = _amounts(_snapshot())
-    frame = health.headline(world.store, REALM, world.now - timedelta(days=7))
-    per_dim: dict[str, set] = defaultdict(set)
-    for dimension, entity, record_id in _open_exceptions(world):
-        per_dim[dimension].add((entity, record_id))
-    rows = {r["dimension"]: r for r in frame.iter_rows(named=True)}
-    assert list(rows) == [*health.DIMENSIONS, "all"]
-    for dimension in health.DIMENSIONS:
-        keys = per_dim.get(dimension, set())
-        assert rows[dimension]["records"] == len(keys)
-        assert rows[dimension]["dollars"] == sum((amounts.get(k, Decimal(0)) for k in keys), Decimal("0.00"))
-    everything = set().union(*per_dim.values())
-    assert rows["all"]["records"] == len(everything) == 3  # BILL-1 (item), BP-1 (waits on it), BILL-2 (not posted)
-    assert rows["all"]["dollars"] == Decimal("66.00")
-    # a week ago nothing was open: the change is everything
-    assert rows["all"]["records_change"] == 3 and rows["all"]["records_then"] == 0
+    queue = _queue(world)
+    blocked = health.blocked(queue)
+    open_records = {(e, r) for _, e, r in _open_exceptions(world)}
+    assert blocked["records"] == len(open_records) == 3  # BILL-1 (item), BP-1 (waits on it), BILL-2 (not posted)
+    # BP-1 pays BILL-1 and is blocked by it: its money is the bill's, counted once, under the bill
+    assert blocked["dollars"] == amounts[("bill", "BILL-1")] + amounts[("bill", "BILL-2")] == Decimal("35.50")
+    dims = blocked["dimensions"]
+    assert dims["dimension"].to_list() == list(health.DIMENSIONS)
+    assert int(dims["records"].sum()) == blocked["records"] and dims["dollars"].sum() == blocked["dollars"]
+    assert dims.filter(pl.col("dimension") == "mapping")["records"].item() == 2  # BP-1 under its cause, the item
+    causes = health.causes(queue)
+    assert int(causes["records"].sum()) == blocked["records"] and causes["dollars"].sum() == blocked["dollars"]
+    assert causes["dollars"].to_list() == sorted(causes["dollars"].to_list(), reverse=True)
+    assert not any("_" in c for c in causes["cause"].to_list())  # titles, never reason codes
+    assert causes["decides"].null_count() == 0 and causes["owner"].null_count() == 0
 
 
-def test_change_since_counts_what_was_open_then(world: World) -> None:
-    then = world.now + timedelta(minutes=5)
-    world.now += timedelta(minutes=10)  # the admin maps after the reference moment (the map re-checks at once)
+def test_week_flow_counts_new_and_freed_and_adds_up(world: World) -> None:
+    world.now += timedelta(days=8)  # a week later, the admin maps the item; BILL-1 and then BP-1 sync
     assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.now += timedelta(hours=1)
-    world.cycle()  # BILL-1 and then BP-1 sync
+    world.cycle()
     world.now += timedelta(hours=1)
     world.cycle()
-    rows = {r["dimension"]: r for r in health.headline(world.store, REALM, then).iter_rows(named=True)}
-    assert rows["all"]["records"] == 1 and rows["all"]["records_then"] == 3  # only BILL-2 is left
-    assert rows["all"]["records_change"] == -2 and rows["all"]["dollars_change"] == Decimal("-61.00")
-    assert rows["mapping"]["records"] == 0 and rows["mapping"]["records_then"] == 1
+    queue = _queue(world)
+    intervals = health.blocked_intervals(world.store, REALM, ALL)
+    flow = health.week_flow(intervals, queue, world.now)
+    blocked = health.blocked(queue)
+    assert blocked["records"] == 1  # only BILL-2 is left
+    assert flow["week_ago_records"] == 3 and flow["freed_records"] == 2 and flow["new_records"] == 0
+    assert flow["week_ago_records"] + flow["new_records"] - flow["freed_records"] == blocked["records"]
+    series = health.blocked_series(intervals, queue, world.now)
+    assert series.height == 43 and series["records"][-1] == 1 and series["dollars"][-1] == blocked["dollars"]
+    week_ago = series.filter(pl.col("at") <= flow["since"]).tail(1)
+    assert week_ago["records"].item() == 3
 
 
 def test_states_and_funnel_agree_with_the_records_table(world: World) -> None:
@@ -123,19 +137,18 @@ def test_states_and_funnel_agree_with_the_records_table(world: World) -> None:
 def test_period_close_accounts_for_every_record_dated_in_the_month(world: World) -> None:
     dates = _dates(_snapshot())
     in_month = {k for k, d in dates.items() if d.startswith(PERIOD)}
-    view = health.period_close(world.store, REALM, PERIOD, world.now)
+    view = health.period_close(world.store, REALM, PERIOD)
     summary = view["summary"]
     synced = {k for k in in_month if world.state(f"{k[0]}:{k[1]}") == "synced"}
     assert summary["records"] == len(in_month) == 7
     assert summary["synced"] == len(synced) and summary["open"] == len(in_month) - len(synced)
     assert summary["percent_complete"] == round(100 * len(synced) / len(in_month), 1)
-    assert set(view["open"]["key"]) == {f"{e}:{r}" for e, r in in_month - synced}
-    assert view["open"]["owner"].null_count() == 0  # every open record has an owner
-    assert view["blockers"]["records"].sum() == summary["open"]
-    owners = dict(zip(view["open"]["key"], view["open"]["owner"], strict=True))
+    queue = _queue(world, PERIOD)
+    assert set(queue["key"]) == {f"{e}:{r}" for e, r in in_month - synced}  # what holds the open ones: the queue's
+    owners = dict(zip(queue["key"], queue["owner"], strict=True))
+    assert all(owner and "@" in owner for owner in owners.values())  # one owner each, a person
     assert owners["bill:BILL-2"] == "ap@acme.example"  # finance owns source data: the record's own AWRA owner
-    assert owners["bill:BILL-1"] == "admin"  # a mapping is the admins'
-    empty = health.period_close(world.store, REALM, f"{month(-10):%Y-%m}", world.now)["summary"]
+    empty = health.period_close(world.store, REALM, f"{month(-10):%Y-%m}")["summary"]
     assert empty["records"] == 0 and empty["percent_complete"] is None
 
 
@@ -146,7 +159,7 @@ def test_exclusion_counts_as_settled_with_its_reason(world: World) -> None:
     )
     world.now += timedelta(minutes=5)
     world.cycle()
-    view = health.period_close(world.store, REALM, PERIOD, world.now)
+    view = health.period_close(world.store, REALM, PERIOD)
     assert view["by_entity"].filter(pl.col("entity") == "bill")["excluded"].item() == 1
     totals = health.control_totals(world.store, REALM, PERIOD)
     assert "excluded by a person" in totals["reasons"]["explanation"].to_list()
@@ -195,7 +208,7 @@ def test_control_totals_find_drift_and_the_records_that_explain_it(world: World)
     # a synced record whose QuickBooks object was deleted or changed there has an owned exception: in the queue
     deleted = explain[("invoice", "deleted in QuickBooks, in the queue")]
     assert deleted["key"] == "invoice:INV-1"
-    assert deleted["detail"].startswith("provider_rejection.deleted_in_qbo (owner finance)")
+    assert deleted["detail"].startswith("Deleted in QuickBooks after the sync (owner finance")  # words, not codes
     changed = explain[("payment", "changed in QuickBooks, in the queue")]
     assert changed["amount_effect"] == Decimal("10.00") and "now totals 140.00" in changed["detail"]
     assert explain[("bill", "not in QuickBooks yet: blocked")]["key"] == "bill:BILL-1"
@@ -204,24 +217,24 @@ def test_control_totals_find_drift_and_the_records_that_explain_it(world: World)
     assert totals["bill"]["to_investigate"] == 1 and totals["bill_payment"]["to_investigate"] == 0
 
 
-def test_top_fixes_rank_by_money_at_stake_and_say_what_to_do(world: World) -> None:
-    top = health.top_fixes(world.store, REALM, world.now)
+def test_top_fixes_are_the_head_of_the_queue_and_say_what_to_do(world: World) -> None:
+    queue = _queue(world)
+    top = health.top_fixes(queue)
     open_keys = {f"{e}:{r}" for _, e, r in _open_exceptions(world)}
-    assert set(top["key"]) == open_keys
-    assert top["at_stake"].to_list() == sorted(top["at_stake"].to_list(), reverse=True)
-    assert top["key"][0] in ("bill:BILL-1", "bill_payment:BP-1") and top["at_stake"][0] == Decimal("30.50")
+    assert set(top["key"]) == open_keys and top["key"].to_list() == queue["key"].head(10).to_list()
+    assert top["priority"].to_list() == list(range(1, top.height + 1))
     assert top["fix"].str.len_chars().min() > 10 and top["owner"].null_count() == 0
-    assert top["rank"].to_list() == list(range(1, top.height + 1))
+    assert not any("_" in t for t in top["title"].to_list())  # titles, not reason codes
     # a lost connection holds everything, so it comes first (found when the next record is due to go)
     assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.sandbox.expire_tokens(REALM, refresh=True)
     world.now += timedelta(minutes=10)
     with world.client() as client:  # no pull: it would stop at the refused sign-in; the cycle pauses the sync
         run_cycle(world.store, client, world.settings, now=world.now, trigger="schedule", actor=None)
-    top = health.top_fixes(world.store, REALM, world.now)
-    assert top["key"][0] == "connection" and top["page"][0] == "connection.py"
+    queue = _queue(world)
+    assert health.top_fixes(queue)["entity"][0] == "connection"
     assert health.connection_badge(world.store, REALM, world.now)["tone"] == "bad"
-    assert health.headline(world.store, REALM, world.now)["connection_problem"][0]
+    assert health.blocked(queue)["connection_problem"]
 
 
 def test_trends_count_first_time_right_retries_and_codes_from_the_attempts(world: World) -> None:
@@ -252,8 +265,13 @@ def test_trends_count_first_time_right_retries_and_codes_from_the_attempts(world
     assert set(retries["dimension"]) == {a[8] for a in attempts if a[4] != "accepted"}
 
     codes = trends.top_error_codes(world.store, REALM)
-    labels = Counter(a[5] or (f"HTTP {a[6]}" if a[6] else a[7]) for a in attempts if a[4] != "accepted")
+    labels = Counter(
+        f"QuickBooks code {a[5]}" if a[5] else f"HTTP {a[6]}" if a[6] else title_of(a[7])
+        for a in attempts
+        if a[4] != "accepted"
+    )
     assert dict(zip(codes["code"], codes["attempts"], strict=True)) == dict(labels)
+    assert codes["attempts"].to_list() == sorted(codes["attempts"].to_list(), reverse=True)
 
     runs = trends.throughput(world.store, REALM)  # a look-up that finds an unknown outcome in QBO links it
     operations = Counter(a[9] for a in attempts)
@@ -268,28 +286,25 @@ def test_trends_count_first_time_right_retries_and_codes_from_the_attempts(world
     assert {a[8] for a in attempts if a[4] != "accepted"} <= set(hours)  # the send failures were resolved
     for row in resolve.filter(pl.col("resolved") > 0).iter_rows(named=True):
         assert row["resolved"] == len(hours[row["dimension"]])
-        assert row["median_hours"] == pytest.approx(median(hours[row["dimension"]]), abs=0.05)
+        assert row["median_days"] == pytest.approx(median(hours[row["dimension"]]) / 24, abs=0.05)
 
 
-def test_failures_over_time_match_the_headline_at_each_check_run(world: World) -> None:
-    world.now += timedelta(minutes=30)  # the map's own check is a run of its own, after the first cycle's
+def test_flow_ends_on_the_queues_numbers_and_new_minus_freed_adds_up(world: World) -> None:
+    world.now += timedelta(days=2)
     assert world.map("item", "WID-220", "1", reason="same widget").ok
     world.now += timedelta(hours=1)
     world.cycle()
-    frame = trends.failures_over_time(world.store, REALM)
-    runs = sorted(set(frame["checked_at"]))
-    assert len(runs) == len(set(r[0] for r in world.store.rows("SELECT started_at FROM check_runs")))
-    last = frame.filter(pl.col("checked_at") == runs[-1])
-    head = health.headline(world.store, REALM, runs[-1])
-    for dimension in health.DIMENSIONS:
-        assert (
-            last.filter(pl.col("dimension") == dimension)["records"].item()
-            == head.filter(pl.col("dimension") == dimension)["records"].item()
-        )
-    first = frame.filter((pl.col("checked_at") == runs[0]) & (pl.col("dimension") == "mapping"))
-    assert first["records"].item() == 1 and first["dollars"].item() == Decimal("30.50")
-    window = trends.within(frame, "checked_at", (runs[-1], runs[-1]))
-    assert set(window["checked_at"]) == {runs[-1]}
+    queue = _queue(world)
+    intervals = health.blocked_intervals(world.store, REALM, ALL)
+    blocked = health.blocked(queue)
+    for bucket in ("day", "week"):
+        frame = trends.flow(intervals, queue, world.now, bucket)
+        assert frame.height == (42 if bucket == "day" else 6)
+        last = frame.row(-1, named=True)
+        assert last["open_records"] == blocked["records"] and last["open_dollars"] == blocked["dollars"]
+        assert int(frame["new_records"].sum()) - int(frame["freed_records"].sum()) == blocked["records"]
+    window = trends.within(frame, "period", (frame["period"][-1], frame["period"][-1]))
+    assert window.height == 1
 
 
 def test_recurring_offenders_name_the_item_behind_repeated_blocks(world: World) -> None:
@@ -312,8 +327,6 @@ def test_buckets_and_periods_refuse_what_they_do_not_know(world: World) -> None:
         trends.first_time_right(world.store, REALM, "hour")
     with pytest.raises(ValueError, match="YYYY-MM"):
         health.period_bounds("November")
-    with pytest.raises(ValueError, match="basis"):
-        health.reference_time(world.store, REALM, "year", world.now)
     assert health.period_bounds("2026-12") == (date(2026, 12, 1), date(2027, 1, 1))
 
 
@@ -323,13 +336,12 @@ def test_prepared_working_tables_give_the_same_numbers(world: World) -> None:
 
     def models() -> dict:
         return {
-            "headline": health.headline(world.store, REALM, now - timedelta(days=7)),
+            "blocked": health.blocked(_queue(world, PERIOD, now))["dimensions"],
             "states": health.records_by_state(world.store, REALM),
             "funnel": health.funnel(world.store, REALM),
-            "close": health.period_close(world.store, REALM, PERIOD, now),
+            "close": health.period_close(world.store, REALM, PERIOD),
             "controls": health.control_totals(world.store, REALM, PERIOD),
-            "top": health.top_fixes(world.store, REALM, now),
-            "failures": trends.failures_over_time(world.store, REALM),
+            "intervals": health.blocked_intervals(world.store, REALM, PERIOD),
             "offenders": trends.recurring_offenders(world.store, REALM, min_failures=1),
         }
 
