@@ -24,8 +24,8 @@ from ui.data import (
     page_period,
     people,
 )
-from ui.render import RECORD_PAGE, entity_name, escalation_words, scope_words
 from ui.firm import queue_company
+from ui.render import RECORD_PAGE, entity_name, escalation_words, scope_words
 
 KINDS = {d: g.title for d, g in DIMENSION_GUIDE.items()}
 # Drill links (Health, Trends, a shared address) arrive as ?reason=...&owner=...&entity=...&dimension=... with ?period=

@@ -13,7 +13,16 @@ from ui.charts import (
     states_chart,
     table_view,
 )
-from ui.data import closing_period, company_name, csv_export, get_settings, get_store, health_view, page_now, page_period
+from ui.data import (
+    closing_period,
+    company_name,
+    csv_export,
+    get_settings,
+    get_store,
+    health_view,
+    page_now,
+    page_period,
+)
 from ui.firm import company_section
 from ui.render import cause_rows, named_entities, queue_link, scope_words, top_rows
 

@@ -7,16 +7,18 @@ open item. Health shows it as the company table; `synchealth status --json` repo
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
 from pipelines.store import Store
-from pipelines.views.health import period_close
+from pipelines.views import period as periods
+from pipelines.views.health import blocked, period_close
+from pipelines.views.queue import action_queue
 
-__all__ = ["COMPANY_COLUMNS", "closing_period", "companies", "company_table"]
+__all__ = ["COMPANY_COLUMNS", "companies", "company_table"]
 
 # Worst first: a lost connection stops everything; then what only a person can fix, then what retries on its own.
 _DIMENSION_ORDER = ("authorization", "source_data", "mapping", "duplicate_risk", "provider_rejection", "transport")
@@ -32,13 +34,6 @@ COMPANY_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "biggest_item": pl.String,
     "biggest_owner": pl.String,
 }
-
-
-def closing_period(now: datetime | date) -> str:
-    """The month being closed: the one before `now`'s."""
-    first = date(now.year, now.month, 1)
-    previous = date(first.year - 1, 12, 1) if first.month == 1 else date(first.year, first.month - 1, 1)
-    return previous.strftime("%Y-%m")
 
 
 def _realms(store: Store) -> list[str]:
@@ -59,38 +54,43 @@ def _worst(dimensions: list[str | None], connection: str | None) -> str | None:
 
 def _company_row(store: Store, realm_id: str, period: str, now: datetime) -> dict[str, Any]:
     # Live, not through the prepared read model: that holds the one company last shown, and rebuilding it for each
-    # company would cost more than the one query per company this is.
-    close = period_close(store, realm_id, period, now, limit=1)
-    summary, blockers, open_records = close["summary"], close["blockers"], close["open"]
+    # company would cost more than reading each company's period once. The numbers are Health's and the queue's for
+    # the same company and period: what is blocked counted once per document chain, the queue's own ranking.
+    summary = period_close(store, realm_id, period)["summary"]
+    queue = action_queue(store, realm_id, now=now, period=period)
+    held = blocked(queue)
+    dims = held["dimensions"].filter(pl.col("records") > 0)["dimension"].to_list()
     info = store.rows(
         """SELECT (SELECT company_name FROM qbo_company WHERE realm_id = ?),
                   (SELECT status FROM qbo_connections WHERE realm_id = ?)""",
         [realm_id, realm_id],
     )[0]
-    biggest = open_records.row(0, named=True) if open_records.height else None
+    items = queue.filter(pl.col("entity") != "connection").sort("at_stake", descending=True, nulls_last=True)
+    biggest = items.row(0, named=True) if items.height else None
     return {
         "realm_id": realm_id,
         "company": info[0],
         "connection": info[1] or "not connected",
         "records": summary["records"],
-        "records_blocked": summary["open"],
-        "dollars_blocked": Decimal(summary["open_dollars"] or 0).quantize(Decimal("0.01")),
+        "records_blocked": held["records"],
+        "dollars_blocked": Decimal(held["dollars"] or 0).quantize(Decimal("0.01")),
         "percent_complete": summary["percent_complete"],
-        "worst_dimension": _worst(blockers["dimension"].to_list() if blockers.height else [], info[1]),
+        "worst_dimension": _worst(dims, info[1]),
         "biggest_item": biggest["key"] if biggest else None,
-        "biggest_owner": biggest["owner"] if biggest else None,
+        "biggest_owner": biggest["owned_by"] if biggest else None,
     }
 
 
 def company_table(store: Store, now: datetime, period: str | None = None) -> pl.DataFrame:
-    """One row per company, the most dollars blocked first."""
-    period = period or closing_period(now)
-    rows = [_company_row(store, realm, period, now) for realm in _realms(store)]
+    """One row per company, the most dollars blocked first: for `period`, else each company's month being closed."""
+    rows = [
+        _company_row(store, realm, period or periods.closing_period(store, realm, now), now) for realm in _realms(store)
+    ]
     frame = pl.DataFrame(rows, schema=COMPANY_COLUMNS, orient="row")
     return frame.sort(["dollars_blocked", "records_blocked", "realm_id"], descending=[True, True, False])
 
 
 def companies(store: Store, now: datetime, period: str | None = None) -> dict[str, Any]:
-    """The firm view for a program (`status --json`): the period and one object per company."""
-    period = period or closing_period(now)
-    return {"period": period, "companies": company_table(store, now, period).to_dicts()}
+    """The firm view for a program (`status --json`): the period ("closing": each company's month being closed) and
+    one object per company."""
+    return {"period": period or "closing", "companies": company_table(store, now, period).to_dicts()}

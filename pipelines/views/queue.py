@@ -174,7 +174,7 @@ def chains_sql(scoped: bool, records: str | None = None) -> str:
       LEFT JOIN par p USING (entity, record_id)
       LEFT JOIN lead pl ON pl.entity = p.parent_entity AND pl.record_id = p.parent_id
       LEFT JOIN sc ps ON ps.entity = p.parent_entity AND ps.record_id = p.parent_id
-      LEFT JOIN own_due d USING (entity, record_id)
+      LEFT JOIN own_due d ON d.entity = r.entity AND d.record_id = r.record_id
       LEFT JOIN parent_due pd ON pd.entity = p.parent_entity AND pd.record_id = p.parent_id),
     rooted AS (
       SELECT *, CASE WHEN parent_counts THEN 0 ELSE coalesce(amount, 0) END::DECIMAL(18,2) AS counted,

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 from fixtures import REALM
 from world import World
 
 from pipelines.views.api import read_view
-from pipelines.views.firm import closing_period, company_table
-
-
-def test_closing_period_is_the_month_before() -> None:
-    assert closing_period(datetime(2027, 1, 15)) == "2026-12"
-    assert closing_period(datetime(2026, 7, 1)) == "2026-06"
+from pipelines.views.firm import company_table
 
 
 def test_each_company_has_its_blocked_money_completion_connection_worst_dimension_and_owner(
