@@ -204,7 +204,10 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
                        SELECT nextval('exception_seq'), $realm, r.entity, r.record_id, r.version, r.dimension,
                               r.reason, r.detail, r.owner_role, r.owner, 'open', $now, $now, r.own_amount,
                               r.evidence, r.due_by, r.routed_by, $now
-                       FROM _routed r WHERE r.reopen_id IS NULL AND r.backfill_id IS NULL""",
+                       -- Ids in a fixed order (a parallel scan would number them in any), so which of a record's
+                       -- problems leads is the same on every run and on both stores.
+                       FROM (SELECT * FROM _routed WHERE reopen_id IS NULL AND backfill_id IS NULL
+                             ORDER BY entity, record_id, dimension, reason, detail) r""",
                     params,
                 ).fetchall()[0][0]
                 tx.execute(

@@ -300,15 +300,30 @@ class FleetChaosRun:
         return [f"companies run by two workers at once: {overlaps[:5]}"] if overlaps else []
 
     def killed_jobs_picked_up(self) -> list[str]:
+        # A killed job goes back to the queue. If a second cycle of the same company was cut short too, only one can
+        # wait under the company's queueing lock, so the sweep may cancel the first one that was waiting again: its
+        # work is then done by the later cycle, which must have finished on a live worker after the kill.
         with self.store() as store:
-            finished = {
-                (int(j), w)
-                for j, w in store.rows("SELECT job_id, worker FROM fleet_job_log WHERE finished_at IS NOT NULL")
-            }
+            log = store.rows(
+                "SELECT job_id, worker, realm_id, extract(epoch FROM started_at), extract(epoch FROM finished_at) "
+                "FROM fleet_job_log"
+            )
             statuses = dict(store.rows("SELECT id, status::text FROM procrastinate_jobs"))
+        finished = {(int(j), w) for j, w, _r, _s, f in log if f is not None}
+        realm_of = {int(j): r for j, _w, r, _s, _f in log}
+        killed_at = {int(j): self.killed_at[w] for j, w, _r, _s, _f in log if w in self.killed_at}
+
+        def superseded(job: int) -> bool:
+            return statuses.get(job) == "cancelled" and any(
+                r == realm_of.get(job) and f is not None and float(f) > killed_at.get(job, float("inf"))
+                and w not in self.killed_at and statuses.get(int(j)) == "succeeded"
+                for j, w, r, _s, f in log
+            )  # fmt: skip
+
         lost = [
             j
             for j in self.figures.killed_jobs
-            if not any(job == j and w not in self.killed_at for job, w in finished) or statuses.get(j) != "succeeded"
+            if not superseded(j)
+            and (not any(job == j and w not in self.killed_at for job, w in finished) or statuses.get(j) != "succeeded")
         ]
         return [f"killed jobs never finished by another worker: {lost}"] if lost else []
