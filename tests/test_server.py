@@ -397,9 +397,13 @@ def test_an_admin_reconnects_from_the_connection_page_in_chromium(connected: Ser
         choose_actor(page, "admin@demo.local")
         button = page.get_by_role("link", name="Reconnect QuickBooks")
         button.wait_for(timeout=30_000)
-        page.locator("[data-testid='stDataFrame'] canvas").first.wait_for()
+        page.get_by_text("Last successful call").wait_for()
         body = page.inner_text("body")
         assert "connected" in body and "Hard expiry (5-year cap) in" in body and "Webhook signature failures" in body
+        # the settings read as words: headed, each refresh counted in a sentence, never "— (0)" or a raw payload
+        assert "Setting" in body and "Value" in body and "Last refresh" in body and "(0)" not in body
+        assert "not yet refreshed since connecting" in body or "in all)" in body
+        assert "{" not in body and "None" not in body
         screenshot(page, "connection-1280x800")
         with page.context.expect_page() as opened:  # the link button opens the sign-in in a new tab
             button.click()
