@@ -223,9 +223,9 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
-    params = {"kind": args.kind, "awra_value": args.awra_value, "qbo_id": args.qbo_id}
-    if args.reason is not None:
-        params["reason"] = args.reason
+    if not args.reason.strip():  # as on the Mappings page: a person's mapping says why, for the audit log
+        raise UsageError("map needs --reason: why this is the right QuickBooks object (kept in the audit log)")
+    params = {"kind": args.kind, "awra_value": args.awra_value, "qbo_id": args.qbo_id, "reason": args.reason}
     return _finish(ctx, ctx.command("map", params))
 
 
@@ -461,7 +461,7 @@ def _parser() -> argparse.ArgumentParser:
     mapc.add_argument("kind", choices=("account", "tax_code", "vendor", "customer", "item", "payment_method", "class"))
     mapc.add_argument("awra_value")
     mapc.add_argument("qbo_id")
-    mapc.add_argument("--reason", default=None)
+    mapc.add_argument("--reason", required=True, help="why this is the right QuickBooks object (kept in the audit log)")
     mapc.set_defaults(func=cmd_map)
 
     sync = sub.add_parser("sync", help="check, then send every ready record to QuickBooks (admin)")

@@ -260,7 +260,7 @@ def test_every_write_command_is_refused_to_a_role_without_it_and_changes_nothing
         ("finance", ["pull"], "pull needs the admin role"),
         ("viewer", ["sync"], "sync needs the admin role"),
         ("finance", ["sync", "--only", "bill:BILL-1"], "sync needs the admin role"),
-        ("viewer", ["map", "item", HOSTILE_SKU, "1"], "map needs the admin role"),
+        ("viewer", ["map", "item", HOSTILE_SKU, "1", "--reason", "x"], "map needs the admin role"),
         ("finance", ["map", "item", HOSTILE_SKU, "1", "--reason", "x"], "map needs the admin role"),
         ("viewer", ["retry", "bill:BILL-1"], "retry needs the admin role"),
         ("finance", ["retry", "bill:BILL-1", "--override-reason", "x"], "retry needs the admin role"),
@@ -391,6 +391,8 @@ def test_sql_looking_mapping_values_and_reasons_are_stored_byte_for_byte(
     )
     code, out, _ = _cli(capsys, *fin, "--json", "resolve", str(source), "--reason", reasons["resolve"])
     assert code == 0 and json.loads(out)["items"][0]["data"]["resolution"] == reasons["resolve"]
+    code, _, err = _cli(capsys, *admin, "map", "item", HOSTILE_SKU, "1", "--reason", "  ")  # a reason is required
+    assert code == 2 and "map needs --reason" in err and len(err.strip().splitlines()) == 1
     code, out, err = _cli(capsys, *admin, "map", "item", HOSTILE_SKU, "1", "--reason", reasons["map"])
     assert code == 0 and out.startswith(f"mapped item {HOSTILE_SKU} to QuickBooks Item 1 (Widget): 1 of 1"), err
     code, out, _ = _cli(capsys, *fin, "exclude", f"bill:{HOSTILE_ID}", "--reason", reasons["exclude"])

@@ -378,7 +378,7 @@ def test_a_write_beside_a_process_without_a_server_stops_with_one_line(tmp_path:
         assert plain.returncode == 1 and len(plain.stderr.strip().splitlines()) == 1
         assert "open in another process" in plain.stderr and "Traceback" not in plain.stderr
         write_server_file(db, f"http://127.0.0.1:{free_port()}", "stale-token")  # a server that died
-        dead = cli("--actor", "admin@demo.local", "map", "account", "5000", "3")
+        dead = cli("--actor", "admin@demo.local", "map", "account", "5000", "3", "--reason", "x")
         assert dead.returncode == 1 and len(dead.stderr.strip().splitlines()) == 1
         assert "does not answer" in dead.stderr and "Traceback" not in dead.stderr
     finally:

@@ -416,7 +416,7 @@ def test_the_cli_resolves_assigns_excludes_and_keeps_every_role_boundary(
 
     assert _cli(world, "viewer@demo.local", "retry", "bill:BILL-1") == 1
     assert "retry needs the admin role; viewer@demo.local is a viewer" in capsys.readouterr().err
-    assert _cli(world, "finance@demo.local", "map", "item", "WID-220", "1") == 1
+    assert _cli(world, "finance@demo.local", "map", "item", "WID-220", "1", "--reason", "same part") == 1
     assert "map needs the admin role" in capsys.readouterr().err
     assert _cli(world, "viewer@demo.local", "resolve", str(source_eid), "--reason", "x") == 1
     assert "resolve of a source data exception needs the finance or admin role" in capsys.readouterr().err

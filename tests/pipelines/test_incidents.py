@@ -51,7 +51,7 @@ CLI_PATHS = {
     "check": ("pipelines.commands.run_check", ["check"]),
     "sync": ("pipelines.commands.run_cycle", ["sync"]),
     "retry": ("pipelines.commands.retry_gate", ["retry", "bill:BILL-1"]),
-    "map": ("pipelines.commands.set_mapping", ["map", "item", "WID-220", "1"]),
+    "map": ("pipelines.commands.set_mapping", ["map", "item", "WID-220", "1", "--reason", "same part"]),
     "assign": ("pipelines.commands.assign_exception", ["assign", "{source}", "--to", "finance@demo.local"]),
     "resolve": ("pipelines.commands.resolve_exception", ["resolve", "{source}", "--reason", "approved"]),
     "exclude": ("pipelines.commands.exclude_record", ["exclude", "bill:BILL-2", "--reason", "a test bill"]),
