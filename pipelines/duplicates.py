@@ -27,6 +27,7 @@ __all__ = [
     "link_duplicate",
     "normalize_name",
     "normalize_name_sql",
+    "party_of_sql",
 ]
 
 # The QuickBooks entity an AWRA record becomes (ARCHITECTURE.md "Source marker": same entity, same id).
@@ -89,6 +90,16 @@ _TXNS = (
     _Txn("bill_payment", None, "vendor_id", "vendor", "amount"),
 )
 _PARTY_OF = {QBO_ENTITY[t.entity]: QBO_ENTITY[t.party_kind] for t in _TXNS}
+
+
+def party_of_sql() -> str:
+    """SELECT kind, value: the vendor or customer the record ($realm, $entity, $id) names, as a mapping use of the
+    party's own kind (parties are mapped apart from the mapping kinds of lines and accounts)."""
+    return " UNION ALL ".join(
+        f"SELECT '{t.party_kind}' AS kind, {t.party} AS value FROM {current_view(t.table)} "
+        f"WHERE realm_id = $realm AND $entity = '{t.entity}' AND {t.record_id} = $id AND {t.party} IS NOT NULL"
+        for t in _TXNS
+    )
 
 
 # -- name normalization: one definition, written twice (Python and DuckDB SQL) --------------------------

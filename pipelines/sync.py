@@ -590,13 +590,16 @@ def _changed_since_attempt(store: Store, realm_id: str, entity: str, record_id: 
     """What changed after the record's last attempt that could cure a refusal: a mapping it uses, a QuickBooks object
     one of its mappings points to, or (after a name or number conflict) an object that could hold that name or number.
     """
-    from pipelines.duplicates import QBO_ENTITY
+    from pipelines.duplicates import QBO_ENTITY, party_of_sql
     from pipelines.mappings import all_mapping_usage_sql
 
     params = {"realm": realm_id, "entity": entity, "id": record_id}
+    # Its lines' and accounts' mappings, and its own vendor's or customer's (a party made inactive is cured there).
     mapped = f"""SELECT m.kind, m.awra_value, m.qbo_entity, m.qbo_id, m.set_at FROM ({all_mapping_usage_sql()}) u
                  JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
-                 WHERE u.realm_id = $realm AND u.entity = $entity AND u.record_id = $id"""
+                 WHERE u.realm_id = $realm AND u.entity = $entity AND u.record_id = $id
+                 UNION SELECT m.kind, m.awra_value, m.qbo_entity, m.qbo_id, m.set_at FROM ({party_of_sql()}) p
+                 JOIN mappings m ON m.realm_id = $realm AND m.kind = p.kind AND m.awra_value = p.value"""
     last = (
         "SELECT last_attempt_at, last_reason FROM sync_status WHERE realm_id = $realm AND entity = $entity "
         "AND record_id = $id"
