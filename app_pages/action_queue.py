@@ -23,6 +23,7 @@ from ui.data import (
     page_now,
     page_period,
     people,
+    with_documents,
 )
 from ui.firm import queue_company
 from ui.render import RECORD_PAGE, entity_name, escalation_words, scope_words
@@ -38,7 +39,7 @@ store = get_store(str(settings.db_path))
 realm = queue_company(st.session_state.get("realm", settings.realm_id))  # ?company= from the firm table
 identity = identity_of(st.session_state.get("actor"), settings)
 period = page_period(store, realm)
-queue = action_queue(store, realm, period)
+queue = with_documents(store, realm, action_queue(store, realm, period))
 last = st.session_state.get("queue_last")
 now = page_now()
 
@@ -177,8 +178,8 @@ table = shown.with_columns(
     .alias("why"),
 )
 # At stake, Owner and Due-by first: at 1280 px they are what shows without scrolling sideways.
-columns = ["at_stake", "owner_shown", "when", "record_id", "type", "why", "fix", "detail", "due_date", "status",
-           "age_days", "priority"]  # fmt: skip
+columns = ["at_stake", "owner_shown", "when", "document", "type", "why", "fix", "detail", "record_id", "due_date",
+           "status", "age_days", "priority"]  # fmt: skip
 event = st.dataframe(
     table.select(columns),
     key="queue_table",
@@ -190,7 +191,8 @@ event = st.dataframe(
         "at_stake": st.column_config.NumberColumn("At stake", format="dollar", width=95),
         "owner_shown": st.column_config.TextColumn("Owner", width=170),
         "when": st.column_config.TextColumn("Due-by", width=150, help="due-by, or when and why it escalated"),
-        "record_id": st.column_config.TextColumn("Record", width=100),
+        "document": st.column_config.TextColumn("Document", width=190, help="its number and vendor or customer"),
+        "record_id": st.column_config.TextColumn("AWRA id", width=100),
         "type": st.column_config.TextColumn("Type", width="small"),
         "why": st.column_config.TextColumn("Why", width="medium"),
         "detail": st.column_config.TextColumn("What is wrong", width="large"),
@@ -209,7 +211,9 @@ st.download_button(
 )
 
 select_all = st.checkbox(f"Select all {shown.height:,} items shown", key="q_all")
-picked = shown[list(range(shown.height)) if select_all else list(event.selection.rows)]
+rows = list(range(shown.height)) if select_all else list(event.selection.rows)
+picked = shown[rows]
+full_text = {r["key"]: r for r in table[rows[:200]].select("key", "document", "why", "fix").iter_rows(named=True)}
 picked_ids = picked["exception_id"].to_list()
 picked_keys = list(dict.fromkeys(picked["key"].to_list()))
 records = [k for k in picked_keys if not k.startswith(("connection:", "snapshot:"))]
@@ -219,6 +223,8 @@ if records:  # page links: the record opens in this tab, as the person signed in
         with col:
             st.page_link(RECORD_PAGE, label=f"Open {record}", query_params={"key": record},
                          icon=":material/receipt_long:", help="its whole chain, and the actions on it")  # fmt: skip
+            if item := full_text.get(record):  # the grid cuts long cells: the selected item's words in full
+                st.caption(plain(f"{item['document']}: {item['why'].rstrip('.')}. Next step: {item['fix']}"))
     if len(records) > 3:
         st.caption(f"and {len(records) - 3:,} more selected record(s): select one to open it")
 elif not picked_ids:

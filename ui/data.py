@@ -179,6 +179,22 @@ def _searchable(_store: Store, realm_id: str, version: tuple) -> pl.DataFrame:
     return searchable(_store, realm_id)
 
 
+def _search_frame(store: Store, realm_id: str) -> pl.DataFrame:
+    synced = store.scalar("SELECT coalesce(max(run_id), 0) FROM sync_runs")  # a sync changes states, not the version
+    return _searchable(store, realm_id, (*metrics.store_version(store), synced))
+
+
+def with_documents(store: Store, realm_id: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (with a `key` column) with each record's document number and party name, as a person knows it:
+    `document` reads "INV-9 · Acme Supplies" (a vendor or customer itself: its name)."""
+    known = _search_frame(store, realm_id).select(
+        "key",
+        pl.concat_str([pl.col("number"), pl.col("party")], separator=" · ", ignore_nulls=True).alias("document"),
+    )
+    joined = frame.join(known, on="key", how="left", maintain_order="left")
+    return joined.with_columns(pl.col("document").fill_null("—"))
+
+
 def find_records(store: Store, realm_id: str, text: str) -> pl.DataFrame:
     """Records found by key, document number or party name (the Record page's search): at most 25, closest first.
     The records are read once per store version; each search is a filter over them."""
@@ -187,8 +203,7 @@ def find_records(store: Store, realm_id: str, text: str) -> pl.DataFrame:
     query = parse_query(text)
     if query.empty:
         return find(pl.DataFrame(), query)  # the empty answer, with its columns
-    synced = store.scalar("SELECT coalesce(max(run_id), 0) FROM sync_runs")  # a sync changes states, not the version
-    return find(_searchable(store, realm_id, (*metrics.store_version(store), synced)), query)
+    return find(_search_frame(store, realm_id), query)
 
 
 def record_chain(store: Store, realm_id: str, key: str) -> dict | None:

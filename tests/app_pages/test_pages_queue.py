@@ -52,11 +52,12 @@ def test_a_viewer_reads_the_queue_with_the_fix_and_a_link_and_gets_no_action(ser
     at = _page("action_queue.py")
     assert _metrics(at)["Records blocked"] == "3"
     table = at.dataframe[0].value
-    assert table.columns[:3].tolist() == ["at_stake", "owner_shown", "when"]  # what shows first at 1280 px
+    assert table.columns[:4].tolist() == ["at_stake", "owner_shown", "when", "document"]  # first at 1280 px
     assert set(table["record_id"]) == {"BILL-1", "BILL-2", "BP-1"}
     bill1 = table[table["record_id"] == "BILL-1"].iloc[0]
     assert bill1["why"] == "Item SKU not mapped to QuickBooks" and bill1["fix"].startswith("An admin maps the item SKU")
     assert bill1["owner_shown"] == "admin@demo.local" and bill1["at_stake"] == 30.5  # a person, and the money
+    assert bill1["document"] == "INV-9 · Acme Supplies"  # the bill as a person knows it: its number, its vendor
     assert len(at.button) == 0  # no assign, resolve, exclude or retry for a viewer
     assert any("Read-only" in c.value and "you are signed in as a viewer" in c.value for c in at.caption)
     assert at.get("download_button")  # reading includes exporting
@@ -66,6 +67,10 @@ def test_a_viewer_reads_the_queue_with_the_fix_and_a_link_and_gets_no_action(ser
     at.checkbox(key="q_all").check().run()
     (link,) = [p.proto for p in at.get("page_link") if "BILL-1" in p.proto.label]
     assert link.page == "record" and link.query_string == "key=bill%3ABILL-1"  # a page link: same tab, same session
+    # the grid cuts long cells; the selected item's cause and next step are written out in full under its link
+    words = [c.value.replace("\\", "") for c in at.caption]  # (Markdown's characters arrive escaped)
+    assert any(w.startswith("INV-9 · Acme Supplies: Item SKU not mapped") and "Next step: An admin maps the item" in w
+               for w in words), words  # fmt: skip
 
 
 def test_finance_resolves_a_source_data_item_but_not_a_mapping_one_and_cannot_retry_or_map(served: World) -> None:
