@@ -6,6 +6,24 @@ import streamlit as st
 from pipelines.views.queue import filter_audit
 from ui.data import audit_log, csv_export, get_settings, get_store
 
+# A key (purchase_order:PO-1, company:9341) reads as words: "purchase order PO-1"; any other target as it is.
+_KEYED = r"^[a-z_]+:"
+_TARGET_WORDS = (
+    pl.when(pl.col("target").str.contains(_KEYED))
+    .then(
+        pl.concat_str(
+            pl.col("target").str.extract(r"^([a-z_]+):", 1).str.replace_all("_", " "),
+            pl.col("target").str.replace(_KEYED, " "),
+        )
+    )
+    .otherwise(pl.col("target"))
+)
+
+
+def _action_words(action: str) -> str:
+    return action.replace("_", " ")
+
+
 settings = get_settings()
 store = get_store(str(settings.db_path))
 realm = st.session_state.get("realm", settings.realm_id)
@@ -21,7 +39,9 @@ if log.is_empty():
 
 cols = st.columns(4)
 actors = cols[0].multiselect("Who", sorted(log["actor"].unique().to_list()), key="audit_actor")
-actions = cols[1].multiselect("Action", sorted(log["action"].unique().to_list()), key="audit_action")
+actions = cols[1].multiselect(
+    "Action", sorted(log["action"].unique().to_list()), key="audit_action", format_func=_action_words
+)
 target = cols[2].text_input("Record or value contains", key="audit_target")
 first, latest = log["acted_at"].min().date(), log["acted_at"].max().date()
 period = cols[3].date_input("Between", value=(first, latest), key="audit_period")
@@ -33,7 +53,11 @@ st.caption(
     "these rows: corrections are new entries."
 )
 st.dataframe(
-    shown.with_columns(pl.col(c).fill_null("") for c in ("reason", "before_json", "after_json")),
+    shown.with_columns(
+        *(pl.col(c).fill_null("") for c in ("reason", "before_json", "after_json")),
+        pl.col("action").str.replace_all("_", " "),
+        _TARGET_WORDS,
+    ),
     hide_index=True,
     column_config={
         "audit_id": st.column_config.NumberColumn("#", format="%d"),

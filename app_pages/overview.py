@@ -85,7 +85,9 @@ else:
 
 st.subheader("Snapshot tables")
 st.dataframe(
-    named_entities(data["tables"]),
+    named_entities(data["tables"]).with_columns(  # the table in words; its file keeps the contract's name
+        pl.col("table_name").str.replace_all("_", " ").str.replace(r"^po ", "PO ")
+    ),
     hide_index=True,
     column_config={
         "table_name": "AWRA table",

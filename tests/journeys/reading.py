@@ -17,6 +17,7 @@ __all__ = [
     "REASON_CODE",
     "choose",
     "closing_month",
+    "grid_text",
     "main_text",
     "metric",
     "month_name",
@@ -74,6 +75,15 @@ def main_text(page: Page) -> str:
             return text;
         }"""
     ).replace("\u200b", "")  # zero-width spaces keep an email from becoming a link; nobody reads them
+
+
+def grid_text(page: Page) -> str:
+    """The text of every data grid on the page as drawn: its column headers and the cells it has rendered (the grid
+    paints on a canvas; its accessible table holds the same words, for the rows and columns in view)."""
+    cells = page.locator(
+        "[data-testid='stDataFrame'] [role='columnheader'], [data-testid='stDataFrame'] [role='gridcell']"
+    )
+    return "\n".join(cells.all_inner_texts())
 
 
 def metric(page: Page, label: str) -> str:

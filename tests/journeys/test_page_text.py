@@ -1,6 +1,6 @@
-"""Every page's text as a finance viewer reads it in Chromium: no reason code, no snake_case name, no "None" or
-"nan", no traceback; and a number that appears on two pages agrees (Health's totals are the queue's for the same
-period, and a cause's row on Health is what the queue shows for that cause)."""
+"""Every page's text as a finance viewer reads it in Chromium, the grids' cells in view included: no reason code, no
+snake_case name, no "None" or "nan", no traceback; and a number that appears on two pages agrees (Health's totals are
+the queue's for the same period, and a cause's row on Health is what the queue shows for that cause)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 from browser import browser_page
-from reading import REASON_CODE, main_text, metric, open_page, settle, shot
+from reading import REASON_CODE, grid_text, main_text, metric, open_page, settle, shot
 
 pytestmark = pytest.mark.browser
 # Each page of the navigation at its address, and the title it draws.
@@ -42,13 +42,17 @@ def _problems(text: str) -> list[str]:
 @pytest.mark.parametrize("period", ["", "all"])
 def test_every_page_reads_in_finance_words(demo_app, period: str) -> None:
     query = f"?period={period}" if period else ""
+    found = {}
     with browser_page(1280, 800) as page:
         for path, title in PAGES.items():
             open_page(page, f"{demo_app.url}/{path}{query}", title)
             assert page.locator("[data-testid='stException']").count() == 0, path
-            text = main_text(page)
             shot(page, f"text-{path or 'health'}-{period or 'closing'}-1280x800")
-            assert not _problems(text), (path or "health", _problems(text))
+            # the page's words, then its grids' headers and the cells in view, read as text too
+            for where, text in (("page", main_text(page)), ("grid", grid_text(page))):
+                if problems := _problems(text):
+                    found[f"{path or 'health'} {where}"] = sorted(set(problems))
+    assert not found, found
 
 
 def test_health_totals_are_the_queues_for_the_same_filters(demo_app) -> None:
