@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipelines.serve.remote import read_server_file
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -165,3 +167,17 @@ def served(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def first_cycle_done(url: str, db: Path, seconds: float = 180) -> None:
+    """Wait until the server's first cycle has finished (its scheduler reports it through /healthz)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        info = read_server_file(db)
+        if info:
+            body = httpx.get(f"{url}/healthz", headers={"authorization": f"Bearer {info['token']}"}, timeout=10).json()
+            scheduler = body.get("scheduler", {})
+            if scheduler.get("cycles", 0) + scheduler.get("failed_cycles", 0) >= 1 and not scheduler.get("current"):
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the server's first cycle did not finish within {seconds:.0f} s")

@@ -37,6 +37,7 @@ from pipelines.demo.company import NOT_APPROVED, NOT_POSTED, DemoSummary, write_
 from pipelines.identity import Identity
 from pipelines.mappings import KINDS, gap_inventory
 from pipelines.store import Store
+from pipelines.views.metrics import RECORD_FACTS
 from qbo.oauth import OAuthClient, authorize_url, new_state
 from qbo.sandbox import Sandbox, SandboxClock
 from qbo.sandbox.store import COMPANY_FORMAT
@@ -143,6 +144,7 @@ class HistoryResult:
     created_despite_duplicate: list[str] = field(default_factory=list)
     connection_lost_at: datetime | None = None
     deleted_in_qbo: list[str] = field(default_factory=list)
+    refused_by_qbo: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -329,6 +331,39 @@ def _delete_a_synced_bill(store: Store, sandbox: Sandbox, realm_id: str) -> str 
     return f"bill:{row[0][0]} (QuickBooks Bill {row[0][1]})"
 
 
+# The vendor of one bill that the next send will carry, and of nothing else waiting: made inactive by a QuickBooks user,
+# QuickBooks refuses that bill alone.
+_LONE_READY_BILL = f"""
+WITH ready AS (
+  SELECT f.entity, f.record_id, f.party_id, f.amount FROM ({RECORD_FACTS}) f
+  JOIN records r ON r.realm_id = f.realm_id AND r.entity = f.entity AND r.record_id = f.record_id
+  WHERE f.realm_id = $realm AND r.state = 'ready' AND r.removed_at IS NULL
+    AND f.entity IN ('purchase_order', 'bill', 'bill_payment')),
+lone AS (SELECT party_id FROM ready GROUP BY party_id HAVING count(*) = 1),
+vendors AS (
+  SELECT record_id AS vendor_id, qbo_id FROM external_refs WHERE realm_id = $realm AND entity = 'vendor'
+  UNION SELECT awra_value, qbo_id FROM mappings
+  WHERE realm_id = $realm AND kind = 'vendor' AND status = 'active' AND qbo_id IS NOT NULL)
+SELECT b.record_id, min(v.qbo_id) FROM ready b
+JOIN lone USING (party_id) JOIN vendors v ON v.vendor_id = b.party_id
+WHERE b.entity = 'bill'
+GROUP BY b.record_id, b.amount ORDER BY b.amount DESC, b.record_id LIMIT 1"""
+
+
+def _make_a_vendor_inactive_before_a_send(
+    commands: Commands, store: Store, sandbox: Sandbox, caller: Caller
+) -> str | None:
+    """Between the pull and the send, a QuickBooks user makes inactive the vendor of one bill about to go: the send
+    carries a reference QuickBooks no longer accepts and QuickBooks refuses that bill (what the admin then fixes)."""
+    commands.check(caller)  # what is ready now, as the cycle's own check will find it
+    row = store.rows(_LONE_READY_BILL, {"realm": caller.realm_id})
+    if not row:
+        return None
+    bill, vendor = row[0]
+    sandbox.user_patch(caller.realm_id, "Vendor", vendor, {"Active": False})
+    return f"bill:{bill} (QuickBooks Vendor {vendor} made inactive)"
+
+
 def _stopped_at(moment: datetime) -> Clock:
     """A clock that always answers `moment`: a cycle's commands all happen at its planned time."""
     return lambda: moment
@@ -419,6 +454,8 @@ def build_history(
                 result.mappings_fixed += _review_mappings(commands, store, realm_id, at, mapping_fixes_per_week)
                 overruled = _overrule_a_duplicate(commands, store, realm_id, at)
                 result.created_despite_duplicate += [overruled] if overruled else []
+            last_cycle = i == len(plan.cycles) - 1
+            refusal = _make_a_vendor_inactive_before_a_send(commands, store, sandbox, system) if last_cycle else None
             cycle = commands.cycle(system)
             if not cycle.ok:
                 raise RuntimeError(f"the demo cycle of {at:%Y-%m-%d %H:%M} failed: {cycle.message}")
@@ -426,6 +463,7 @@ def build_history(
             for outcome, n in counts.items():
                 result.sent[outcome] = result.sent.get(outcome, 0) + n
             result.cycles += 1
+            result.refused_by_qbo += [refusal] if refusal else []
             if week == bad_week + 1 and not result.deleted_in_qbo:
                 deleted = _delete_a_synced_bill(store, sandbox, realm_id)
                 result.deleted_in_qbo += [deleted] if deleted else []
@@ -524,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"history {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}: {result.cycles} cycles in {result.seconds:.0f} s; "
         f"sent {result.sent}; mappings fixed: {len(result.mappings_fixed)}; deleted in QuickBooks: "
-        f"{', '.join(result.deleted_in_qbo) or 'none'}"
+        f"{', '.join(result.deleted_in_qbo) or 'none'}; "
+        f"refused by QuickBooks: {', '.join(result.refused_by_qbo) or 'none'}"
     )
     return 0
 
