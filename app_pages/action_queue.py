@@ -178,7 +178,7 @@ table = shown.with_columns(
     .alias("why"),
 )
 # At stake, Owner and Due-by first: at 1280 px they are what shows without scrolling sideways.
-columns = ["at_stake", "owner_shown", "when", "document", "type", "why", "fix", "detail", "record_id", "due_date",
+columns = ["at_stake", "owner_shown", "when", "document", "why", "fix", "type", "detail", "record_id", "due_date",
            "status", "age_days", "priority"]  # fmt: skip
 event = st.dataframe(
     table.select(columns),
@@ -189,9 +189,9 @@ event = st.dataframe(
     column_config={
         "priority": st.column_config.NumberColumn("Rank", width="small", help="place in the queue's order"),
         "at_stake": st.column_config.NumberColumn("At stake", format="dollar", width=95),
-        "owner_shown": st.column_config.TextColumn("Owner", width=170),
-        "when": st.column_config.TextColumn("Due-by", width=150, help="due-by, or when and why it escalated"),
-        "document": st.column_config.TextColumn("Document", width=190, help="its number and vendor or customer"),
+        "owner_shown": st.column_config.TextColumn("Owner", width=160),
+        "when": st.column_config.TextColumn("Due-by", width=195, help="due-by, or when and why it escalated"),
+        "document": st.column_config.TextColumn("Document", width=175, help="its number and vendor or customer"),
         "record_id": st.column_config.TextColumn("AWRA id", width=100),
         "type": st.column_config.TextColumn("Type", width="small"),
         "why": st.column_config.TextColumn("Why", width="medium"),
