@@ -1,23 +1,9 @@
 """Audit: who did what and when (people and the system), filterable and exportable; the log is append-only."""
 
-import polars as pl
 import streamlit as st
 
-from pipelines.views.queue import filter_audit
+from pipelines.views.queue import audit_words, filter_audit
 from ui.data import audit_log, csv_export, get_settings, get_store
-
-# A key (purchase_order:PO-1, company:9341) reads as words: "purchase order PO-1"; any other target as it is.
-_KEYED = r"^[a-z_]+:"
-_TARGET_WORDS = (
-    pl.when(pl.col("target").str.contains(_KEYED))
-    .then(
-        pl.concat_str(
-            pl.col("target").str.extract(r"^([a-z_]+):", 1).str.replace_all("_", " "),
-            pl.col("target").str.replace(_KEYED, " "),
-        )
-    )
-    .otherwise(pl.col("target"))
-)
 
 
 def _action_words(action: str) -> str:
@@ -53,11 +39,7 @@ st.caption(
     "these rows: corrections are new entries."
 )
 st.dataframe(
-    shown.with_columns(
-        *(pl.col(c).fill_null("") for c in ("reason", "before_json", "after_json")),
-        pl.col("action").str.replace_all("_", " "),
-        _TARGET_WORDS,
-    ),
+    audit_words(shown),
     hide_index=True,
     column_config={
         "audit_id": st.column_config.NumberColumn("#", format="%d"),

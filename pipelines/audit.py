@@ -65,7 +65,8 @@ class Entry:
     after: dict[str, Any] | None = field(default=None)
 
     def values(self) -> dict[str, Any]:
-        dump = lambda d: None if d is None else json.dumps(d, sort_keys=True, default=str)  # noqa: E731
+        # Names as typed (Café, not Caf\u00e9): the audit page shows these texts to people.
+        dump = lambda d: None if d is None else json.dumps(d, sort_keys=True, default=str, ensure_ascii=False)  # noqa: E731
         return {
             "realm_id": self.realm_id,
             "acted_at": self.acted_at,

@@ -32,6 +32,7 @@ __all__ = [
     "action_queue",
     "chains_sql",
     "audit_frame",
+    "audit_words",
     "csv_bytes",
     "digest",
     "digest_html",
@@ -573,6 +574,46 @@ def audit_frame(store: Store, realm_id: str, limit: int = 50_000) -> pl.DataFram
         """SELECT audit_id, acted_at, actor, role, action, target, reason, before_json, after_json
            FROM audit_log WHERE realm_id = ? ORDER BY audit_id DESC LIMIT ?""",
         [realm_id, limit],
+    )
+
+
+def _json_words(column: str) -> pl.Expr:
+    """A before/after JSON object as a person reads it: `cause: Mapped account inactive in QuickBooks; status: open`
+    (reason codes by their catalogue titles, keys and values without quotes, braces or underscores)."""
+    codes = catalogue().select("reason", "title").sort(pl.col("reason").str.len_chars(), descending=True)
+    return (
+        pl.col(column)
+        .fill_null("")
+        .str.replace_many(codes["reason"].to_list(), codes["title"].to_list())  # the longest code first
+        .str.replace_all(r":\s*null\b", ": —")
+        .str.replace_all(r":\s*true\b", ": yes")
+        .str.replace_all(r":\s*false\b", ": no")
+        .str.replace_all(r",\s*\"", "; ")
+        .str.replace_all(r"\"\s*:\s*", ": ")
+        .str.replace_all(r"[{}\"]", "")
+        .str.replace_all("_", " ")
+        .str.replace_all(r"\bqbo\b", "QuickBooks")
+        .alias(column)
+    )
+
+
+def audit_words(frame: pl.DataFrame) -> pl.DataFrame:
+    """The audit frame for reading: actions and record keys in words (`purchase order PO-1`), before and after as
+    sentences rather than JSON. The stored rows, and their export, stay exactly as written."""
+    keyed = r"^[a-z_]+:"
+    return frame.with_columns(
+        pl.col("action").str.replace_all("_", " "),
+        pl.when(pl.col("target").str.contains(keyed))
+        .then(
+            pl.concat_str(
+                pl.col("target").str.extract(r"^([a-z_]+):", 1).str.replace_all("_", " "),
+                pl.col("target").str.replace(keyed, " "),
+            )
+        )
+        .otherwise(pl.col("target")),
+        pl.col("reason").fill_null(""),
+        _json_words("before_json"),
+        _json_words("after_json"),
     )
 
 
