@@ -84,7 +84,7 @@ class FleetChaosRun:
             # A throttle is waited out in a second, not QBO's default minute; a held timeout outlasts the client's.
             sandbox_options=("--retry-after", "1", "--timeout-hold", "31"),
         )
-        self.killed_at: dict[str, float] = {}  # "host:pid" of a killed worker -> when (epoch seconds)
+        self.killed_at: dict[str, float] = {}  # "host:pid" of a killed worker -> when (epoch seconds, database clock)
         self._stop_retrying = threading.Event()
 
     def __enter__(self) -> FleetChaosRun:
@@ -154,7 +154,8 @@ class FleetChaosRun:
                 proc = next((p for p in self.fleet.worker_procs if p.pid == pid), None)
                 if proc is None:
                     continue
-                self.killed_at[worker] = time.time()
+                # On the database's clock, as the job log's times are: the two may differ (a test run's moved clock).
+                self.killed_at[worker] = float(store.scalar("SELECT extract(epoch FROM clock_timestamp())"))
                 self.fleet.kill_worker(proc)
                 self.figures.kills += 1
                 self.figures.killed_jobs.append(job_id)
@@ -326,4 +327,14 @@ class FleetChaosRun:
             if not superseded(j)
             and (not any(job == j and w not in self.killed_at for job, w in finished) or statuses.get(j) != "succeeded")
         ]
-        return [f"killed jobs never finished by another worker: {lost}"] if lost else []
+        if not lost:
+            return []
+        # What happened to their companies, to read the failure by: each job of the realm, where, when, how it ended.
+        seen = [
+            (int(j), w in self.killed_at, float(st), None if f is None else float(f), statuses.get(int(j)))
+            for j, w, r, st, f in log
+            if r in {realm_of.get(k) for k in lost}
+        ]
+        killed = {k: killed_at.get(k) for k in lost}
+        return [f"killed jobs never finished by another worker: {lost} (killed at {killed}; their companies' jobs "
+                f"as (job, on a killed worker, started, finished, status): {sorted(seen)})"]  # fmt: skip
