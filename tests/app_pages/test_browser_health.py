@@ -4,15 +4,15 @@ normal mode at 1280x800 (PNG screenshots kept in test-artifacts/), Top ten to th
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from browser import ARTIFACTS, browser_page, require_chromium, served
+from browser import browser_page, require_chromium, served
 from fixtures import PERIOD, PERIOD_NAME, REALM, tiny_company, tiny_snapshot
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from reading import choose, shot
 from world import World
 
+from pipelines.clock import system_clock
 from pipelines.store import Store
 from pipelines.views import health
 from pipelines.views.queue import action_queue
@@ -30,35 +30,6 @@ SECTIONS = (
 )
 
 
-def _shot(page, name: str, full: bool) -> Path:
-    """A PNG in test-artifacts/: the screen as shared, or (full) the whole page, however long it is."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    if full:  # Streamlit scrolls inside its main block, not the document: grow the window to the content
-        size = page.viewport_size
-        height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-        page.set_viewport_size({"width": size["width"], "height": height + 40})
-        time.sleep(1.5)  # the charts redraw at the new size
-        page.screenshot(path=str(path))
-        page.set_viewport_size(size)
-    else:
-        page.screenshot(path=str(path))
-    return path
-
-
-def _choose(page, label: str, option: str) -> None:
-    """Pick an option of a select box; a click that lands while the page redraws is tried again."""
-    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label).locator("input")
-    for _ in range(5):
-        box.click()
-        try:
-            page.get_by_role("option", name=option).click(timeout=3_000)
-            return
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    raise AssertionError(f"the {label} box never offered {option}")
-
-
 def _wait_for_sections(page) -> None:
     for section in SECTIONS:
         page.get_by_text(section).first.wait_for(timeout=60_000)
@@ -72,7 +43,7 @@ def test_health_page_in_chromium(tmp_path: Path) -> None:
     snap["bill_lines"][0]["item_sku"] = "WID-220"  # one bill (and its payment) blocked on a missing item
     with start_in_thread(Sandbox(tiny_company())) as running:
         world = World(tmp_path, snap, base_url=running.base_url, sandbox=running.sandbox)
-        world.now = datetime.now(UTC)  # the server's own cycles run on the wall clock
+        world.now = system_clock()  # the server's own cycles run on the wall clock
         running.sandbox.set_faults("http_503_html@write=1", seed=1)  # QuickBooks is down for the first send
         world.cycle()
         running.sandbox.set_faults(None)
@@ -95,17 +66,17 @@ def test_health_page_in_chromium(tmp_path: Path) -> None:
                 assert not page.locator("[data-testid='stSidebar']").is_visible()  # presentation: no sidebar
                 size = page.evaluate("getComputedStyle(document.querySelector('[data-testid=\"stMetricValue\"] p'))"
                                      ".fontSize")  # fmt: skip
-                present = [_shot(page, "health-present-1920x1080", full=False),
-                           _shot(page, "health-present-1920x1080-full", full=True)]  # fmt: skip
+                present = [shot(page, "health-present-1920x1080", full=False),
+                           shot(page, "health-present-1920x1080-full", full=True)]  # fmt: skip
             with browser_page(1280, 800) as page:
                 page.goto(f"{url}/?period={PERIOD}")
                 _wait_for_sections(page)
                 body = page.inner_text("body")
                 assert page.locator("[data-testid='stSidebar']").is_visible()
                 # an admin (the sidebar's demo sign-in) follows Top ten to the record's page and retries it there
-                _choose(page, "Acting as", "admin@demo.local")
+                choose(page, "Acting as", "admin@demo.local")
                 page.get_by_text("Role: admin").wait_for()
-                normal = [_shot(page, "health-1280x800", full=False), _shot(page, "health-1280x800-full", full=True)]
+                normal = [shot(page, "health-1280x800", full=False), shot(page, "health-1280x800-full", full=True)]
                 page.get_by_role("link", name=target["record_id"]).first.click()
                 page.get_by_text("Retry now").wait_for(timeout=60_000)
                 assert f"key={target['key'].replace(':', '%3A')}" in page.url or target["key"] in page.url
@@ -113,7 +84,7 @@ def test_health_page_in_chromium(tmp_path: Path) -> None:
                 assert "retry scheduled" in state.inner_text()
                 page.get_by_role("button", name="Retry now").click()
                 page.get_by_text("sent: in QuickBooks as Id").wait_for(timeout=60_000)
-                record_shot = _shot(page, "health-record-after-retry-1280x800", full=False)
+                record_shot = shot(page, "health-record-after-retry-1280x800", full=False)
                 page.reload()
                 page.get_by_text("Retry now").or_(page.get_by_text("Attempts")).first.wait_for(timeout=60_000)
                 page.locator("[data-testid='stMetric']").filter(has_text="synced").wait_for(timeout=30_000)
@@ -128,5 +99,5 @@ def test_health_page_in_chromium(tmp_path: Path) -> None:
 
     assert float(size.removesuffix("px")) >= 48  # large type when shared
     assert f"Sync health — {PERIOD_NAME}" in body and "Dollars blocked" in body
-    for shot in (*present, *normal, record_shot):
-        assert shot.stat().st_size > 20_000
+    for png in (*present, *normal, record_shot):
+        assert png.stat().st_size > 20_000
