@@ -232,7 +232,8 @@ def try_again() -> QboFault:
 
 def amount_mismatch(amount: object) -> QboFault:
     """6070, which real QBO sends for a line whose Amount is not Qty x UnitPrice (Intuit's error code list:
-    "Amount calculation incorrect in the request", "Amount is not equal to Qty * UnitPrice. Supplied value:XXX")."""
+    "Amount calculation incorrect in the request"; the detail "Amount is not equal to Qty * UnitPrice. Supplied
+    value:" ends with the amount sent, written where Intuit's list shows a placeholder)."""
     return QboFault(
         "6070",
         "Amount calculation incorrect in the request",
