@@ -248,8 +248,32 @@ def _key(text: str) -> RecordKey:
         raise UsageError(str(err)) from None
 
 
+def _found_text(found: dict[str, Any], text: str) -> str:
+    many = f"the first {found['count']:,} of the records" if found["more"] else f"{found['count']:,} records"
+    lines = [f"{many} matching {text!r}, the closest first; name one by its key:"]
+    lines += [
+        f"  {m['key']:<28}{m['number'] or '':<14}{(m['party'] or '')[:30]:<32}{m['txn_date'] or '':<12}"
+        f"{m['amount'] or '':>14}  {m['state']}"
+        for m in found["matches"]
+    ]
+    return "\n".join(lines)
+
+
 def cmd_record(ctx: Context, args: argparse.Namespace) -> int:
-    chain = ctx.view("record", {"key": str(_key(args.key))})
+    try:
+        key = RecordKey.parse(args.key)
+    except ValueError:  # not a key: a document number or a vendor's or customer's name, as on the Record page
+        found = ctx.view("find", {"text": args.key})
+        if not found["count"]:
+            raise UsageError(
+                f"no record matches {args.key!r}: name it by its key (bill:BILL-000123), its document number or "
+                "its vendor's or customer's name"
+            ) from None
+        if found["count"] > 1:
+            _emit(ctx, found, _found_text(found, args.key))
+            return EXIT_OK
+        key = RecordKey.parse(found["matches"][0]["key"])
+    chain = ctx.view("record", {"key": str(key)})
     lines = [f"{chain['key']} v{chain['version']}: {chain['state']}"]
     lines += [f"  {f['dimension']:<16}{f['reason']:<40}{f['detail']}" for f in chain["findings"]]
     lines += [
@@ -473,8 +497,10 @@ def _parser() -> argparse.ArgumentParser:
     retryc.add_argument("--override-reason", default=None, help="send even though nothing changed (audited)")
     retryc.set_defaults(func=cmd_retry)
 
-    record = sub.add_parser("record", help="the whole chain of one record, e.g. bill:BILL-000123")
-    record.add_argument("key")
+    record = sub.add_parser(
+        "record", help="the whole chain of one record: its key (bill:BILL-000123), document number or party's name"
+    )
+    record.add_argument("key", metavar="KEY_OR_TEXT")
     record.set_defaults(func=cmd_record)
 
     serve = sub.add_parser("serve", help="the one server: app, OAuth, webhooks, scheduler (uvicorn, st.App)")

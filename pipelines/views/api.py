@@ -1,4 +1,4 @@
-"""The reads a program asks for by name (the CLI's status, record, queue, digest and audit check), as JSON-safe data.
+"""The reads a program asks for by name (the CLI's status, record, find, queue, digest, audit check), as JSON-safe data.
 
 The CLI runs them on the store itself, or through the server's local API while the server holds the file; either
 way they read without waiting for a sync cycle (reads take no company lock).
@@ -14,6 +14,7 @@ from pipelines import audit
 from pipelines.store import Store
 from pipelines.views import firm, metrics
 from pipelines.views.queue import OPEN_STATUSES, action_queue, digest, filter_queue, queue_summary
+from pipelines.views.search import LIMIT, search
 
 __all__ = ["VIEWS", "read_view"]
 
@@ -32,6 +33,12 @@ def _status(store: Store, realm_id: str, now: datetime, params: dict[str, Any]) 
 
 def _record(store: Store, realm_id: str, now: datetime, params: dict[str, Any]) -> dict[str, Any]:
     return metrics.record_chain(store, realm_id, str(params["key"]))
+
+
+def _find(store: Store, realm_id: str, now: datetime, params: dict[str, Any]) -> dict[str, Any]:
+    """Records by document number or vendor or customer name (the Record page's search), the closest first."""
+    found = search(store, realm_id, str(params.get("text") or ""))
+    return {"count": found.height, "more": found.height >= LIMIT, "matches": found.to_dicts()}
 
 
 def _queue(store: Store, realm_id: str, now: datetime, params: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +69,7 @@ def _audit_verify(store: Store, realm_id: str, now: datetime, params: dict[str, 
 VIEWS = {
     "status": _status,
     "record": _record,
+    "find": _find,
     "queue": _queue,
     "digest": _digest,
     "audit_verify": _audit_verify,
