@@ -40,6 +40,7 @@ TIERS = SEND_TIERS  # dependency order, from the contract
 _TIER_OF = {e: i for i, tier in enumerate(TIERS) for e in tier}
 _BATCH = 30  # items per QBO batch (ref §8); the client splits longer lists the same way
 PLAN_SLICE = 5_000  # due records whose bodies are built and sent at a time: bounds memory at any company size
+MIRROR_FLUSH = 1_000  # accepted objects held for one load into the QBO mirror
 _PARTIES = ("vendor", "customer")
 Progress = Callable[[float, str], None]
 
@@ -512,8 +513,9 @@ def _send_rows(
     result: SyncResult,
 ) -> None:
     # The links are stored with each attempt; the mirror only caches the objects until the next pull, so the accepted
-    # objects are loaded once for the whole slice (a load per chunk joined the mirror once per 30 records). The next
-    # slice's bodies are built after it, so they see the mirror as before.
+    # objects are loaded MIRROR_FLUSH at a time (a load per chunk joined the mirror once per 30 records; holding a
+    # whole slice cost a quarter GB more peak memory). The rest are loaded before the next slice's bodies are built,
+    # so those see the mirror as before.
     mirror: list[tuple[str, dict]] = []
     for start in range(0, len(rows), _BATCH):
         chunk = rows[start : start + _BATCH]
@@ -550,9 +552,17 @@ def _send_rows(
         for _row, answer, _op in recorded:
             key = answer.outcome.outcome
             result.counts[key] = result.counts.get(key, 0) + 1
+        if len(mirror) >= MIRROR_FLUSH:
+            _load_mirror(store, realm_id, mirror, now)
+    _load_mirror(store, realm_id, mirror, now)
+
+
+def _load_mirror(store: Store, realm_id: str, mirror: list[tuple[str, dict]], now: datetime) -> None:
+    """Load the accepted objects held so far into the QBO mirror, one load per QBO entity, and let them go."""
     with store.transaction():
         for qbo_entity in dict.fromkeys(e for e, _ in mirror):
             load_objects(store, realm_id, qbo_entity, [o for e, o in mirror if e == qbo_entity], now)
+    mirror.clear()
 
 
 def _finish_run(store: Store, result: SyncResult, finished_at: datetime) -> None:
