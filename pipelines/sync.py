@@ -7,7 +7,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,6 +40,7 @@ TIERS = SEND_TIERS  # dependency order, from the contract
 _TIER_OF = {e: i for i, tier in enumerate(TIERS) for e in tier}
 _BATCH = 30  # items per QBO batch (ref §8); the client splits longer lists the same way
 PLAN_SLICE = 5_000  # due records whose bodies are built and sent at a time: bounds memory at any company size
+MIRROR_FLUSH = 1_000  # accepted objects held for one load into the QBO mirror
 _PARTIES = ("vendor", "customer")
 Progress = Callable[[float, str], None]
 
@@ -109,34 +109,110 @@ def _due(store: Store, realm_id: str, now: datetime, only: Sequence[tuple[str, s
 
 
 # -- record outcomes -------------------------------------------------------------------------------------
-def _attempt_row(
-    run_id: int, realm_id: str, row: dict, result: QboResult, started: datetime, operation: str
-) -> list[Any]:
-    obj = result.object or {}
-    return [
-        run_id,
-        realm_id,
-        row["entity"],
-        row["record_id"],
-        row["version"],
-        row["attempts"] + 1,
-        row["generation"],
-        row["request_id"],
-        operation,
-        started,
-        round(result.duration * 1000, 1),
-        result.status,
-        result.code,
-        result.message,
-        result.detail,
-        result.element,
-        result.intuit_tid,
-        result.outcome.outcome,
-        result.outcome.dimension,
-        result.outcome.reason,
-        obj.get("Id"),
-        obj.get("SyncToken"),
-    ]
+# A chunk's answers as one frame, one row per record; the store writes below read it as `_sync_outcomes`.
+_OUTCOME_SCHEMA: dict[str, Any] = {
+    "ordinal": pl.Int64,
+    "entity": pl.String,
+    "record_id": pl.String,
+    "version": pl.Int64,
+    "generation": pl.Int64,
+    "retry_count": pl.Int64,
+    "attempts": pl.Int64,
+    "request_id": pl.String,
+    "qbo_entity": pl.String,
+    "operation": pl.String,
+    "duration_ms": pl.Float64,
+    "http_status": pl.Int64,
+    "qbo_code": pl.String,
+    "message": pl.String,
+    "detail": pl.String,
+    "element": pl.String,
+    "intuit_tid": pl.String,
+    "outcome": pl.String,
+    "dimension": pl.String,
+    "reason": pl.String,
+    "lookup_first": pl.Boolean,
+    "external_id": pl.String,
+    "sync_token": pl.String,
+    "display_name": pl.String,
+}
+_OBJECT_FIELDS = (("external_id", "Id"), ("sync_token", "SyncToken"), ("display_name", "DisplayName"))
+_RETRYING = ("transport", "throttled")
+# Every outcome but a refusal; a refusal (rejected, duplicate) starts a new generation.
+_NOT_REFUSED = ("accepted", "ambiguous", *_RETRYING, "authorization")
+
+# Each statement reads the chunk's frame. Attempt ids are drawn in the frame's order, so they follow the answers.
+_INSERT_ATTEMPTS = """
+    INSERT INTO sync_attempts
+    SELECT nextval('sync_attempt_seq'), $run, $realm, o.entity, o.record_id, o.version, o.attempts + 1, o.generation,
+           o.request_id, o.operation, $now, o.duration_ms, o.http_status, o.qbo_code, o.message, o.detail, o.element,
+           o.intuit_tid, o.outcome, o.dimension, o.reason, o.external_id, o.sync_token
+    FROM (SELECT * FROM _sync_outcomes ORDER BY ordinal) o"""
+_SETTLE_INTENTS = """
+    UPDATE sync_intents SET settled_at = $now, outcome = o.intent_outcome
+    FROM _sync_outcomes o WHERE sync_intents.realm_id = $realm AND sync_intents.request_id = o.request_id"""
+_SET_STATUS = """
+    INSERT OR REPLACE INTO sync_status
+    SELECT $realm, entity, record_id, version, new_generation, new_retry_count, new_attempts, next_retry_at, outcome,
+           reason, $now
+    FROM _sync_outcomes"""
+_SET_STATES = """
+    UPDATE records SET state = o.state FROM _sync_outcomes o
+    WHERE records.realm_id = $realm AND records.entity = o.entity AND records.record_id = o.record_id
+      AND records.current_version = o.version"""
+_LINK = """
+    INSERT OR REPLACE INTO external_refs
+    SELECT $realm, entity, record_id, qbo_entity, external_id, sync_token, version, 'sync', $now, NULL
+    FROM _sync_outcomes WHERE external_id <> '' AND outcome = 'accepted'"""
+_MAP_PARTIES = """
+    INSERT INTO mappings
+    SELECT $realm, entity, record_id, qbo_entity, external_id, display_name, 'created_by_sync', 'mapped', 1.0,
+           'marker', NULL, $now
+    FROM _sync_outcomes
+    WHERE external_id <> '' AND outcome = 'accepted' AND list_contains($parties, entity)
+    ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET qbo_entity = excluded.qbo_entity,
+      qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name, status = 'mapped', set_at = excluded.set_at
+    WHERE mappings.source <> 'manual'"""
+# (statement, the parameters it takes): DuckDB refuses a named parameter its statement does not use
+_OUTCOME_WRITES = (
+    (_INSERT_ATTEMPTS, ("run", "realm", "now")),
+    (_SETTLE_INTENTS, ("realm", "now")),
+    (_SET_STATUS, ("realm", "now")),
+    (_SET_STATES, ("realm",)),
+    (_LINK, ("realm", "now")),
+    (_MAP_PARTIES, ("realm", "now", "parties")),
+)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _answers_frame(recorded: Sequence[tuple[dict, QboResult, str]]) -> pl.DataFrame:
+    """One row per (row, answer, operation): what each attempt row and its record's bookkeeping need."""
+    rows = [r for r, _, _ in recorded]
+    answers = [a for _, a, _ in recorded]
+    objects = [a.object or {} for a in answers]
+    columns = {
+        "ordinal": list(range(len(recorded))),
+        **{name: [r[name] for r in rows] for name in ("entity", "record_id", "version", "generation")},
+        **{name: [r[name] for r in rows] for name in ("retry_count", "attempts", "request_id", "qbo_entity")},
+        "operation": [op for _, _, op in recorded],
+        "duration_ms": [round(a.duration * 1000, 1) for a in answers],
+        "http_status": [a.status for a in answers],
+        "qbo_code": [a.code for a in answers],
+        "message": [a.message for a in answers],
+        "detail": [a.detail for a in answers],
+        "element": [a.element for a in answers],
+        "intuit_tid": [a.intuit_tid for a in answers],
+        "outcome": [a.outcome.outcome for a in answers],
+        "dimension": [a.outcome.dimension for a in answers],
+        "reason": [a.outcome.reason for a in answers],
+        "lookup_first": [a.outcome.lookup_first for a in answers],
+        # as text, as the VARCHAR columns would have cast them
+        **{name: [_text(o.get(key)) for o in objects] for name, key in _OBJECT_FIELDS},
+    }
+    return pl.DataFrame(columns, schema=_OUTCOME_SCHEMA)
 
 
 def _schedule(retry_count: int, schedule: Sequence[int], now: datetime, rng: random.Random) -> datetime | None:
@@ -144,6 +220,78 @@ def _schedule(retry_count: int, schedule: Sequence[int], now: datetime, rng: ran
     if retry_count > len(schedule):
         return None
     return now + timedelta(seconds=schedule[retry_count - 1] * rng.uniform(0.8, 1.2))
+
+
+def _classify(frame: pl.DataFrame, now: datetime, schedule: Sequence[int], rng: random.Random) -> pl.DataFrame:
+    """What each answer means for its record: new state, generation, retry count, attempts, next retry, intent outcome.
+
+    A transport failure counts a retry; a throttle waits without counting one. Either is scheduled by exponential
+    backoff from configuration with +/-20% jitter, and once the schedule is used up the record needs a fix. A refusal
+    (rejected, duplicate) moves to a new generation: the next try must not replay the rejected request id.
+    """
+    outcome = pl.col("outcome")
+    frame = frame.with_columns(
+        (pl.col("retry_count") + (outcome == "transport").cast(pl.Int64)).alias("new_retry_count"),
+        (pl.col("generation") + (~outcome.is_in(_NOT_REFUSED)).cast(pl.Int64)).alias("new_generation"),
+        (pl.col("attempts") + (outcome != "authorization").cast(pl.Int64)).alias("new_attempts"),
+    )
+    # The jitter is drawn in the answers' order, one draw per scheduled retry, so a seeded run repeats exactly.
+    steps = frame.select(pl.when(outcome.is_in(_RETRYING)).then(pl.max_horizontal("new_retry_count", 1))).to_series()
+    next_at = [None if step is None else _schedule(step, schedule, now, rng) for step in steps]
+    frame = frame.with_columns(pl.Series("next_retry_at", next_at, dtype=pl.Datetime("us", "UTC")))
+    return frame.with_columns(
+        pl.when(outcome == "accepted")
+        .then(pl.lit("synced"))
+        # sent, outcome unknown: settled by looking it up, never by sending blindly
+        .when(outcome == "ambiguous")
+        .then(pl.lit("ambiguous"))
+        .when(outcome.is_in(_RETRYING) & pl.col("next_retry_at").is_not_null())
+        .then(pl.lit("retry_scheduled"))
+        .when(outcome.is_in(_RETRYING))
+        .then(pl.lit("needs_fix"))
+        # nothing burned: it goes as soon as the realm is reconnected
+        .when(outcome == "authorization")
+        .then(pl.lit("ready"))
+        # rejected or duplicate: nothing more is sent until the cause changes (a duplicate refused by QBO too: only
+        # a person's link or rename moves it)
+        .otherwise(pl.lit("needs_fix"))
+        .alias("state"),
+        # A write the client says may have been saved (lookup_first) is marked so: whenever the record is sent again
+        # (its scheduled retry, a person's retry), it is looked up first.
+        pl.when(pl.col("lookup_first")).then(pl.lit("ambiguous")).otherwise(outcome).alias("intent_outcome"),
+    )
+
+
+def _record_many(
+    tx: Any,
+    run_id: int,
+    realm_id: str,
+    recorded: Sequence[tuple[dict, QboResult, str]],
+    now: datetime,
+    schedule: Sequence[int],
+    rng: random.Random,
+) -> list[tuple[str, dict]]:
+    """Store a chunk's attempts and what they mean for their records, in the caller's transaction, with one
+    set-based statement per table (a statement per record per table cost more than the sends); returns the accepted
+    objects, (QBO entity, object), for the caller to load into the QBO mirror.
+
+    Every answer is kept as an attempt, its intent settled, its record's status and state set, and an accepted
+    object linked (a vendor or customer also mapped) in the same transaction as its attempt.
+    """
+    if not recorded:
+        return []
+    frame = _classify(_answers_frame(recorded), now, schedule, rng)
+    params = {"run": run_id, "realm": realm_id, "now": now, "parties": list(_PARTIES)}
+    # A chunk that created no vendor or customer skips the mappings statement (a few ms each, even with no rows).
+    parties = frame.select((pl.col("outcome") == "accepted") & pl.col("entity").is_in(_PARTIES)).to_series().any()
+    writes = _OUTCOME_WRITES if parties else tuple(w for w in _OUTCOME_WRITES if w[0] is not _MAP_PARTIES)
+    tx.register("_sync_outcomes", frame.to_arrow())
+    try:
+        for statement, names in writes:
+            tx.execute(statement, {name: params[name] for name in names}).fetchall()
+    finally:
+        tx.unregister("_sync_outcomes")
+    return [(row["qbo_entity"], a.object) for row, a, _ in recorded if a.outcome.outcome == "accepted" and a.object]
 
 
 def _record(
@@ -156,131 +304,52 @@ def _record(
     schedule: Sequence[int],
     rng: random.Random,
     operation: str,
-    mirror: list[tuple[str, dict]] | None = None,
-    tx: duckdb.DuckDBPyConnection | None = None,
-) -> str:
-    """Store one attempt and what it means for the record; returns the record's new state.
-
-    With `mirror`, an accepted object is appended there for the caller to load into the QBO mirror once per chunk
-    (one load per record cost more than the rest of the bookkeeping); without it, it is loaded here. With `tx`, the
-    statements join the caller's transaction (a chunk's outcomes commit together) instead of one of their own.
-    """
-    outcome = result.outcome.outcome
-    obj = result.object or {}
-    retry_count, generation, next_at = row["retry_count"], row["generation"], None
-    if outcome == "accepted":
-        state = "synced"
-    elif outcome == "ambiguous":
-        state = "ambiguous"  # sent, outcome unknown: settled by looking it up, never by sending blindly
-    elif outcome in ("transport", "throttled"):
-        if outcome == "transport":
-            retry_count += 1
-        next_at = _schedule(max(retry_count, 1), schedule, now, rng)
-        state = "retry_scheduled" if next_at else "needs_fix"
-    elif outcome == "authorization":
-        state = "ready"  # nothing burned: it goes as soon as the realm is reconnected
-    else:  # rejected or duplicate: nothing more is sent until the cause changes
-        state = "needs_fix"  # a duplicate refused by QBO too: only a person's link or rename moves it
-        generation += 1  # the next try must not replay the rejected request id
-    with nullcontext(tx) if tx is not None else store.transaction() as tx:
-        tx.execute(
-            "INSERT INTO sync_attempts VALUES (nextval('sync_attempt_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _attempt_row(run_id, realm_id, row, result, now, operation),
-        )
-        tx.execute(
-            "UPDATE sync_intents SET settled_at = ?, outcome = ? WHERE realm_id = ? AND request_id = ?",
-            # A write the client says may have been saved (lookup_first) is marked so: whenever the record is sent
-            # again (its scheduled retry, a person's retry), it is looked up first.
-            [now, "ambiguous" if result.outcome.lookup_first else outcome, realm_id, row["request_id"]],
-        )
-        tx.execute(
-            """INSERT OR REPLACE INTO sync_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                realm_id,
-                row["entity"],
-                row["record_id"],
-                row["version"],
-                generation,
-                retry_count,
-                row["attempts"] + (outcome != "authorization"),
-                next_at,
-                outcome,
-                result.outcome.reason,
-                now,
-            ],
-        )
-        tx.execute(
-            "UPDATE records SET state = ? WHERE realm_id = ? AND entity = ? AND record_id = ? AND current_version = ?",
-            [state, realm_id, row["entity"], row["record_id"], row["version"]],
-        )
-        if outcome == "accepted" and obj.get("Id"):
-            _link(tx, realm_id, row, obj, now)
-    if outcome == "accepted" and obj:
-        if mirror is None:
-            load_objects(store, realm_id, row["qbo_entity"], [obj], now)
-        else:
-            mirror.append((row["qbo_entity"], obj))
-    return state
-
-
-def _link(tx, realm_id: str, row: dict, obj: dict, now: datetime) -> None:
-    tx.execute(
-        "INSERT OR REPLACE INTO external_refs VALUES (?, ?, ?, ?, ?, ?, ?, 'sync', ?, NULL)",
-        [
-            realm_id,
-            row["entity"],
-            row["record_id"],
-            row["qbo_entity"],
-            obj["Id"],
-            obj.get("SyncToken"),
-            row["version"],
-            now,
-        ],
-    )
-    if row["entity"] in _PARTIES:
-        tx.execute(
-            "INSERT INTO mappings VALUES (?, ?, ?, ?, ?, ?, 'created_by_sync', 'mapped', 1.0, 'marker', NULL, ?) "
-            "ON CONFLICT (realm_id, kind, awra_value) DO UPDATE SET qbo_entity = excluded.qbo_entity, "
-            "qbo_id = excluded.qbo_id, qbo_name = excluded.qbo_name, status = 'mapped', set_at = excluded.set_at "
-            "WHERE mappings.source <> 'manual'",
-            [realm_id, row["entity"], row["record_id"], row["qbo_entity"], obj["Id"], obj.get("DisplayName"), now],
-        )
+) -> None:
+    """Store one attempt (a settle's lookup or replay) in its own transaction, and load what QBO accepted."""
+    with store.transaction() as tx:
+        accepted = _record_many(tx, run_id, realm_id, [(row, result, operation)], now, schedule, rng)
+    for qbo_entity, obj in accepted:
+        load_objects(store, realm_id, qbo_entity, [obj], now)
 
 
 # -- send ------------------------------------------------------------------------------------------------
+_INTENT_SCHEMA: dict[str, Any] = {
+    "entity": pl.String,
+    "record_id": pl.String,
+    "version": pl.Int64,
+    "generation": pl.Int64,
+    "request_id": pl.String,
+    "qbo_entity": pl.String,
+    "operation": pl.String,
+    "payload": pl.String,
+}
+_OPEN_INTENTS = """
+    INSERT INTO sync_intents
+    SELECT $realm, entity, record_id, version, generation, request_id, qbo_entity, operation, payload, $run, $now,
+           NULL::TIMESTAMPTZ, NULL::VARCHAR
+    FROM _sync_intents
+    ON CONFLICT (realm_id, request_id) DO UPDATE SET payload = excluded.payload, run_id = excluded.run_id,
+      created_at = excluded.created_at, settled_at = NULL, outcome = NULL"""
+_QUEUE_RECORDS = """
+    UPDATE records SET state = 'queued' FROM _sync_intents i
+    WHERE records.realm_id = $realm AND records.entity = i.entity AND records.record_id = i.record_id"""
+
+
 def _write_intents(store: Store, realm_id: str, run_id: int, rows: list[dict], now: datetime) -> None:
     """The intent is durable before the request leaves: a crash after it is settled by lookup on restart.
 
     A retry after a transport failure resends the same request id, whose intent is already settled: it is opened
-    again, or a crash after this point would leave the record `queued` with nothing to settle it.
+    again, or a crash after this point would leave the record `queued` with nothing to settle it. The chunk's intents
+    go in one statement from a frame (a statement per record cost about as much as the send).
     """
+    frame = pl.DataFrame({name: [r[name] for r in rows] for name in _INTENT_SCHEMA}, schema=_INTENT_SCHEMA)
     with store.transaction() as tx:
-        tx.executemany(
-            "INSERT INTO sync_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
-            "ON CONFLICT (realm_id, request_id) DO UPDATE SET payload = excluded.payload, run_id = excluded.run_id, "
-            "created_at = excluded.created_at, settled_at = NULL, outcome = NULL",
-            [
-                [
-                    realm_id,
-                    r["entity"],
-                    r["record_id"],
-                    r["version"],
-                    r["generation"],
-                    r["request_id"],
-                    r["qbo_entity"],
-                    r["operation"],
-                    r["payload"],
-                    run_id,
-                    now,
-                ]
-                for r in rows
-            ],
-        )
-        tx.executemany(
-            "UPDATE records SET state = 'queued' WHERE realm_id = ? AND entity = ? AND record_id = ?",
-            [[realm_id, r["entity"], r["record_id"]] for r in rows],
-        )
+        tx.register("_sync_intents", frame.to_arrow())
+        try:
+            tx.execute(_OPEN_INTENTS, {"realm": realm_id, "run": run_id, "now": now}).fetchall()
+            tx.execute(_QUEUE_RECORDS, {"realm": realm_id}).fetchall()
+        finally:
+            tx.unregister("_sync_intents")
 
 
 def _call(send: Callable[[], QboResult]) -> QboResult:
@@ -443,11 +512,16 @@ def _send_rows(
     batch: bool,
     result: SyncResult,
 ) -> None:
+    # The links are stored with each attempt; the mirror only caches the objects until the next pull, so the accepted
+    # objects are loaded MIRROR_FLUSH at a time (a load per chunk joined the mirror once per 30 records; holding a
+    # whole slice cost a quarter GB more peak memory). The rest are loaded before the next slice's bodies are built,
+    # so those see the mirror as before.
+    mirror: list[tuple[str, dict]] = []
     for start in range(0, len(rows), _BATCH):
         chunk = rows[start : start + _BATCH]
         if not _connected(store, realm_id):
             result.status = "paused"
-            return
+            break
         _write_intents(store, realm_id, run_id, chunk, now)
         crash_point("sync.after_intent")
         # A record whose last send may have been saved is looked up before it is sent again.
@@ -465,21 +539,30 @@ def _send_rows(
                 answer = _resubmit_once(client, row, answer)
             answers[i] = answer
         crash_point("sync.after_send")
-        mirror: list[tuple[str, dict]] = []
+        recorded = []
+        for row, answer in zip(chunk, answers, strict=True):
+            assert answer is not None
+            if answer is _UNSETTLED:
+                continue  # its intent stays open: the next run's settle looks it up
+            recorded.append((row, answer, "lookup" if answer.operation == "lookup" else row["operation"]))
         # One commit per chunk, not per record: a crash before it leaves the chunk's intents open, and the next run
         # settles them by lookup, exactly as after a crash between two records.
         with store.transaction() as tx:
-            for row, answer in zip(chunk, answers, strict=True):
-                assert answer is not None
-                if answer is _UNSETTLED:
-                    continue  # its intent stays open: the next run's settle looks it up
-                operation = "lookup" if answer.operation == "lookup" else row["operation"]
-                _record(store, run_id, realm_id, row, answer, now, schedule, rng, operation, mirror, tx)
-                key = answer.outcome.outcome
-                result.counts[key] = result.counts.get(key, 0) + 1
-        # The links are already stored with each attempt; the mirror only caches the objects until the next pull.
+            mirror += _record_many(tx, run_id, realm_id, recorded, now, schedule, rng)
+        for _row, answer, _op in recorded:
+            key = answer.outcome.outcome
+            result.counts[key] = result.counts.get(key, 0) + 1
+        if len(mirror) >= MIRROR_FLUSH:
+            _load_mirror(store, realm_id, mirror, now)
+    _load_mirror(store, realm_id, mirror, now)
+
+
+def _load_mirror(store: Store, realm_id: str, mirror: list[tuple[str, dict]], now: datetime) -> None:
+    """Load the accepted objects held so far into the QBO mirror, one load per QBO entity, and let them go."""
+    with store.transaction():
         for qbo_entity in dict.fromkeys(e for e, _ in mirror):
             load_objects(store, realm_id, qbo_entity, [o for e, o in mirror if e == qbo_entity], now)
+    mirror.clear()
 
 
 def _finish_run(store: Store, result: SyncResult, finished_at: datetime) -> None:
