@@ -559,6 +559,14 @@ def _amounts(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 # The rules, the queries and the company's settings (closing date, currencies) are fingerprinted: a change to any of
 # them makes the next check a full one, as does a check on demand (`synchealth check --full`) and the daily full
 # check the scheduler runs as a safety net.
+# Except: what the last check wrote itself before it looked (its automatic mappings and the links it adopted by
+# marker, stamped with its own start) it has seen. Only a check writes those, and checks of a company run one at a
+# time, so a row of that kind stamped with the last check's start is its own. Taken again, the first incremental
+# check after a company's first check would re-check every record that check linked or mapped.
+_OWN_MAPPING = "(m.set_at = $since AND m.source = 'auto')"
+_OWN_LINK = "(x.linked_at = $since AND x.linked_by = 'marker')"
+
+
 def _dirty_sql() -> str:
     return f"""
 CREATE OR REPLACE TEMP TABLE _dirty AS
@@ -566,11 +574,11 @@ SELECT entity, record_id FROM records
 WHERE realm_id = $realm AND (first_seen_at >= $since OR changed_at >= $since OR removed_at >= $since)
 UNION SELECT u.entity, u.record_id FROM ({all_mapping_usage_sql()}) u
   JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
-  WHERE u.realm_id = $realm AND m.set_at >= $since
-UNION SELECT kind, awra_value FROM mappings WHERE realm_id = $realm AND set_at >= $since
+  WHERE u.realm_id = $realm AND m.set_at >= $since AND NOT {_OWN_MAPPING}
+UNION SELECT kind, awra_value FROM mappings m WHERE realm_id = $realm AND set_at >= $since AND NOT {_OWN_MAPPING}
 UNION SELECT entity, record_id FROM exclusions WHERE realm_id = $realm AND excluded_at >= $since
 UNION SELECT entity, record_id FROM duplicate_decisions WHERE realm_id = $realm AND decided_at >= $since
-UNION SELECT entity, record_id FROM external_refs WHERE realm_id = $realm AND linked_at >= $since
+UNION SELECT entity, record_id FROM external_refs x WHERE realm_id = $realm AND linked_at >= $since AND NOT {_OWN_LINK}
 UNION SELECT x.entity, x.record_id FROM external_refs x
   JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
   WHERE x.realm_id = $realm AND o.changed_at >= $since

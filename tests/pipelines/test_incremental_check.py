@@ -180,3 +180,31 @@ def test_an_incremental_check_rechecks_only_what_changed(tmp_path: Path) -> None
     assert one.kind == "incremental" and 1 <= one.checked <= 3  # the bill, and what pays it
     assert run_check(w.store, REALM, now=w.now + timedelta(minutes=1), full=True).kind == "full"
     w.close()
+
+
+def test_what_a_check_wrote_itself_is_not_taken_again(tmp_path: Path) -> None:
+    # VEN-1 is already in QuickBooks with our marker: the first check links it and maps it, and maps the company's
+    # reference values automatically, all stamped with that check's own start.
+    company = tiny_company()
+    company["objects"]["Vendor"] = [
+        {"Id": "50", "SyncToken": "0", "DisplayName": "Acme Supplies", "Active": True, "Notes": "awra:vendor:VEN-1:v1"}
+    ]
+    w = World(tmp_path, company=company)
+    w.advance(minutes=1)
+    w.pull()
+    w.advance(minutes=1)
+    first = run_check(w.store, REALM, now=w.now)
+    links, mapped = w.store.rows(
+        "SELECT (SELECT count(*) FROM external_refs WHERE linked_by = 'marker' AND linked_at = $at), "
+        "(SELECT count(*) FROM mappings WHERE source = 'auto' AND set_at = $at)",
+        {"at": w.now},
+    )[0]
+    assert first.kind == "full" and links == 1 and mapped > 0
+    w.advance(minutes=5)
+    quiet = run_check(w.store, REALM, now=w.now)
+    assert quiet.kind == "incremental" and quiet.checked == 0  # that check saw what it wrote
+    # A person's mapping stamped with the very moment the last check started is a change all the same.
+    assert w.map("vendor", "VEN-2", "50").status == "done"
+    after = run_check(w.store, REALM, now=w.now + timedelta(minutes=1))
+    assert after.kind == "incremental" and after.checked >= 1
+    w.close()
