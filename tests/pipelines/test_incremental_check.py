@@ -208,3 +208,22 @@ def test_what_a_check_wrote_itself_is_not_taken_again(tmp_path: Path) -> None:
     after = run_check(w.store, REALM, now=w.now + timedelta(minutes=1))
     assert after.kind == "incremental" and after.checked >= 1
     w.close()
+
+
+def test_on_postgresql_the_incremental_check_agrees_with_a_full_one(tmp_path: Path, pg_url: str) -> None:
+    # The fleet's store runs the same queries, translated: after each step, the incremental check and a full one
+    # run right after it on the same store must agree.
+    w = World(tmp_path, company=tiny_company(), database_url=pg_url)
+    try:
+        w.cycle()
+        for step in STEPS:
+            w.advance(minutes=7)
+            step(w)
+            result = run_check(w.store, REALM, now=w.now)
+            assert result.kind == "incremental" or step is move_the_closing_date, step.__name__
+            incremental = _seen(w.store, result.run_id)
+            full = _seen(w.store, run_check(w.store, REALM, now=w.now, full=True).run_id)
+            assert incremental[0] == full[0], (step.__name__, incremental[0] ^ full[0])
+            assert incremental[1] == full[1], (step.__name__, incremental[1] ^ full[1])
+    finally:
+        w.close()
