@@ -684,11 +684,12 @@ def run_check(
     them, set states. An incremental check gives the findings and states a full one would (a property test holds
     it to that); the findings of the records it did not re-check are carried forward from the last run."""
     clock = time.perf_counter()
-    duplicates.adopt_marked(store, realm_id, now=now)
-    refresh_mappings(store, realm_id, now=now)
     rules, company = rules_fingerprint(), _company_fingerprint(store, realm_id)
     last = _last_run(store, realm_id)
     incremental = not full and last is not None and (last[2], last[3]) == (rules, company)
+    duplicates.adopt_marked(store, realm_id, now=now)
+    # An incremental check matches again only what may match otherwise since the last one (refresh_mappings).
+    refresh_mappings(store, realm_id, now=now, since=last[1] if incremental and last else None)
     run_id = int(store.scalar("SELECT nextval('check_run_seq')"))
     candidates = duplicates.find_candidates(store, realm_id, run_id, window_days=window_days)
     dup = duplicates.duplicate_findings(candidates).select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])

@@ -90,6 +90,18 @@ def a_bill_with_the_same_number_in_quickbooks(w: World) -> None:
     w.pull()
 
 
+def a_class_north_in_quickbooks(w: World) -> None:
+    w.sandbox.user_create(REALM, "Class", {"Name": "North", "Active": True})
+    w.pull()
+    w.advance(minutes=1)  # the check after it starts later: the next one sees no QuickBooks class change
+
+
+def a_bill_line_in_class_north(w: World) -> None:
+    # A value no record used before: only this record's change brings it to the automatic matching.
+    _snapshot(w)["bill_lines"][-1]["category"] = "North"
+    _ingest(w)
+
+
 def move_the_closing_date(w: World) -> None:
     w.sandbox.user_patch(REALM, "Preferences", "1", {"AccountingInfoPrefs": {"BookCloseDate": last_day().isoformat()}})
     w.pull()
@@ -120,7 +132,8 @@ def link_inv_1_to_nothing_new(w: World) -> None:
 STEPS: list[Callable[[World], None]] = [
     approve_bill_2, unapprove_invoice, break_a_line_amount, add_a_bill, move_vendor_of_bill_1, map_the_item,
     deactivate_an_account_in_quickbooks, reactivate_it, a_bill_with_the_same_number_in_quickbooks,
-    move_the_closing_date, sync, delete_a_synced_bill_in_quickbooks, exclude_bill_2, link_inv_1_to_nothing_new,
+    a_class_north_in_quickbooks, a_bill_line_in_class_north, move_the_closing_date, sync,
+    delete_a_synced_bill_in_quickbooks, exclude_bill_2, link_inv_1_to_nothing_new,
 ]  # fmt: skip
 
 
