@@ -585,10 +585,11 @@ def _amounts(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 # check the scheduler runs as a safety net.
 # Except: what the last check wrote itself before it looked (its automatic mappings and the links it adopted by
 # marker, stamped with its own start) it has seen. Only a check writes those, and checks of a company run one at a
-# time, so a row of that kind stamped with the last check's start is its own. Taken again, the first incremental
-# check after a company's first check would re-check every record that check linked or mapped.
-_OWN_MAPPING = "(m.set_at = $since AND m.source = 'auto')"
-_OWN_LINK = "(x.linked_at = $since AND x.linked_by = 'marker')"
+# time, so a row of that kind stamped with the last check's start is its own, unless this check starts at that same
+# moment and wrote it now (a clock that did not move: then it is taken, as before). Taken again, the first
+# incremental check after a company's first check would re-check every record that check linked or mapped.
+_OWN_MAPPING = "(m.set_at = $since AND m.source = 'auto' AND $now > $since)"
+_OWN_LINK = "(x.linked_at = $since AND x.linked_by = 'marker' AND $now > $since)"
 
 
 def _dirty_sql() -> str:
@@ -696,7 +697,7 @@ def run_check(
     cur = store.cursor()
     if incremental:
         assert last is not None
-        cur.execute(_dirty_sql(), {"realm": realm_id, "since": last[1]}).fetchall()
+        cur.execute(_dirty_sql(), {"realm": realm_id, "since": last[1], "now": now}).fetchall()
         _mark_duplicate_changes(cur, dup, last[0])
         _expand_dependents(cur, realm_id)
         checked = int(cur.execute("SELECT count(*) FROM _dirty").fetchall()[0][0])
