@@ -141,9 +141,16 @@ def run_cycle_stages(store, settings, http, transport: _TimedTransport, sandbox,
     realm_id = settings.realm_id
     seconds: dict[str, float] = {}
     facts: dict[str, str] = {}
+    start = time.perf_counter()
+
+    def at() -> datetime:
+        # Each stage reads the engine's clock as a server's stages do: the cycle's start plus the time gone by. One
+        # moment for the whole cycle would stamp the first check's start equal to every record the first ingest
+        # stored, and the next check takes a change stamped at its predecessor's start again (at, not after).
+        return now + timedelta(seconds=time.perf_counter() - start)
 
     clock = time.perf_counter()
-    ingested = ingest_snapshot(store, folder, realm_id=realm_id, now=now)
+    ingested = ingest_snapshot(store, folder, realm_id=realm_id, now=at())
     seconds["ingest"] = time.perf_counter() - clock
     facts["ingest"] = f"{ingested.status}: {ingested.new:,} new, {ingested.changed:,} changed"
 
@@ -152,13 +159,13 @@ def run_cycle_stages(store, settings, http, transport: _TimedTransport, sandbox,
     # limits and the bench does not idle.
     with qbo_client(settings, store, http=http, sleep=sandbox.advance, clock=sandbox.clock.now) as client:
         clock = time.perf_counter()
-        pulled = pull(store, client, now=now)
+        pulled = pull(store, client, now=at())
         seconds["pull"] = time.perf_counter() - clock
     emulator = transport.seconds - inside
     facts["pull"] = f"{pulled.kind}, {pulled.objects:,} objects, {transport.requests - requests:,} requests"
 
     clock = time.perf_counter()
-    checked = run_check(store, realm_id, now=now)
+    checked = run_check(store, realm_id, now=at())
     seconds["check"] = time.perf_counter() - clock
     facts["check"] = f"{checked.records:,} records, {checked.ready:,} ready, {checked.findings:,} findings"
 

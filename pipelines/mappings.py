@@ -124,12 +124,19 @@ def all_mapping_usage_sql(only: str | None = None) -> str:
     return " UNION ALL ".join(mapping_usage_sql(kind, only) for kind in KINDS.values())
 
 
-def _values_sql(kind: MappingKind) -> str:
-    """Distinct values of a kind in use, plus (for items and accounts) every AWRA master row."""
-    sql = f"SELECT DISTINCT value FROM ({mapping_usage_sql(kind)}) WHERE realm_id = $realm"
+def _values_sql(kind: MappingKind, only: str | None = None) -> str:
+    """Distinct values of a kind in use, plus (for items and accounts) every AWRA master row; with `only` (a table of
+    entity, record_id, current_version, as mapping_usage_sql takes), just those records' values."""
+    sql = f"SELECT DISTINCT value FROM ({mapping_usage_sql(kind, only)}) WHERE realm_id = $realm"
     if kind.awra_names:
         view, id_col, _ = kind.awra_names
-        sql += f" UNION SELECT {id_col} FROM {current_view(view)} WHERE realm_id = $realm"
+        masters = (
+            f"{current_view(view)} a"
+            if only is None
+            else f"""{awra_table(view)} a JOIN {only} t ON t.entity = '{kind.kind}' AND t.record_id = a.{id_col}
+                 AND t.current_version = a.version"""
+        )
+        sql += f" UNION SELECT a.{id_col} FROM {masters} WHERE a.realm_id = $realm"
     return sql
 
 
@@ -167,17 +174,39 @@ def _matches_sql(kind: MappingKind, values: str) -> str:
                    ORDER BY confidence DESC, rank, active DESC, qbo_entity, TRY_CAST(qbo_id AS BIGINT), qbo_id) = 1"""
 
 
-def refresh_mappings(store: Store, realm_id: str, *, now: datetime) -> dict[str, int]:
+def refresh_mappings(store: Store, realm_id: str, *, now: datetime, since: datetime | None = None) -> dict[str, int]:
     """Auto-map exact matches, suggest close ones, mark stale the ones whose QBO object went inactive.
 
     People's mappings are never replaced; a mapping made by a person or the sync only changes status
     (stale when its object is inactive or deleted in QBO, mapped again when it comes back).
+
+    With `since` (the last refresh's moment), a kind none of whose QBO objects changed since is matched again only
+    for the values of the AWRA records that changed since: a match reads the value, its AWRA name and the QBO
+    objects, so every other value would match as it did then, and the upsert would leave its row as it is.
     """
     params = {"realm": realm_id, "now": now}
     with store.transaction() as cur:
+        moved: set[str] = set()
+        if since is not None:
+            cur.execute(
+                """CREATE OR REPLACE TEMP TABLE _changed AS SELECT entity, record_id, current_version FROM records
+                   WHERE realm_id = $realm AND removed_at IS NULL
+                     AND (first_seen_at >= $since OR changed_at >= $since)""",
+                {"realm": realm_id, "since": since},
+            ).fetchall()
+            moved = {
+                str(row[0])
+                for row in cur.execute(
+                    "SELECT DISTINCT entity FROM qbo_objects WHERE realm_id = $realm AND changed_at >= $since",
+                    {"realm": realm_id, "since": since},
+                ).fetchall()
+            }
         for kind in KINDS.values():
+            only = "_changed" if since is not None and not moved.intersection(kind.qbo_entities) else None
             # The values in use, found once: every match rule and the insert below read them.
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE _values AS {_values_sql(kind)}", {"realm": realm_id}).fetchall()
+            cur.execute(
+                f"CREATE OR REPLACE TEMP TABLE _values AS {_values_sql(kind, only)}", {"realm": realm_id}
+            ).fetchall()
             cur.execute(
                 f"CREATE OR REPLACE TEMP TABLE _match AS {_matches_sql(kind, '_values')}", {"realm": realm_id}
             ).fetchall()

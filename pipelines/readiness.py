@@ -223,7 +223,7 @@ def _frame_sql(entity: str, dirty: bool = False) -> str:
         else "LEFT JOIN (SELECT NULL AS x) d ON FALSE"
     )
     own_too_long = _too_long(*_TEXT_FIELDS[entity]) if entity in _TEXT_FIELDS else "NULL"
-    only = _only_dirty(entity, f"h.{id_col}") if dirty else ""
+    headers = _dirty_headers(entity, view, id_col) if dirty else current_view(view)
     party_known = f"p.{party[1]} IS NOT NULL" if party else "FALSE"
     doc_known = f"d.{document[1]} IS NOT NULL" if document else "FALSE"
     # The records still to send: not excluded, and never synced or changed since. Only their lines are read.
@@ -232,9 +232,9 @@ def _frame_sql(entity: str, dirty: bool = False) -> str:
         LEFT JOIN external_refs e ON e.realm_id = h.realm_id AND e.entity = '{entity}'
          AND e.record_id = h.{id_col}
         WHERE h.realm_id = $realm AND x.record_id IS NULL
-          AND (e.record_id IS NULL OR e.synced_version < h.version){only}"""
+          AND (e.record_id IS NULL OR e.synced_version < h.version)"""
     todo = (
-        f"todo AS MATERIALIZED (SELECT h.{id_col} AS rid, h.version FROM {current_view(view)} h {to_send}),"
+        f"todo AS MATERIALIZED (SELECT h.{id_col} AS rid, h.version FROM {headers} h {to_send}),"
         if entity in _LINES_OF or entity == "journal_entry"
         else ""
     )
@@ -245,7 +245,7 @@ def _frame_sql(entity: str, dirty: bool = False) -> str:
                l.lines_amount_mismatch, l.debits, l.credits,
                nullif(concat_ws('; ', {own_too_long}, l.lines_too_long), '') AS too_long,
                co.book_close_date, co.home_currency, co.multicurrency
-        FROM {current_view(view)} h
+        FROM {headers} h
         {party_join}
         {doc_join}
         LEFT JOIN l ON l.rid = h.{id_col}
@@ -253,8 +253,13 @@ def _frame_sql(entity: str, dirty: bool = False) -> str:
         {to_send}"""
 
 
-def _only_dirty(entity: str, id_expr: str) -> str:
-    return f" AND {id_expr} IN (SELECT record_id FROM _dirty WHERE entity = '{entity}')"
+def _dirty_headers(entity: str, view: str, id_col: str) -> str:
+    """The dirty records' current header rows, found from _dirty first. Through the current view, DuckDB joined
+    every header row to records before it looked at _dirty, so an incremental check cost as much as a full one."""
+    return f"""(SELECT a.* FROM {awra_table(view)} a
+        SEMI JOIN _dirty d ON d.entity = '{entity}' AND d.record_id = a.{id_col}
+        SEMI JOIN records r ON r.realm_id = a.realm_id AND r.entity = '{entity}' AND r.record_id = a.{id_col}
+         AND r.current_version = a.version AND r.removed_at IS NULL)"""
 
 
 def readiness_frames(store: Store, realm_id: str, dirty: bool = False) -> dict[str, pl.DataFrame]:
@@ -297,6 +302,14 @@ def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 # -- mapping gaps ----------------------------------------------------------------------------------------
+def _todo_rows(dirty: bool, entity: str, view: str, id_col: str) -> str:
+    """An AWRA table's current rows, or (incremental) only those of the records in todo, found from todo first."""
+    if not dirty:
+        return f"{current_view(view)} h"
+    return f"""{awra_table(view)} h JOIN todo t ON t.entity = '{entity}' AND t.record_id = h.{id_col}
+             AND t.current_version = h.version"""
+
+
 def _mapping_findings_sql(dirty: bool = False) -> str:
     parts = []
     for kind in KINDS.values():
@@ -315,7 +328,7 @@ def _mapping_findings_sql(dirty: bool = False) -> str:
             parts.append(
                 f"""SELECT '{kind.kind}' AS entity, h.{id_col} AS record_id, '{kind.kind}', h.{id_col}, NULL,
                            m.status, m.qbo_name, m.confidence, '{kind.noun}', '{kind.qbo_noun}'
-                    FROM {current_view(view)} h
+                    FROM {_todo_rows(dirty, kind.kind, view, id_col)}
                     LEFT JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{kind.kind}'
                      AND m.awra_value = h.{id_col}
                     WHERE h.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')"""
@@ -332,23 +345,27 @@ def _mapping_findings_sql(dirty: bool = False) -> str:
         parts.append(
             f"""SELECT '{entity}', h.{_SHAPES[entity][1]}, '{party}', h.{col}, NULL, m.status, m.qbo_name,
                        m.confidence, '{party}', '{party}'
-                FROM {current_view(view)} h JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{party}'
+                FROM {_todo_rows(dirty, entity, view, _SHAPES[entity][1])}
+                JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{party}'
                  AND m.awra_value = h.{col} AND m.status = 'stale'
                 WHERE h.realm_id = $realm"""
         )
     union = " UNION ALL ".join(parts)
     # todo: the records still to send, with their version. The item and account masters are never sent: every
-    # one not excluded counts.
+    # one not excluded counts. An incremental check starts from _dirty, and each AWRA table is read for todo's
+    # records only: the late filter it had joined every record first.
     mapped = ", ".join(f"'{e}'" for e in MAPPED_ENTITIES)
+    records = (
+        "records r SEMI JOIN _dirty d ON d.entity = r.entity AND d.record_id = r.record_id" if dirty else "records r"
+    )
     return f"""WITH todo AS MATERIALIZED (
-                 SELECT r.entity, r.record_id, r.current_version FROM records r
+                 SELECT r.entity, r.record_id, r.current_version FROM {records}
                  LEFT JOIN external_refs e ON e.realm_id = r.realm_id AND e.entity = r.entity
                   AND e.record_id = r.record_id
                  LEFT JOIN exclusions x ON x.realm_id = r.realm_id AND x.entity = r.entity
                   AND x.record_id = r.record_id
                  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND x.record_id IS NULL
-                   AND (r.entity IN ({mapped}) OR e.record_id IS NULL OR e.synced_version < r.current_version)
-                   {"AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM _dirty)" if dirty else ""})
+                   AND (r.entity IN ({mapped}) OR e.record_id IS NULL OR e.synced_version < r.current_version))
                SELECT g.entity, g.record_id, t.current_version::INTEGER AS version, 'mapped' AS check_name,
                       'mapping' AS dimension,
                       'mapping.' || g.kind || CASE WHEN g.status = 'stale' THEN '_stale' ELSE '_missing' END AS reason,
@@ -418,16 +435,23 @@ def _version_amounts_sql() -> str:
 # total matches neither the AWRA version it was synced from nor the current one. A SyncToken alone is not enough:
 # QuickBooks moves a bill's or an invoice's when a payment is applied to it, which changes nothing that was sent.
 def _drift_sql(dirty: bool = False) -> str:
-    only = "AND (x.entity, x.record_id) IN (SELECT entity, record_id FROM _dirty)" if dirty else ""
-    return f"""WITH linked AS MATERIALIZED (
+    # An incremental check starts from the dirty records' links, found first (materialized: as a join, or a late
+    # filter, DuckDB joined every link to records and the mirror before it looked at _dirty).
+    links = "external_refs x"
+    first = ""
+    if dirty:
+        first = """dirty_links AS MATERIALIZED (SELECT x.* FROM external_refs x
+          SEMI JOIN _dirty d ON d.entity = x.entity AND d.record_id = x.record_id WHERE x.realm_id = $realm),"""
+        links = "dirty_links x"
+    return f"""WITH {first} linked AS MATERIALIZED (
       SELECT x.entity, x.record_id, x.qbo_entity, x.qbo_id, x.sync_token AS our_token, x.synced_version,
              r.current_version, o.deleted, o.total_amt, o.note, o.sync_token AS qbo_token, o.changed_at
-      FROM external_refs x
+      FROM {links}
       JOIN records r ON r.realm_id = x.realm_id AND r.entity = x.entity AND r.record_id = x.record_id
        AND r.removed_at IS NULL
       JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
       ANTI JOIN exclusions e ON e.realm_id = x.realm_id AND e.entity = x.entity AND e.record_id = x.record_id
-      WHERE x.realm_id = $realm AND list_contains($entities, x.entity) {only}),
+      WHERE x.realm_id = $realm AND list_contains($entities, x.entity)),
     amounts AS ({_version_amounts_sql()}),
     judged AS (
       SELECT k.*, sent.amount AS sent_amount, now_.amount AS now_amount, now_.posting_status,
@@ -559,6 +583,15 @@ def _amounts(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 # The rules, the queries and the company's settings (closing date, currencies) are fingerprinted: a change to any of
 # them makes the next check a full one, as does a check on demand (`synchealth check --full`) and the daily full
 # check the scheduler runs as a safety net.
+# Except: what the last check wrote itself before it looked (its automatic mappings and the links it adopted by
+# marker, stamped with its own start) it has seen. Only a check writes those, and checks of a company run one at a
+# time, so a row of that kind stamped with the last check's start is its own, unless this check starts at that same
+# moment and wrote it now (a clock that did not move: then it is taken, as before). Taken again, the first
+# incremental check after a company's first check would re-check every record that check linked or mapped.
+_OWN_MAPPING = "(m.set_at = $since AND m.source = 'auto' AND $now > $since)"
+_OWN_LINK = "(x.linked_at = $since AND x.linked_by = 'marker' AND $now > $since)"
+
+
 def _dirty_sql() -> str:
     return f"""
 CREATE OR REPLACE TEMP TABLE _dirty AS
@@ -566,11 +599,11 @@ SELECT entity, record_id FROM records
 WHERE realm_id = $realm AND (first_seen_at >= $since OR changed_at >= $since OR removed_at >= $since)
 UNION SELECT u.entity, u.record_id FROM ({all_mapping_usage_sql()}) u
   JOIN mappings m ON m.realm_id = u.realm_id AND m.kind = u.kind AND m.awra_value = u.value
-  WHERE u.realm_id = $realm AND m.set_at >= $since
-UNION SELECT kind, awra_value FROM mappings WHERE realm_id = $realm AND set_at >= $since
+  WHERE u.realm_id = $realm AND m.set_at >= $since AND NOT {_OWN_MAPPING}
+UNION SELECT kind, awra_value FROM mappings m WHERE realm_id = $realm AND set_at >= $since AND NOT {_OWN_MAPPING}
 UNION SELECT entity, record_id FROM exclusions WHERE realm_id = $realm AND excluded_at >= $since
 UNION SELECT entity, record_id FROM duplicate_decisions WHERE realm_id = $realm AND decided_at >= $since
-UNION SELECT entity, record_id FROM external_refs WHERE realm_id = $realm AND linked_at >= $since
+UNION SELECT entity, record_id FROM external_refs x WHERE realm_id = $realm AND linked_at >= $since AND NOT {_OWN_LINK}
 UNION SELECT x.entity, x.record_id FROM external_refs x
   JOIN qbo_objects o ON o.realm_id = x.realm_id AND o.entity = x.qbo_entity AND o.qbo_id = x.qbo_id
   WHERE x.realm_id = $realm AND o.changed_at >= $since
@@ -591,13 +624,17 @@ _DEPENDENTS = (
 
 def _expand_dependents(cur, realm_id: str) -> None:
     """Add what depends on a dirty record: a party's documents and payments, then a document's payments."""
+    # From the AWRA rows naming a dirty parent to the records whose current version they are, not through the
+    # current view: DuckDB joined every row of the view's table to records before it looked at _dirty.
     for _step in range(2):
         cur.execute(
             "INSERT INTO _dirty "
             + " UNION ".join(
-                f"""SELECT '{child}', c.{id_col} FROM {current_view(view)} c
-                    WHERE c.realm_id = $realm AND c.{parent_col} IN
-                      (SELECT record_id FROM _dirty WHERE entity = '{parent}')"""
+                f"""SELECT '{child}', c.{id_col} FROM {awra_table(view)} c
+                    SEMI JOIN _dirty d ON d.entity = '{parent}' AND d.record_id = c.{parent_col}
+                    SEMI JOIN records r ON r.realm_id = c.realm_id AND r.entity = '{child}'
+                     AND r.record_id = c.{id_col} AND r.current_version = c.version AND r.removed_at IS NULL
+                    WHERE c.realm_id = $realm"""
                 for child, view, id_col, parent_col, parent in _DEPENDENTS
             )
             + " EXCEPT SELECT entity, record_id FROM _dirty",
@@ -648,18 +685,19 @@ def run_check(
     them, set states. An incremental check gives the findings and states a full one would (a property test holds
     it to that); the findings of the records it did not re-check are carried forward from the last run."""
     clock = time.perf_counter()
-    duplicates.adopt_marked(store, realm_id, now=now)
-    refresh_mappings(store, realm_id, now=now)
     rules, company = rules_fingerprint(), _company_fingerprint(store, realm_id)
     last = _last_run(store, realm_id)
     incremental = not full and last is not None and (last[2], last[3]) == (rules, company)
+    duplicates.adopt_marked(store, realm_id, now=now)
+    # An incremental check matches again only what may match otherwise since the last one (refresh_mappings).
+    refresh_mappings(store, realm_id, now=now, since=last[1] if incremental and last else None)
     run_id = int(store.scalar("SELECT nextval('check_run_seq')"))
     candidates = duplicates.find_candidates(store, realm_id, run_id, window_days=window_days)
     dup = duplicates.duplicate_findings(candidates).select([pl.col(c).cast(t) for c, t in FINDING_COLUMNS.items()])
     cur = store.cursor()
     if incremental:
         assert last is not None
-        cur.execute(_dirty_sql(), {"realm": realm_id, "since": last[1]}).fetchall()
+        cur.execute(_dirty_sql(), {"realm": realm_id, "since": last[1], "now": now}).fetchall()
         _mark_duplicate_changes(cur, dup, last[0])
         _expand_dependents(cur, realm_id)
         checked = int(cur.execute("SELECT count(*) FROM _dirty").fetchall()[0][0])

@@ -90,6 +90,18 @@ def a_bill_with_the_same_number_in_quickbooks(w: World) -> None:
     w.pull()
 
 
+def a_class_north_in_quickbooks(w: World) -> None:
+    w.sandbox.user_create(REALM, "Class", {"Name": "North", "Active": True})
+    w.pull()
+    w.advance(minutes=1)  # the check after it starts later: the next one sees no QuickBooks class change
+
+
+def a_bill_line_in_class_north(w: World) -> None:
+    # A value no record used before: only this record's change brings it to the automatic matching.
+    _snapshot(w)["bill_lines"][-1]["category"] = "North"
+    _ingest(w)
+
+
 def move_the_closing_date(w: World) -> None:
     w.sandbox.user_patch(REALM, "Preferences", "1", {"AccountingInfoPrefs": {"BookCloseDate": last_day().isoformat()}})
     w.pull()
@@ -120,7 +132,8 @@ def link_inv_1_to_nothing_new(w: World) -> None:
 STEPS: list[Callable[[World], None]] = [
     approve_bill_2, unapprove_invoice, break_a_line_amount, add_a_bill, move_vendor_of_bill_1, map_the_item,
     deactivate_an_account_in_quickbooks, reactivate_it, a_bill_with_the_same_number_in_quickbooks,
-    move_the_closing_date, sync, delete_a_synced_bill_in_quickbooks, exclude_bill_2, link_inv_1_to_nothing_new,
+    a_class_north_in_quickbooks, a_bill_line_in_class_north, move_the_closing_date, sync,
+    delete_a_synced_bill_in_quickbooks, exclude_bill_2, link_inv_1_to_nothing_new,
 ]  # fmt: skip
 
 
@@ -180,3 +193,50 @@ def test_an_incremental_check_rechecks_only_what_changed(tmp_path: Path) -> None
     assert one.kind == "incremental" and 1 <= one.checked <= 3  # the bill, and what pays it
     assert run_check(w.store, REALM, now=w.now + timedelta(minutes=1), full=True).kind == "full"
     w.close()
+
+
+def test_what_a_check_wrote_itself_is_not_taken_again(tmp_path: Path) -> None:
+    # VEN-1 is already in QuickBooks with our marker: the first check links it and maps it, and maps the company's
+    # reference values automatically, all stamped with that check's own start.
+    company = tiny_company()
+    company["objects"]["Vendor"] = [
+        {"Id": "50", "SyncToken": "0", "DisplayName": "Acme Supplies", "Active": True, "Notes": "awra:vendor:VEN-1:v1"}
+    ]
+    w = World(tmp_path, company=company)
+    w.advance(minutes=1)
+    w.pull()
+    w.advance(minutes=1)
+    first = run_check(w.store, REALM, now=w.now)
+    links, mapped = w.store.rows(
+        "SELECT (SELECT count(*) FROM external_refs WHERE linked_by = 'marker' AND linked_at = $at), "
+        "(SELECT count(*) FROM mappings WHERE source = 'auto' AND set_at = $at)",
+        {"at": w.now},
+    )[0]
+    assert first.kind == "full" and links == 1 and mapped > 0
+    w.advance(minutes=5)
+    quiet = run_check(w.store, REALM, now=w.now)
+    assert quiet.kind == "incremental" and quiet.checked == 0  # that check saw what it wrote
+    # A person's mapping stamped with the very moment the last check started is a change all the same.
+    assert w.map("vendor", "VEN-2", "50").status == "done"
+    after = run_check(w.store, REALM, now=w.now + timedelta(minutes=1))
+    assert after.kind == "incremental" and after.checked >= 1
+    w.close()
+
+
+def test_on_postgresql_the_incremental_check_agrees_with_a_full_one(tmp_path: Path, pg_url: str) -> None:
+    # The fleet's store runs the same queries, translated: after each step, the incremental check and a full one
+    # run right after it on the same store must agree.
+    w = World(tmp_path, company=tiny_company(), database_url=pg_url)
+    try:
+        w.cycle()
+        for step in STEPS:
+            w.advance(minutes=7)
+            step(w)
+            result = run_check(w.store, REALM, now=w.now)
+            assert result.kind == "incremental" or step is move_the_closing_date, step.__name__
+            incremental = _seen(w.store, result.run_id)
+            full = _seen(w.store, run_check(w.store, REALM, now=w.now, full=True).run_id)
+            assert incremental[0] == full[0], (step.__name__, incremental[0] ^ full[0])
+            assert incremental[1] == full[1], (step.__name__, incremental[1] ^ full[1])
+    finally:
+        w.close()
