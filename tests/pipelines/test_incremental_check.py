@@ -153,6 +153,19 @@ def _full_on_a_copy(w: World, tmp: Path) -> tuple[set, set]:
         return _seen(other, result.run_id)
 
 
+def _agrees_after(w: World, step, full_check) -> None:
+    """One step, then an incremental check: its findings and states must be what `full_check` finds."""
+    w.advance(minutes=7)
+    step(w)
+    result = run_check(w.store, REALM, now=w.now)
+    # A new closing date changes what the rules see for every record: that check is full, by design.
+    assert result.kind == "incremental" or step is move_the_closing_date, step.__name__
+    incremental = _seen(w.store, result.run_id)
+    full = full_check()
+    assert incremental[0] == full[0], (step.__name__, incremental[0] ^ full[0])
+    assert incremental[1] == full[1], (step.__name__, incremental[1] ^ full[1])
+
+
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.sampled_from(STEPS), min_size=3, max_size=6))
 # Every step at least once, in an order where each meets a store the others changed.
@@ -163,15 +176,7 @@ def test_the_incremental_check_agrees_with_a_full_one_after_any_sequence(tmp_pat
     try:
         w.cycle()  # the first check is full; every check after it here is incremental
         for step in steps:
-            w.advance(minutes=7)
-            step(w)
-            result = run_check(w.store, REALM, now=w.now)
-            # A new closing date changes what the rules see for every record: that check is full, by design.
-            assert result.kind == "incremental" or step is move_the_closing_date, step.__name__
-            incremental = _seen(w.store, result.run_id)
-            full = _full_on_a_copy(w, tmp)
-            assert incremental[0] == full[0], (step.__name__, incremental[0] ^ full[0])
-            assert incremental[1] == full[1], (step.__name__, incremental[1] ^ full[1])
+            _agrees_after(w, step, lambda: _full_on_a_copy(w, tmp))
     finally:
         w.close()
 
@@ -230,13 +235,6 @@ def test_on_postgresql_the_incremental_check_agrees_with_a_full_one(tmp_path: Pa
     try:
         w.cycle()
         for step in STEPS:
-            w.advance(minutes=7)
-            step(w)
-            result = run_check(w.store, REALM, now=w.now)
-            assert result.kind == "incremental" or step is move_the_closing_date, step.__name__
-            incremental = _seen(w.store, result.run_id)
-            full = _seen(w.store, run_check(w.store, REALM, now=w.now, full=True).run_id)
-            assert incremental[0] == full[0], (step.__name__, incremental[0] ^ full[0])
-            assert incremental[1] == full[1], (step.__name__, incremental[1] ^ full[1])
+            _agrees_after(w, step, lambda: _seen(w.store, run_check(w.store, REALM, now=w.now, full=True).run_id))
     finally:
         w.close()
