@@ -1,4 +1,4 @@
-"""The read model the Health and Trends pages scan: per-record and per-party tables rebuilt once per store version."""
+"""The read model the Health and Trends pages scan: per-record and per-party tables, kept at the store's version."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ _LIVE = f"""
   LEFT JOIN exclusions xc ON xc.realm_id = r.realm_id AND xc.entity = r.entity AND xc.record_id = r.record_id
   LEFT JOIN ({_PRIMARY}) p ON p.entity = r.entity AND p.record_id = r.record_id
   WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
+# The same rows for only the records named in rm_dirty: what an incremental update re-inserts.
+_LIVE_DIRTY = f"{_LIVE} AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM rm_dirty)"
 
 
 def _exceptions(records: str) -> str:
@@ -130,6 +132,48 @@ _TABLES = {
     "rm_stake": lambda records: f"SELECT *, $realm AS realm_id FROM ({_stake(records)})",
     "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records)})",
 }
+# What each rm_records row is made of, as it is now in the store and as the row holds it: (entity, record_id, then
+# the inputs). A record whose inputs differ on either side (EXCEPT compares NULLs as equal) is re-inserted; its facts
+# (number, party, money, date, owner) follow from its current version, which is an AWRA row that never changes.
+_INPUTS = {
+    "record": (
+        """SELECT entity, record_id, state, current_version FROM records
+           WHERE realm_id = $realm AND removed_at IS NULL AND entity NOT IN ('item', 'account')""",
+        "SELECT entity, record_id, state, current_version FROM rm_records",
+    ),
+    "link": (
+        """SELECT entity, record_id, qbo_entity, qbo_id, synced_version FROM external_refs
+           WHERE realm_id = $realm AND entity NOT IN ('item', 'account')""",
+        "SELECT entity, record_id, link_entity, link_id, synced_version FROM rm_records WHERE link_id IS NOT NULL",
+    ),
+    "exclusion": (
+        "SELECT entity, record_id, reason, actor FROM exclusions WHERE realm_id = $realm",
+        "SELECT entity, record_id, excluded_because, excluded_by FROM rm_records WHERE excluded_by IS NOT NULL",
+    ),
+    "first_fail": (
+        f"""SELECT * FROM (
+              SELECT entity, record_id, coalesce(min(CASE check_name {_STAGE_CASE} END), 99) AS first_fail
+              FROM findings WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm)
+              GROUP BY ALL) f
+            WHERE first_fail <> 99""",
+        "SELECT entity, record_id, first_fail FROM rm_records WHERE first_fail <> 99",
+    ),
+    # rm_leading holds every record's leading exception as of the last build, with the columns rm_records uses.
+    "leading": (
+        f"""SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at
+            FROM ({_PRIMARY}) p""",
+        """SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at
+           FROM rm_leading""",
+    ),
+}
+_CHANGED = " UNION ".join(
+    f"SELECT entity, record_id FROM (({a}) EXCEPT ({b})) d"
+    for now, then in _INPUTS.values()
+    for a, b in ((now, then), (then, now))
+)
+# Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
+FULL_SHARE = 0.25
+
 # The queries' own text takes part in the version: tables built by an older release of them are not current.
 _SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
 _local = threading.local()
@@ -200,6 +244,25 @@ def is_current(store: Store, realm_id: str) -> bool:
     return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
 
 
+def _update_records(store: Store, realm_id: str) -> bool:
+    """Re-insert only the rm_records rows whose inputs changed since the tables were built; False when they must be
+    rebuilt whole (none yet, another company or an older shape of the queries, or too many changes)."""
+    if not store.table_exists("rm_state"):
+        return False
+    built = store.rows("SELECT realm_id, version FROM rm_state")
+    if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != _SHAPE:
+        return False  # the tables are another company's or an older release's: their columns may differ too
+    # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
+    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_CHANGED}", {"realm": realm_id})
+    changed, rows = store.rows("SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records)")[0]
+    same = store.rows("SELECT realm_id, version FROM rm_state") == built and changed <= FULL_SHARE * max(rows, 1)
+    if same and changed:
+        store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
+        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({_LIVE_DIRTY})", {"realm": realm_id})
+    store.execute("DROP TABLE rm_dirty")
+    return same
+
+
 def refresh_read_model(store: Store, realm_id: str) -> bool:
     """Bring the read-model tables up to the store's version (a no-op when they are current).
 
@@ -211,8 +274,11 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
         return True
     try:
         with store.transaction():
-            for name, build in _TABLES.items():  # rm_records first: the others are built from it
-                store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
+            if not _update_records(store, realm_id):
+                store.execute(f"CREATE OR REPLACE TABLE rm_records AS {_TABLES['rm_records']('')}", {"realm": realm_id})
+            for name, build in _TABLES.items():  # built from rm_records
+                if name != "rm_records":
+                    store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
                 "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version",
