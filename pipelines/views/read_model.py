@@ -22,6 +22,7 @@ __all__ = [
     "prepared",
     "prepared_realm",
     "primary",
+    "SHAPE",
     "refresh_read_model",
     "stake",
     "version",
@@ -29,37 +30,59 @@ __all__ = [
 
 _STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in STAGE_OF_CHECK.items())
 _DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
-# The one open exception that explains a record (the same order the Record page uses), with its owner: a person
-# it was assigned to, else the record's AWRA owner when finance owns the step, else the owning role.
-_PRIMARY = f"""
+# The records an incremental update re-inserts (rm_dirty: those whose inputs changed), as a condition on a row.
+_DIRTY = "(entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)"
+
+
+def _primary(only: str = "") -> str:
+    """The one open exception that explains a record (the same order the Record page uses); `only` narrows the
+    exceptions (a condition starting with AND)."""
+    return f"""
   SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
          e.opened_at, e.escalated, e.amount
   FROM exceptions e
-  WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'
+  WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'{only}
   QUALIFY row_number() OVER (PARTITION BY e.entity, e.record_id ORDER BY {_DIM_ORDER}, e.exception_id) = 1"""
+
+
+_PRIMARY = _primary()
+# A leading exception's owner: a person it was assigned to, else the record's AWRA owner when finance owns the step,
+# else the owning role.
 OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
-# Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
-# its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
-# person's exclusion; p_* its leading open exception and that one's owner.
-_LIVE = f"""
+
+
+def _live_rows(dirty: bool) -> str:
+    """Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
+    its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
+    person's exclusion; p_* its leading open exception and that one's owner. With `dirty`, only the records named in
+    rm_dirty, each input narrowed to them before it is joined (the joins then stay the size of the change)."""
+    records, facts, refs = "records", f"({RECORD_FACTS})", "external_refs"
+    first_only, primary = "", _PRIMARY
+    if dirty:
+        records, refs = f"(SELECT * FROM records WHERE {_DIRTY})", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
+        facts, first_only = f"(SELECT * FROM {facts} f0 WHERE {_DIRTY})", f"{_DIRTY} AND "
+        primary = _primary(f" AND {_DIRTY}")
+    return f"""
   SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
          coalesce(ff.first_fail, 99) AS first_fail,
          x.qbo_entity AS link_entity, x.qbo_id AS link_id, x.synced_version,
          xc.reason AS excluded_because, xc.actor AS excluded_by,
          p.exception_id AS p_exception_id, p.dimension AS p_dimension, p.reason AS p_reason, p.detail AS p_detail,
          p.opened_at AS p_opened_at, {OWNER} AS p_owner
-  FROM records r LEFT JOIN ({RECORD_FACTS}) f
+  FROM {records} r LEFT JOIN {facts} f
     ON f.realm_id = r.realm_id AND f.entity = r.entity AND f.record_id = r.record_id
   LEFT JOIN (
     SELECT entity, record_id, min(CASE check_name {_STAGE_CASE} END) AS first_fail FROM findings
-    WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
+    WHERE {first_only}run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
     ON ff.entity = r.entity AND ff.record_id = r.record_id
-  LEFT JOIN external_refs x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
+  LEFT JOIN {refs} x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
   LEFT JOIN exclusions xc ON xc.realm_id = r.realm_id AND xc.entity = r.entity AND xc.record_id = r.record_id
-  LEFT JOIN ({_PRIMARY}) p ON p.entity = r.entity AND p.record_id = r.record_id
+  LEFT JOIN ({primary}) p ON p.entity = r.entity AND p.record_id = r.record_id
   WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
-# The same rows for only the records named in rm_dirty: what an incremental update re-inserts.
-_LIVE_DIRTY = f"{_LIVE} AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM rm_dirty)"
+
+
+_LIVE = _live_rows(dirty=False)
+_LIVE_DIRTY = _live_rows(dirty=True)
 
 
 def _exceptions(records: str) -> str:
@@ -175,7 +198,7 @@ _CHANGED = " UNION ".join(
 FULL_SHARE = 0.25
 
 # The queries' own text takes part in the version: tables built by an older release of them are not current.
-_SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
+SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
 _local = threading.local()
 
 
@@ -234,7 +257,7 @@ def version(store: Store) -> tuple:
 
 
 def _version_key(store: Store) -> str:
-    return json.dumps([_SHAPE, *version(store)], default=str)
+    return json.dumps([SHAPE, *version(store)], default=str)
 
 
 def is_current(store: Store, realm_id: str) -> bool:
@@ -250,7 +273,7 @@ def _update_records(store: Store, realm_id: str) -> bool:
     if not store.table_exists("rm_state"):
         return False
     built = store.rows("SELECT realm_id, version FROM rm_state")
-    if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != _SHAPE:
+    if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != SHAPE:
         return False  # the tables are another company's or an older release's: their columns may differ too
     # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
     store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_CHANGED}", {"realm": realm_id})
