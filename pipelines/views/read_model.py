@@ -93,11 +93,12 @@ def _exceptions(records: str) -> str:
   WHERE e.realm_id = $realm"""
 
 
-def _leading(records: str) -> str:
-    """Each record's leading open exception (items, accounts and removed records too) with the record's money."""
+def _leading(records: str, only: str = "") -> str:
+    """Each record's leading open exception (items, accounts and removed records too) with the record's money;
+    `only` narrows the exceptions (a condition starting with AND)."""
     return f"""
   SELECT p.*, f.amount AS record_amount, f.owner AS record_owner
-  FROM ({_PRIMARY}) p LEFT JOIN {records} f ON f.entity = p.entity AND f.record_id = p.record_id"""
+  FROM ({_primary(only)}) p LEFT JOIN {records} f ON f.entity = p.entity AND f.record_id = p.record_id"""
 
 
 def _stake(records: str) -> str:
@@ -181,11 +182,14 @@ _INPUTS = {
             WHERE first_fail <> 99""",
         "SELECT entity, record_id, first_fail FROM rm_records WHERE first_fail <> 99",
     ),
-    # rm_leading holds every record's leading exception as of the last build, with the columns rm_records uses.
+    # rm_leading holds every record's leading exception as of the last build: the whole of it is compared, since
+    # its rows are updated in place too (their record's money and owner follow from the record's own row).
     "leading": (
-        f"""SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at
+        f"""SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
+                   escalated, amount
             FROM ({_PRIMARY}) p""",
-        """SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at
+        """SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
+                  escalated, amount
            FROM rm_leading""",
     ),
 }
@@ -194,6 +198,8 @@ _CHANGED = " UNION ".join(
     for now, then in _INPUTS.values()
     for a, b in ((now, then), (then, now))
 )
+# The tables an update changes row by row; the others (aggregates, and every exception with its money) are rebuilt.
+_IN_PLACE = ("rm_records", "rm_leading")
 # Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
 FULL_SHARE = 0.25
 
@@ -268,8 +274,8 @@ def is_current(store: Store, realm_id: str) -> bool:
 
 
 def _update_records(store: Store, realm_id: str) -> bool:
-    """Re-insert only the rm_records rows whose inputs changed since the tables were built; False when they must be
-    rebuilt whole (none yet, another company or an older shape of the queries, or too many changes)."""
+    """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; False when
+    they must be rebuilt whole (none yet, another company or an older shape of the queries, or too many changes)."""
     if not store.table_exists("rm_state"):
         return False
     built = store.rows("SELECT realm_id, version FROM rm_state")
@@ -282,6 +288,11 @@ def _update_records(store: Store, realm_id: str) -> bool:
     if same and changed:
         store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
         store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({_LIVE_DIRTY})", {"realm": realm_id})
+        store.execute(f"DELETE FROM rm_leading WHERE {_DIRTY}")
+        store.execute(
+            f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({_leading('rm_records', f' AND {_DIRTY}')})",
+            {"realm": realm_id},
+        )
     store.execute("DROP TABLE rm_dirty")
     return same
 
@@ -297,10 +308,9 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
         return True
     try:
         with store.transaction():
-            if not _update_records(store, realm_id):
-                store.execute(f"CREATE OR REPLACE TABLE rm_records AS {_TABLES['rm_records']('')}", {"realm": realm_id})
-            for name, build in _TABLES.items():  # built from rm_records
-                if name != "rm_records":
+            updated = _update_records(store, realm_id)
+            for name, build in _TABLES.items():  # rm_records first: the others are built from it
+                if not (updated and name in _IN_PLACE):
                     store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
