@@ -157,24 +157,30 @@ _TABLES = {
     "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records)})",
 }
 # What each rm_records row is made of, as it is now in the store and as the row holds it: (entity, record_id, then
-# the inputs). A record whose inputs differ on either side (EXCEPT compares NULLs as equal) is re-inserted; its facts
-# (number, party, money, date, owner) follow from its current version, which is an AWRA row that never changes.
+# the inputs, named alike on both sides, one row per record on each). A record whose inputs differ, or that is on one
+# side only, is re-inserted; its facts (number, party, money, date, owner) follow from its current version, which is
+# an AWRA row that never changes.
 _INPUTS = {
     "record": (
+        ("state", "current_version"),
         """SELECT entity, record_id, state, current_version FROM records
            WHERE realm_id = $realm AND removed_at IS NULL AND entity NOT IN ('item', 'account')""",
         "SELECT entity, record_id, state, current_version FROM rm_records",
     ),
     "link": (
-        """SELECT entity, record_id, qbo_entity, qbo_id, synced_version FROM external_refs
+        ("link_entity", "link_id", "synced_version"),
+        """SELECT entity, record_id, qbo_entity AS link_entity, qbo_id AS link_id, synced_version FROM external_refs
            WHERE realm_id = $realm AND entity NOT IN ('item', 'account')""",
         "SELECT entity, record_id, link_entity, link_id, synced_version FROM rm_records WHERE link_id IS NOT NULL",
     ),
     "exclusion": (
-        "SELECT entity, record_id, reason, actor FROM exclusions WHERE realm_id = $realm",
+        ("excluded_because", "excluded_by"),
+        """SELECT entity, record_id, reason AS excluded_because, actor AS excluded_by FROM exclusions
+           WHERE realm_id = $realm""",
         "SELECT entity, record_id, excluded_because, excluded_by FROM rm_records WHERE excluded_by IS NOT NULL",
     ),
     "first_fail": (
+        ("first_fail",),
         f"""SELECT * FROM (
               SELECT entity, record_id, coalesce(min(CASE check_name {_STAGE_CASE} END), 99) AS first_fail
               FROM findings WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm)
@@ -185,6 +191,7 @@ _INPUTS = {
     # rm_leading holds every record's leading exception as of the last build: the whole of it is compared, since
     # its rows are updated in place too (their record's money and owner follow from the record's own row).
     "leading": (
+        ("exception_id", "dimension", "reason", "detail", "owner_role", "owner", "opened_at", "escalated", "amount"),
         f"""SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
                    escalated, amount
             FROM ({_PRIMARY}) p""",
@@ -193,11 +200,16 @@ _INPUTS = {
            FROM rm_leading""",
     ),
 }
-_CHANGED = " UNION ".join(
-    f"SELECT entity, record_id FROM (({a}) EXCEPT ({b})) d"
-    for now, then in _INPUTS.values()
-    for a, b in ((now, then), (then, now))
-)
+
+
+def _differ(columns: tuple[str, ...], now: str, then: str) -> str:
+    """The records on one side only, or whose columns differ (one join on the key: NULLs compare as equal)."""
+    differs = " OR ".join(f"n.{c} IS DISTINCT FROM t.{c}" for c in ("seen", *columns))
+    return f"""SELECT entity, record_id FROM (SELECT *, 1 AS seen FROM ({now}) n0) n
+               FULL JOIN (SELECT *, 1 AS seen FROM ({then}) t0) t USING (entity, record_id) WHERE {differs}"""
+
+
+_CHANGED = " UNION ".join(_differ(*parts) for parts in _INPUTS.values())
 # The tables an update changes row by row; the others (aggregates, and every exception with its money) are rebuilt.
 _IN_PLACE = ("rm_records", "rm_leading")
 # Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
