@@ -285,18 +285,27 @@ def is_current(store: Store, realm_id: str) -> bool:
     return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
 
 
-def _update_records(store: Store, realm_id: str) -> bool:
-    """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; False when
-    they must be rebuilt whole (none yet, another company or an older shape of the queries, or too many changes)."""
-    if not store.table_exists("rm_state"):
-        return False
-    built = store.rows("SELECT realm_id, version FROM rm_state")
+def _update_records(store: Store, realm_id: str) -> int | None:
+    """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; returns
+    how many rows were re-inserted since the last whole build, or None when they must be rebuilt whole (none yet,
+    another company or an older shape of the queries, or too many changes, now or added up since that build)."""
+    labelled = store.scalar(  # an older release's label has no count of re-inserted rows: rebuild once
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rm_state' AND column_name = 'reinserted'"
+    )
+    if not labelled:
+        return None
+    built = store.rows("SELECT realm_id, version, reinserted FROM rm_state")
     if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != SHAPE:
-        return False  # the tables are another company's or an older release's: their columns may differ too
+        return None  # the tables are another company's or an older release's: their columns may differ too
     # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
     store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_CHANGED}", {"realm": realm_id})
     changed, rows = store.rows("SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records)")[0]
-    same = store.rows("SELECT realm_id, version FROM rm_state") == built and changed <= FULL_SHARE * max(rows, 1)
+    # Re-inserted rows go to the end of rm_records, out of its date order (which lets a month's scan skip the rest):
+    # once they add up to the threshold share since the last whole build, the next refresh rebuilds it in order.
+    reinserted = int(built[0][2]) + int(changed)
+    same = store.rows("SELECT realm_id, version, reinserted FROM rm_state") == built and reinserted <= FULL_SHARE * max(
+        rows, 1
+    )
     if same and changed:
         store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
         store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({_LIVE_DIRTY})", {"realm": realm_id})
@@ -306,7 +315,7 @@ def _update_records(store: Store, realm_id: str) -> bool:
             {"realm": realm_id},
         )
     store.execute("DROP TABLE rm_dirty")
-    return same
+    return reinserted if same else None
 
 
 def refresh_read_model(store: Store, realm_id: str) -> bool:
@@ -320,14 +329,15 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
         return True
     try:
         with store.transaction():
-            updated = _update_records(store, realm_id)
+            reinserted = _update_records(store, realm_id)
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
-                if not (updated and name in _IN_PLACE):
+                if reinserted is None or name not in _IN_PLACE:
                     store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
-                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version",
-                {"realm": realm_id, "version": _version_key(store)},
+                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, "
+                "$reinserted::BIGINT AS reinserted",
+                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0},
             )
     except duckdb.TransactionException:
         return False
