@@ -1,4 +1,4 @@
-"""The read model the Health and Trends pages scan: per-record and per-party tables rebuilt once per store version."""
+"""The read model the Health and Trends pages scan: per-record and per-party tables, kept at the store's version."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ __all__ = [
     "prepared",
     "prepared_realm",
     "primary",
+    "SHAPE",
     "refresh_read_model",
     "stake",
     "version",
@@ -29,35 +30,59 @@ __all__ = [
 
 _STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in STAGE_OF_CHECK.items())
 _DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
-# The one open exception that explains a record (the same order the Record page uses), with its owner: a person
-# it was assigned to, else the record's AWRA owner when finance owns the step, else the owning role.
-_PRIMARY = f"""
+# The records an incremental update re-inserts (rm_dirty: those whose inputs changed), as a condition on a row.
+_DIRTY = "(entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)"
+
+
+def _primary(only: str = "") -> str:
+    """The one open exception that explains a record (the same order the Record page uses); `only` narrows the
+    exceptions (a condition starting with AND)."""
+    return f"""
   SELECT e.entity, e.record_id, e.exception_id, e.dimension, e.reason, e.detail, e.owner_role, e.owner,
          e.opened_at, e.escalated, e.amount
   FROM exceptions e
-  WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'
+  WHERE e.realm_id = $realm AND e.status <> 'resolved' AND e.entity <> 'connection'{only}
   QUALIFY row_number() OVER (PARTITION BY e.entity, e.record_id ORDER BY {_DIM_ORDER}, e.exception_id) = 1"""
+
+
+_PRIMARY = _primary()
+# A leading exception's owner: a person it was assigned to, else the record's AWRA owner when finance owns the step,
+# else the owning role.
 OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
-# Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
-# its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
-# person's exclusion; p_* its leading open exception and that one's owner.
-_LIVE = f"""
+
+
+def _live_rows(dirty: bool) -> str:
+    """Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
+    its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
+    person's exclusion; p_* its leading open exception and that one's owner. With `dirty`, only the records named in
+    rm_dirty, each input narrowed to them before it is joined (the joins then stay the size of the change)."""
+    records, facts, refs = "records", f"({RECORD_FACTS})", "external_refs"
+    first_only, primary = "", _PRIMARY
+    if dirty:
+        records, refs = f"(SELECT * FROM records WHERE {_DIRTY})", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
+        facts, first_only = f"(SELECT * FROM {facts} f0 WHERE {_DIRTY})", f"{_DIRTY} AND "
+        primary = _primary(f" AND {_DIRTY}")
+    return f"""
   SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
          coalesce(ff.first_fail, 99) AS first_fail,
          x.qbo_entity AS link_entity, x.qbo_id AS link_id, x.synced_version,
          xc.reason AS excluded_because, xc.actor AS excluded_by,
          p.exception_id AS p_exception_id, p.dimension AS p_dimension, p.reason AS p_reason, p.detail AS p_detail,
          p.opened_at AS p_opened_at, {OWNER} AS p_owner
-  FROM records r LEFT JOIN ({RECORD_FACTS}) f
+  FROM {records} r LEFT JOIN {facts} f
     ON f.realm_id = r.realm_id AND f.entity = r.entity AND f.record_id = r.record_id
   LEFT JOIN (
     SELECT entity, record_id, min(CASE check_name {_STAGE_CASE} END) AS first_fail FROM findings
-    WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
+    WHERE {first_only}run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm) GROUP BY ALL) ff
     ON ff.entity = r.entity AND ff.record_id = r.record_id
-  LEFT JOIN external_refs x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
+  LEFT JOIN {refs} x ON x.realm_id = r.realm_id AND x.entity = r.entity AND x.record_id = r.record_id
   LEFT JOIN exclusions xc ON xc.realm_id = r.realm_id AND xc.entity = r.entity AND xc.record_id = r.record_id
-  LEFT JOIN ({_PRIMARY}) p ON p.entity = r.entity AND p.record_id = r.record_id
+  LEFT JOIN ({primary}) p ON p.entity = r.entity AND p.record_id = r.record_id
   WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')"""
+
+
+_LIVE = _live_rows(dirty=False)
+_LIVE_DIRTY = _live_rows(dirty=True)
 
 
 def _exceptions(records: str) -> str:
@@ -68,11 +93,12 @@ def _exceptions(records: str) -> str:
   WHERE e.realm_id = $realm"""
 
 
-def _leading(records: str) -> str:
-    """Each record's leading open exception (items, accounts and removed records too) with the record's money."""
+def _leading(records: str, only: str = "") -> str:
+    """Each record's leading open exception (items, accounts and removed records too) with the record's money;
+    `only` narrows the exceptions (a condition starting with AND)."""
     return f"""
   SELECT p.*, f.amount AS record_amount, f.owner AS record_owner
-  FROM ({_PRIMARY}) p LEFT JOIN {records} f ON f.entity = p.entity AND f.record_id = p.record_id"""
+  FROM ({_primary(only)}) p LEFT JOIN {records} f ON f.entity = p.entity AND f.record_id = p.record_id"""
 
 
 def _stake(records: str) -> str:
@@ -130,8 +156,67 @@ _TABLES = {
     "rm_stake": lambda records: f"SELECT *, $realm AS realm_id FROM ({_stake(records)})",
     "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records)})",
 }
+# What each rm_records row is made of, as it is now in the store and as the row holds it: (entity, record_id, then
+# the inputs, named alike on both sides, one row per record on each). A record whose inputs differ, or that is on one
+# side only, is re-inserted; its facts (number, party, money, date, owner) follow from its current version, which is
+# an AWRA row that never changes.
+_INPUTS = {
+    "record": (
+        ("state", "current_version"),
+        """SELECT entity, record_id, state, current_version FROM records
+           WHERE realm_id = $realm AND removed_at IS NULL AND entity NOT IN ('item', 'account')""",
+        "SELECT entity, record_id, state, current_version FROM rm_records",
+    ),
+    "link": (
+        ("link_entity", "link_id", "synced_version"),
+        """SELECT entity, record_id, qbo_entity AS link_entity, qbo_id AS link_id, synced_version FROM external_refs
+           WHERE realm_id = $realm AND entity NOT IN ('item', 'account')""",
+        "SELECT entity, record_id, link_entity, link_id, synced_version FROM rm_records WHERE link_id IS NOT NULL",
+    ),
+    "exclusion": (
+        ("excluded_because", "excluded_by"),
+        """SELECT entity, record_id, reason AS excluded_because, actor AS excluded_by FROM exclusions
+           WHERE realm_id = $realm""",
+        "SELECT entity, record_id, excluded_because, excluded_by FROM rm_records WHERE excluded_by IS NOT NULL",
+    ),
+    "first_fail": (
+        ("first_fail",),
+        f"""SELECT * FROM (
+              SELECT entity, record_id, coalesce(min(CASE check_name {_STAGE_CASE} END), 99) AS first_fail
+              FROM findings WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm)
+              GROUP BY ALL) f
+            WHERE first_fail <> 99""",
+        "SELECT entity, record_id, first_fail FROM rm_records WHERE first_fail <> 99",
+    ),
+    # rm_leading holds every record's leading exception as of the last build: the whole of it is compared, since
+    # its rows are updated in place too (their record's money and owner follow from the record's own row).
+    "leading": (
+        ("exception_id", "dimension", "reason", "detail", "owner_role", "owner", "opened_at", "escalated", "amount"),
+        f"""SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
+                   escalated, amount
+            FROM ({_PRIMARY}) p""",
+        """SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
+                  escalated, amount
+           FROM rm_leading""",
+    ),
+}
+
+
+def _differ(columns: tuple[str, ...], now: str, then: str) -> str:
+    """The records on one side only, or whose columns differ (one join on the key: NULLs compare as equal)."""
+    differs = " OR ".join(f"n.{c} IS DISTINCT FROM t.{c}" for c in ("seen", *columns))
+    return f"""SELECT entity, record_id FROM (SELECT *, 1 AS seen FROM ({now}) n0) n
+               FULL JOIN (SELECT *, 1 AS seen FROM ({then}) t0) t USING (entity, record_id) WHERE {differs}"""
+
+
+_CHANGED = " UNION ".join(_differ(*parts) for parts in _INPUTS.values())
+# The tables an update changes row by row; the others (aggregates, and every exception with its money) are rebuilt.
+_IN_PLACE = ("rm_records", "rm_leading")
+# Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
+FULL_SHARE = 0.25
+
 # The queries' own text takes part in the version: tables built by an older release of them are not current.
-_SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
+SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
 _local = threading.local()
 
 
@@ -190,7 +275,7 @@ def version(store: Store) -> tuple:
 
 
 def _version_key(store: Store) -> str:
-    return json.dumps([_SHAPE, *version(store)], default=str)
+    return json.dumps([SHAPE, *version(store)], default=str)
 
 
 def is_current(store: Store, realm_id: str) -> bool:
@@ -198,6 +283,39 @@ def is_current(store: Store, realm_id: str) -> bool:
     if not store.table_exists("rm_state"):
         return False
     return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
+
+
+def _update_records(store: Store, realm_id: str) -> int | None:
+    """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; returns
+    how many rows were re-inserted since the last whole build, or None when they must be rebuilt whole (none yet,
+    another company or an older shape of the queries, or too many changes, now or added up since that build)."""
+    labelled = store.scalar(  # an older release's label has no count of re-inserted rows: rebuild once
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rm_state' AND column_name = 'reinserted'"
+    )
+    if not labelled:
+        return None
+    built = store.rows("SELECT realm_id, version, reinserted FROM rm_state")
+    if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != SHAPE:
+        return None  # the tables are another company's or an older release's: their columns may differ too
+    # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
+    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_CHANGED}", {"realm": realm_id})
+    changed, rows = store.rows("SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records)")[0]
+    # Re-inserted rows go to the end of rm_records, out of its date order (which lets a month's scan skip the rest):
+    # once they add up to the threshold share since the last whole build, the next refresh rebuilds it in order.
+    reinserted = int(built[0][2]) + int(changed)
+    same = store.rows("SELECT realm_id, version, reinserted FROM rm_state") == built and reinserted <= FULL_SHARE * max(
+        rows, 1
+    )
+    if same and changed:
+        store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
+        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({_LIVE_DIRTY})", {"realm": realm_id})
+        store.execute(f"DELETE FROM rm_leading WHERE {_DIRTY}")
+        store.execute(
+            f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({_leading('rm_records', f' AND {_DIRTY}')})",
+            {"realm": realm_id},
+        )
+    store.execute("DROP TABLE rm_dirty")
+    return reinserted if same else None
 
 
 def refresh_read_model(store: Store, realm_id: str) -> bool:
@@ -211,12 +329,15 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
         return True
     try:
         with store.transaction():
+            reinserted = _update_records(store, realm_id)
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
-                store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
+                if reinserted is None or name not in _IN_PLACE:
+                    store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
-                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version",
-                {"realm": realm_id, "version": _version_key(store)},
+                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, "
+                "$reinserted::BIGINT AS reinserted",
+                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0},
             )
     except duckdb.TransactionException:
         return False
