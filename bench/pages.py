@@ -256,31 +256,26 @@ def main(argv: list[str] | None = None) -> None:
         s = sum(v for k, v in small.items() if k.startswith(prefixes) or k == PREPARE)
         big = sum(v for k, v in large.items() if k.startswith(prefixes) or k == PREPARE)
         print(f"{page + ' page (with its tables)':<30}{s * 1000:>14.1f}{big * 1000:>16.1f}{big / s:>7.1f}x")
+
+    def line(label: str, small_s: float, large_s: float, note: str) -> None:
+        print(f"{label:<30}{small_s * 1000:>14.1f}{large_s * 1000:>16.1f}{large_s / small_s:>7.1f}x  {note}")
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "NOT met"
+
     ratio = total_large / total_small
-    print(
-        f"{'both pages':<30}{total_small * 1000:>14.1f}{total_large * 1000:>16.1f}{ratio:>7.1f}x  "
-        f"(store {args.large / args.small:.0f}x larger; aim: at most 5x) -> {'met' if ratio <= 5 else 'NOT met'}"
-    )
+    line("both pages", total_small, total_large,
+         f"(store {args.large / args.small:.0f}x larger; aim: at most 5x) -> {verdict(ratio <= 5)}")  # fmt: skip
     cold_small, cold_large = total_small + rebuild_small, total_large + rebuild_large
-    print(
-        f"{REBUILD + ' (once per change)':<30}{rebuild_small * 1000:>14.1f}{rebuild_large * 1000:>16.1f}"
-        f"{rebuild_large / rebuild_small:>7.1f}x  (the scheduler pays it after each cycle)"
-    )
-    print(
-        f"{'both pages with a rebuild':<30}{cold_small * 1000:>14.1f}{cold_large * 1000:>16.1f}"
-        f"{cold_large / cold_small:>7.1f}x  (the first view after a change the engine has not rebuilt for)"
-    )
+    line(REBUILD + " (once per change)", rebuild_small, rebuild_large, "(the scheduler pays it after each cycle)")
+    line("both pages with a rebuild", cold_small, cold_large,
+         "(the first view after a change the engine has not rebuilt for)")  # fmt: skip
     share = update_large / rebuild_large
-    print(
-        f"{UPDATE:<30}{update_small * 1000:>14.1f}{update_large * 1000:>16.1f}{update_large / update_small:>7.1f}x  "
-        f"({share:.1%} of the rebuild at {args.large:,}; aim: at most 10%) -> {'met' if share <= 0.1 else 'NOT met'}"
-    )
+    line(UPDATE, update_small, update_large,
+         f"({share:.1%} of the rebuild at {args.large:,}; aim: at most 10%) -> {verdict(share <= 0.1)}")  # fmt: skip
     warm_small, warm_large = total_small + update_small, total_large + update_large
-    print(
-        f"{'both pages with an update':<30}{warm_small * 1000:>14.1f}{warm_large * 1000:>16.1f}"
-        f"{warm_large / warm_small:>7.1f}x  (the first view after a 1% change; aim: at most 5x) -> "
-        f"{'met' if warm_large / warm_small <= 5 else 'NOT met'}"
-    )
+    line("both pages with an update", warm_small, warm_large,
+         f"(the first view after a 1% change; aim: at most 5x) -> {verdict(warm_large / warm_small <= 5)}")  # fmt: skip
     cache = sum(v for k, v in large.items() if k == "health.version")
     print(
         f"a page shown again on an unchanged store pays only the cache key (health.version): "
