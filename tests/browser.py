@@ -100,7 +100,10 @@ def browser_page(width: int = 1280, height: int = 800):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # Under `make test-later` the browser keeps faketime's own monotonic clock: the real one that run gives
+        # Python (see tests/faketime) leaves Chromium's renderer drawing half a page.
+        env = {k: v for k, v in os.environ.items() if k != "FAKETIME_DONT_FAKE_MONOTONIC"}
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=env)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             yield page
