@@ -402,7 +402,9 @@ def test_no_code_path_updates_or_deletes_the_audit_log() -> None:
 
 # -- the CLI ---------------------------------------------------------------------------------------------
 def _cli(w: World, actor: str, *args: str) -> int:
-    return main(["--actor", actor, *args], settings_loader=lambda: w.settings)
+    # The CLI reads the world's clock: a digest's "new within a day" is measured from when the items opened (T0),
+    # not from whenever the suite reaches this test (T0 is up to a day before the wall clock).
+    return main(["--actor", actor, *args], settings_loader=lambda: w.settings, clock=lambda: w.now)
 
 
 def test_the_cli_resolves_assigns_excludes_and_keeps_every_role_boundary(
