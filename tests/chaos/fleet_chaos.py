@@ -303,30 +303,32 @@ class FleetChaosRun:
     def killed_jobs_picked_up(self) -> list[str]:
         # A killed job goes back to the queue. If a second cycle of the same company was cut short too, only one can
         # wait under the company's queueing lock, so the sweep may cancel the first one that was waiting again: its
-        # work is then done by the later cycle, which must have finished on a live worker after the kill.
+        # work is then done by the later cycle, which must have finished after the kill, by a worker not killed first.
         with self.store() as store:
             log = store.rows(
                 "SELECT job_id, worker, realm_id, extract(epoch FROM started_at), extract(epoch FROM finished_at) "
                 "FROM fleet_job_log"
             )
             statuses = dict(store.rows("SELECT id, status::text FROM procrastinate_jobs"))
-        finished = {(int(j), w) for j, w, _r, _s, f in log if f is not None}
+        never = float("inf")
+        # A run counts as finished when its worker finished it before being killed, if it was: a worker killed
+        # later, in another job, did finish this one.
+        done = {int(j) for j, w, _r, _s, f in log if f is not None and float(f) <= self.killed_at.get(w, never)}
         realm_of = {int(j): r for j, _w, r, _s, _f in log}
-        killed_at = {int(j): self.killed_at[w] for j, w, _r, _s, _f in log if w in self.killed_at}
+        killed_at: dict[int, float] = {}  # a job -> when its last cut-short run's worker was killed
+        for j, w, _r, _s, f in log:
+            if f is None and w in self.killed_at:
+                killed_at[int(j)] = max(killed_at.get(int(j), 0.0), self.killed_at[w])
 
         def superseded(job: int) -> bool:
             return statuses.get(job) == "cancelled" and any(
-                r == realm_of.get(job) and f is not None and float(f) > killed_at.get(job, float("inf"))
-                and w not in self.killed_at and statuses.get(int(j)) == "succeeded"
+                r == realm_of.get(job) and f is not None and killed_at.get(job, never) < float(f)
+                and float(f) <= self.killed_at.get(w, never) and statuses.get(int(j)) == "succeeded"
                 for j, w, r, _s, f in log
             )  # fmt: skip
 
-        lost = [
-            j
-            for j in self.figures.killed_jobs
-            if not superseded(j)
-            and (not any(job == j and w not in self.killed_at for job, w in finished) or statuses.get(j) != "succeeded")
-        ]
+        lost = [j for j in self.figures.killed_jobs
+                if not superseded(j) and not (j in done and statuses.get(j) == "succeeded")]  # fmt: skip
         if not lost:
             return []
         # What happened to their companies, to read the failure by: each job of the realm, where, when, how it ended.
