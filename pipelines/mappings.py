@@ -18,6 +18,7 @@ __all__ = [
     "gap_inventory",
     "now_ready",
     "all_mapping_usage_sql",
+    "current_rows",
     "mapping_usage_sql",
     "refresh_mappings",
     "set_mapping",
@@ -95,6 +96,15 @@ _TABLE_ENTITY = {
 }
 
 
+def current_rows(view: str, entity: str, id_col: str, alias: str, only: str | None = None) -> str:
+    """An AWRA table's current rows, named `alias`, for a FROM clause; with `only` (a table of entity, record_id,
+    current_version), just those records' rows, joined from it on the version so no other record's rows are read."""
+    if only is None:
+        return f"{current_view(view)} {alias}"
+    return f"""{awra_table(view)} {alias} JOIN {only} t ON t.entity = '{entity}' AND t.record_id = {alias}.{id_col}
+                 AND t.current_version = {alias}.version"""
+
+
 def mapping_usage_sql(kind: MappingKind, only: str | None = None) -> str:
     """SELECT realm_id, kind, entity, record_id, line_no, value for every use of a kind's values in live records.
 
@@ -105,12 +115,7 @@ def mapping_usage_sql(kind: MappingKind, only: str | None = None) -> str:
     for view, column, line_col in kind.uses:
         entity, id_col = _TABLE_ENTITY[view]
         line = f"a.{line_col}" if line_col else "NULL::INTEGER"
-        source = (
-            f"{current_view(view)} a"
-            if only is None
-            else f"""{awra_table(view)} a JOIN {only} t ON t.entity = '{entity}' AND t.record_id = a.{id_col}
-                 AND t.current_version = a.version"""
-        )
+        source = current_rows(view, entity, id_col, "a", only)
         parts.append(
             f"SELECT a.realm_id, '{kind.kind}' AS kind, '{entity}' AS entity, a.{id_col} AS record_id, "
             f"{line} AS line_no, "
@@ -130,12 +135,7 @@ def _values_sql(kind: MappingKind, only: str | None = None) -> str:
     sql = f"SELECT DISTINCT value FROM ({mapping_usage_sql(kind, only)}) WHERE realm_id = $realm"
     if kind.awra_names:
         view, id_col, _ = kind.awra_names
-        masters = (
-            f"{current_view(view)} a"
-            if only is None
-            else f"""{awra_table(view)} a JOIN {only} t ON t.entity = '{kind.kind}' AND t.record_id = a.{id_col}
-                 AND t.current_version = a.version"""
-        )
+        masters = current_rows(view, kind.kind, id_col, "a", only)
         sql += f" UNION SELECT a.{id_col} FROM {masters} WHERE a.realm_id = $realm"
     return sql
 

@@ -12,7 +12,7 @@ import polars as pl
 
 from pipelines import duplicates
 from pipelines.clock import elapsed_from
-from pipelines.mappings import KINDS, all_mapping_usage_sql, mapping_usage_sql, refresh_mappings
+from pipelines.mappings import KINDS, all_mapping_usage_sql, current_rows, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
 from schemas.awra import SEND_ORDER
 from schemas.readiness import QBO_TEXT_LIMITS, RULES, TRANSACTIONS, readiness_schema
@@ -302,14 +302,6 @@ def source_findings(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 
 # -- mapping gaps ----------------------------------------------------------------------------------------
-def _todo_rows(dirty: bool, entity: str, view: str, id_col: str) -> str:
-    """An AWRA table's current rows, or (incremental) only those of the records in todo, found from todo first."""
-    if not dirty:
-        return f"{current_view(view)} h"
-    return f"""{awra_table(view)} h JOIN todo t ON t.entity = '{entity}' AND t.record_id = h.{id_col}
-             AND t.current_version = h.version"""
-
-
 def _mapping_findings_sql(dirty: bool = False) -> str:
     parts = []
     for kind in KINDS.values():
@@ -328,7 +320,7 @@ def _mapping_findings_sql(dirty: bool = False) -> str:
             parts.append(
                 f"""SELECT '{kind.kind}' AS entity, h.{id_col} AS record_id, '{kind.kind}', h.{id_col}, NULL,
                            m.status, m.qbo_name, m.confidence, '{kind.noun}', '{kind.qbo_noun}'
-                    FROM {_todo_rows(dirty, kind.kind, view, id_col)}
+                    FROM {current_rows(view, kind.kind, id_col, "h", "todo" if dirty else None)}
                     LEFT JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{kind.kind}'
                      AND m.awra_value = h.{id_col}
                     WHERE h.realm_id = $realm AND (m.status IS NULL OR m.status <> 'mapped')"""
@@ -345,7 +337,7 @@ def _mapping_findings_sql(dirty: bool = False) -> str:
         parts.append(
             f"""SELECT '{entity}', h.{_SHAPES[entity][1]}, '{party}', h.{col}, NULL, m.status, m.qbo_name,
                        m.confidence, '{party}', '{party}'
-                FROM {_todo_rows(dirty, entity, view, _SHAPES[entity][1])}
+                FROM {current_rows(view, entity, _SHAPES[entity][1], "h", "todo" if dirty else None)}
                 JOIN mappings m ON m.realm_id = h.realm_id AND m.kind = '{party}'
                  AND m.awra_value = h.{col} AND m.status = 'stale'
                 WHERE h.realm_id = $realm"""
