@@ -110,6 +110,8 @@ BEGIN
 EXCEPTION WHEN others THEN
   RETURN NULL;
 END $f$;
+CREATE OR REPLACE FUNCTION round(value double precision, places integer) RETURNS double precision
+  LANGUAGE sql IMMUTABLE AS $f$ SELECT round(value::numeric, places)::double precision $f$;
 CREATE OR REPLACE FUNCTION strlen(value text) RETURNS bigint
   LANGUAGE sql IMMUTABLE AS $f$ SELECT octet_length(value)::bigint $f$;
 DO $f$ BEGIN
@@ -327,6 +329,15 @@ def _formats_and_series(tree: exp.Expr) -> None:
             exploded.replace(exploded.this)
 
 
+def _modes(tree: exp.Expr) -> None:
+    """DuckDB's mode(x) is PostgreSQL's ordered-set aggregate mode() WITHIN GROUP (ORDER BY x)."""
+    for found in list(tree.find_all(exp.Mode)):
+        if isinstance(found.parent, exp.WithinGroup):
+            continue
+        order = exp.Order(expressions=[exp.Ordered(this=found.this.copy(), nulls_first=False)])
+        found.replace(exp.WithinGroup(this=exp.Mode(), expression=order))
+
+
 def _arg_extremes(tree: exp.Expr) -> None:
     """arg_max(v, k) / arg_min(v, k): the v of the row with the largest / smallest non-NULL k."""
     for found in list(tree.find_all(exp.ArgMax, exp.ArgMin)):
@@ -389,6 +400,7 @@ def _statements(tree: exp.Expr, keys: Mapping[str, tuple[tuple[str, ...], tuple[
     _patterns(tree)
     _formats_and_series(tree)
     _arg_extremes(tree)
+    _modes(tree)
     _structs_as_json(tree)
     _temp_schema(tree)
     for select in list(tree.find_all(exp.Select)):

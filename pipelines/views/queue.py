@@ -310,7 +310,13 @@ def refresh_queue_model(store: Store, realm_id: str) -> bool:
     return True
 
 
-def _from_model(scoped: bool) -> str:
+def _model_columns(store: Store) -> list[str]:
+    """The stored queue's columns in order, but its company (rm_queue is built at run time, so no catalog of the store
+    knows them: the SQL over it names them rather than asking either dialect for `* EXCLUDE` or `* REPLACE`)."""
+    return [c for c in store.frame(f"SELECT * FROM {QUEUE_MODEL} LIMIT 0").columns if c != "realm_id"]
+
+
+def _from_model(scoped: bool, columns: Sequence[str]) -> str:
     """The stored queue for a scope: a month's items with the money their vendors and customers hold back in it."""
     in_scope = "q.in_scope AND q.txn_date >= $start AND q.txn_date < $end" if scoped else "q.in_scope"
     keep = (
@@ -318,8 +324,24 @@ def _from_model(scoped: bool) -> str:
         if scoped
         else ""
     )
+    scoped_columns = {  # what a scope recomputes; every other column as stored
+        "at_stake": f"""(CASE WHEN q.entity = 'connection' THEN w.amount
+                   WHEN q.entity IN ('vendor', 'customer') THEN coalesce(h.held, 0)
+                   WHEN q.entity = 'snapshot' OR q.reason = '{DEPENDENCY}' THEN 0
+                   WHEN r.entity IS NOT NULL THEN r.counted_here
+                   ELSE q.at_stake END)::DECIMAL(18,2)""",
+        "counted": "coalesce(r.counted_here, q.counted)",
+        "carried_by": "CASE WHEN r.entity IS NULL THEN q.carried_by ELSE r.carried_here END",
+        "due_date": "CASE WHEN q.entity IN ('vendor', 'customer') THEN h.due_date ELSE q.due_date END",
+        "holds": "coalesce(h.records, 0)",
+        "in_scope": f"coalesce({in_scope}, FALSE)",
+    }
+    stored = ", ".join(f'"{c}"' for c in columns)
+    shown = ",\n             ".join(
+        f'{scoped_columns[c]} AS "{c}"' if c in scoped_columns else f'q."{c}"' for c in columns
+    )
     return f"""
-    WITH q AS (SELECT * EXCLUDE (realm_id) FROM {QUEUE_MODEL} WHERE realm_id = $realm),
+    WITH q AS (SELECT {stored} FROM {QUEUE_MODEL} WHERE realm_id = $realm),
     scoped AS (SELECT DISTINCT key FROM q WHERE {in_scope}),
     rec AS (  -- the scope's records: money counted once per chain within the scope
       SELECT DISTINCT q.entity, q.record_id, q.root_key, q.due_date, q.counted, q.amount, q.carried_by,
@@ -330,16 +352,7 @@ def _from_model(scoped: bool) -> str:
              FROM rec GROUP BY 1),
     waiting AS (SELECT coalesce(sum(amount), 0)::DECIMAL(18,2) AS amount FROM ({_scope_sql(scoped)}) s
                 WHERE s.state NOT IN ('synced', 'excluded'))
-    SELECT q.* REPLACE (
-             (CASE WHEN q.entity = 'connection' THEN w.amount
-                   WHEN q.entity IN ('vendor', 'customer') THEN coalesce(h.held, 0)
-                   WHEN q.entity = 'snapshot' OR q.reason = '{DEPENDENCY}' THEN 0
-                   WHEN r.entity IS NOT NULL THEN r.counted_here
-                   ELSE q.at_stake END)::DECIMAL(18,2) AS at_stake,
-             coalesce(r.counted_here, q.counted) AS counted,
-             CASE WHEN r.entity IS NULL THEN q.carried_by ELSE r.carried_here END AS carried_by,
-             CASE WHEN q.entity IN ('vendor', 'customer') THEN h.due_date ELSE q.due_date END AS due_date,
-             coalesce(h.records, 0) AS holds, coalesce({in_scope}, FALSE) AS in_scope)
+    SELECT {shown}
     FROM q LEFT JOIN held h ON h.root_key = q.key LEFT JOIN rec r USING (entity, record_id)
     CROSS JOIN waiting w {keep}"""
 
@@ -366,7 +379,7 @@ def action_queue(
     if scoped:
         params["start"], params["end"] = period_bounds(period)
     if set(statuses) == set(OPEN_STATUSES) and queue_model_current(store, realm_id):
-        frame = store.frame(_from_model(scoped), params)
+        frame = store.frame(_from_model(scoped, _model_columns(store)), params)
     else:
         frame = store.frame(_items_sql(scoped), {**params, "statuses": list(statuses)})
         if scoped:

@@ -55,8 +55,10 @@ def _dates(snap: dict) -> dict[tuple[str, str], str]:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path, _snapshot())
+def world(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[World]:
+    """The same company on either store: the pages read fleet companies from PostgreSQL through the same models."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    w = World(tmp_path, _snapshot(), database_url=url)
     w.cycle()
     yield w
     w.store.close()
