@@ -321,8 +321,8 @@ def _rows() -> list[dict[str, str]]:
             "mapping check",
             f"The record uses an AWRA {noun} that has no QuickBooks {qbo_noun} mapped (or only a suggestion nobody "
             "has confirmed), so it cannot be built.",
-            f"An admin maps the {noun} on the Mappings page (or `synchealth map {kind.kind} VALUE QBO_ID --reason "
-            "TEXT`); every record waiting on it is re-checked at once.",
+            f"An admin maps the {noun} on the Mappings page (or `synchealth map {kind.kind.replace('_', '-')} VALUE "
+            "QBO_ID --reason TEXT`); every record waiting on it is re-checked at once.",
             "admin",
             title=f"{noun[:1].upper()}{noun[1:]} not mapped to QuickBooks",
         )

@@ -24,7 +24,7 @@ from pipelines.keys import RecordKey
 from pipelines.serve.remote import ServerUnavailable, call_server, read_server_file
 from pipelines.store import Store, StoreBusyError, StoreError, is_database_url
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -225,7 +225,12 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_map(ctx: Context, args: argparse.Namespace) -> int:
     if not args.reason.strip():  # as on the Mappings page: a person's mapping says why, for the audit log
         raise UsageError("map needs --reason: why this is the right QuickBooks object (kept in the audit log)")
-    params = {"kind": args.kind, "awra_value": args.awra_value, "qbo_id": args.qbo_id, "reason": args.reason}
+    params = {
+        "kind": args.kind.replace("-", "_"),
+        "awra_value": args.awra_value,
+        "qbo_id": args.qbo_id,
+        "reason": args.reason,
+    }
     return _finish(ctx, ctx.command("map", params))
 
 
@@ -442,7 +447,7 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synchealth", description="QBO Sync Health: AWRA -> QuickBooks Online")
     p.add_argument("--db", help="the DuckDB store (default data/synchealth.duckdb or SYNCHEALTH_DB)")
     p.add_argument("--actor", help="who is acting (email); roles come from config/roles.toml")
@@ -482,7 +487,12 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     mapc = sub.add_parser("map", help="map an AWRA value to a QuickBooks object (admin), then re-check")
-    mapc.add_argument("kind", choices=("account", "tax_code", "vendor", "customer", "item", "payment_method", "class"))
+    kinds = ("account", "tax-code", "vendor", "customer", "item", "payment-method", "class")
+    mapc.add_argument(
+        "kind",
+        type=lambda text: text.replace("_", "-"),  # tax_code (the store's spelling) is accepted as tax-code
+        choices=kinds,
+    )
     mapc.add_argument("awra_value")
     mapc.add_argument("qbo_id")
     mapc.add_argument("--reason", required=True, help="why this is the right QuickBooks object (kept in the audit log)")
@@ -602,7 +612,7 @@ def main(
         from qbo.sandbox.server import main as sandbox_main
 
         return sandbox_main(raw[raw.index("sandbox") + 1 :])
-    args = _parser().parse_args(raw)
+    args = build_parser().parse_args(raw)
     try:
         db = args.db or None
         fleet = db if db and is_database_url(db) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.cli import _parser
+from pipelines.cli import build_parser
 from pipelines.ingest import REMOVAL_SHARE
 from qbo.sandbox.faults import FAULT_KINDS
 from schemas.awra import contract_markdown
@@ -21,7 +21,7 @@ def test_readme_carries_the_contract_as_enforced() -> None:
 
 
 def test_readme_names_every_cli_command() -> None:
-    commands = _parser()._subparsers._group_actions[0].choices
+    commands = build_parser()._subparsers._group_actions[0].choices
     for name in commands:
         assert f"synchealth {name}" in README, name
 

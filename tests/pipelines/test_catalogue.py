@@ -79,3 +79,24 @@ def test_every_reason_has_a_title_and_a_decider_in_finance_words() -> None:
     assert title_of("source_data.closed_period") == "Dated in a closed QuickBooks period"
     assert frame.filter(frame["reason"] == "source_data.closed_period")["decides"].item() == "controller"
     assert not code.search(title_of("source_data.made_up")) and not code.search(title_of(None))
+
+
+def test_every_command_a_fix_names_is_one_the_cli_accepts_and_reads_in_words() -> None:
+    """A fix that names a CLI command (the admin's other way to map) must run as written, and on a page it must not
+    read as a snake_case name (tax-code, not tax_code)."""
+    import re
+    import shlex
+
+    from pipelines.cli import build_parser
+
+    commands = [
+        (row["reason"], command)
+        for row in catalogue().iter_rows(named=True)
+        for command in re.findall(r"`(synchealth [^`]+)`", row["fix"])
+    ]
+    assert {reason for reason, _ in commands} >= {f"mapping.{kind}_missing" for kind in KINDS}
+    for reason, command in commands:
+        assert not re.search(r"\b[a-z]+_[a-z_]+\b", command), (reason, command)
+        args = build_parser().parse_args(shlex.split(command)[1:])  # argparse exits on anything it refuses
+        if args.command == "map":
+            assert args.kind.replace("-", "_") in {*KINDS, "vendor", "customer"}, (reason, command)
