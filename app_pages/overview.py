@@ -58,7 +58,14 @@ else:
     cols = st.columns(4)
     cols[0].metric("Connection", conn["status"].replace("_", " "), help=f"{target}; by {conn['connected_by']}")
     cols[1].metric("Last pull", f"{pulled['kind']} · {pulled['status']}" if pulled else "never")
-    cols[2].metric("Book close date", str(company["book_close_date"]) if company else "unknown")
+    closed = (company or {}).get("book_close_date")
+    cols[2].metric(
+        "Book close date",
+        str(closed) if closed else "none set" if company else "unknown",
+        help="QuickBooks has no closing date: every period is open to new transactions"
+        if company and not closed
+        else None,
+    )
     cols[3].metric(
         "Home currency",
         (company or {}).get("home_currency") or "unknown",
