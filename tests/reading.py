@@ -14,6 +14,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 __all__ = [
     "MONEY",
+    "PAGES",
     "REASON_CODE",
     "choose",
     "closing_month",
@@ -24,6 +25,7 @@ __all__ = [
     "open_page",
     "settle",
     "shot",
+    "wording_problems",
 ]
 
 # A reason code as the engine writes it (source_data.not_approved): what a finance viewer must never read.
@@ -32,6 +34,33 @@ REASON_CODE = re.compile(
     r"\.[a-z_]+\b"
 )
 MONEY = r"\$[\d,.]+[kMB]?"
+# Each page of the navigation at its address, and the title it draws.
+PAGES = {
+    "": "Sync health",
+    "action_queue": "Action queue",
+    "trends": "Trends",
+    "readiness": "Readiness",
+    "mappings": "Mappings",
+    "sync_runs": "Sync runs",
+    "record": "Record",
+    "connection": "Connection",
+    "overview": "Overview",
+    "audit": "Audit",
+    "help": "Help",
+}
+SNAKE = re.compile(r"(?<![\w./:-])[a-z]+_[a-z_]+\b(?![\w./-])")
+# QuickBooks' own name for its request id, which support asks for by that name (Help's evidence to attach).
+QUICKBOOKS_TERMS = {"intuit_tid"}
+EMPTY = re.compile(r"\bNone\b|\bnan\b|\bNaN\b|\bnull\b")
+
+
+def wording_problems(text: str) -> list[str]:
+    """What a finance viewer must never read in `text`: reason codes, snake_case names, None/nan, a traceback."""
+    snake = [name for name in SNAKE.findall(text) if name not in QUICKBOOKS_TERMS]
+    found = [*REASON_CODE.findall(text), *EMPTY.findall(text), *snake]
+    if "Traceback" in text:
+        found.append("Traceback")
+    return found
 
 
 _BUSY = """() => document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state')

@@ -29,7 +29,7 @@ from pipelines.clock import system_clock
 from pipelines.config import child_environment
 from pipelines.fleet.cluster import Cluster, free_port
 
-__all__ = ["FIRST_REALM", "LocalFleet", "Queue", "blank_company", "realm_ids"]
+__all__ = ["COMPANY_NAMES", "FIRST_REALM", "LocalFleet", "Queue", "blank_company", "company_name", "realm_ids"]
 
 FIRST_REALM = 9130000000000001  # the local fleet's companies: FIRST_REALM, FIRST_REALM + 1, ...
 _QBO_TRANSACTIONS = ("PurchaseOrder", "Bill", "Invoice", "Payment", "BillPayment", "JournalEntry")
@@ -40,13 +40,37 @@ def realm_ids(count: int) -> list[str]:
     return [str(FIRST_REALM + i) for i in range(count)]
 
 
+# The local fleet's companies go by these names, in realm order (then numbered): a firm's company table whose rows all
+# read "Acme Field Services Inc." tells nobody which company is which.
+COMPANY_NAMES = (
+    "Acme Field Services Inc.",
+    "Birchline Facilities LLC",
+    "Cedar Ridge Mechanical Co.",
+    "Dunmore Property Care Ltd.",
+    "Elmstead Electrical Inc.",
+    "Foxglove Landscaping LLC",
+)
+
+
+def company_name(realm_id: str) -> str:
+    """The name the local fleet gives a realm's company (distinct for every realm of `realm_ids`)."""
+    index = int(realm_id) - FIRST_REALM if realm_id.isdigit() else -1
+    if index < 0:
+        return f"{COMPANY_NAMES[0]} ({realm_id})"
+    if index < len(COMPANY_NAMES):
+        return COMPANY_NAMES[index]
+    return f"{COMPANY_NAMES[0].removesuffix(' Inc.')} No. {index + 1}"
+
+
 def blank_company(company: dict[str, Any], realm_id: str) -> dict[str, Any]:
     """The company file for `realm_id`: its names (accounts, items, parties), none of its transactions and the
-    books open, so every clean AWRA record of the snapshot is still to be sent."""
+    books open, so every clean AWRA record of the snapshot is still to be sent; the company named for its realm."""
     prefs = json.loads(json.dumps(company.get("preferences", {})))
     prefs.get("AccountingInfoPrefs", {}).pop("BookCloseDate", None)
     objects = {k: v for k, v in company["objects"].items() if k not in _QBO_TRANSACTIONS}
-    return {**company, "realm_id": realm_id, "objects": objects, "preferences": prefs}
+    info = {**company.get("company_info", {}), "CompanyName": company_name(realm_id)}
+    info["LegalName"] = info["CompanyName"]
+    return {**company, "realm_id": realm_id, "objects": objects, "preferences": prefs, "company_info": info}
 
 
 def _wait_http(url: str, proc: subprocess.Popen[Any], what: str, timeout: float = _READY_WAIT) -> None:

@@ -8,35 +8,9 @@ import re
 
 import pytest
 from browser import browser_page
-from reading import REASON_CODE, grid_text, main_text, metric, open_page, settle, shot
+from reading import PAGES, grid_text, main_text, metric, open_page, settle, shot, wording_problems
 
 pytestmark = pytest.mark.browser
-# Each page of the navigation at its address, and the title it draws.
-PAGES = {
-    "": "Sync health",
-    "action_queue": "Action queue",
-    "trends": "Trends",
-    "readiness": "Readiness",
-    "mappings": "Mappings",
-    "sync_runs": "Sync runs",
-    "record": "Record",
-    "connection": "Connection",
-    "overview": "Overview",
-    "audit": "Audit",
-    "help": "Help",
-}
-SNAKE = re.compile(r"(?<![\w./:-])[a-z]+_[a-z_]+\b(?![\w./-])")
-# QuickBooks' own name for its request id, which support asks for by that name (Help's evidence to attach).
-QUICKBOOKS_TERMS = {"intuit_tid"}
-EMPTY = re.compile(r"\bNone\b|\bnan\b|\bNaN\b|\bnull\b")
-
-
-def _problems(text: str) -> list[str]:
-    snake = [name for name in SNAKE.findall(text) if name not in QUICKBOOKS_TERMS]
-    found = [*REASON_CODE.findall(text), *EMPTY.findall(text), *snake]
-    if "Traceback" in text:
-        found.append("Traceback")
-    return found
 
 
 @pytest.mark.parametrize("period", ["", "all"])
@@ -50,7 +24,7 @@ def test_every_page_reads_in_finance_words(demo_app, period: str) -> None:
             shot(page, f"text-{path or 'health'}-{period or 'closing'}-1280x800")
             # the page's words, then its grids' headers and the cells in view, read as text too
             for where, text in (("page", main_text(page)), ("grid", grid_text(page))):
-                if problems := _problems(text):
+                if problems := wording_problems(text):
                     found[f"{path or 'health'} {where}"] = sorted(set(problems))
     assert not found, found
 
