@@ -1,12 +1,14 @@
 """Sync runs: every run with its trigger, actor, duration and outcomes; drill to what QuickBooks said."""
 
+from datetime import UTC
+
 import polars as pl
 import streamlit as st
 
 from pipelines.catalogue import title_of
 from ui.actions import caller_for, commands, run_action, show_result
 from ui.charts import OUTCOME_TITLES, outcomes_chart, table_view
-from ui.data import get_settings, get_store, identity_of, run_attempts, sync_history
+from ui.data import get_settings, get_store, identity_of, quiet_runs, run_attempts, sync_history
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
@@ -19,12 +21,21 @@ if identity.can("sync") and st.button("Run a cycle now (check, then sync)", key=
     progress = lambda f, label: bar.progress(min(max(f, 0.0), 1.0), text=label)  # noqa: E731
     show_result(run_action("Sync", lambda: commands().sync(caller_for(identity), progress=progress)))
 
-runs = sync_history(store, realm)
+quiet, last_quiet = quiet_runs(store, realm)
+runs_word = "run" if quiet == 1 else "runs"
+show_quiet = quiet > 0 and st.toggle(f"Show the {quiet:,} {runs_word} that had nothing to send", key="sync_quiet")
+runs = sync_history(store, realm, quiet=show_quiet)
+if quiet and not show_quiet:
+    last = last_quiet.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if last_quiet else ""
+    st.caption(f"{quiet:,} {runs_word} found nothing to send (the last at {last} UTC); left out below.")
 if runs.is_empty():
-    st.info("No sync has run yet. An admin runs `synchealth sync` (or the button above).")
+    if quiet:
+        st.info("Every run so far found nothing to send: no record was ready. The Readiness page says what holds them.")
+    else:
+        st.info("No sync has run yet. An admin runs `synchealth sync` (or the button above).")
     st.stop()
 
-st.caption("All periods: every run, newest first. Colours as on Trends: accepted in green, each failure in its kind's.")
+st.caption("All periods, newest first. Colours as on Trends: accepted in green, each failure in its kind's.")
 st.altair_chart(outcomes_chart(runs), width="stretch")
 table_view(
     runs.with_columns(

@@ -30,6 +30,7 @@ __all__ = [
     "qbo_link",
     "record_chain",
     "run_attempts",
+    "quiet_runs",
     "sync_history",
     "get_settings",
     "page_now",
@@ -160,12 +161,17 @@ def qbo_summary(store: Store, realm_id: str) -> dict:
 
 
 @st.cache_data(max_entries=32)
-def _sync_history(_store: Store, realm_id: str, version: tuple) -> pl.DataFrame:
-    return metrics.sync_runs(_store, realm_id)
+def _sync_history(_store: Store, realm_id: str, version: tuple, quiet: bool) -> pl.DataFrame:
+    return metrics.sync_runs(_store, realm_id, quiet=quiet)
 
 
-def sync_history(store: Store, realm_id: str) -> pl.DataFrame:
-    return _sync_history(store, realm_id, metrics.store_version(store))
+def sync_history(store: Store, realm_id: str, *, quiet: bool = False) -> pl.DataFrame:
+    """The runs, newest first; with `quiet`, the runs that had nothing to send too."""
+    return _sync_history(store, realm_id, metrics.store_version(store), quiet)
+
+
+def quiet_runs(store: Store, realm_id: str) -> tuple[int, datetime | None]:
+    return metrics.quiet_runs(store, realm_id)
 
 
 def run_attempts(store: Store, run_id: int) -> pl.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 from pipelines.store import Store, awra_table, current_view
@@ -16,6 +18,7 @@ __all__ = [
     "records_by_state",
     "run_attempts",
     "sync_runs",
+    "quiet_runs",
     "qbo_choices",
     "FUNNEL_STAGES",
     "last_check_run",
@@ -492,14 +495,29 @@ def records_for_reason(store: Store, realm_id: str, reason: str, limit: int = 50
 
 
 # -- sync ------------------------------------------------------------------------------------------------
-def sync_runs(store: Store, realm_id: str, limit: int = 200) -> pl.DataFrame:
-    """Sync run history: trigger, actor, duration and outcome counts."""
+# A run that found nothing to send and ended without a word: what a scheduled cycle does most of the day.
+_QUIET = "(planned = 0 AND status = 'done' AND error IS NULL)"
+
+
+def sync_runs(store: Store, realm_id: str, limit: int = 200, *, quiet: bool = False) -> pl.DataFrame:
+    """Sync run history, newest first: trigger, actor, duration and outcome counts. Without `quiet`, only the runs
+    that had something to send or ended otherwise than done (so that the last `limit` of them are not crowded out by
+    a scheduler's empty cycles)."""
+    only = "" if quiet else f"AND NOT {_QUIET}"
     return store.frame(
-        """SELECT run_id, trigger, actor, started_at, round(seconds, 2) AS seconds, status, planned, accepted,
+        f"""SELECT run_id, trigger, actor, started_at, round(seconds, 2) AS seconds, status, planned, accepted,
                   rejected, duplicate, "authorization", throttled, transport, ambiguous, held, linked, error
-           FROM sync_runs WHERE realm_id = ? ORDER BY run_id DESC LIMIT ?""",
+           FROM sync_runs WHERE realm_id = ? {only} ORDER BY run_id DESC LIMIT ?""",
         [realm_id, limit],
     )
+
+
+def quiet_runs(store: Store, realm_id: str) -> tuple[int, datetime | None]:
+    """How many runs found nothing to send, and when the last of them started."""
+    count, last = store.rows(
+        f"SELECT count(*), max(started_at) FROM sync_runs WHERE realm_id = ? AND {_QUIET}", [realm_id]
+    )[0]
+    return int(count), last
 
 
 def run_attempts(store: Store, run_id: int) -> pl.DataFrame:

@@ -35,6 +35,33 @@ def test_sync_runs_page_lists_runs_and_their_attempts(served: World) -> None:
     assert len(at.button) == 0  # a viewer cannot start a sync
 
 
+@pytest.fixture
+def quiet_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The same company after two more scheduled cycles that found nothing new to send."""
+    snap = tiny_snapshot()
+    snap["bill_lines"][0]["item_sku"] = "WID-220"
+
+    def two_quiet_cycles(world: World) -> None:
+        for _ in range(2):
+            world.advance(minutes=5)
+            world.cycle()
+
+    yield from serve(tmp_path, monkeypatch, snap, after=two_quiet_cycles)
+
+
+def test_runs_that_sent_nothing_are_left_out_until_asked_for(quiet_later: World) -> None:
+    at = _page("sync_runs.py")
+    assert not at.exception
+    runs = at.dataframe[0].value
+    assert list(runs["Planned"]) == [7] and int(runs["Accepted"].iloc[0]) == 7  # the run that sent, alone
+    assert "2 runs found nothing to send" in _captions(at)
+    assert at.selectbox(key="sync_run_pick").value == int(runs["Run"].iloc[0])  # its attempts open first
+    at.toggle(key="sync_quiet").set_value(True).run()
+    runs = at.dataframe[0].value
+    assert list(runs["Planned"]) == [0, 0, 7]  # newest first, the quiet ones back in
+    assert "found nothing to send" not in _captions(at)
+
+
 def _captions(at) -> str:
     return " | ".join(c.value for c in at.caption)
 
