@@ -15,6 +15,7 @@ import polars as pl
 from pipelines.clock import elapsed_from
 from pipelines.store import Store
 from qbo.client import NAME_LISTS
+from qbo.ids import OBJECT_ID
 
 __all__ = [
     "CDC_ENTITIES",
@@ -300,23 +301,27 @@ def load_company_file(store: Store, company: Mapping[str, Any], pulled_at: datet
         _load_company(store, realm_id, company["company_info"], company["preferences"], pulled_at)
 
 
-def pull_entities(store: Store, client: PullClient, refs: Mapping[str, Iterable[str]], *, now: datetime) -> PullResult:
-    """Re-read exactly the objects a webhook named; one that can no longer be read is marked deleted."""
-    from qbo.client import QboCallError
+# Ids per query when re-reading what a webhook named: one call per entity and chunk, not one read per object.
+NAMED_IDS_PER_QUERY = 100
 
+
+def pull_entities(store: Store, client: PullClient, refs: Mapping[str, Iterable[str]], *, now: datetime) -> PullResult:
+    """Re-read exactly the objects a webhook named, with one query per entity (`Id IN (...)`, inactive name-list rows
+    included); one the query no longer returns is deleted in QuickBooks and marked so."""
     started, perf = now, time.perf_counter()
     pull_id = _begin(store, client.realm_id, "entities", started, None)
     counts: dict[str, tuple[int, int]] = {}
-    for entity, ids in refs.items():
-        found = []
-        for qbo_id in ids:
-            try:
-                found.append(client.read(entity, qbo_id).object)
-            except QboCallError as err:
-                if err.result.outcome.reason not in ("provider_rejection.object_not_found",):
-                    raise
-                found.append({"Id": qbo_id, "status": "Deleted"})
-        counts[entity] = load_objects(store, client.realm_id, entity, [f for f in found if f], started)
+    for entity, named in refs.items():
+        # Only what could be a QuickBooks id (the webhook's sender is outside): anything else names no object.
+        ids = list(dict.fromkeys(str(i) for i in named if OBJECT_ID.match(str(i))))
+        found: dict[str, dict] = {}
+        for at in range(0, len(ids), NAMED_IDS_PER_QUERY):
+            chunk = ids[at : at + NAMED_IDS_PER_QUERY]
+            asked = set(chunk)
+            for page in client.query_all_pages(entity, [("Id", "IN", chunk)], include_inactive=entity in NAME_LISTS):
+                found.update((str(obj.get("Id")), obj) for obj in page if str(obj.get("Id")) in asked)
+        gone = [{"Id": qbo_id, "status": "Deleted"} for qbo_id in ids if qbo_id not in found]
+        counts[entity] = load_objects(store, client.realm_id, entity, [*found.values(), *gone], started)
     _finish(store, pull_id, counts, None, elapsed_from(started, perf))
     return PullResult(
         pull_id,

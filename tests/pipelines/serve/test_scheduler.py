@@ -82,12 +82,34 @@ def test_a_webhook_cycle_reads_exactly_the_named_objects_and_a_deactivated_accou
     )
     report = world.scheduler.run_cycle("webhook")
     assert report.status == "done", report.errors
-    assert world.reads_since(mark) == [("GET", f"/v3/company/{REALM}/account/3")]
+    assert world.reads_since(mark) == [("GET", f"/v3/company/{REALM}/query")]  # one query for what was named
     assert report.steps[f"{REALM}.webhook_pull"]["ignored"] == ["Estimate"]
     assert world.store.scalar("SELECT status FROM mappings WHERE kind = 'account' AND awra_value = '5000'") == "stale"
     assert world.store.rows("SELECT signature, processed_at IS NOT NULL, cycle_id FROM webhook_events") == [
         ("valid", True, report.cycle_id)
     ]
+
+
+def test_a_webhook_naming_many_objects_costs_one_query_per_entity_and_marks_what_quickbooks_deleted(
+    world: World,
+) -> None:
+    world.scheduler.run_cycle("manual")
+    (bill,) = world.store.rows("SELECT qbo_id FROM qbo_objects WHERE entity = 'Bill' LIMIT 1")[0]
+    world.sandbox.user_delete(REALM, "Bill", bill)  # a QuickBooks user deletes the bill
+    world.sandbox.user_patch(REALM, "Account", "3", {"Active": False})  # and makes an account inactive
+    mark = len(world.sandbox.request_log)
+    named = {"Bill": [bill, "99999", "../1?x=2"], "Account": ["3", "1", "2"]}  # an unknown id; one no id can be
+    world.scheduler.inbox.receive(WebhookDelivery(datetime.now(UTC), "valid", "legacy", {REALM: named}))
+    report = world.scheduler.run_cycle("webhook")
+    assert report.status == "done", report.errors
+    assert world.reads_since(mark) == [("GET", f"/v3/company/{REALM}/query")] * 2  # Bill, Account: one each
+    assert world.store.scalar("SELECT deleted FROM qbo_objects WHERE entity = 'Bill' AND qbo_id = ?", [bill]) is True
+    assert not world.store.rows("SELECT 1 FROM qbo_objects WHERE qbo_id = '../1?x=2'")
+    accounts = world.store.rows("SELECT qbo_id, deleted FROM qbo_objects WHERE entity = 'Account' AND qbo_id < '4'")
+    assert sorted(accounts) == [("1", False), ("2", False), ("3", False)]
+    # the inactive account was read (inactive rows included), not taken for deleted
+    assert world.store.scalar("SELECT deleted FROM qbo_objects WHERE entity = 'Account' AND qbo_id = '3'") is False
+    assert world.store.scalar("SELECT status FROM mappings WHERE kind = 'account' AND awra_value = '5000'") == "stale"
 
 
 def test_single_flight_a_cycle_never_overlaps_itself_or_a_retry_of_the_same_realm(world: World) -> None:
