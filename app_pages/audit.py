@@ -2,13 +2,8 @@
 
 import streamlit as st
 
-from pipelines.views.queue import audit_words, filter_audit
+from pipelines.views.queue import action_words, audit_words, filter_audit
 from ui.data import audit_log, csv_export, get_settings, get_store
-
-
-def _action_words(action: str) -> str:
-    return action.replace("_", " ")
-
 
 settings = get_settings()
 store = get_store(str(settings.db_path))
@@ -26,7 +21,7 @@ if log.is_empty():
 cols = st.columns(4)
 actors = cols[0].multiselect("Who", sorted(log["actor"].unique().to_list()), key="audit_actor")
 actions = cols[1].multiselect(
-    "Action", sorted(log["action"].unique().to_list()), key="audit_action", format_func=_action_words
+    "Action", sorted(log["action"].unique().to_list()), key="audit_action", format_func=action_words
 )
 target = cols[2].text_input("Record or value contains", key="audit_target")
 first, latest = log["acted_at"].min().date(), log["acted_at"].max().date()

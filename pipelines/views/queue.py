@@ -32,6 +32,7 @@ __all__ = [
     "action_queue",
     "chains_sql",
     "audit_frame",
+    "action_words",
     "audit_words",
     "csv_bytes",
     "digest",
@@ -610,12 +611,18 @@ def _json_words(column: str) -> pl.Expr:
     )
 
 
+def action_words(action: str) -> str:
+    """An audited action as people say it (`auto_resolve` -> `auto resolve`): the Audit page's words and filter."""
+    return action.replace("_", " ")
+
+
 def audit_words(frame: pl.DataFrame) -> pl.DataFrame:
     """The audit frame for reading: actions and record keys in words (`purchase order PO-1`), before and after as
     sentences rather than JSON. The stored rows, and their export, stay exactly as written."""
     keyed = r"^[a-z_]+:"
+    actions = {action: action_words(action) for action in frame["action"].unique().to_list()}  # a few names
     return frame.with_columns(
-        pl.col("action").str.replace_all("_", " "),
+        pl.col("action").replace_strict(actions, return_dtype=pl.String),
         pl.when(pl.col("target").str.contains(keyed))
         .then(
             pl.concat_str(
