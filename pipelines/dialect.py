@@ -112,6 +112,44 @@ EXCEPTION WHEN others THEN
 END $f$;
 CREATE OR REPLACE FUNCTION round(value double precision, places integer) RETURNS double precision
   LANGUAGE sql IMMUTABLE AS $f$ SELECT round(value::numeric, places)::double precision $f$;
+CREATE OR REPLACE FUNCTION jarowinkler_similarity(s1 text, s2 text) RETURNS double precision
+  LANGUAGE plpgsql IMMUTABLE AS $f$
+DECLARE  -- DuckDB's jaro_winkler_similarity: Jaro, then 0.1 per common prefix character (up to 4) above 0.7
+  a text[] := string_to_array(s1, NULL); b text[] := string_to_array(s2, NULL);
+  n1 int := coalesce(array_length(a, 1), 0); n2 int := coalesce(array_length(b, 1), 0);
+  win int; m int := 0; t int := 0; k int := 1; p int := 0; sim double precision;
+  f1 boolean[]; f2 boolean[];
+BEGIN
+  IF s1 IS NULL OR s2 IS NULL THEN RETURN NULL; END IF;
+  IF n1 = 0 OR n2 = 0 THEN RETURN 0.0; END IF;
+  win := greatest(greatest(n1, n2) / 2 - 1, 0);
+  f1 := array_fill(false, ARRAY[n1]); f2 := array_fill(false, ARRAY[n2]);
+  FOR i IN 1..n1 LOOP
+    FOR j IN greatest(1, i - win)..least(n2, i + win) LOOP
+      IF NOT f2[j] AND a[i] = b[j] THEN f1[i] := true; f2[j] := true; m := m + 1; EXIT; END IF;
+    END LOOP;
+  END LOOP;
+  IF m = 0 THEN RETURN 0.0; END IF;
+  FOR i IN 1..n1 LOOP
+    IF f1[i] THEN
+      WHILE NOT f2[k] LOOP k := k + 1; END LOOP;
+      IF a[i] <> b[k] THEN t := t + 1; END IF;
+      k := k + 1;
+    END IF;
+  END LOOP;
+  sim := (m::float8 / n1 + m::float8 / n2 + (m - t / 2)::float8 / m) / 3;
+  IF sim > 0.7 THEN
+    WHILE p < least(4, n1, n2) AND a[p + 1] = b[p + 1] LOOP p := p + 1; END LOOP;
+    sim := sim + p * 0.1 * (1.0 - sim);
+  END IF;
+  RETURN sim;
+END $f$;
+CREATE OR REPLACE FUNCTION jaccard(s1 text, s2 text) RETURNS double precision
+  LANGUAGE sql IMMUTABLE AS $f$  -- DuckDB's jaccard: shared characters over all characters, each counted once
+  SELECT (SELECT count(*) FROM (SELECT unnest(string_to_array(s1, NULL))
+                                INTERSECT SELECT unnest(string_to_array(s2, NULL))) i)::float8
+       / nullif((SELECT count(*) FROM (SELECT unnest(string_to_array(s1, NULL))
+                                       UNION SELECT unnest(string_to_array(s2, NULL))) u), 0) $f$;
 CREATE OR REPLACE FUNCTION strlen(value text) RETURNS bigint
   LANGUAGE sql IMMUTABLE AS $f$ SELECT octet_length(value)::bigint $f$;
 DO $f$ BEGIN

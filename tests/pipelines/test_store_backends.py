@@ -12,6 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from fixtures import REALM, T0
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from world import ADMIN, World
 
@@ -143,3 +145,61 @@ def test_the_read_models_are_identical_frames_on_both_stores(tmp_path: Path, pg_
     for name in embedded:
         assert embedded[name].height > 0 or name == "rm_offenders", name
         assert_frame_equal(embedded[name], fleet[name], check_dtypes=False, check_exact=True)
+
+
+_NAMES = st.text(alphabet=st.sampled_from("abcdeilnorst 0123&-éÅ"), max_size=14)
+
+
+@st.composite
+def _name_pairs(draw: st.DrawFn) -> tuple[str, str]:
+    """Two names, often alike (what a suggestion weighs): the second an edit of the first, or any other name."""
+    left = draw(_NAMES)
+    edit = draw(st.sampled_from(["other", "same", "swap", "replace", "append", "drop"]))
+    if edit == "other" or len(left) < 2:
+        return left, draw(_NAMES)
+    at = draw(st.integers(0, len(left) - 2))
+    return left, {
+        "same": left,
+        "swap": left[:at] + left[at + 1] + left[at] + left[at + 2 :],
+        "replace": left[:at] + draw(st.sampled_from("xyz")) + left[at + 1 :],
+        "append": left + draw(_NAMES),
+        "drop": left[:at] + left[at + 1 :],
+    }[edit]
+
+
+@pytest.fixture
+def both_stores(tmp_path: Path, pg_url: str):
+    with Store(tmp_path / "names.duckdb") as duck, Store(pg_url) as pg:
+        yield duck, pg
+
+
+@given(_name_pairs())
+@example(("csbebooo", "cstndboa"))  # Jaro 0.67 and a common prefix: no prefix bonus at or below 0.7
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_name_similarity_scores_the_same_on_both_stores(both_stores, names: tuple[str, str]) -> None:
+    """The Mappings page's suggestions score names with DuckDB's jaro_winkler_similarity and jaccard; a fleet
+    company on PostgreSQL must get the same scores (the same target proposed at the same threshold)."""
+    left, right = names
+    sql = "SELECT jaro_winkler_similarity($l, $r), jaccard($l, $r)"
+    if not left or not right:
+        sql = "SELECT jaro_winkler_similarity($l, $r), NULL"  # DuckDB's jaccard refuses an empty string
+    (jw_duck, jac_duck), (jw_pg, jac_pg) = (store.rows(sql, {"l": left, "r": right})[0] for store in both_stores)
+    assert jw_pg == pytest.approx(jw_duck, abs=1e-9), (left, right)
+    assert (jac_pg is None and jac_duck is None) or jac_pg == pytest.approx(jac_duck, abs=1e-9), (left, right)
+
+
+def test_the_mappings_page_proposes_the_same_targets_on_both_stores(tmp_path: Path, pg_url: str) -> None:
+    from pipelines.views.suggest import target_scores
+
+    asked = [("item", "WID-22"), ("item", "Widgit"), ("account", "5000"), ("account", "Cost of Goods Sold")]
+    scores = []
+    for name, url in (("duckdb", None), ("postgresql", pg_url)):
+        world = World(tmp_path / name, database_url=url)
+        try:
+            world.cycle()
+            scores.append([target_scores(world.store, REALM, kind, value) for kind, value in asked])
+        finally:
+            world.close()
+    for (kind, value), embedded, fleet in zip(asked, *scores, strict=True):
+        assert embedded.height > 0, (kind, value)
+        assert_frame_equal(embedded, fleet, check_exact=True)
