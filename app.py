@@ -9,6 +9,7 @@ import streamlit as st
 from pipelines.views.period import month_name, recent_periods
 from ui import data as page_data
 from ui.data import get_settings, get_store, identity_of, people, realm_choices
+from ui.guard import run_guarded
 
 # Not "pages/": Streamlit treats that folder as the old automatic navigation and, on a first visit to a
 # page URL, ran the page without the router (no sidebar).
@@ -114,8 +115,8 @@ def run() -> None:
     page = st.navigation({section: pages for section, pages in sections.items() if pages})
     # Shared widgets after st.navigation and before page.run(): created before navigation, a keyed
     # widget loses its new value on the rerun its own change triggers (seen in Streamlit 1.67).
-    sidebar()
-    page.run()
+    run_guarded("the sidebar", sidebar)
+    run_guarded(f"the {page.title} page", page.run)
 
 
 run()

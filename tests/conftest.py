@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,26 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("SYNCHEALTH_"):
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_page_failed_unseen(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
+    """A page that failed shows one sentence instead of a trace (ui/guard.py), so a test that drives pages in this
+    process no longer sees the failure as an exception: each one is collected here and fails the test, unless the
+    test is marked page_failure (it provokes one on purpose)."""
+    import ui.guard
+
+    failures: list[str] = []
+    shown = ui.guard.page_failed
+
+    def seen(err: Exception, where: str) -> None:
+        failures.append(f"{where}: {err!r}")
+        shown(err, where)
+
+    monkeypatch.setattr(ui.guard, "page_failed", seen)
+    yield
+    if request.node.get_closest_marker("page_failure") is None:
+        assert not failures, failures
 
 
 @pytest.fixture

@@ -85,9 +85,13 @@ def settle(page: Page, quiet: float = 1.0, timeout: float = 90) -> None:
 
 
 def open_page(page: Page, url: str, wait_for: str) -> None:
+    """Go to `url` and wait until `wait_for` is drawn and the run has settled; a page (or the sidebar) that failed
+    shows one sentence with an incident id instead of a trace (ui/guard.py), and no journey may pass over one."""
     page.goto(url)
     page.get_by_text(wait_for).first.wait_for(timeout=90_000)
     settle(page)
+    failed = page.locator("[data-testid='stAlert']", has_text="could not be shown (incident")
+    assert failed.count() == 0, f"{url}: {failed.first.inner_text()}"
 
 
 def main_text(page: Page) -> str:
