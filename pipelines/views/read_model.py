@@ -210,6 +210,8 @@ def _differ(columns: tuple[str, ...], now: str, then: str) -> str:
 
 
 _CHANGED = " UNION ".join(_differ(*parts) for parts in _INPUTS.values())
+# The same records as the writers noted them in the change log (the rows this refresh consumes).
+_LOGGED = "SELECT DISTINCT entity, record_id FROM rm_consumed WHERE realm_id = $realm"
 # The tables an update changes row by row; the others (aggregates, and every exception with its money) are rebuilt.
 _IN_PLACE = ("rm_records", "rm_leading")
 # Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
@@ -288,17 +290,21 @@ def is_current(store: Store, realm_id: str) -> bool:
 def _update_records(store: Store, realm_id: str) -> int | None:
     """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; returns
     how many rows were re-inserted since the last whole build, or None when they must be rebuilt whole (none yet,
-    another company or an older shape of the queries, or too many changes, now or added up since that build)."""
-    labelled = store.scalar(  # an older release's label has no count of re-inserted rows: rebuild once
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rm_state' AND column_name = 'reinserted'"
-    )
-    if not labelled:
+    another company or an older shape of the queries, or too many changes, now or added up since that build).
+
+    The records changed are those the writers noted in the change log (rm_consumed: the log as this refresh found
+    it) when the tables were last built with the log; else (built by a release before it) every input is compared
+    with what the rows hold, which finds the same records exactly, only slower."""
+    state = store.frame("SELECT * FROM rm_state") if store.table_exists("rm_state") else None
+    if state is None or "reinserted" not in state.columns:  # an older release's label has no count: rebuild once
         return None
     built = store.rows("SELECT realm_id, version, reinserted FROM rm_state")
     if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != SHAPE:
         return None  # the tables are another company's or an older release's: their columns may differ too
+    logged = "change_mark" in state.columns and state["change_mark"][0] is not None
+    changed_sql = _LOGGED if logged else _CHANGED
     # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
-    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_CHANGED}", {"realm": realm_id})
+    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {changed_sql}", {"realm": realm_id})
     changed, rows = store.rows("SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records)")[0]
     # Re-inserted rows go to the end of rm_records, out of its date order (which lets a month's scan skip the rest):
     # once they add up to the threshold share since the last whole build, the next refresh rebuilds it in order.
@@ -318,26 +324,45 @@ def _update_records(store: Store, realm_id: str) -> int | None:
     return reinserted if same else None
 
 
+def _mark(store: Store) -> int:
+    """How far the change log had been read when the tables were last built (0: never, or before the log)."""
+    if not store.table_exists("rm_state"):
+        return 0
+    state = store.frame("SELECT * FROM rm_state")
+    return int(state["change_mark"][0] or 0) if "change_mark" in state.columns and state.height == 1 else 0
+
+
 def refresh_read_model(store: Store, realm_id: str) -> bool:
     """Bring the read-model tables up to the store's version (a no-op when they are current).
 
     They hold one company: the last one shown. The engine calls this after each cycle, so that the first page
     shown after a change does not pay for it; a page calls it too. Returns False when another process was
     rebuilding them at the same moment (the page then reads live).
+
+    The change log is consumed in the same transaction: the rows found at its start (every company's: the tables
+    hold one, and another company's next build is whole) are deleted at its end, and the highest of them is kept in
+    rm_state as the mark the log has been read to. A row a writer commits meanwhile stays for the next refresh.
     """
     if is_current(store, realm_id):
         return True
     try:
         with store.transaction():
+            # On PostgreSQL replacing rm_consumed waits for a concurrent refresh to commit (and consume its rows).
+            store.execute(
+                "CREATE OR REPLACE TABLE rm_consumed AS SELECT seq, realm_id, entity, record_id FROM record_changes"
+            )
             reinserted = _update_records(store, realm_id)
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
                 if reinserted is None or name not in _IN_PLACE:
                     store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
+            store.execute("DELETE FROM record_changes WHERE seq IN (SELECT seq FROM rm_consumed)")
+            mark = max(int(store.scalar("SELECT coalesce(max(seq), 0) FROM rm_consumed")), _mark(store))
+            store.execute("DROP TABLE rm_consumed")
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
                 "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, "
-                "$reinserted::BIGINT AS reinserted",
-                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0},
+                "$reinserted::BIGINT AS reinserted, $mark::BIGINT AS change_mark",
+                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0, "mark": mark},
             )
     except duckdb.TransactionException:
         return False
