@@ -152,13 +152,16 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
     params = {"realm": realm_id, "now": now}
     with store.transaction() as tx:
         tx.execute(f"CREATE OR REPLACE TEMP TABLE _causes AS {_CAUSES}", {"realm": realm_id}).fetchall()
-        # seen again: what the read model shows of an open exception moves with its detail and money only
+        # seen again: what the read model holds of an open exception moves with its detail, version, money and
+        # evidence (not with when it was last seen, nor how often)
         log_selected(
             tx,
             """SELECT e.realm_id, e.entity, e.record_id FROM exceptions e JOIN _causes c
                  ON e.entity = c.entity AND e.record_id = c.record_id AND e.reason = c.reason
                WHERE e.realm_id = $realm AND e.status <> 'resolved'
-                 AND (e.detail IS DISTINCT FROM c.detail OR e.amount IS DISTINCT FROM coalesce(c.amount, e.amount))""",
+                 AND (e.detail IS DISTINCT FROM c.detail OR e.version IS DISTINCT FROM c.version
+                      OR e.amount IS DISTINCT FROM coalesce(c.amount, e.amount)
+                      OR e.evidence IS DISTINCT FROM coalesce(c.evidence, e.evidence))""",
             {"realm": realm_id},
         )
         seen = tx.execute(

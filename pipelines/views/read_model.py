@@ -32,6 +32,7 @@ _STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in STAGE_OF_CHECK.items()
 _DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
 # The records an incremental update re-inserts (rm_dirty: those whose inputs changed), as a condition on a row.
 _DIRTY = "(entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)"
+_E_DIRTY = "(e.entity, e.record_id) IN (SELECT entity, record_id FROM rm_dirty)"
 
 
 def _primary(only: str = "") -> str:
@@ -85,12 +86,24 @@ _LIVE = _live_rows(dirty=False)
 _LIVE_DIRTY = _live_rows(dirty=True)
 
 
-def _exceptions(records: str) -> str:
-    """Every exception of the company with the money it stands for: its record's AWRA amount, else its own."""
+# What rm_exceptions holds of each exception: all but when it was last seen and how often (every cycle moves those
+# for every open exception, and no page reads them from here), so that a row changes only with a write the change
+# log notes.
+_EXCEPTION_COLUMNS = (
+    "exception_id", "realm_id", "entity", "record_id", "version", "dimension", "reason", "detail", "owner_role",
+    "owner", "status", "escalated", "opened_at", "amount", "evidence", "resolved_at", "resolved_by", "resolution",
+    "due_by", "routed_by", "last_activity_at", "escalated_at", "escalation_reason", "resolution_code", "resolved_mark",
+)  # fmt: skip
+
+
+def _exceptions(records: str, only: str = "") -> str:
+    """Every exception of the company with the money it stands for: its record's AWRA amount, else its own; `only`
+    narrows the exceptions (a condition starting with AND)."""
+    columns = ", ".join(f"e.{c}" for c in _EXCEPTION_COLUMNS)
     return f"""
-  SELECT e.*, coalesce(f.amount, e.amount, 0) AS money
+  SELECT {columns}, coalesce(f.amount, e.amount, 0) AS money
   FROM exceptions e LEFT JOIN {records} f ON f.entity = e.entity AND f.record_id = e.record_id
-  WHERE e.realm_id = $realm"""
+  WHERE e.realm_id = $realm{only}"""
 
 
 def _leading(records: str, only: str = "") -> str:
@@ -213,7 +226,9 @@ _CHANGED = " UNION ".join(_differ(*parts) for parts in _INPUTS.values())
 # The same records as the writers noted them in the change log (the rows this refresh consumes).
 _LOGGED = "SELECT DISTINCT entity, record_id FROM rm_consumed WHERE realm_id = $realm"
 # The tables an update changes row by row; the others (aggregates, and every exception with its money) are rebuilt.
-_IN_PLACE = ("rm_records", "rm_leading")
+_IN_PLACE = ("rm_records", "rm_leading", "rm_exceptions")
+# Those the comparison of inputs (the fallback without the log) can update.
+_COMPARED = ("rm_records", "rm_leading")
 # Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
 FULL_SHARE = 0.25
 
@@ -287,14 +302,17 @@ def is_current(store: Store, realm_id: str) -> bool:
     return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
 
 
-def _update_records(store: Store, realm_id: str) -> int | None:
-    """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; returns
-    how many rows were re-inserted since the last whole build, or None when they must be rebuilt whole (none yet,
-    another company or an older shape of the queries, or too many changes, now or added up since that build).
+def _update_records(store: Store, realm_id: str) -> tuple[int, tuple[str, ...]] | None:
+    """Re-insert only the rows of the records whose inputs changed since the tables were built; returns how many
+    rows were re-inserted since the last whole build and the tables so updated, or None when they must be rebuilt
+    whole (none yet, another company or an older shape of the queries, or too many changes, now or added up since
+    that build).
 
     The records changed are those the writers noted in the change log (rm_consumed: the log as this refresh found
-    it) when the tables were last built with the log; else (built by a release before it) every input is compared
-    with what the rows hold, which finds the same records exactly, only slower."""
+    it) when the tables were last built with the log; their rm_records, rm_leading and rm_exceptions rows are
+    re-inserted. Else (tables built by a release before the log) every input of rm_records and rm_leading is
+    compared with what their rows hold, which finds the same records exactly, only slower (rm_exceptions, whose
+    rows hold more than that comparison sees, is then rebuilt)."""
     state = store.frame("SELECT * FROM rm_state") if store.table_exists("rm_state") else None
     if state is None or "reinserted" not in state.columns:  # an older release's label has no count: rebuild once
         return None
@@ -320,8 +338,13 @@ def _update_records(store: Store, realm_id: str) -> int | None:
             f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({_leading('rm_records', f' AND {_DIRTY}')})",
             {"realm": realm_id},
         )
+        if logged:
+            store.execute(f"DELETE FROM rm_exceptions WHERE {_DIRTY}")
+            store.execute(
+                f"INSERT INTO rm_exceptions {_exceptions('rm_records', f' AND {_E_DIRTY}')}", {"realm": realm_id}
+            )
     store.execute("DROP TABLE rm_dirty")
-    return reinserted if same else None
+    return (reinserted, _IN_PLACE if logged else _COMPARED) if same else None
 
 
 def _mark(store: Store) -> int:
@@ -351,9 +374,10 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
             store.execute(
                 "CREATE OR REPLACE TABLE rm_consumed AS SELECT seq, realm_id, entity, record_id FROM record_changes"
             )
-            reinserted = _update_records(store, realm_id)
+            updated = _update_records(store, realm_id)
+            reinserted, in_place = updated if updated is not None else (None, ())
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
-                if reinserted is None or name not in _IN_PLACE:
+                if name not in in_place:
                     store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
             store.execute("DELETE FROM record_changes WHERE seq IN (SELECT seq FROM rm_consumed)")
             mark = max(int(store.scalar("SELECT coalesce(max(seq), 0) FROM rm_consumed")), _mark(store))

@@ -22,7 +22,7 @@ from pipelines.exceptions import escalate
 from pipelines.readiness import run_check
 from pipelines.views import read_model
 
-_IN_PLACE = ("rm_records", "rm_leading")
+_IN_PLACE = read_model._IN_PLACE  # the tables a refresh from the log updates row by row
 
 
 def _table(world: World, name: str, live: bool = False) -> pl.DataFrame:
