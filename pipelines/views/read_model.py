@@ -52,16 +52,38 @@ _PRIMARY = _primary()
 OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
 
 
-def _live_rows(dirty: bool) -> str:
+# The facts a record's row takes from its current version (which never changes), and the rows of rm_records whose
+# version is still current among the records re-inserted (rm_kept): their facts are taken from there, not from AWRA.
+_FACT_COLUMNS = "realm_id, entity, record_id, number, party_id, amount, txn_date, owner"
+_KEPT = "(entity, record_id) IN (SELECT entity, record_id FROM rm_kept WHERE kept)"
+# Each live record re-inserted, with its row's facts when the row holds its current version (kept).
+_KEEP = """
+  SELECT r.realm_id, r.entity, r.record_id, o.number, o.party_id, o.amount, o.txn_date, o.owner,
+         o.record_id IS NOT NULL AS kept
+  FROM records r LEFT JOIN rm_records o
+    ON o.entity = r.entity AND o.record_id = r.record_id AND o.current_version = r.current_version
+  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')
+    AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM rm_dirty)"""
+
+
+def _live_rows(dirty: bool, new_versions: bool = True) -> str:
     """Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
     its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
     person's exclusion; p_* its leading open exception and that one's owner. With `dirty`, only the records named in
-    rm_dirty, each input narrowed to them before it is joined (the joins then stay the size of the change)."""
+    rm_dirty, each input narrowed to them before it is joined (the joins then stay the size of the change), the
+    facts of those in rm_kept taken from it and, with `new_versions`, the others' from AWRA."""
     records, facts, refs = "records", f"({RECORD_FACTS})", "external_refs"
     first_only, primary = "", _PRIMARY
     if dirty:
         records, refs = f"(SELECT * FROM records WHERE {_DIRTY})", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
-        facts, first_only = f"(SELECT * FROM {facts} f0 WHERE {_DIRTY})", f"{_DIRTY} AND "
+        facts, first_only = f"(SELECT {_FACT_COLUMNS} FROM rm_kept", f"{_DIRTY} AND "
+        if new_versions:
+            facts += (
+                f" WHERE kept UNION ALL SELECT {_FACT_COLUMNS} FROM ({RECORD_FACTS}) f0 WHERE {_DIRTY} AND NOT {_KEPT}"
+            )
+        else:
+            facts += " WHERE kept"
+        facts += ")"
         primary = _primary(f" AND {_DIRTY}")
     return f"""
   SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
@@ -84,6 +106,7 @@ def _live_rows(dirty: bool) -> str:
 
 _LIVE = _live_rows(dirty=False)
 _LIVE_DIRTY = _live_rows(dirty=True)
+_LIVE_KEPT = _live_rows(dirty=True, new_versions=False)
 
 
 # What rm_exceptions holds of each exception: all but when it was last seen and how often (every cycle moves those
@@ -331,8 +354,11 @@ def _update_records(store: Store, realm_id: str) -> tuple[int, tuple[str, ...]] 
         rows, 1
     )
     if same and changed:
+        store.execute(f"CREATE OR REPLACE TABLE rm_kept AS {_KEEP}", {"realm": realm_id})
+        live = _LIVE_DIRTY if store.scalar("SELECT count(*) FROM rm_kept WHERE NOT kept") else _LIVE_KEPT
         store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
-        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({_LIVE_DIRTY})", {"realm": realm_id})
+        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({live})", {"realm": realm_id})
+        store.execute("DROP TABLE rm_kept")
         store.execute(f"DELETE FROM rm_leading WHERE {_DIRTY}")
         store.execute(
             f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({_leading('rm_records', f' AND {_DIRTY}')})",
