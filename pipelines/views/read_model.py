@@ -56,10 +56,11 @@ OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, 
 # version is still current among the records re-inserted (rm_kept): their facts are taken from there, not from AWRA.
 _FACT_COLUMNS = "realm_id, entity, record_id, number, party_id, amount, txn_date, owner"
 _KEPT = "(entity, record_id) IN (SELECT entity, record_id FROM rm_kept WHERE kept)"
-# Each live record re-inserted, with its row's facts when the row holds its current version (kept).
+# Each live record re-inserted as records holds it, with its row's facts when the row holds its current version
+# (kept): the one read of records an update makes.
 _KEEP = """
-  SELECT r.realm_id, r.entity, r.record_id, o.number, o.party_id, o.amount, o.txn_date, o.owner,
-         o.record_id IS NOT NULL AS kept
+  SELECT r.realm_id, r.entity, r.record_id, r.state, r.current_version, r.removed_at, o.number, o.party_id, o.amount,
+         o.txn_date, o.owner, o.record_id IS NOT NULL AS kept
   FROM records r LEFT JOIN rm_records o
     ON o.entity = r.entity AND o.record_id = r.record_id AND o.current_version = r.current_version
   WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')
@@ -75,7 +76,7 @@ def _live_rows(dirty: bool, new_versions: bool = True) -> str:
     records, facts, refs = "records", f"({RECORD_FACTS})", "external_refs"
     first_only, primary = "", _PRIMARY
     if dirty:
-        records, refs = f"(SELECT * FROM records WHERE {_DIRTY})", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
+        records, refs = "rm_kept", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
         facts, first_only = f"(SELECT {_FACT_COLUMNS} FROM rm_kept", f"{_DIRTY} AND "
         if new_versions:
             facts += (
