@@ -204,3 +204,36 @@ def test_the_log_is_consumed_whatever_company_it_names(tmp_path: Path) -> None:
         assert world.store.scalar("SELECT change_mark FROM rm_state") == mark
     finally:
         world.close()
+
+
+def test_a_sync_answer_after_a_refresh_that_saw_the_record_queued_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page may refresh while a sync waits on QuickBooks: it consumes the note of the record queued, so the answer
+    written after it needs its own note."""
+    world = World(tmp_path)
+    try:
+        world.ingest(_snapshot())
+        world.cycle()
+        world.advance(minutes=1)
+        _new_invoice(world)
+        _rebuilt_whole(world)
+        seen_queued: list[str] = []
+
+        def refresh_meanwhile(name: str) -> None:
+            if name == "sync.after_send":
+                world.store.execute("UPDATE rm_state SET version = ?", [json.dumps([read_model.SHAPE, "stale"])])
+                assert read_model.refresh_read_model(world.store, REALM)
+                seen_queued.append(world.store.scalar("SELECT state FROM rm_records WHERE record_id = 'INV-2'"))
+
+        monkeypatch.setattr("pipelines.sync.crash_point", refresh_meanwhile)
+        monkeypatch.setattr(read_model, "FULL_SHARE", 1.0)
+        assert world.commands.sync(world.caller(), only=["invoice:INV-2"]).ok
+        assert seen_queued == ["queued"]
+        world.store.execute("UPDATE rm_state SET version = ?", [json.dumps([read_model.SHAPE, "stale"])])
+        assert read_model.refresh_read_model(world.store, REALM)
+        for name in _IN_PLACE:
+            assert_frame_equal(_table(world, name), _table(world, name, live=True), check_exact=True)
+        assert world.store.scalar("SELECT state FROM rm_records WHERE record_id = 'INV-2'") == "synced"
+    finally:
+        world.close()
