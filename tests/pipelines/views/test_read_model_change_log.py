@@ -18,6 +18,7 @@ from fixtures import REALM, tiny_snapshot
 from polars.testing import assert_frame_equal
 from world import FINANCE, World
 
+from pipelines.duplicates import adopt_marked
 from pipelines.exceptions import escalate
 from pipelines.readiness import run_check
 from pipelines.views import read_model
@@ -127,6 +128,17 @@ def _nothing(world: World) -> None:
     pass
 
 
+_DROPPED: dict[str, str] = {}
+
+
+def _link_dropped(record_id: str) -> Callable[[World], None]:
+    def drop(world: World) -> None:
+        _DROPPED[record_id] = world.store.scalar("SELECT qbo_id FROM external_refs WHERE record_id = ?", [record_id])
+        world.store.execute("DELETE FROM external_refs WHERE record_id = ?", [record_id])
+
+    return drop
+
+
 _CASES: dict[str, tuple[Callable[[World], None], Callable[[World], object]]] = {
     "ingest: a new version": (_nothing, _new_version),
     "check: a state": (_exclusion_behind_the_check, _check_moves_a_state),
@@ -149,6 +161,11 @@ _CASES: dict[str, tuple[Callable[[World], None], Callable[[World], object]]] = {
         lambda w: w.commands.exclude(w.caller(), ["bill:BILL-2"], reason="handled outside QuickBooks"),
     ),
     "sync": (_new_invoice, lambda w: w.commands.sync(w.caller(), only=["invoice:INV-2"])),
+    "link by a person": (
+        _link_dropped("VEN-2"),
+        lambda w: w.commands.link(w.caller(), "vendor:VEN-2", _DROPPED["VEN-2"], reason="the same vendor"),
+    ),
+    "link by the marker": (_link_dropped("INV-1"), lambda w: adopt_marked(w.store, REALM, now=w.now)),
 }
 
 
