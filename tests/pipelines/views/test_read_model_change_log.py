@@ -20,7 +20,9 @@ from world import FINANCE, World
 
 from pipelines.duplicates import adopt_marked
 from pipelines.exceptions import escalate
+from pipelines.keys import RecordKey
 from pipelines.readiness import run_check
+from pipelines.sync import requeue
 from pipelines.views import read_model
 
 _IN_PLACE = read_model._IN_PLACE  # the tables a refresh from the log updates row by row
@@ -128,6 +130,12 @@ def _nothing(world: World) -> None:
     pass
 
 
+def _requeued(world: World) -> None:
+    """What a retry does before it sends (the send, a writer of its own, is left out)."""
+    with world.store.transaction() as tx:
+        requeue(tx, REALM, [RecordKey("bill", "BILL-1")])
+
+
 _DROPPED: dict[str, str] = {}
 
 
@@ -165,6 +173,7 @@ _CASES: dict[str, tuple[Callable[[World], None], Callable[[World], object]]] = {
         _link_dropped("VEN-2"),
         lambda w: w.commands.link(w.caller(), "vendor:VEN-2", _DROPPED["VEN-2"], reason="the same vendor"),
     ),
+    "retry: requeued": (_nothing, _requeued),
     "link by the marker": (_link_dropped("INV-1"), lambda w: adopt_marked(w.store, REALM, now=w.now)),
 }
 
