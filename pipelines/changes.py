@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["log_exception", "log_ingested", "log_key", "log_keys", "log_selected"]
+__all__ = ["log_exception", "log_ingested", "log_key", "log_keys", "log_selected", "trim_unread"]
 
 _INSERT = "INSERT INTO record_changes (realm_id, entity, record_id) "
 
@@ -62,3 +62,27 @@ def log_ingested(cur: Any, realm_id: str, changed_at: Any) -> None:
         "SELECT realm_id, entity, record_id FROM records WHERE realm_id = ? AND changed_at = ?",
         [realm_id, changed_at],
     )
+
+
+def trim_unread(store: Any, limit: int | None = None) -> bool:
+    """Empty a log no refresh has read for long (a fleet whose pages nobody opens): past `limit` rows (default:
+    twice the records, plus 100,000), drop every row and the read model's mark, so its next refresh compares every
+    input instead (exact, whatever the log held). Returns whether it did.
+
+    It takes the refresh's own working table first, so on PostgreSQL it waits for a refresh running meanwhile and a
+    refresh started meanwhile waits for it."""
+    if limit is None:
+        limit = 2 * int(store.scalar("SELECT count(*) FROM records")) + 100_000
+    if int(store.scalar("SELECT count(*) FROM record_changes")) <= limit:
+        return False
+    with store.transaction():
+        store.execute("CREATE OR REPLACE TABLE rm_consumed AS SELECT * FROM record_changes WHERE false")
+        marked = store.scalar(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rm_state' AND column_name = ?",
+            ["change_mark"],
+        )
+        if marked:
+            store.execute("UPDATE rm_state SET change_mark = NULL")
+        store.execute("DELETE FROM record_changes")
+        store.execute("DROP TABLE rm_consumed")
+    return True

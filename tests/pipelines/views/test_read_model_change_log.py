@@ -18,6 +18,7 @@ from fixtures import REALM, tiny_snapshot
 from polars.testing import assert_frame_equal
 from world import FINANCE, World
 
+from pipelines import changes
 from pipelines.duplicates import adopt_marked
 from pipelines.exceptions import escalate
 from pipelines.keys import RecordKey
@@ -261,5 +262,28 @@ def test_a_sync_answer_after_a_refresh_that_saw_the_record_queued_is_seen(
         for name in _IN_PLACE:
             assert_frame_equal(_table(world, name), _table(world, name, live=True), check_exact=True)
         assert world.store.scalar("SELECT state FROM rm_records WHERE record_id = 'INV-2'") == "synced"
+    finally:
+        world.close()
+
+
+def test_a_log_no_refresh_reads_is_emptied_and_the_next_refresh_compares_every_input(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    world = World(tmp_path, database_url=request.getfixturevalue("pg_url") if backend == "postgresql" else None)
+    try:
+        world.ingest(_snapshot())
+        world.cycle()
+        _rebuilt_whole(world)
+        world.advance(minutes=1)
+        _new_version(world)  # noted: then the log is emptied, note and all
+        assert not changes.trim_unread(world.store)  # far below the default limit
+        assert changes.trim_unread(world.store, limit=0)
+        assert world.store.scalar("SELECT count(*) FROM record_changes") == 0
+        assert world.store.scalar("SELECT change_mark FROM rm_state") is None
+        world.store.execute("UPDATE rm_state SET version = ?", [json.dumps([read_model.SHAPE, "stale"])])
+        assert read_model.refresh_read_model(world.store, REALM)
+        for name in read_model._TABLES:
+            assert_frame_equal(_table(world, name), _table(world, name, live=True), check_exact=True)
+        assert world.store.scalar("SELECT change_mark FROM rm_state") is not None  # the log is read again
     finally:
         world.close()
