@@ -157,15 +157,21 @@ _SAVE = (
     f"CREATE OR REPLACE TABLE bench_states AS SELECT entity, record_id, state FROM records WHERE {_ONE_PERCENT}",
     f"CREATE OR REPLACE TABLE bench_owners AS SELECT exception_id, owner FROM exceptions WHERE {_ONE_PERCENT}",
 )
+# The records changed, noted in the change log as the writers note them (pipelines/changes.py), in the same transaction.
+_NOTE = f"""INSERT INTO record_changes (realm_id, entity, record_id)
+    SELECT realm_id, entity, record_id FROM records WHERE {_ONE_PERCENT}
+    UNION SELECT realm_id, entity, record_id FROM exceptions WHERE {_ONE_PERCENT}"""
 _CHANGE = (
     f"""UPDATE records SET state = CASE state WHEN 'synced' THEN 'ready' ELSE 'synced' END
         WHERE removed_at IS NULL AND {_ONE_PERCENT}""",
     f"UPDATE exceptions SET owner = 'someone@demo.local' WHERE status <> 'resolved' AND {_ONE_PERCENT}",
+    _NOTE,
 )
 _PUT_BACK = (
     """UPDATE records SET state = b.state FROM bench_states b
        WHERE records.realm_id = $realm AND records.entity = b.entity AND records.record_id = b.record_id""",
     "UPDATE exceptions SET owner = b.owner FROM bench_owners b WHERE exceptions.exception_id = b.exception_id",
+    _NOTE,
     "DROP TABLE bench_states",
     "DROP TABLE bench_owners",
 )

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipelines.changes import trim_unread
 from pipelines.config import Settings
 from pipelines.exceptions import refresh_exceptions
 from pipelines.readiness import CheckResult, run_check
@@ -48,4 +49,6 @@ def run_cycle(
         progress=progress,
     )
     routing = load_routing(settings.routing_file)
-    return CycleResult(check, sync, refresh_exceptions(store, client.realm_id, now=now, routing=routing))
+    exceptions = refresh_exceptions(store, client.realm_id, now=now, routing=routing)
+    trim_unread(store)  # the change log stays bounded where no page refreshes the read model
+    return CycleResult(check, sync, exceptions)

@@ -9,6 +9,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from pipelines import changes
 from pipelines.audit import Change
 from pipelines.keys import RecordKey
 from pipelines.store import Store, current_view
@@ -226,6 +227,7 @@ def adopt_marked(store: Store, realm_id: str, *, now: datetime) -> int:
             FROM _adopt""",
             {"realm": realm_id, "now": now},
         ).fetchall()
+        changes.log_selected(tx, "SELECT $realm AS realm_id, entity, record_id FROM _adopt", {"realm": realm_id})
         tx.execute(
             """INSERT INTO mappings (realm_id, kind, awra_value, qbo_entity, qbo_id, qbo_name, source, status,
                                      confidence, match_rule, set_by, set_at)
@@ -626,6 +628,7 @@ def link_duplicate(
           linked_at = excluded.linked_at, actor = excluded.actor""",
         [realm_id, entity, record_id, qbo_entity, qbo_id, found["sync_token"], version, now, actor],
     ).fetchall()  # fmt: skip
+    changes.log_key(cur, realm_id, entity, record_id)
     if entity in _PARTIES:
         cur.execute(
             """INSERT INTO mappings VALUES (?, ?, ?, ?, ?, ?, 'manual', 'mapped', 1.0, 'person', ?, ?)

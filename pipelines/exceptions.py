@@ -16,6 +16,7 @@ import duckdb
 
 from pipelines.audit import Change, append_selected
 from pipelines.catalogue import catalogue
+from pipelines.changes import log_exception, log_key, log_selected
 from pipelines.connection_health import warning_causes_sql
 from pipelines.identity import roles_for
 from pipelines.ingest import DELTA_OUT_OF_ORDER, MASS_REMOVAL
@@ -151,6 +152,18 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
     params = {"realm": realm_id, "now": now}
     with store.transaction() as tx:
         tx.execute(f"CREATE OR REPLACE TEMP TABLE _causes AS {_CAUSES}", {"realm": realm_id}).fetchall()
+        # seen again: what the read model holds of an open exception moves with its detail, version, money and
+        # evidence (not with when it was last seen, nor how often)
+        log_selected(
+            tx,
+            """SELECT e.realm_id, e.entity, e.record_id FROM exceptions e JOIN _causes c
+                 ON e.entity = c.entity AND e.record_id = c.record_id AND e.reason = c.reason
+               WHERE e.realm_id = $realm AND e.status <> 'resolved'
+                 AND (e.detail IS DISTINCT FROM c.detail OR e.version IS DISTINCT FROM c.version
+                      OR e.amount IS DISTINCT FROM coalesce(c.amount, e.amount)
+                      OR e.evidence IS DISTINCT FROM coalesce(c.evidence, e.evidence))""",
+            {"realm": realm_id},
+        )
         seen = tx.execute(
             """UPDATE exceptions SET last_seen_at = $now, occurrences = occurrences + 1, detail = c.detail,
                  version = c.version, amount = coalesce(c.amount, exceptions.amount),
@@ -196,6 +209,8 @@ def refresh_exceptions(store: Store, realm_id: str, *, now: datetime, routing: R
         if todo.height:
             tx.register("_routed", route(todo, routing, now).to_arrow())
             try:
+                # opened, reopened and routed: their records' exceptions change
+                log_selected(tx, "SELECT $realm AS realm_id, entity, record_id FROM _routed", {"realm": realm_id})
                 reopened = _reopen(tx, params)
                 opened = tx.execute(
                     """INSERT INTO exceptions (exception_id, realm_id, entity, record_id, version, dimension, reason,
@@ -234,6 +249,12 @@ def _staff(tx: duckdb.DuckDBPyConnection, realm_id: str, routing: Routing) -> No
     """Every open item has a person: one routed to a role alone (before a person was on duty) goes to its role's
     person on duty. The role still decides who may act; the person is who answers for it."""
     for role, person in routing.on_duty.items():
+        log_selected(
+            tx,
+            """SELECT realm_id, entity, record_id FROM exceptions
+               WHERE realm_id = $realm AND status <> 'resolved' AND owner IS NULL AND owner_role = $role""",
+            {"realm": realm_id, "role": role},
+        )
         tx.execute(
             """UPDATE exceptions SET owner = $person
                WHERE realm_id = $realm AND status <> 'resolved' AND owner IS NULL AND owner_role = $role""",
@@ -281,6 +302,7 @@ def _auto_resolve(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime) -
                              AND c.reason = e.reason)""",
         {"realm": realm_id},
     ).fetchall()
+    log_selected(tx, "SELECT $realm AS realm_id, entity, record_id FROM _gone", {"realm": realm_id})
     tx.execute(
         """UPDATE exceptions SET status = 'resolved', resolved_at = $now, resolved_by = 'system',
              resolution_code = CASE g.state WHEN 'removed' THEN 'left_awra' ELSE 'auto' END,
@@ -335,6 +357,7 @@ def _escalate(tx: duckdb.DuckDBPyConnection, realm_id: str, now: datetime, retry
                   OR s.retry_count >= $limit)""",
         {"realm": realm_id, "now": now, "limit": retry_limit if retry_limit is not None else 2**31 - 1},
     ).fetchall()
+    log_selected(tx, "SELECT $realm AS realm_id, entity, record_id FROM _escalate", {"realm": realm_id})
     # The escalation is dated when it happened: the moment the due-by passed, or the attempt that used up the
     # retries; not the moment a cycle noticed (a server started after a quiet night would escalate everything "now").
     tx.execute(
@@ -456,6 +479,7 @@ def assign(
         "UPDATE exceptions SET owner = ?, status = 'assigned', last_activity_at = ? WHERE exception_id = ?",
         [person, now, row["exception_id"]],
     ).fetchall()
+    log_exception(cur, row["exception_id"])
     after = _snap({**row, "owner": person, "status": "assigned"})
     return after, Change("assign", _key(row), (note or "").strip() or None, _snap(row), after)
 
@@ -481,6 +505,7 @@ def _close(
                  resolution = ?, resolved_mark = ?, last_activity_at = ? WHERE exception_id = ?""",
             [now, actor, code, reason, mark, now, row["exception_id"]],
         ).fetchall()
+        log_exception(cur, row["exception_id"])  # also covers a state the caller moved with it
         after = _snap(
             {**row, "status": "resolved", "resolved_by": actor, "resolution_code": code, "resolution": reason},
             **extra,
@@ -562,6 +587,7 @@ def exclude(
     cur.execute(
         "INSERT INTO exclusions VALUES (?, ?, ?, ?, ?, ?)", [realm_id, key.entity, key.record_id, actor, reason, now]
     ).fetchall()
+    log_key(cur, realm_id, key.entity, key.record_id)
     # What the next check would set (exclusions come first there too); the queue reflects it at once.
     cur.execute(
         "UPDATE records SET state = 'excluded' WHERE realm_id = ? AND entity = ? AND record_id = ?",
@@ -602,7 +628,7 @@ def mark_synced(
     cur.execute(
         "UPDATE records SET state = 'synced' WHERE realm_id = ? AND entity = ? AND record_id = ?",
         [realm_id, row["entity"], row["record_id"]],
-    ).fetchall()
+    ).fetchall()  # the record is in the change log already: link_duplicate noted it
     row = _load(cur, realm_id, exception_id)
     others = _fetch(
         cur,

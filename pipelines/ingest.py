@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import audit
+from pipelines import audit, changes
 from pipelines.clock import elapsed_from
 from pipelines.store import Store, awra_table, crash_point, current_view
 from schemas.awra import CONTRACT, Column, Table, contract_schema
@@ -1229,6 +1229,7 @@ def ingest_snapshot(
                 "removed": _remove(cur, table, realm_id, started, manifest.is_delta) if removes else 0
             }
             crash_point("ingest.swap")
+        changes.log_ingested(cur, realm_id, started)  # the read model's change log: the records this run changed
         totals = {k: sum(v[k] for v in by_entity.values()) for k in ("new", "changed", "removed", "restored")}
         status = "applied" if any(totals.values()) else "unchanged"
         rows = {n: 0 for n in CONTRACT} | {n: r.frame.height for n, r in raw.items()} | skipped

@@ -10,7 +10,7 @@ from datetime import datetime
 import pandera.errors
 import polars as pl
 
-from pipelines import duplicates
+from pipelines import changes, duplicates
 from pipelines.clock import elapsed_from
 from pipelines.mappings import KINDS, all_mapping_usage_sql, current_rows, mapping_usage_sql, refresh_mappings
 from pipelines.store import Store, awra_table, current_view
@@ -735,6 +735,7 @@ def run_check(
                           AND (f.entity, f.record_id) NOT IN (SELECT entity, record_id FROM _dirty)""",
                     {"run": run_id, "last": last[0]},
                 )
+            _log_first_failures(tx, realm_id, run_id)
             _set_states(tx, realm_id, run_id, only_dirty=incremental)
             by_state = dict(
                 tx.execute(
@@ -827,10 +828,30 @@ def _carried(store: Store, realm_id: str, last_run: int, frames: dict[str, pl.Da
 _ENGINE_STATES = "('queued', 'retry_scheduled', 'needs_fix', 'ambiguous')"
 
 
+def _log_first_failures(tx, realm_id: str, run_id: int) -> None:
+    """Note the records whose failed checks differ between this run and the company's latest before it (so may
+    their first failed stage): before this run is recorded in check_runs."""
+    changes.log_selected(
+        tx,
+        """SELECT $realm AS realm_id, entity, record_id FROM (
+             (SELECT DISTINCT entity, record_id, check_name FROM findings WHERE run_id = $run
+              EXCEPT SELECT entity, record_id, check_name FROM findings WHERE run_id = $last)
+             UNION ALL
+             (SELECT DISTINCT entity, record_id, check_name FROM findings WHERE run_id = $last
+              EXCEPT SELECT entity, record_id, check_name FROM findings WHERE run_id = $run)) d""",
+        {
+            "realm": realm_id,
+            "run": run_id,
+            "last": tx.execute("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id]).fetchall()[0][0],
+        },
+    )
+
+
 def _set_states(tx, realm_id: str, run_id: int, only_dirty: bool = False) -> None:
     dirty = "AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM _dirty)" if only_dirty else ""
+    # The records whose state moves, then the change log, then the move (its condition is false after it).
     tx.execute(
-        f"""UPDATE records SET state = s.state FROM (
+        f"""CREATE OR REPLACE TEMP TABLE _new_states AS SELECT records.realm_id, s.entity, s.record_id, s.state FROM (
               SELECT r.entity, r.record_id,
                 CASE WHEN x.record_id IS NOT NULL THEN 'excluded'
                      -- in QuickBooks no more, or no longer as sent: held for a person, never silently
@@ -850,9 +871,15 @@ def _set_states(tx, realm_id: str, run_id: int, only_dirty: bool = False) -> Non
                                 count(*) FILTER (WHERE check_name = '{DRIFT_CHECK}') AS in_qbo
                          FROM findings WHERE run_id = $run GROUP BY ALL) f USING (entity, record_id)
               WHERE r.realm_id = $realm AND r.removed_at IS NULL {dirty}) s
-            WHERE records.realm_id = $realm AND records.entity = s.entity AND records.record_id = s.record_id
-              AND records.state <> s.state
+            JOIN records ON records.realm_id = $realm AND records.entity = s.entity AND records.record_id = s.record_id
+            WHERE records.state <> s.state
               AND (records.state NOT IN {_ENGINE_STATES} OR s.state IN ('synced', 'excluded')
                    OR s.engine_version IS DISTINCT FROM records.current_version)""",
         {"run": run_id, "realm": realm_id},
-    )
+    ).fetchall()
+    changes.log_selected(tx, "SELECT realm_id, entity, record_id FROM _new_states")
+    tx.execute(
+        """UPDATE records SET state = n.state FROM _new_states n
+           WHERE records.realm_id = n.realm_id AND records.entity = n.entity AND records.record_id = n.record_id"""
+    ).fetchall()
+    tx.execute("DROP TABLE _new_states").fetchall()

@@ -470,6 +470,18 @@ CREATE TABLE connection_warnings (
 );
 """
 
+# The change log: one row per record a write changed (a record written twice has two rows until a refresh consumes
+# them). No key: appends stay cheap, and the refresh reads it whole.
+_V16 = """
+CREATE SEQUENCE record_change_seq START 1;
+CREATE TABLE record_changes (
+  seq BIGINT NOT NULL DEFAULT nextval('record_change_seq'),
+  realm_id VARCHAR NOT NULL,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL
+);
+"""
+
 
 def current_view(name: str) -> str:
     """The view over one AWRA table holding only live records' current versions (lines: their header's)."""
@@ -545,6 +557,10 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE ingest_runs ADD snapshot_id VARCHAR; ALTER TABLE ingest_runs ADD kind VARCHAR DEFAULT 'full'; "
         "ALTER TABLE ingest_runs ADD base VARCHAR;",
     ),
+    # Each write that changes what a record's read-model row is made of notes the record here, in its own
+    # transaction; the read-model refresh re-reads only those records and deletes the rows it consumed
+    # (pipelines/changes.py, pipelines/views/read_model.py).
+    Migration(16, "Read model: the records each write changed", _V16),
 ]
 
 

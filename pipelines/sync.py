@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines import changes
 from pipelines.keys import RecordKey
 from pipelines.locks import realm_lock
 from pipelines.payloads import build_payloads
@@ -289,6 +290,8 @@ def _record_many(
     try:
         for statement, names in writes:
             tx.execute(statement, {name: params[name] for name in names}).fetchall()
+        # every answered record: its state, link or exceptions may have moved
+        changes.log_selected(tx, "SELECT ? AS realm_id, entity, record_id FROM _sync_outcomes", [params["realm"]])
     finally:
         tx.unregister("_sync_outcomes")
     return [(row["qbo_entity"], a.object) for row, a, _ in recorded if a.outcome.outcome == "accepted" and a.object]
@@ -348,6 +351,7 @@ def _write_intents(store: Store, realm_id: str, run_id: int, rows: list[dict], n
         try:
             tx.execute(_OPEN_INTENTS, {"realm": realm_id, "run": run_id, "now": now}).fetchall()
             tx.execute(_QUEUE_RECORDS, {"realm": realm_id}).fetchall()
+            changes.log_selected(tx, "SELECT ? AS realm_id, entity, record_id FROM _sync_intents", [realm_id])
         finally:
             tx.unregister("_sync_intents")
 
@@ -770,6 +774,7 @@ def requeue(cur: duckdb.DuckDBPyConnection, realm_id: str, keys: Sequence[Record
         "AND state IN ('needs_fix', 'blocked', 'retry_scheduled', 'ambiguous', 'ready')",
         [[realm_id, k.entity, k.record_id] for k in keys],
     )
+    changes.log_keys(cur, realm_id, [(k.entity, k.record_id) for k in keys])
 
 
 def retry_answers(store: Store, realm_id: str, run_id: int, keys: Sequence[RecordKey]) -> dict[RecordKey, RetryAnswer]:

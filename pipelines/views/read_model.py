@@ -32,6 +32,7 @@ _STAGE_CASE = " ".join(f"WHEN '{k}' THEN {v}" for k, v in STAGE_OF_CHECK.items()
 _DIM_ORDER = "CASE e.dimension WHEN 'authorization' THEN 0 WHEN 'source_data' THEN 1 WHEN 'mapping' THEN 2 ELSE 3 END"
 # The records an incremental update re-inserts (rm_dirty: those whose inputs changed), as a condition on a row.
 _DIRTY = "(entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)"
+_E_DIRTY = "(e.entity, e.record_id) IN (SELECT entity, record_id FROM rm_dirty)"
 
 
 def _primary(only: str = "") -> str:
@@ -51,16 +52,39 @@ _PRIMARY = _primary()
 OWNER = "coalesce(p.owner, CASE WHEN p.owner_role = 'finance' THEN f.owner END, p.owner_role)"
 
 
-def _live_rows(dirty: bool) -> str:
+# The facts a record's row takes from its current version (which never changes), and the rows of rm_records whose
+# version is still current among the records re-inserted (rm_kept): their facts are taken from there, not from AWRA.
+_FACT_COLUMNS = "realm_id, entity, record_id, number, party_id, amount, txn_date, owner"
+_KEPT = "(entity, record_id) IN (SELECT entity, record_id FROM rm_kept WHERE kept)"
+# Each live record re-inserted as records holds it, with its row's facts when the row holds its current version
+# (kept): the one read of records an update makes.
+_KEEP = """
+  SELECT r.realm_id, r.entity, r.record_id, r.state, r.current_version, r.removed_at, o.number, o.party_id, o.amount,
+         o.txn_date, o.owner, o.record_id IS NOT NULL AS kept
+  FROM records r LEFT JOIN rm_records o
+    ON o.entity = r.entity AND o.record_id = r.record_id AND o.current_version = r.current_version
+  WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')
+    AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM rm_dirty)"""
+
+
+def _live_rows(dirty: bool, new_versions: bool = True) -> str:
     """Each live record the sync moves, with what the pages ask of it, joined once: first_fail is the funnel stage of
     its earliest failed check in the latest check run (99: none failed); link_* its QuickBooks object; excluded_* the
     person's exclusion; p_* its leading open exception and that one's owner. With `dirty`, only the records named in
-    rm_dirty, each input narrowed to them before it is joined (the joins then stay the size of the change)."""
+    rm_dirty, each input narrowed to them before it is joined (the joins then stay the size of the change), the
+    facts of those in rm_kept taken from it and, with `new_versions`, the others' from AWRA."""
     records, facts, refs = "records", f"({RECORD_FACTS})", "external_refs"
     first_only, primary = "", _PRIMARY
     if dirty:
-        records, refs = f"(SELECT * FROM records WHERE {_DIRTY})", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
-        facts, first_only = f"(SELECT * FROM {facts} f0 WHERE {_DIRTY})", f"{_DIRTY} AND "
+        records, refs = "rm_kept", f"(SELECT * FROM external_refs WHERE {_DIRTY})"
+        facts, first_only = f"(SELECT {_FACT_COLUMNS} FROM rm_kept", f"{_DIRTY} AND "
+        if new_versions:
+            facts += (
+                f" WHERE kept UNION ALL SELECT {_FACT_COLUMNS} FROM ({RECORD_FACTS}) f0 WHERE {_DIRTY} AND NOT {_KEPT}"
+            )
+        else:
+            facts += " WHERE kept"
+        facts += ")"
         primary = _primary(f" AND {_DIRTY}")
     return f"""
   SELECT r.entity, r.record_id, r.state, r.current_version, f.number, f.party_id, f.amount, f.txn_date, f.owner,
@@ -83,14 +107,27 @@ def _live_rows(dirty: bool) -> str:
 
 _LIVE = _live_rows(dirty=False)
 _LIVE_DIRTY = _live_rows(dirty=True)
+_LIVE_KEPT = _live_rows(dirty=True, new_versions=False)
 
 
-def _exceptions(records: str) -> str:
-    """Every exception of the company with the money it stands for: its record's AWRA amount, else its own."""
+# What rm_exceptions holds of each exception: all but when it was last seen and how often (every cycle moves those
+# for every open exception, and no page reads them from here), so that a row changes only with a write the change
+# log notes.
+_EXCEPTION_COLUMNS = (
+    "exception_id", "realm_id", "entity", "record_id", "version", "dimension", "reason", "detail", "owner_role",
+    "owner", "status", "escalated", "opened_at", "amount", "evidence", "resolved_at", "resolved_by", "resolution",
+    "due_by", "routed_by", "last_activity_at", "escalated_at", "escalation_reason", "resolution_code", "resolved_mark",
+)  # fmt: skip
+
+
+def _exceptions(records: str, only: str = "") -> str:
+    """Every exception of the company with the money it stands for: its record's AWRA amount, else its own; `only`
+    narrows the exceptions (a condition starting with AND)."""
+    columns = ", ".join(f"e.{c}" for c in _EXCEPTION_COLUMNS)
     return f"""
-  SELECT e.*, coalesce(f.amount, e.amount, 0) AS money
+  SELECT {columns}, coalesce(f.amount, e.amount, 0) AS money
   FROM exceptions e LEFT JOIN {records} f ON f.entity = e.entity AND f.record_id = e.record_id
-  WHERE e.realm_id = $realm"""
+  WHERE e.realm_id = $realm{only}"""
 
 
 def _leading(records: str, only: str = "") -> str:
@@ -210,8 +247,12 @@ def _differ(columns: tuple[str, ...], now: str, then: str) -> str:
 
 
 _CHANGED = " UNION ".join(_differ(*parts) for parts in _INPUTS.values())
+# The same records as the writers noted them in the change log (the rows this refresh consumes).
+_LOGGED = "SELECT DISTINCT entity, record_id FROM rm_consumed WHERE realm_id = $realm"
 # The tables an update changes row by row; the others (aggregates, and every exception with its money) are rebuilt.
-_IN_PLACE = ("rm_records", "rm_leading")
+_IN_PLACE = ("rm_records", "rm_leading", "rm_exceptions")
+# Those the comparison of inputs (the fallback without the log) can update.
+_COMPARED = ("rm_records", "rm_leading")
 # Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
 FULL_SHARE = 0.25
 
@@ -285,20 +326,27 @@ def is_current(store: Store, realm_id: str) -> bool:
     return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
 
 
-def _update_records(store: Store, realm_id: str) -> int | None:
-    """Re-insert only the rm_records and rm_leading rows whose inputs changed since the tables were built; returns
-    how many rows were re-inserted since the last whole build, or None when they must be rebuilt whole (none yet,
-    another company or an older shape of the queries, or too many changes, now or added up since that build)."""
-    labelled = store.scalar(  # an older release's label has no count of re-inserted rows: rebuild once
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rm_state' AND column_name = 'reinserted'"
-    )
-    if not labelled:
+def _update_records(store: Store, realm_id: str) -> tuple[int, tuple[str, ...]] | None:
+    """Re-insert only the rows of the records whose inputs changed since the tables were built; returns how many
+    rows were re-inserted since the last whole build and the tables so updated, or None when they must be rebuilt
+    whole (none yet, another company or an older shape of the queries, or too many changes, now or added up since
+    that build).
+
+    The records changed are those the writers noted in the change log (rm_consumed: the log as this refresh found
+    it) when the tables were last built with the log; their rm_records, rm_leading and rm_exceptions rows are
+    re-inserted. Else (tables built by a release before the log) every input of rm_records and rm_leading is
+    compared with what their rows hold, which finds the same records exactly, only slower (rm_exceptions, whose
+    rows hold more than that comparison sees, is then rebuilt)."""
+    state = store.frame("SELECT * FROM rm_state") if store.table_exists("rm_state") else None
+    if state is None or "reinserted" not in state.columns:  # an older release's label has no count: rebuild once
         return None
     built = store.rows("SELECT realm_id, version, reinserted FROM rm_state")
     if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != SHAPE:
         return None  # the tables are another company's or an older release's: their columns may differ too
+    logged = "change_mark" in state.columns and state["change_mark"][0] is not None
+    changed_sql = _LOGGED if logged else _CHANGED
     # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
-    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_CHANGED}", {"realm": realm_id})
+    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {changed_sql}", {"realm": realm_id})
     changed, rows = store.rows("SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records)")[0]
     # Re-inserted rows go to the end of rm_records, out of its date order (which lets a month's scan skip the rest):
     # once they add up to the threshold share since the last whole build, the next refresh rebuilds it in order.
@@ -307,15 +355,31 @@ def _update_records(store: Store, realm_id: str) -> int | None:
         rows, 1
     )
     if same and changed:
+        store.execute(f"CREATE OR REPLACE TABLE rm_kept AS {_KEEP}", {"realm": realm_id})
+        live = _LIVE_DIRTY if store.scalar("SELECT count(*) FROM rm_kept WHERE NOT kept") else _LIVE_KEPT
         store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
-        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({_LIVE_DIRTY})", {"realm": realm_id})
+        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({live})", {"realm": realm_id})
+        store.execute("DROP TABLE rm_kept")
         store.execute(f"DELETE FROM rm_leading WHERE {_DIRTY}")
         store.execute(
             f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({_leading('rm_records', f' AND {_DIRTY}')})",
             {"realm": realm_id},
         )
+        if logged:
+            store.execute(f"DELETE FROM rm_exceptions WHERE {_DIRTY}")
+            store.execute(
+                f"INSERT INTO rm_exceptions {_exceptions('rm_records', f' AND {_E_DIRTY}')}", {"realm": realm_id}
+            )
     store.execute("DROP TABLE rm_dirty")
-    return reinserted if same else None
+    return (reinserted, _IN_PLACE if logged else _COMPARED) if same else None
+
+
+def _mark(store: Store) -> int:
+    """How far the change log had been read when the tables were last built (0: never, or before the log)."""
+    if not store.table_exists("rm_state"):
+        return 0
+    state = store.frame("SELECT * FROM rm_state")
+    return int(state["change_mark"][0] or 0) if "change_mark" in state.columns and state.height == 1 else 0
 
 
 def refresh_read_model(store: Store, realm_id: str) -> bool:
@@ -324,20 +388,32 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
     They hold one company: the last one shown. The engine calls this after each cycle, so that the first page
     shown after a change does not pay for it; a page calls it too. Returns False when another process was
     rebuilding them at the same moment (the page then reads live).
+
+    The change log is consumed in the same transaction: the rows found at its start (every company's: the tables
+    hold one, and another company's next build is whole) are deleted at its end, and the highest of them is kept in
+    rm_state as the mark the log has been read to. A row a writer commits meanwhile stays for the next refresh.
     """
     if is_current(store, realm_id):
         return True
     try:
         with store.transaction():
-            reinserted = _update_records(store, realm_id)
+            # On PostgreSQL replacing rm_consumed waits for a concurrent refresh to commit (and consume its rows).
+            store.execute(
+                "CREATE OR REPLACE TABLE rm_consumed AS SELECT seq, realm_id, entity, record_id FROM record_changes"
+            )
+            updated = _update_records(store, realm_id)
+            reinserted, in_place = updated if updated is not None else (None, ())
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
-                if reinserted is None or name not in _IN_PLACE:
+                if name not in in_place:
                     store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
+            store.execute("DELETE FROM record_changes WHERE seq IN (SELECT seq FROM rm_consumed)")
+            mark = max(int(store.scalar("SELECT coalesce(max(seq), 0) FROM rm_consumed")), _mark(store))
+            store.execute("DROP TABLE rm_consumed")
             # labelled inside the transaction: the version of exactly the data the tables were built from
             store.execute(
                 "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, "
-                "$reinserted::BIGINT AS reinserted",
-                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0},
+                "$reinserted::BIGINT AS reinserted, $mark::BIGINT AS change_mark",
+                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0, "mark": mark},
             )
     except duckdb.TransactionException:
         return False

@@ -13,6 +13,7 @@ from fixtures import REALM, tiny_snapshot, write_snapshot
 from polars.testing import assert_frame_equal
 from world import FINANCE, World
 
+from pipelines import changes
 from pipelines.ingest import ingest_snapshot
 from pipelines.views import read_model
 
@@ -178,7 +179,8 @@ _UPDATED = ("rm_records", "rm_leading")  # the tables updated row by row
 
 
 @pytest.mark.parametrize("change", list(_ONE_INPUT))
-def test_each_input_of_a_row_alone_is_seen(tmp_path: Path, change: str) -> None:
+def test_each_input_of_a_row_alone_is_seen_by_the_comparison(tmp_path: Path, change: str) -> None:
+    """The fallback for tables built before the change log: every input compared with the rows (no log read)."""
     world = World(tmp_path)
     steps = _Steps(world, random.Random(0))
     try:
@@ -188,8 +190,12 @@ def test_each_input_of_a_row_alone_is_seen(tmp_path: Path, change: str) -> None:
         assert read_model.refresh_read_model(world.store, REALM)
         before = {name: _stored(world)[name] for name in _UPDATED}
         world.store.execute(_ONE_INPUT[change])
-        # the change is not one the version key sees: say the tables are stale, keeping their shape and company
-        world.store.execute("UPDATE rm_state SET version = ?", [json.dumps([read_model.SHAPE, "stale"])])
+        # the change is not one the version key sees, nor one a writer noted: say the tables are stale, keeping
+        # their shape and company, and were built before the log (no mark): the refresh compares every input
+        world.store.execute(
+            "UPDATE rm_state SET version = ?, change_mark = NULL", [json.dumps([read_model.SHAPE, "stale"])]
+        )
+        world.store.execute("CREATE OR REPLACE TABLE rm_consumed AS SELECT * FROM record_changes WHERE false")
         assert read_model._update_records(world.store, REALM) is not None
         after, rebuilt = _stored(world), _rebuilt(world)
         assert any(not after[name].equals(before[name]) for name in _UPDATED), "the change shows in a row"
@@ -212,7 +218,10 @@ def test_rows_reinserted_over_several_updates_bring_back_a_rebuild_in_date_order
         monkeypatch.setattr(read_model, "FULL_SHARE", 1.5 / rows)  # one re-inserted row is allowed, two are not
 
         def change(record_id: str) -> int:
-            world.store.execute("UPDATE records SET state = 'needs_fix' WHERE record_id = ?", [record_id])
+            with world.store.transaction() as tx:  # as a writer changes it: the change and its note together
+                tx.execute("UPDATE records SET state = 'needs_fix' WHERE record_id = ?", [record_id]).fetchall()
+                changes.log_selected(tx, "SELECT realm_id, entity, record_id FROM records WHERE record_id = ?",
+                                     [record_id])  # fmt: skip
             world.store.execute("UPDATE rm_state SET version = ?", [json.dumps([read_model.SHAPE, "stale"])])
             assert read_model.refresh_read_model(world.store, REALM)
             return int(world.store.scalar("SELECT reinserted FROM rm_state"))
