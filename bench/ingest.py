@@ -14,7 +14,7 @@ import polars as pl
 
 from pipelines.clock import system_clock
 from pipelines.demo.company import write_demo
-from pipelines.ingest import ingest_snapshot
+from pipelines.ingest import IngestResult, ingest_snapshot
 from pipelines.store import Store
 from schemas.awra import CONTRACT
 from schemas.manifest import MANIFEST_FILE, Manifest, manifest_json
@@ -79,7 +79,34 @@ def _delta(src: Path, dst: Path, fmt: str, share: float) -> int:
     return sum(sent[n].height for n in sent if not CONTRACT[n].is_lines)
 
 
-def _timed(store: Store, folder: Path) -> tuple[float, object]:
+def _reset_peak() -> bool:
+    """Start a new peak-RSS count for this process (Linux: /proc/self/clear_refs); False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_mb() -> float:
+    """This process's peak RSS since the last reset (VmHWM), or since it started (ru_maxrss)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def _rss_mb() -> float:
+    """This process's RSS now (0 where /proc is not there)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return 0.0
+
+
+def _timed(store: Store, folder: Path) -> tuple[float, IngestResult]:
     start = time.perf_counter()
     result = ingest_snapshot(store, folder, realm_id=REALM, now=system_clock())
     return time.perf_counter() - start, result
@@ -93,13 +120,21 @@ def run(records: int, fmt: str, work: Path) -> None:
     changed = _changed_copy(demo.snapshot_dir, changed_dir, fmt, 0.01)
     in_delta = _delta(changed_dir, delta_dir, fmt, 0.01)
     store = Store(work / f"bench-{fmt}.duckdb")
+    # The first ingest's own peak: writing the demo and its copies above is the bench's work, not the ingest's.
+    own = _reset_peak()
+    before = _rss_mb()
     first, r1 = _timed(store, demo.snapshot_dir)
+    first_peak = _peak_mb()
     again, r2 = _timed(store, demo.snapshot_dir)
     delta, r3 = _timed(store, changed_dir)
     small, r4 = _timed(store, delta_dir)
     store.close()
     print(f"{fmt}: {records:,} records, {rows:,} rows")
     print(f"  first ingest       {first:7.2f} s   {rows / first:12,.0f} rows/s   ({r1.new:,} new)")
+    print(
+        f"  first ingest peak RSS {first_peak:,.0f} MB ({before:,.0f} MB before it)"
+        + ("" if own else ", of the whole process so far")
+    )
     print(f"  unchanged again    {again:7.2f} s   {again / first:6.1%} of the first  ({r2.status})")
     print(
         f"  1% changed         {delta:7.2f} s   {delta / first:6.1%} of the first  ({r3.changed:,} changed, "

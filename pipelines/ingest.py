@@ -7,10 +7,11 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandera.errors
@@ -157,6 +158,10 @@ class _RawFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
 
     def row_number(self, index: int) -> int:
         """The row a person sees in the file for row `index` of `frame`."""
@@ -378,6 +383,24 @@ def _is_text(dtype: pa.DataType) -> bool:
 
 def _parquet_text_problems(path: Path, table: pa.Table, limits: SnapshotLimits) -> list[Problem]:
     """Cells over the limit, or more text in all than the limit, found in the dictionary-encoded strings."""
+    problems, total = _parquet_text_measure(path, table, limits, 0)
+    if total > limits.max_file_bytes:
+        problems.append(_expands(path, total, limits))
+    return problems
+
+
+def _expands(path: Path, total: int, limits: SnapshotLimits) -> Problem:
+    return Problem(
+        path.name, None, None, f"expands to {total:,} bytes of data; a snapshot file may hold at most "
+        f"{limits.max_file_bytes:,}"
+    )  # fmt: skip
+
+
+def _parquet_text_measure(
+    path: Path, table: pa.Table, limits: SnapshotLimits, first_index: int
+) -> tuple[list[Problem], int]:
+    """Cells over the limit (named by row: `first_index` is the file position of the table's first row), and the
+    bytes of text the table holds, measured in the dictionary-encoded strings."""
     problems = []
     total = 0
     for name, column in zip(table.column_names, table.columns, strict=True):
@@ -392,27 +415,40 @@ def _parquet_text_problems(path: Path, table: pa.Table, limits: SnapshotLimits) 
                     hits = pc.is_in(chunk.indices, value_set=pa.array(codes, type=chunk.indices.type))
                     index = int(np.flatnonzero(hits.to_numpy(zero_copy_only=False))[0])
                     offset = sum(len(c) for c in column.chunks[: column.chunks.index(chunk)])
-                    problems.append(_long_cell(path, offset + index + 1, name, longest, limits))
+                    problems.append(_long_cell(path, first_index + offset + index + 1, name, longest, limits))
                     break
             else:
                 total += chunk.nbytes
-    if total > limits.max_file_bytes:
-        problems.append(
-            Problem(
-                path.name, None, None, f"expands to {total:,} bytes of data; a snapshot file may hold at most "
-                f"{limits.max_file_bytes:,}"
-            )
-        )  # fmt: skip
-    return problems
+    return problems, total
+
+
+def _not_parquet(path: Path, err: Exception) -> SnapshotError:
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return SnapshotError([Problem(path.name, None, None, f"is not readable Parquet: {detail}")])
 
 
 def _read_parquet(path: Path, data: bytes, table: Table, limits: SnapshotLimits) -> pl.DataFrame:
     try:
         meta = pq.ParquetFile(io.BytesIO(data))
-        names = meta.schema_arrow.names
     except Exception as err:  # a truncated or foreign file raises many kinds of errors
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SnapshotError([Problem(path.name, None, None, f"is not readable Parquet: {detail}")]) from None
+        raise _not_parquet(path, err) from None
+    strings = _check_parquet_meta(path, meta, limits)
+    try:
+        # Strings stay dictionary-encoded until they are measured: a repeated value is held once, however often used.
+        arrow = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings).read()
+        problems = _parquet_text_problems(path, arrow, limits)
+        if problems:
+            raise SnapshotError(problems)
+        return _parquet_text(path, arrow, table)
+    except SnapshotError:
+        raise
+    except Exception as err:  # a truncated or foreign file raises many kinds of errors
+        raise _not_parquet(path, err) from None
+
+
+def _check_parquet_meta(path: Path, meta: pq.ParquetFile, limits: SnapshotLimits) -> list[str]:
+    """Refuse repeated column names and too many columns or rows, from the footer alone; the text columns' names."""
+    names = meta.schema_arrow.names
     repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if repeated is not None:
         raise SnapshotError(
@@ -431,20 +467,13 @@ def _read_parquet(path: Path, data: bytes, table: Table, limits: SnapshotLimits)
             [Problem(path.name, None, None, f"has {meta.metadata.num_rows:,} rows; a file may hold at most "
                      f"{limits.max_rows:,}")]
         )  # fmt: skip
+    return [f.name for f in meta.schema_arrow if _is_text(f.type)]
+
+
+def _parquet_text(path: Path, arrow: pa.Table, table: Table) -> pl.DataFrame:
+    """Parquet rows as text; amounts stored as floats are refused (a cent may already be lost)."""
     kinds = {c.name: c.kind for c in table.columns}
-    strings = [f.name for f in meta.schema_arrow if _is_text(f.type)]
-    try:
-        # Strings stay dictionary-encoded until they are measured: a repeated value is held once, however often used.
-        arrow = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings).read()
-        problems = _parquet_text_problems(path, arrow, limits)
-        if problems:
-            raise SnapshotError(problems)
-        frame = pl.from_arrow(arrow)
-    except SnapshotError:
-        raise
-    except Exception as err:  # a truncated or foreign file raises many kinds of errors
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SnapshotError([Problem(path.name, None, None, f"is not readable Parquet: {detail}")]) from None
+    frame = pl.from_arrow(arrow)
     assert isinstance(frame, pl.DataFrame)
     for name, dtype in frame.schema.items():
         if kinds.get(name, "").startswith(("money", "quantity")) and dtype.is_float():
@@ -769,23 +798,39 @@ def _raw_hashes(raw: dict[str, _RawFile]) -> dict[str, pl.DataFrame]:
         lines = [raw[t.name] for t in CONTRACT.values() if t.parent == name and t.name in raw]
         if table.is_lines or any(_unhashable(r) for r in (head, *lines)):
             continue
-        frame = head.frame.select(pl.col(table.record_id).alias("record_id"), _row_hash(head.frame))
+        frame = _header_hashes(table, head.frame)
         for line in lines:
-            # A wrapping sum: the line set in any order gives one value (each line's hash includes its line_no).
-            # Grouped by a hash of the id, which is cheaper than the text; two ids that share one only share
-            # their sum, so a change to either still changes both (more work, never a missed change).
-            per_record = (
-                line.frame.select(pl.col(line.table.record_id).hash(_SEED).alias("id_hash"), _row_hash(line.frame))
-                .group_by("id_hash")
-                .agg(pl.col("raw_hash").sum().alias("lines_hash"))
-            )
-            frame = (
-                frame.with_columns(pl.col("record_id").hash(_SEED).alias("id_hash"))
-                .join(per_record, on="id_hash", how="left")
-                .select("record_id", pl.struct("raw_hash", "lines_hash").hash(_SEED).alias("raw_hash"))
-            )
+            frame = _with_lines_hash(frame, _lines_hashes(line.table, line.frame))
         hashes[name] = frame
     return hashes
+
+
+def _header_hashes(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+    """record_id and the hash of each header row's raw text."""
+    return frame.select(pl.col(table.record_id).alias("record_id"), _row_hash(frame))
+
+
+def _lines_hashes(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+    """Per record (by a hash of its id): the wrapping sum of its lines' raw-text hashes.
+
+    A wrapping sum: the line set in any order gives one value (each line's hash includes its line_no), and the sums
+    of parts of a file add up to the sum of the file. Grouped by a hash of the id, which is cheaper than the text;
+    two ids that share one only share their sum, so a change to either still changes both (more work, never a
+    missed change)."""
+    return (
+        frame.select(pl.col(table.record_id).hash(_SEED).alias("id_hash"), _row_hash(frame))
+        .group_by("id_hash")
+        .agg(pl.col("raw_hash").sum().alias("lines_hash"))
+    )
+
+
+def _with_lines_hash(frame: pl.DataFrame, per_record: pl.DataFrame) -> pl.DataFrame:
+    """Header hashes combined with their records' lines sums (a record without lines has none)."""
+    return (
+        frame.with_columns(pl.col("record_id").hash(_SEED).alias("id_hash"))
+        .join(per_record, on="id_hash", how="left")
+        .select("record_id", pl.struct("raw_hash", "lines_hash").hash(_SEED).alias("raw_hash"))
+    )
 
 
 def _unchanged_ids(store: Store, realm_id: str, hashes: dict[str, pl.DataFrame]) -> dict[str, pl.Series]:
@@ -855,31 +900,268 @@ def _stage(
         if table.is_lines or name not in frames:
             continue
         ids = raw[name].frame.select(pl.col(table.record_id).alias("record_id"))
-        raw_hash = hashes.get(name, ids.with_columns(raw_hash=pl.lit(None, pl.UInt64)))
-        cur.register("_incoming", raw_hash.to_arrow())
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE stage_raw_{name} AS SELECT * FROM _incoming")
+        _stage_record_hashes(cur, table, hashes.get(name, ids.with_columns(raw_hash=pl.lit(None, pl.UInt64))))
+
+
+def _stage_record_hashes(cur: Any, table: Table, raw_hash: pl.DataFrame) -> None:
+    """Every record id the file holds with its raw-text hash, and each staged record's content hash."""
+    name = table.name
+    cur.register("_incoming", raw_hash.to_arrow())
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE stage_raw_{name} AS SELECT * FROM _incoming")
+    cur.unregister("_incoming")
+    lines = [t for t in CONTRACT.values() if t.parent == name]
+    header_hash = _hash_expr(table, "h")
+    if lines:
+        line = lines[0]
+        cur.execute(
+            f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
+            WITH lh AS (
+              SELECT {line.record_id} AS rid,
+                     md5(string_agg({_hash_expr(line)}, ',' ORDER BY line_no)) AS lines_hash
+              FROM stage_{line.name} GROUP BY 1)
+            SELECT h.{table.record_id} AS record_id,
+                   md5({header_hash} || '|' || coalesce(lh.lines_hash, '')) AS content_hash, x.raw_hash
+            FROM stage_{name} h LEFT JOIN lh ON lh.rid = h.{table.record_id}
+            LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
+        )
+    else:
+        cur.execute(
+            f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
+            SELECT h.{table.record_id} AS record_id, {header_hash} AS content_hash, x.raw_hash
+            FROM stage_{name} h LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
+        )
+
+
+# -- a first ingest of Parquet files, in batches -------------------------------------------------------------
+# An entity that has no record in the store yet (a company's first snapshot, or a table it starts to use) and comes
+# in Parquet files is read a batch of rows at a time: each batch is measured, validated and staged before the next is
+# read, so the memory it takes does not grow with the file. What only the whole file can tell (a key repeated in two
+# batches, a line whose parent is not in the snapshot) is asked of the staged rows in SQL, each row named by its place
+# in the file. Nothing leaves the temp tables before the apply, so a refusal changes nothing stored.
+BATCH_ROWS = 65_536
+_ROW = "_row"  # the staged rows' place in their file (as a person counts: the first data row is 1)
+
+
+@dataclass
+class _Streamed:
+    """One file read in batches: its rows, its problems, and its records' raw-text hashes (small: no text)."""
+
+    table: Table
+    path: Path
+    rows: int = 0
+    bad: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    hashes: list[pl.DataFrame] = field(default_factory=list)  # header: record_id, raw_hash; lines: per-record sums
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def height(self) -> int:
+        return self.rows
+
+
+def _family(name: str) -> list[Table]:
+    """A header table and its lines tables."""
+    return [t for t in CONTRACT.values() if name in (t.name, t.parent)]
+
+
+def _streamable(store: Store, realm_id: str, folder: Path, tables: set[str]) -> set[str]:
+    """Of these tables: those of entities whose files are all Parquet and that have no record in the store yet."""
+    found: set[str] = set()
+    for table in CONTRACT.values():
+        family = _family(table.name)
+        if table.is_lines or not {t.name for t in family} <= tables:
+            continue
+        try:
+            if any(_find_file(folder, t).suffix != ".parquet" for t in family):
+                continue
+        except SnapshotError:
+            continue  # read_snapshot reports it, with the others
+        if not store.rows("SELECT 1 FROM records WHERE realm_id = ? AND entity = ? LIMIT 1", [realm_id, table.entity]):
+            found |= {t.name for t in family}
+    return found
+
+
+def _open_parquet(path: Path, limits: SnapshotLimits) -> tuple[pa.OSFile, pq.ParquetFile, list[str]]:
+    """The open file, its footer (checked) and its text columns; refused past the size limit, and never read past
+    it: the size is checked when the file is opened, and Parquet reads only what its footer places within it."""
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise _too_big(path, size, limits)
+    if size < 4096 and not path.read_bytes().strip():
+        raise SnapshotError([Problem(path.name, None, None, "file is empty; expected at least the header row")])
+    source = pa.OSFile(str(path))
+    try:
+        if source.size() > limits.max_file_bytes:  # it grew since
+            raise _too_big(path, source.size(), limits)
+        meta = pq.ParquetFile(source)
+        return source, meta, _check_parquet_meta(path, meta, limits)
+    except SnapshotError:
+        source.close()
+        raise
+    except Exception as err:  # a truncated or foreign file raises many kinds of errors
+        source.close()
+        raise _not_parquet(path, err) from None
+
+
+def _parquet_batches(path: Path, source: pa.OSFile, strings: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    """The file's rows a batch at a time (a file with its header only: one batch of no rows)."""
+    try:
+        # Strings stay dictionary-encoded until they are measured: a repeated value is held once, however often used.
+        reader = pq.ParquetFile(source, read_dictionary=strings)
+        batches = reader.iter_batches(batch_size=batch_rows)
+        empty = reader.schema_arrow.empty_table()
+    except Exception as err:  # a truncated or foreign file raises many kinds of errors
+        raise _not_parquet(path, err) from None
+    sent = False
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as err:
+            raise _not_parquet(path, err) from None
+        if batch is None:
+            break
+        sent = True
+        yield pa.Table.from_batches([batch])
+    if not sent:
+        yield empty
+
+
+def _stream_file(cur: Any, table: Table, path: Path, limits: SnapshotLimits, batch_rows: int) -> _Streamed:
+    """Read, check and stage one Parquet file a batch at a time; stops staging at its first problem."""
+    out = _Streamed(table, path)
+    source, meta, strings = _open_parquet(path, limits)
+    try:
+        header = _RawFile(table, path, pl.DataFrame(schema={n: pl.String for n in meta.schema_arrow.names}), 1)
+        missing = _complete_columns(header)[1]
+        if missing:
+            raise SnapshotError(missing)
+        total = 0
+        for arrow in _parquet_batches(path, source, strings, batch_rows):
+            found, size = _parquet_text_measure(path, arrow, limits, out.rows)
+            total += size
+            if total > limits.max_file_bytes:
+                found.append(_expands(path, total, limits))
+            if found:
+                raise SnapshotError(found)
+            raw = _RawFile(table, path, _parquet_text(path, arrow, table), first_row=out.rows + 1)
+            del arrow
+            found = _limit_problems(raw, limits)
+            if found:
+                raise SnapshotError(found)
+            checked, found, bad = _validate_file(raw)
+            out.problems.extend(found)
+            out.bad += bad
+            if not out.problems:
+                _stage_batch(cur, table, checked, raw.first_row, first=not out.rows)
+                out.hashes.append((_lines_hashes if table.is_lines else _header_hashes)(table, raw.frame))
+            out.rows += raw.frame.height
+            if len(out.problems) >= _MAX_PROBLEMS_KEPT:
+                break
+    finally:
+        source.close()
+    return out
+
+
+def _stage_batch(cur: Any, table: Table, frame: pl.DataFrame, first_row: int, first: bool) -> None:
+    """One validated batch into the file's temp table, each row with its place in the file."""
+    staged = _with_extra(table, frame).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).add(first_row).alias(_ROW))
+    into = "CREATE OR REPLACE TEMP TABLE {} AS " if first else "INSERT INTO {} "
+    cols = ", ".join(_cast(c) for c in table.columns)
+    cur.register("_incoming", staged.to_arrow())
+    try:
+        cur.execute(into.format(f"stage_{table.name}") + f"SELECT {cols}, extra, {_ROW} FROM _incoming")
+    finally:
         cur.unregister("_incoming")
-        lines = [t for t in CONTRACT.values() if t.parent == name]
-        header_hash = _hash_expr(table, "h")
-        if lines:
-            line = lines[0]
-            cur.execute(
-                f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
-                WITH lh AS (
-                  SELECT {line.record_id} AS rid,
-                         md5(string_agg({_hash_expr(line)}, ',' ORDER BY line_no)) AS lines_hash
-                  FROM stage_{line.name} GROUP BY 1)
-                SELECT h.{table.record_id} AS record_id,
-                       md5({header_hash} || '|' || coalesce(lh.lines_hash, '')) AS content_hash, x.raw_hash
-                FROM stage_{name} h LEFT JOIN lh ON lh.rid = h.{table.record_id}
-                LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
-            )
-        else:
-            cur.execute(
-                f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
-                SELECT h.{table.record_id} AS record_id, {header_hash} AS content_hash, x.raw_hash
-                FROM stage_{name} h LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
-            )
+
+
+def _duplicate_keys(cur: Any, streamed: _Streamed) -> list[Problem]:
+    """Rows whose key another row of the same file has (in any batch), each named by its row."""
+    table = streamed.table
+    keys = ", ".join(table.key)
+    rows = cur.execute(
+        f"""WITH dup AS (
+              SELECT s.{_ROW} FROM stage_{table.name} s
+              JOIN (SELECT {keys} FROM stage_{table.name} GROUP BY {keys} HAVING count(*) > 1) d USING ({keys}))
+            SELECT {_ROW}, (SELECT count(*) FROM dup) FROM dup ORDER BY {_ROW} LIMIT ?""",
+        [_MAX_PROBLEMS_KEPT],
+    ).fetchall()
+    if not rows:
+        return []
+    shown = " + ".join(table.key)
+    column = table.key[-1] if len(table.key) == 1 else shown
+    streamed.bad += int(rows[0][1])
+    return [Problem(streamed.name, int(r[0]), column, f"duplicate {shown}: each must appear once") for r in rows]
+
+
+def _orphans(cur: Any, streamed: _Streamed) -> list[Problem]:
+    """Lines whose record is not in the snapshot's header file, each named by its row."""
+    table = streamed.table
+    rid = table.record_id
+    rows = cur.execute(
+        f"""SELECT l.{_ROW}, l.{rid} FROM stage_{table.name} l
+            WHERE NOT EXISTS (SELECT 1 FROM stage_{table.parent} h WHERE h.{rid} = l.{rid})
+            ORDER BY l.{_ROW} LIMIT ?""",
+        [_MAX_PROBLEMS_KEPT],
+    ).fetchall()
+    return [Problem(streamed.name, int(r[0]), rid, f"{_shown(r[1])} has no row in {table.parent}") for r in rows]
+
+
+def _stream_tables(
+    store: Store,
+    folder: Path,
+    names: set[str],
+    limits: SnapshotLimits,
+    done: dict[str, _Streamed],
+    batch_rows: int = BATCH_ROWS,
+) -> None:
+    """Read, check and stage these tables' Parquet files in batches into `done`; all problems of all of them are
+    raised together (`done` then says what each file held, for the history)."""
+    cur = store.cursor()
+    problems: list[Problem] = []
+    for table in CONTRACT.values():
+        if table.name not in names:
+            continue
+        path = _find_file(folder, table)
+        try:
+            done[table.name] = _stream_file(cur, table, path, limits, batch_rows)
+        except SnapshotError as err:
+            problems.extend(err.problems)
+            done[table.name] = _Streamed(table, path, bad=1, problems=list(err.problems))
+            continue
+        problems.extend(done[table.name].problems)
+    if not problems:
+        for streamed in done.values():
+            found = _duplicate_keys(cur, streamed)
+            streamed.problems.extend(found)
+            problems.extend(found)
+    if not problems:
+        for streamed in done.values():
+            if streamed.table.is_lines:
+                found = _orphans(cur, streamed)
+                streamed.bad += len(found)
+                streamed.problems.extend(found)
+                problems.extend(found)
+    if problems:
+        raise SnapshotError(problems, {n: max(s.bad, 1) for n, s in done.items() if s.problems})
+    for name, streamed in done.items():
+        table = streamed.table
+        if table.is_lines:
+            continue
+        hashes = pl.concat(streamed.hashes) if streamed.hashes else _header_hashes(table, _empty_text(table))
+        for line in (t for t in _family(name) if t.is_lines):
+            parts = done[line.name].hashes or [_lines_hashes(line, _empty_text(line))]
+            # Sums of parts of a file add up (wrapping) to the file's: the same hash a whole read gives.
+            hashes = _with_lines_hash(hashes, pl.concat(parts).group_by("id_hash").agg(pl.col("lines_hash").sum()))
+            done[line.name].hashes.clear()
+        _stage_record_hashes(cur, table, hashes)
+        streamed.hashes.clear()
+
+
+def _empty_text(table: Table) -> pl.DataFrame:
+    return pl.DataFrame(schema={c: pl.String for c in table.column_names})
 
 
 def _diff(cur, table: Table, realm_id: str) -> None:
@@ -1047,7 +1329,7 @@ def _refuse(
     started: datetime,
     finished: datetime,
     err: SnapshotError,
-    raw: dict[str, _RawFile] | None,
+    raw: Mapping[str, _RawFile | _Streamed] | None,
     actor: str | None = None,
     manifest: Manifest = FULL,
 ) -> None:
@@ -1059,7 +1341,7 @@ def _refuse(
     for name in CONTRACT:
         r = (raw or {}).get(name)
         fname = r.name if r else None
-        rows = r.frame.height if r else 0
+        rows = r.height if r else 0
         probs = next((v for k, v in by_file.items() if k.rsplit(".", 1)[0] == name), [])
         bad = err.rejected.get(name, len(probs))
         msg = "; ".join(str(p) for p in probs[:5]) or None
@@ -1172,6 +1454,7 @@ def ingest_snapshot(
     started = now
     say = progress or (lambda _f, _l: None)
     raw: dict[str, _RawFile] | None = None
+    streamed: dict[str, _Streamed] = {}
     manifest = FULL
     prints = _fingerprints(folder) if folder.is_dir() else {}
     reason = (allow_removal or "").strip()
@@ -1191,16 +1474,22 @@ def ingest_snapshot(
             present = set(CONTRACT)
             # An entity whose files did not change since the last applied snapshot cannot have changed records.
             skipped = _unchanged_tables(store, realm_id, prints)
+        # An entity new to the store, in Parquet, is read in batches (bounded memory); the rest is read whole.
+        stream = set() if manifest.is_delta else _streamable(store, realm_id, folder, present - set(skipped))
         say(0.05, "reading files")
-        raw = read_snapshot(folder, present - set(skipped), limits)
+        raw = read_snapshot(folder, present - set(skipped) - stream, limits)
         _check_removed_not_sent(manifest, raw)
         say(0.3, "finding changed records")
         hashes = _raw_hashes(raw)
-        todo = _only_changed(raw, _unchanged_ids(store, realm_id, hashes))
+        # A delta sends only records that changed: looking each up among the store's live records would cost a pass
+        # over them (a cost that grows with the history, not with the change) to skip next to nothing. A record sent
+        # unchanged is still told apart later, as "same", and gets no new version.
+        todo = raw if manifest.is_delta else _only_changed(raw, _unchanged_ids(store, realm_id, hashes))
         say(0.35, "checking the contract")
         frames = validate_snapshot(todo)
         say(0.6, "staging")
         _stage(store, frames, raw, hashes)
+        _stream_tables(store, folder, stream, limits, streamed, BATCH_ROWS)
         _stage_removed(store, manifest)
         cur = store.cursor()
         removals = _delta_removals(cur, manifest, realm_id) if manifest.is_delta else _removals(cur, raw, realm_id)
@@ -1208,7 +1497,10 @@ def ingest_snapshot(
         if massive and not reason:
             raise MassRemovalError(massive, max_removal_share, reason_given=allow_removal is not None)
     except SnapshotError as err:
-        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, raw, actor, manifest)
+        read: dict[str, _RawFile | _Streamed] | None = None
+        if raw is not None or streamed:
+            read = {**streamed, **(raw or {})}
+        _refuse(store, folder, realm_id, started, elapsed_from(started, clock), err, read, actor, manifest)
         raise
     crash_point("ingest.staged")
     say(0.8, "applying")
@@ -1218,7 +1510,7 @@ def ingest_snapshot(
         for table in CONTRACT.values():
             if table.is_lines:
                 continue
-            sent, listed = table.name in raw, table.name in manifest.removed
+            sent, listed = table.name in raw or table.name in streamed, table.name in manifest.removed
             if not (sent or listed):
                 continue
             counts = {"new": 0, "changed": 0, "restored": 0}
@@ -1232,7 +1524,7 @@ def ingest_snapshot(
         changes.log_ingested(cur, realm_id, started)  # the read model's change log: the records this run changed
         totals = {k: sum(v[k] for v in by_entity.values()) for k in ("new", "changed", "removed", "restored")}
         status = "applied" if any(totals.values()) else "unchanged"
-        rows = {n: 0 for n in CONTRACT} | {n: r.frame.height for n, r in raw.items()} | skipped
+        rows = {n: 0 for n in CONTRACT} | {n: r.height for n, r in (raw | streamed).items()} | skipped
         files = {n: (prints.get(n, (None, ""))[0], rows[n], rows[n], 0, None) for n in CONTRACT}
         _record_run(
             cur,
