@@ -459,3 +459,18 @@ def dump_store(store: Store) -> dict[str, pl.DataFrame]:
         "SELECT entity, record_id, version, content_hash FROM record_versions ORDER BY ALL"
     )
     return out
+
+
+def rows_validated(monkeypatch) -> dict[str, int]:
+    """Rows handed to validation per table on the next ingest (what a re-ingest really reads past the files)."""
+    import pipelines.ingest as awra
+
+    seen: dict[str, int] = {}
+    real = awra.validate_snapshot
+
+    def spy(files):
+        seen.update({name: raw.frame.height for name, raw in files.items()})
+        return real(files)
+
+    monkeypatch.setattr(awra, "validate_snapshot", spy)
+    return seen

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, T0, dump_store, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, dump_store, rows_validated, tiny_snapshot, write_snapshot
 
 from pipelines.cli import main
 from pipelines.ingest import SnapshotError, ingest_snapshot
@@ -308,21 +308,6 @@ def test_an_entity_whose_files_did_not_change_is_not_read_again(store: Store, tm
     assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged" and read == []
 
 
-def _staged(monkeypatch) -> dict[str, int]:
-    """Rows handed to validation per table on the next ingest (what a re-ingest really reads past the files)."""
-    import pipelines.ingest as awra
-
-    seen: dict[str, int] = {}
-    real = awra.validate_snapshot
-
-    def spy(files):
-        seen.update({name: raw.frame.height for name, raw in files.items()})
-        return real(files)
-
-    monkeypatch.setattr(awra, "validate_snapshot", spy)
-    return seen
-
-
 def test_a_reingest_validates_and_stages_only_the_records_whose_text_changed(
     store: Store, tmp_path: Path, monkeypatch
 ) -> None:
@@ -331,7 +316,7 @@ def test_a_reingest_validates_and_stages_only_the_records_whose_text_changed(
     snap["bills"][1]["owner"] = "someone@else.example"  # BILL-2: its header row changed
     snap["bill_lines"][0]["description"] = "Blue widgets"  # BILL-1: one of its lines changed
     snap["vendors"][1]["name"] = "Beta Corp 2"
-    seen = _staged(monkeypatch)
+    seen = rows_validated(monkeypatch)
     result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap), realm_id=REALM, now=T0)
     assert seen["bills"] == 2 and seen["vendors"] == 1
     assert seen["bill_lines"] == sum(1 for line in snap["bill_lines"] if line["bill_id"] in ("BILL-1", "BILL-2"))
@@ -370,7 +355,7 @@ def test_new_text_for_the_same_values_is_no_new_version_and_is_skipped_next_time
     assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged"
     assert store.scalar("SELECT current_version FROM records WHERE record_id = 'BILL-1'") == 1
     (folder / "bills.csv").write_text((folder / "bills.csv").read_text() + "\n")  # new bytes, same rows
-    seen = _staged(monkeypatch)
+    seen = rows_validated(monkeypatch)
     assert ingest_snapshot(store, folder, realm_id=REALM, now=T0).status == "unchanged"
     assert seen["bills"] == 0 and seen["bill_lines"] == 0
 

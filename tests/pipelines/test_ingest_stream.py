@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fixtures import REALM, T0, dump_store, tiny_snapshot, write_snapshot
+from fixtures import REALM, T0, dump_store, rows_validated, tiny_snapshot, write_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,14 +86,7 @@ def test_after_a_batched_first_ingest_a_reingest_still_reads_only_the_records_wh
     ingest_snapshot(store, write_snapshot(tmp_path / "v1", snap, "parquet"), realm_id=REALM, now=T0)
     snap = copy.deepcopy(snap)
     snap["bills"][3]["owner"] = "someone@else.example"
-    seen: dict[str, int] = {}
-    real = awra.validate_snapshot
-
-    def spy(files):
-        seen.update({n: r.frame.height for n, r in files.items()})
-        return real(files)
-
-    monkeypatch.setattr(awra, "validate_snapshot", spy)
+    seen = rows_validated(monkeypatch)
     result = ingest_snapshot(store, write_snapshot(tmp_path / "v2", snap, "parquet"), realm_id=REALM, now=T0)
     assert seen["bills"] == 1 and seen["bill_lines"] == 2
     assert (result.changed, result.new, result.removed) == (1, 0, 0)
