@@ -6,6 +6,7 @@ import polars as pl
 import streamlit as st
 
 from pipelines.catalogue import title_of
+from pipelines.views.queue import key_words
 from ui.actions import caller_for, commands, run_action, show_result
 from ui.charts import OUTCOME_TITLES, outcomes_chart, table_view
 from ui.data import get_settings, get_store, identity_of, quiet_runs, run_attempts, sync_history
@@ -69,6 +70,7 @@ attempts = run_attempts(store, run_id)
 titles = {reason: title_of(reason) for reason in attempts["reason"].drop_nulls().unique().to_list()}
 table_view(
     attempts.with_columns(
+        key_words("key"),  # purchase order PO-1: the record type in words, then its AWRA id
         pl.col("reason").replace_strict(titles, default="").alias("why"),
         pl.col("outcome").replace_strict(OUTCOME_TITLES, default=pl.col("outcome")),
         pl.col("http_status").cast(pl.String).fill_null(""),
@@ -91,4 +93,6 @@ table_view(
         "ms": "Milliseconds",
     },  # fmt: skip
 )
-st.caption("Open a record by its key on the Record page (search by key, document number or party).")
+st.caption(
+    "Open a record on the Record page: search it by its AWRA id (after its type above), document number or party."
+)

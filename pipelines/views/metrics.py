@@ -14,7 +14,6 @@ __all__ = [
     "RECORD_FACTS",
     "STAGE_OF_CHECK",
     "exceptions_by_dimension",
-    "find_records",
     "records_by_state",
     "run_attempts",
     "sync_runs",
@@ -325,40 +324,6 @@ def _party_of(store: Store, realm_id: str, entity: str, source: pl.DataFrame) ->
             )
             return {"entity": kind, "record_id": party_id, "key": f"{kind}:{party_id}", "name": name}
     return None
-
-
-def find_records(store: Store, realm_id: str, text: str, limit: int = 25) -> pl.DataFrame:
-    """Records whose key, AWRA id, document number or vendor/customer name contains the text (case-blind), the
-    closest first: an exact id or number, then the most recent."""
-    needle = (text or "").strip().lower()
-    if not needle:
-        return pl.DataFrame(schema={"key": pl.String, "entity": pl.String, "record_id": pl.String,
-                                    "number": pl.String, "party": pl.String, "txn_date": pl.Date,
-                                    "amount": pl.Decimal(18, 2), "state": pl.String})  # fmt: skip
-    return store.frame(
-        f"""WITH names AS (
-              SELECT 'vendor' AS kind, vendor_id AS party_id, name FROM {current_view("vendors")}
-              WHERE realm_id = $realm
-              UNION ALL SELECT 'customer', customer_id, name FROM {current_view("customers")}
-              WHERE realm_id = $realm),
-            facts AS (
-              SELECT f.entity, f.record_id, f.number, f.party_id, f.amount, f.txn_date,
-                     CASE WHEN f.entity IN ('invoice', 'payment') THEN 'customer' ELSE 'vendor' END AS party_kind
-              FROM ({RECORD_FACTS}) f WHERE f.realm_id = $realm
-              UNION ALL SELECT kind, party_id, NULL, party_id, NULL, NULL, kind FROM names),
-            found AS (
-              SELECT f.entity || ':' || f.record_id AS key, f.entity, f.record_id, f.number, n.name AS party,
-                     f.txn_date, f.amount::DECIMAL(18,2) AS amount, r.state,
-                     (lower(f.record_id) = $q OR lower(coalesce(f.number, '')) = $q) AS exact
-              FROM facts f
-              JOIN records r ON r.realm_id = $realm AND r.entity = f.entity AND r.record_id = f.record_id
-                   AND r.removed_at IS NULL
-              LEFT JOIN names n ON n.kind = f.party_kind AND n.party_id = f.party_id
-              WHERE contains(lower(f.entity || ':' || f.record_id), $q) OR contains(lower(coalesce(f.number, '')), $q)
-                 OR contains(lower(coalesce(n.name, '')), $q))
-            SELECT * EXCLUDE (exact) FROM found ORDER BY exact DESC, txn_date DESC NULLS LAST, key LIMIT $limit""",
-        {"realm": realm_id, "q": needle, "limit": limit},
-    )
 
 
 # -- QuickBooks side -------------------------------------------------------------------------------------

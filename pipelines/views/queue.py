@@ -34,6 +34,7 @@ __all__ = [
     "audit_frame",
     "action_words",
     "audit_words",
+    "key_words",
     "csv_bytes",
     "digest",
     "digest_html",
@@ -616,21 +617,29 @@ def action_words(action: str) -> str:
     return action.replace("_", " ")
 
 
+def key_words(column: str) -> pl.Expr:
+    """A record key in words (`purchase_order:PO-1` -> `purchase order PO-1`); any other text as it is."""
+    keyed = r"^[a-z_]+:"
+    return (
+        pl.when(pl.col(column).str.contains(keyed))
+        .then(
+            pl.concat_str(
+                pl.col(column).str.extract(r"^([a-z_]+):", 1).str.replace_all("_", " "),
+                pl.col(column).str.replace(keyed, " "),
+            )
+        )
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+
+
 def audit_words(frame: pl.DataFrame) -> pl.DataFrame:
     """The audit frame for reading: actions and record keys in words (`purchase order PO-1`), before and after as
     sentences rather than JSON. The stored rows, and their export, stay exactly as written."""
-    keyed = r"^[a-z_]+:"
     actions = {action: action_words(action) for action in frame["action"].unique().to_list()}  # a few names
     return frame.with_columns(
         pl.col("action").replace_strict(actions, return_dtype=pl.String),
-        pl.when(pl.col("target").str.contains(keyed))
-        .then(
-            pl.concat_str(
-                pl.col("target").str.extract(r"^([a-z_]+):", 1).str.replace_all("_", " "),
-                pl.col("target").str.replace(keyed, " "),
-            )
-        )
-        .otherwise(pl.col("target")),
+        key_words("target"),
         pl.col("reason").fill_null(""),
         _json_words("before_json"),
         _json_words("after_json"),
