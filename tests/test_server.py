@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,10 @@ class Served:
 
     def reads_since(self, mark: int) -> list[tuple[str, str]]:
         return [(e["method"], e["path"]) for e in list(self.sandbox.sandbox.request_log)[mark:]]
+
+    def queries_since(self, mark: int) -> list[str]:
+        """The text of each query the sandbox answered after `mark`."""
+        return [e["query"] for e in list(self.sandbox.sandbox.request_log)[mark:] if e.get("query")]
 
 
 def _until(check: Callable[[], Any], seconds: float = 30, what: str = "the server") -> Any:
@@ -253,7 +258,10 @@ def test_each_payload_format_leads_to_a_pull_of_exactly_the_named_objects(
     mark = len(sandbox.request_log)
     sandbox.user_patch(REALM, entity, obj_id, patch)  # as a QBO user would: the sandbox posts a signed webhook
     cycle = _after_webhook_cycle(connected, last)
-    assert connected.reads_since(mark) == [("GET", f"/v3/company/{REALM}/{entity.lower()}/{obj_id}")]
+    # one query for the entity, naming the object (inactive name-list rows included)
+    assert connected.reads_since(mark) == [("GET", f"/v3/company/{REALM}/query")]
+    (query,) = connected.queries_since(mark)
+    assert f"FROM {entity} " in query and f"Id IN ('{obj_id}')" in query, query
     assert cycle["steps"][f"{REALM}.webhook_pull"]["read"] == {entity: [obj_id]}
     assert sandbox.webhooks.deliveries[-1]["format"] == fmt
 
@@ -280,10 +288,9 @@ def test_a_signed_cloudevents_delivery_naming_two_objects_reads_those_two(connec
     answer = httpx.post(f"{connected.url}/webhooks/qbo", content=body, headers=headers)
     assert answer.json() == {"accepted": 2, "format": "cloudevents"}
     _after_webhook_cycle(connected, last)
-    assert sorted(connected.reads_since(mark)) == [
-        ("GET", f"/v3/company/{REALM}/account/1"),
-        ("GET", f"/v3/company/{REALM}/paymentmethod/1"),
-    ]
+    assert connected.reads_since(mark) == [("GET", f"/v3/company/{REALM}/query")] * 2  # one query per entity
+    named = sorted(re.search(r"FROM (\w+) WHERE Id IN \('(\w+)'\)", q).groups() for q in connected.queries_since(mark))
+    assert named == [("Account", "1"), ("PaymentMethod", "1")]
 
 
 def test_an_account_made_inactive_turns_its_mapping_stale_before_the_next_scheduled_cycle(connected: Served) -> None:

@@ -325,6 +325,7 @@ class Sandbox:
             "operation": operation,
             "requestid": params.get("requestid"),
             "minorversion": params.get("minorversion"),
+            "query": params.get("query"),  # what a query asked for (tests read which objects a pull named)
         }
         # Auth and limits come first, as at QBO's gateway; refused requests use no fault draw.
         with self._lock:
