@@ -22,6 +22,7 @@ from schemas.manifest import MANIFEST_FILE, Manifest, manifest_json
 __all__ = ["main"]
 
 REALM = "bench-realm"
+DELTAS_IN_A_ROW = 5
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -58,8 +59,9 @@ def _changed_copy(src: Path, dst: Path, fmt: str, share: float) -> int:
     return changed
 
 
-def _delta(src: Path, dst: Path, fmt: str, share: float) -> int:
-    """What AWRA sends when another `share` of the records of `src` changed: those records whole, and a manifest."""
+def _delta(src: Path, dst: Path, fmt: str, share: float, number: int = 1) -> int:
+    """What AWRA sends when another `share` of the records of `src` changed: those records whole, and a manifest.
+    Delta `number` (from 1) edits its own share of the records and follows delta number - 1 (the first: s1)."""
     dst.mkdir(parents=True, exist_ok=True)
     sent: dict[str, pl.DataFrame] = {}
     for name, table in CONTRACT.items():
@@ -67,7 +69,7 @@ def _delta(src: Path, dst: Path, fmt: str, share: float) -> int:
             continue
         frame = _read(src / f"{name}.{fmt}")
         if frame.height and {"owner", "name"} & set(frame.columns):
-            frame, pick = _edited(frame, share, 1, "edited again@bench")
+            frame, pick = _edited(frame, share, number, f"edited again ({number})@bench")
             sent[name] = frame.filter(pick)
     for name, table in CONTRACT.items():
         if table.is_lines and table.parent in sent:
@@ -75,7 +77,7 @@ def _delta(src: Path, dst: Path, fmt: str, share: float) -> int:
             sent[name] = _read(src / f"{name}.{fmt}").join(ids, on=table.record_id, how="semi")
     for name, frame in sent.items():
         _write(frame, dst / f"{name}.{fmt}")
-    _manifest(dst, Manifest("delta", "s2", "s1"))
+    _manifest(dst, Manifest("delta", f"s{number + 1}", f"s{number}"))
     return sum(sent[n].height for n in sent if not CONTRACT[n].is_lines)
 
 
@@ -119,6 +121,9 @@ def run(records: int, fmt: str, work: Path) -> None:
     changed_dir, delta_dir = work / f"changed-{fmt}", work / f"delta-{fmt}"
     changed = _changed_copy(demo.snapshot_dir, changed_dir, fmt, 0.01)
     in_delta = _delta(changed_dir, delta_dir, fmt, 0.01)
+    more = [work / f"delta-{fmt}-{n}" for n in range(2, DELTAS_IN_A_ROW + 1)]
+    for number, folder in enumerate(more, start=2):
+        _delta(changed_dir, folder, fmt, 0.01, number)
     store = Store(work / f"bench-{fmt}.duckdb")
     # The first ingest's own peak: writing the demo and its copies above is the bench's work, not the ingest's.
     own = _reset_peak()
@@ -128,6 +133,12 @@ def run(records: int, fmt: str, work: Path) -> None:
     again, r2 = _timed(store, demo.snapshot_dir)
     delta, r3 = _timed(store, changed_dir)
     small, r4 = _timed(store, delta_dir)
+    # A commit checkpoints only once the write-ahead log is large, so one delta may leave its checkpoint to a later
+    # cycle: the deltas of a day, one after the other, and the checkpoint they leave, give the cost per delta.
+    row = [small, *(_timed(store, folder)[0] for folder in more)]
+    start = time.perf_counter()
+    store.execute("CHECKPOINT")
+    left = time.perf_counter() - start
     store.close()
     print(f"{fmt}: {records:,} records, {rows:,} rows")
     print(f"  first ingest       {first:7.2f} s   {rows / first:12,.0f} rows/s   ({r1.new:,} new)")
@@ -143,6 +154,11 @@ def run(records: int, fmt: str, work: Path) -> None:
     print(
         f"  1% delta snapshot  {small:7.2f} s   {small / first:6.1%} of the first  ({r4.changed:,} changed, "
         f"{in_delta:,} sent)"
+    )
+    per_delta = (sum(row) + left) / len(row)
+    print(
+        f"  {len(row)} such deltas in a row, each with its share of the checkpoint they leave ({left:.2f} s): "
+        f"{per_delta:.2f} s   {per_delta / first:6.1%} of the first"
     )
 
 

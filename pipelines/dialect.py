@@ -150,6 +150,14 @@ CREATE OR REPLACE FUNCTION jaccard(s1 text, s2 text) RETURNS double precision
                                 INTERSECT SELECT unnest(string_to_array(s2, NULL))) i)::float8
        / nullif((SELECT count(*) FROM (SELECT unnest(string_to_array(s1, NULL))
                                        UNION SELECT unnest(string_to_array(s2, NULL))) u), 0) $f$;
+CREATE OR REPLACE FUNCTION md5_digest_upper(digest text) RETURNS numeric
+  LANGUAGE sql IMMUTABLE AS $f$  -- the first 8 bytes of an md5 hex digest read little-endian, as DuckDB reads them
+  SELECT ('x' || substr(digest, 15, 2) || substr(digest, 13, 2) || substr(digest, 11, 2)
+              || substr(digest, 9, 2))::bit(32)::bigint::numeric * 4294967296
+       + ('x' || substr(digest, 7, 2) || substr(digest, 5, 2) || substr(digest, 3, 2)
+              || substr(digest, 1, 2))::bit(32)::bigint $f$;
+CREATE OR REPLACE FUNCTION md5_number_upper(value text) RETURNS numeric
+  LANGUAGE sql IMMUTABLE AS $f$ SELECT md5_digest_upper(md5(value)) $f$;
 CREATE OR REPLACE FUNCTION strlen(value text) RETURNS bigint
   LANGUAGE sql IMMUTABLE AS $f$ SELECT octet_length(value)::bigint $f$;
 DO $f$ BEGIN

@@ -878,10 +878,16 @@ def _with_extra(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(*table.column_names, extra_json.alias("extra"))
 
 
-def _hash_expr(table: Table, alias: str = "") -> str:
+def _row_text(table: Table, alias: str = "") -> str:
+    """One row's typed values as one text (NULL told apart from empty), the input of its content hash."""
     prefix = f"{alias}." if alias else ""
     parts = ", ".join(f"coalesce(CAST({prefix}{c.name} AS VARCHAR), chr(0))" for c in table.columns)
-    return f"md5(concat_ws(chr(31), {parts}))"
+    return f"concat_ws(chr(31), {parts})"
+
+
+# A record's content hash is the first 8 bytes of an md5 as a number (records.content_hash is UBIGINT, migration
+# 17): compared only with the same record's last one, like the raw-text hash, so 64 bits are enough.
+_CONTENT_HASH = "md5_number_upper"
 
 
 def _stage(
@@ -910,24 +916,24 @@ def _stage_record_hashes(cur: Any, table: Table, raw_hash: pl.DataFrame) -> None
     cur.execute(f"CREATE OR REPLACE TEMP TABLE stage_raw_{name} AS SELECT * FROM _incoming")
     cur.unregister("_incoming")
     lines = [t for t in CONTRACT.values() if t.parent == name]
-    header_hash = _hash_expr(table, "h")
+    header = _row_text(table, "h")
     if lines:
         line = lines[0]
         cur.execute(
             f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
             WITH lh AS (
               SELECT {line.record_id} AS rid,
-                     md5(string_agg({_hash_expr(line)}, ',' ORDER BY line_no)) AS lines_hash
+                     md5(string_agg(md5({_row_text(line)}), ',' ORDER BY line_no)) AS lines_hash
               FROM stage_{line.name} GROUP BY 1)
             SELECT h.{table.record_id} AS record_id,
-                   md5({header_hash} || '|' || coalesce(lh.lines_hash, '')) AS content_hash, x.raw_hash
+                   {_CONTENT_HASH}(md5({header}) || '|' || coalesce(lh.lines_hash, '')) AS content_hash, x.raw_hash
             FROM stage_{name} h LEFT JOIN lh ON lh.rid = h.{table.record_id}
             LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
         )
     else:
         cur.execute(
             f"""CREATE OR REPLACE TEMP TABLE stage_hash_{name} AS
-            SELECT h.{table.record_id} AS record_id, {header_hash} AS content_hash, x.raw_hash
+            SELECT h.{table.record_id} AS record_id, {_CONTENT_HASH}({header}) AS content_hash, x.raw_hash
             FROM stage_{name} h LEFT JOIN stage_raw_{name} x ON x.record_id = h.{table.record_id}"""
         )
 

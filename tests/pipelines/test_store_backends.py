@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fixtures import REALM, T0
+from fixtures import REALM, T0, tiny_snapshot, write_snapshot
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -203,3 +203,43 @@ def test_the_mappings_page_proposes_the_same_targets_on_both_stores(tmp_path: Pa
     for (kind, value), embedded, fleet in zip(asked, *scores, strict=True):
         assert embedded.height > 0, (kind, value)
         assert_frame_equal(embedded, fleet, check_exact=True)
+
+
+@given(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=200))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_content_hash_is_the_same_number_on_both_stores(both_stores, text: str) -> None:
+    """A record's content hash is md5_number_upper of its typed values: a fleet company must get DuckDB's number, or
+    a store moved between the two would see every record changed; and the number is the stored digest's converted
+    by migration 17, or an upgraded store would."""
+    duck, pg = both_stores
+    sql = "SELECT md5_number_upper($t), md5($t)"
+    (number, digest), (pg_number, pg_digest) = (store.rows(sql, {"t": text})[0] for store in both_stores)
+    assert (int(pg_number), pg_digest) == (number, digest)
+    assert int.from_bytes(bytes.fromhex(digest)[:8], "little") == number
+
+
+def _ingested_before_the_number(target: str | Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store at schema 16 holding the tiny snapshot as the release before kept it: each content hash the md5 hex
+    digest of the same text."""
+    with monkeypatch.context() as before, Store(target, migrations=MIGRATIONS[:16]) as old:
+        before.setattr("pipelines.ingest._CONTENT_HASH", "md5")
+        ingest_snapshot(old, folder, realm_id=REALM, now=T0)
+        assert {len(h) for (h,) in old.rows("SELECT content_hash FROM records")} == {32}
+
+
+def test_an_upgraded_store_sees_no_record_changed_by_the_new_hash(
+    store_target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 17 turns each stored digest into the number a new ingest computes: after the upgrade, a snapshot
+    whose text changed but not its values (20.00 written 20.0) changes no record, and a real edit changes just one."""
+    snapshot = tiny_snapshot()
+    _ingested_before_the_number(store_target, write_snapshot(tmp_path / "s0", snapshot), monkeypatch)
+    snapshot["purchase_orders"][0]["total"] = "20.0"  # was 20.00: the same amount
+    snapshot["vendors"][1]["name"] = "Bolt & Nut Company"
+    with Store(store_target) as new:
+        versions = new.scalar("SELECT count(*) FROM record_versions")
+        result = ingest_snapshot(new, write_snapshot(tmp_path / "s1", snapshot), realm_id=REALM, now=T0)
+        assert (result.new, result.changed) == (0, 1)
+        assert new.rows("SELECT entity, record_id FROM record_versions WHERE version = 2") == [("vendor", "VEN-2")]
+        assert new.scalar("SELECT count(*) FROM record_versions") == versions + 1
+        assert new.scalar("SELECT current_version FROM records WHERE record_id = 'PO-1'") == 1
