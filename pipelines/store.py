@@ -7,6 +7,7 @@ behind the same interface, the same migrations and the same SQL text (pipelines/
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -581,6 +582,13 @@ MIGRATIONS: list[Migration] = [
 CHECKPOINT_AFTER = "128MB"
 
 
+def _size(text: str) -> str:
+    """A memory size as DuckDB writes one ("1GB", "953.6 MiB"): checked, since a SET takes no parameter."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s?[KMGT]i?B", text):
+        raise ValueError(f"not a memory size: {text!r}")
+    return text
+
+
 def _digest_upper(dialect: Dialect, column: str) -> str:
     """The number md5_number_upper gives, from an md5 hex digest stored as text (its first 8 bytes, little-endian)."""
     if dialect.name != "duckdb":
@@ -772,6 +780,24 @@ class Store:
                 raise
             self._local.depth = 0
             cur.execute("COMMIT")
+
+    @contextmanager
+    def memory_bounded(self, limit: str) -> Iterator[None]:
+        """DuckDB keeps what it works on within `limit` inside (spilling to a temp folder beside the store), and its
+        default limit again after (the store sets no other): for work whose size is the company's (a first ingest
+        stages every row). PostgreSQL bounds each statement's memory itself (work_mem), so there it changes nothing.
+        Nested: the outer one holds."""
+        if self.url or getattr(self._local, "bounded", False):
+            yield
+            return
+        cur = self.cursor()
+        cur.execute(f"SET memory_limit = '{_size(limit)}'")
+        self._local.bounded = True
+        try:
+            yield
+        finally:
+            self._local.bounded = False
+            cur.execute("RESET memory_limit")
 
     @contextmanager
     def snapshot(self) -> Iterator[Any]:

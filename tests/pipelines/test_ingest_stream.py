@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import pipelines.ingest as awra
 from pipelines.ingest import SnapshotError, ingest_snapshot
-from pipelines.store import Store
+from pipelines.store import Store, _size
 
 Snapshot = dict[str, list[dict[str, str | None]]]
 
@@ -209,3 +209,52 @@ def _refusal(db: Path, folder: Path) -> list[tuple[str, int | None, str | None]]
         return sorted(_where(err.value), key=lambda p: (p[0], p[1] or 0))
     finally:
         store.close()
+
+
+def _memory_limit(store: Store) -> str:
+    return str(store.scalar("SELECT current_setting('memory_limit')"))
+
+
+def test_an_ingest_works_within_its_memory_bound_and_gives_the_store_its_own_back(
+    tmp_path: Path, monkeypatch, batches_of
+) -> None:
+    """The first ingest's staging is held to INGEST_MEMORY (spilling past it), so a company twice as large does not
+    take twice the memory: under a tight bound it stores what it stores unbounded, and the pages' queries after it
+    have the store's own limit again, also when an ingest is refused."""
+    batches_of(64)
+    snap = _more_bills(300)
+    free = Store(tmp_path / "free.duckdb")
+    ingest_snapshot(free, write_snapshot(tmp_path / "a", snap, fmt="parquet"), realm_id=REALM, now=T0)
+    monkeypatch.setattr(awra, "INGEST_MEMORY", "24MB")
+    tight = Store(tmp_path / "tight.duckdb")
+    own = _memory_limit(tight)
+    during: list[str] = []
+    ingest_snapshot(
+        tight,
+        write_snapshot(tmp_path / "b", snap, fmt="parquet"),
+        realm_id=REALM,
+        now=T0,
+        progress=lambda _f, _l: during.append(_memory_limit(tight)),
+    )
+    assert set(during) == {"22.8 MiB"} and own != "22.8 MiB"
+    assert _memory_limit(tight) == own
+    stored, unbounded = dump_store(tight), dump_store(free)
+    assert all(stored[name].equals(unbounded[name]) for name in unbounded)
+    bad = copy.deepcopy(snap)
+    bad["bills"][200]["total"] = "twelve"
+    with pytest.raises(SnapshotError):
+        ingest_snapshot(tight, write_snapshot(tmp_path / "c", bad, fmt="parquet"), realm_id=REALM, now=T0)
+    assert _memory_limit(tight) == own
+    free.close()
+    tight.close()
+
+
+@pytest.mark.parametrize("size", ["1GB", "953.6 MiB", "512MB"])
+def test_a_memory_size_is_taken_as_written(size: str) -> None:
+    assert _size(size) == size
+
+
+@pytest.mark.parametrize("size", ["", "1GB'; DROP TABLE records; --", "lots", "1 G B"])
+def test_anything_but_a_memory_size_is_refused_before_it_reaches_sql(size: str) -> None:
+    with pytest.raises(ValueError, match="not a memory size"):
+        _size(size)
