@@ -449,8 +449,9 @@ def _update_records(store: Store, realm_id: str) -> tuple[int, tuple[str, ...]] 
 
 
 def _mark(store: Store, realm_id: str) -> int:
-    """How far the company's change log had been read when its rows were last built (0: never, or not read)."""
-    label = _label(store, realm_id) if _ours(store) else None
+    """How far the company's change log had been read when its rows were last built (0: never, or not read); called
+    once the tables are this release's or gone."""
+    label = _label(store, realm_id) if store.table_exists(_STATE) else None
     return int(label[2] or 0) if label is not None else 0
 
 
