@@ -190,7 +190,8 @@ def _offenders(records: str) -> str:
 # Each table of the read model and how it is built from the records table (named in the call: the company's rows of
 # rm_records, _OWN_RECORDS). Every table has realm_id: each company's rows sit beside the others'.
 _TABLES = {
-    # In date order: a month's records then sit in a few row groups, and DuckDB's min/max per group skips the rest.
+    # In date order (a company's whole build appends its rows after the others'): a month's records then sit in a few
+    # row groups, and DuckDB's min/max per group skips the rest.
     "rm_records": lambda records: f"SELECT *, $realm AS realm_id FROM ({_LIVE}) ORDER BY txn_date, entity, record_id",
     "rm_leading": lambda records: f"SELECT *, $realm AS realm_id FROM ({_leading(records)})",
     "rm_exceptions": _exceptions,
