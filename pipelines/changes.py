@@ -66,8 +66,8 @@ def log_ingested(cur: Any, realm_id: str, changed_at: Any) -> None:
 
 def trim_unread(store: Any, limit: int | None = None) -> bool:
     """Empty a log no refresh has read for long (a fleet whose pages nobody opens): past `limit` rows (default:
-    twice the records, plus 100,000), drop every row and the read model's mark, so its next refresh compares every
-    input instead (exact, whatever the log held). Returns whether it did.
+    twice the records, plus 100,000), drop every row, every company's, and every company's mark in the read model, so
+    each company's next refresh compares every input instead (exact, whatever the log held). Returns whether it did.
 
     It takes the refresh's own working table first, so on PostgreSQL it waits for a refresh running meanwhile and a
     refresh started meanwhile waits for it."""

@@ -222,8 +222,7 @@ class Scheduler:
             for realm in realms:
                 self._realm_cycle(report, realm, trigger)
             if realms:  # so the first page shown after the cycle finds the read model current
-                shown = self.settings.realm_id if self.settings.realm_id in realms else realms[0]
-                self._step(report, "read_model", lambda: read_model.refresh_read_model(self.store, shown))
+                self._step(report, "read_model", lambda: self._refresh_read_model(realms))
         finally:
             report.finished_at = self._clock()
             stopped = self._stopping.is_set() and any(v == "skipped: stopping" for v in report.steps.values())
@@ -254,6 +253,14 @@ class Scheduler:
             return None
         report.steps[name] = result
         return result
+
+    def _refresh_read_model(self, realms: list[str]) -> bool:
+        """The shown company's read-model rows, and those of every company of the cycle a page already showed (an
+        update from its change log; an unchanged company's rows are current, a no-op), brought up to date."""
+        shown = self.settings.realm_id if self.settings.realm_id in realms else realms[0]
+        held = set(read_model.labelled_realms(self.store))
+        others = [realm for realm in realms if realm != shown and realm in held]
+        return all([read_model.refresh_read_model(self.store, realm) for realm in (shown, *others)])
 
     def _realm_cycle(self, report: CycleReport, realm: str, trigger: str) -> None:
         try:

@@ -53,8 +53,8 @@ def _worst(dimensions: list[str | None], connection: str | None) -> str | None:
 
 
 def _company_row(store: Store, realm_id: str, period: str, now: datetime) -> dict[str, Any]:
-    # Live, not through the prepared read model: that holds the one company last shown, and rebuilding it for each
-    # company would cost more than reading each company's period once. The numbers are Health's and the queue's for
+    # Live, not through the prepared read model: it holds the companies a page showed, and building the rows of each
+    # company here would cost more than reading each company's period once. The numbers are Health's and the queue's for
     # the same company and period: what is blocked counted once per document chain, the queue's own ranking.
     summary = period_close(store, realm_id, period)["summary"]
     queue = action_queue(store, realm_id, now=now, period=period)

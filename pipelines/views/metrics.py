@@ -14,6 +14,7 @@ __all__ = [
     "RECORD_FACTS",
     "STAGE_OF_CHECK",
     "exceptions_by_dimension",
+    "fingerprint",
     "records_by_state",
     "run_attempts",
     "sync_runs",
@@ -38,15 +39,28 @@ __all__ = [
 _ENTITY_ORDER = [t.entity for t in CONTRACT.values() if not t.is_lines]
 
 
-def store_version(store: Store) -> tuple:
-    """A cheap fingerprint that changes whenever data a page shows changes (the key for page caches)."""
-    return tuple(
-        store.rows(
-            "SELECT (SELECT coalesce(max(run_id), 0) FROM ingest_runs), "
-            "(SELECT coalesce(max(audit_id), 0) FROM audit_log), (SELECT count(*) FROM records), "
-            "(SELECT coalesce(max(run_id), 0) FROM check_runs), (SELECT coalesce(max(pull_id), 0) FROM qbo_pulls)"
-        )[0]
-    )
+# What the store's fingerprint counts: each part a table's value, store-wide or narrowed to one company.
+_FINGERPRINT = (
+    "coalesce(max(run_id), 0) FROM ingest_runs",
+    "coalesce(max(audit_id), 0) FROM audit_log",
+    "count(*) FROM records",
+    "coalesce(max(run_id), 0) FROM check_runs",
+    "coalesce(max(pull_id), 0) FROM qbo_pulls",
+)
+
+
+def fingerprint(parts: tuple[str, ...], realm_id: str | None) -> str:
+    """One row of the parts (each "what FROM table"), every table narrowed to the company when `realm_id` is given
+    (the query then needs $realm)."""
+    where = " WHERE realm_id = $realm" if realm_id is not None else ""
+    return "SELECT " + ", ".join(f"(SELECT {part}{where})" for part in parts)
+
+
+def store_version(store: Store, realm_id: str | None = None) -> tuple:
+    """A cheap fingerprint that changes whenever data a page shows changes (the key for page caches); with
+    `realm_id`, whenever that company's data changes (another company's writes leave it as it was)."""
+    params = {"realm": realm_id} if realm_id is not None else None
+    return tuple(store.rows(fingerprint(_FINGERPRINT, realm_id), params)[0])
 
 
 def realms(store: Store) -> list[str]:

@@ -1,4 +1,5 @@
-"""The read model the Health and Trends pages scan: per-record and per-party tables, kept at the store's version."""
+"""The read model the Health and Trends pages scan: per-record and per-party tables, each company's rows side by side,
+kept at that company's version."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from contextlib import contextmanager
 import duckdb
 
 from pipelines.store import Store
-from pipelines.views.metrics import RECORD_FACTS, STAGE_OF_CHECK, store_version
+from pipelines.views.metrics import RECORD_FACTS, STAGE_OF_CHECK, fingerprint, store_version
 
 __all__ = [
     "exceptions",
     "facts",
     "is_current",
+    "labelled_realms",
     "offenders",
     "own_params",
     "prepared",
@@ -62,7 +64,8 @@ _KEEP = """
   SELECT r.realm_id, r.entity, r.record_id, r.state, r.current_version, r.removed_at, o.number, o.party_id, o.amount,
          o.txn_date, o.owner, o.record_id IS NOT NULL AS kept
   FROM records r LEFT JOIN rm_records o
-    ON o.entity = r.entity AND o.record_id = r.record_id AND o.current_version = r.current_version
+    ON o.realm_id = r.realm_id AND o.entity = r.entity AND o.record_id = r.record_id
+   AND o.current_version = r.current_version
   WHERE r.realm_id = $realm AND r.removed_at IS NULL AND r.entity NOT IN ('item', 'account')
     AND (r.entity, r.record_id) IN (SELECT entity, record_id FROM rm_dirty)"""
 
@@ -184,15 +187,22 @@ def _offenders(records: str) -> str:
   SELECT * FROM ref_rows UNION ALL SELECT * FROM party_rows"""
 
 
-# Each table of the read model and how it is built from the records table (named in the call).
+# Each table of the read model and how it is built from the records table (named in the call: the company's rows of
+# rm_records, _OWN_RECORDS). Every table has realm_id: each company's rows sit beside the others'.
 _TABLES = {
-    # In date order: a month's records then sit in a few row groups, and DuckDB's min/max per group skips the rest.
+    # In date order (a company's whole build appends its rows after the others'): a month's records then sit in a few
+    # row groups, and DuckDB's min/max per group skips the rest.
     "rm_records": lambda records: f"SELECT *, $realm AS realm_id FROM ({_LIVE}) ORDER BY txn_date, entity, record_id",
     "rm_leading": lambda records: f"SELECT *, $realm AS realm_id FROM ({_leading(records)})",
     "rm_exceptions": _exceptions,
     "rm_stake": lambda records: f"SELECT *, $realm AS realm_id FROM ({_stake(records)})",
     "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records)})",
 }
+_OWN_RECORDS = "(SELECT * FROM rm_records WHERE realm_id = $realm)"
+# The label of each company's rows: the version they were built at, the rows re-inserted since its last whole build,
+# how far its change log has been read (NULL: not read, compare every input). One row per company.
+_STATE = "rm_state"
+_STATE_COLUMNS = ["realm_id", "version", "reinserted", "change_mark"]
 # What each rm_records row is made of, as it is now in the store and as the row holds it: (entity, record_id, then
 # the inputs, named alike on both sides, one row per record on each). A record whose inputs differ, or that is on one
 # side only, is re-inserted; its facts (number, party, money, date, owner) follow from its current version, which is
@@ -202,19 +212,21 @@ _INPUTS = {
         ("state", "current_version"),
         """SELECT entity, record_id, state, current_version FROM records
            WHERE realm_id = $realm AND removed_at IS NULL AND entity NOT IN ('item', 'account')""",
-        "SELECT entity, record_id, state, current_version FROM rm_records",
+        "SELECT entity, record_id, state, current_version FROM rm_records WHERE realm_id = $realm",
     ),
     "link": (
         ("link_entity", "link_id", "synced_version"),
         """SELECT entity, record_id, qbo_entity AS link_entity, qbo_id AS link_id, synced_version FROM external_refs
            WHERE realm_id = $realm AND entity NOT IN ('item', 'account')""",
-        "SELECT entity, record_id, link_entity, link_id, synced_version FROM rm_records WHERE link_id IS NOT NULL",
+        """SELECT entity, record_id, link_entity, link_id, synced_version FROM rm_records
+           WHERE realm_id = $realm AND link_id IS NOT NULL""",
     ),
     "exclusion": (
         ("excluded_because", "excluded_by"),
         """SELECT entity, record_id, reason AS excluded_because, actor AS excluded_by FROM exclusions
            WHERE realm_id = $realm""",
-        "SELECT entity, record_id, excluded_because, excluded_by FROM rm_records WHERE excluded_by IS NOT NULL",
+        """SELECT entity, record_id, excluded_because, excluded_by FROM rm_records
+           WHERE realm_id = $realm AND excluded_by IS NOT NULL""",
     ),
     "first_fail": (
         ("first_fail",),
@@ -223,10 +235,11 @@ _INPUTS = {
               FROM findings WHERE run_id = (SELECT max(run_id) FROM check_runs WHERE realm_id = $realm)
               GROUP BY ALL) f
             WHERE first_fail <> 99""",
-        "SELECT entity, record_id, first_fail FROM rm_records WHERE first_fail <> 99",
+        "SELECT entity, record_id, first_fail FROM rm_records WHERE realm_id = $realm AND first_fail <> 99",
     ),
-    # rm_leading holds every record's leading exception as of the last build: the whole of it is compared, since
-    # its rows are updated in place too (their record's money and owner follow from the record's own row).
+    # rm_leading holds every record's leading exception of the company as of its last build: the whole of it is
+    # compared, since its rows are updated in place too (their record's money and owner follow from the record's own
+    # row).
     "leading": (
         ("exception_id", "dimension", "reason", "detail", "owner_role", "owner", "opened_at", "escalated", "amount"),
         f"""SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
@@ -234,7 +247,7 @@ _INPUTS = {
             FROM ({_PRIMARY}) p""",
         """SELECT entity, record_id, exception_id, dimension, reason, detail, owner_role, owner, opened_at,
                   escalated, amount
-           FROM rm_leading""",
+           FROM rm_leading WHERE realm_id = $realm""",
     ),
 }
 
@@ -256,8 +269,15 @@ _COMPARED = ("rm_records", "rm_leading")
 # Above this share of the rows changed, rebuilding the table whole is cheaper than deleting and re-inserting them.
 FULL_SHARE = 0.25
 
-# The queries' own text takes part in the version: tables built by an older release of them are not current.
-SHAPE = hashlib.sha256("".join(build("f") for build in _TABLES.values()).encode()).hexdigest()[:16]
+# The queries' own text takes part in the version, and so does the layout of the tables (each company's rows beside
+# the others', one label each; an older release held one company and replaced every table for another): tables an
+# older release built are never current, and are dropped before any company's rows are written (their columns may
+# differ too).
+_LAYOUT = "each company's rows side by side, one label per company"
+SHAPE = hashlib.sha256((_LAYOUT + "".join(build("f") for build in _TABLES.values())).encode()).hexdigest()[:16]
+_LABEL = (
+    "SELECT $realm AS realm_id, $version AS version, $reinserted::BIGINT AS reinserted, $mark::BIGINT AS change_mark"
+)
 _local = threading.local()
 
 
@@ -270,15 +290,17 @@ def _live(name: str) -> str:
 
 def facts() -> str:
     """Every live record the sync moves (not items or accounts) with its state and, for a transaction, its number,
-    party, money, date and AWRA owner: the read-model table when prepared, or the query itself (it needs $realm)."""
+    party, money, date and AWRA owner: the company's rows of the read-model table when prepared, or the query itself
+    (either needs $realm)."""
     if getattr(_local, "realm", None) is not None:
-        return "rm_records"
+        return _OWN_RECORDS
     return f"({_LIVE})"
 
 
 def own_params(realm_id: str, **params: object) -> dict:
-    """The parameters of a query whose only $realm is in `facts()`: without it once the read model stands in."""
-    return params if facts() == "rm_records" else {**params, "realm": realm_id}
+    """The parameters of a query whose only $realm is in `facts()` (the read-model table needs it too: it holds every
+    company)."""
+    return {**params, "realm": realm_id}
 
 
 def exceptions() -> str:
@@ -301,120 +323,177 @@ def offenders() -> str:
     return _live("rm_offenders")
 
 
-def version(store: Store) -> tuple:
-    """The page-cache key: the store's fingerprint plus what a sync run changes (attempts, runs, exceptions)."""
-    extra = store.rows(
-        """SELECT (SELECT coalesce(max(attempt_id), 0) FROM sync_attempts),
-                  (SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) FROM sync_runs),
-                  (SELECT count(*) FROM exceptions),
-                  (SELECT count(*) FILTER (WHERE status = 'resolved') FROM exceptions),
-                  (SELECT max(last_seen_at) FROM exceptions), (SELECT max(last_activity_at) FROM exceptions),
-                  (SELECT count(*) FROM exclusions),
-                  (SELECT max(status_changed_at) FROM qbo_connections)"""
-    )[0]
-    return (*store_version(store), *extra)
+# What a sync run changes, counted besides the store's fingerprint.
+_SYNC_FINGERPRINT = (
+    "coalesce(max(attempt_id), 0) FROM sync_attempts",
+    "count(*) FILTER (WHERE finished_at IS NOT NULL) FROM sync_runs",
+    "count(*) FROM exceptions",
+    "count(*) FILTER (WHERE status = 'resolved') FROM exceptions",
+    "max(last_seen_at) FROM exceptions",
+    "max(last_activity_at) FROM exceptions",
+    "count(*) FROM exclusions",
+    "max(status_changed_at) FROM qbo_connections",
+)
 
 
-def _version_key(store: Store) -> str:
-    return json.dumps([SHAPE, *version(store)], default=str)
+def version(store: Store, realm_id: str | None = None) -> tuple:
+    """The page-cache key: the store's fingerprint plus what a sync run changes (attempts, runs, exceptions); with
+    `realm_id`, that company's alone (its read-model label: another company's writes leave it current)."""
+    params = {"realm": realm_id} if realm_id is not None else None
+    extra = store.rows(fingerprint(_SYNC_FINGERPRINT, realm_id), params)[0]
+    return (*store_version(store, realm_id), *extra)
+
+
+def _version_key(store: Store, realm_id: str) -> str:
+    return json.dumps([SHAPE, *version(store, realm_id)], default=str)
 
 
 def is_current(store: Store, realm_id: str) -> bool:
-    """Whether the read-model tables hold this company at the store's present version."""
-    if not store.table_exists("rm_state"):
+    """Whether the read-model tables hold this company at its present version."""
+    if not store.table_exists(_STATE):
         return False
-    return store.rows("SELECT realm_id, version FROM rm_state") == [(realm_id, _version_key(store))]
+    held = store.rows(f"SELECT version FROM {_STATE} WHERE realm_id = ?", [realm_id])
+    return held == [(_version_key(store, realm_id),)]
+
+
+def labelled_realms(store: Store) -> list[str]:
+    """The companies whose rows the tables hold, current or not (refreshing one is an update, not a first build)."""
+    if not store.table_exists(_STATE):
+        return []
+    return [realm for (realm,) in store.rows(f"SELECT realm_id FROM {_STATE} ORDER BY 1")]
+
+
+def _ours(store: Store) -> bool:
+    """Whether the tables are this release's: every one of them there, with a label per company of this shape."""
+    names = (_STATE, *_TABLES)
+    there = store.scalar(
+        "SELECT count(DISTINCT table_name) FROM information_schema.tables WHERE table_name IN "
+        f"({', '.join('?' for _ in names)})",
+        list(names),
+    )
+    if there != len(names) or store.frame(f"SELECT * FROM {_STATE} LIMIT 0").columns != _STATE_COLUMNS:
+        return False
+    return not store.scalar(f"SELECT count(*) FROM {_STATE} WHERE version NOT LIKE ?", [f'["{SHAPE}"%'])
+
+
+def _drop(store: Store) -> None:
+    """Every table of the read model gone, labels too: each company's next refresh builds its rows whole."""
+    for name in (*_TABLES, _STATE):
+        store.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _label(store: Store, realm_id: str) -> tuple | None:
+    """The company's label (version, reinserted, change_mark), None when the tables hold no rows of it."""
+    rows = store.rows(f"SELECT version, reinserted, change_mark FROM {_STATE} WHERE realm_id = ?", [realm_id])
+    return rows[0] if rows else None
+
+
+def _replace_rows(store: Store, name: str, select: str, realm_id: str, **params: object) -> None:
+    """The company's rows of a table replaced by the query's (needs $realm), the others' left as they are; the table
+    made of them when there is none yet."""
+    params = {**params, "realm": realm_id}
+    if store.table_exists(name):
+        store.execute(f"DELETE FROM {name} WHERE realm_id = $realm", {"realm": realm_id})
+        store.execute(f"INSERT INTO {name} {select}", params)
+    else:
+        store.execute(f"CREATE TABLE {name} AS {select}", params)
+
+
+def _reinsert(store: Store, realm_id: str, logged: bool) -> None:
+    """The company's rows of the records in rm_dirty deleted and inserted again as they are now (rm_exceptions' too
+    when the records came from the log)."""
+    params = {"realm": realm_id}
+    store.execute(f"CREATE OR REPLACE TABLE rm_kept AS {_KEEP}", params)
+    live = _LIVE_DIRTY if store.scalar("SELECT count(*) FROM rm_kept WHERE NOT kept") else _LIVE_KEPT
+    store.execute(f"DELETE FROM rm_records WHERE realm_id = $realm AND {_DIRTY}", params)
+    store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({live})", params)
+    store.execute("DROP TABLE rm_kept")
+    store.execute(f"DELETE FROM rm_leading WHERE realm_id = $realm AND {_DIRTY}", params)
+    leading = _leading(_OWN_RECORDS, f" AND {_DIRTY}")
+    store.execute(f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({leading})", params)
+    if logged:
+        store.execute(f"DELETE FROM rm_exceptions WHERE realm_id = $realm AND {_DIRTY}", params)
+        store.execute(f"INSERT INTO rm_exceptions {_exceptions(_OWN_RECORDS, f' AND {_E_DIRTY}')}", params)
 
 
 def _update_records(store: Store, realm_id: str) -> tuple[int, tuple[str, ...]] | None:
-    """Re-insert only the rows of the records whose inputs changed since the tables were built; returns how many
-    rows were re-inserted since the last whole build and the tables so updated, or None when they must be rebuilt
-    whole (none yet, another company or an older shape of the queries, or too many changes, now or added up since
-    that build).
+    """Re-insert only the company's rows of the records whose inputs changed since its rows were built; returns how
+    many rows were re-inserted since its last whole build and the tables so updated, or None when its rows must be
+    rebuilt whole (none yet, an older release's tables, or too many changes, now or added up since that build).
 
-    The records changed are those the writers noted in the change log (rm_consumed: the log as this refresh found
-    it) when the tables were last built with the log; their rm_records, rm_leading and rm_exceptions rows are
-    re-inserted. Else (tables built by a release before the log) every input of rm_records and rm_leading is
-    compared with what their rows hold, which finds the same records exactly, only slower (rm_exceptions, whose
-    rows hold more than that comparison sees, is then rebuilt)."""
-    state = store.frame("SELECT * FROM rm_state") if store.table_exists("rm_state") else None
-    if state is None or "reinserted" not in state.columns:  # an older release's label has no count: rebuild once
+    The records changed are those the writers noted in the company's change log (rm_consumed: its rows as this
+    refresh found them) when its rows were last built with the log; their rm_records, rm_leading and rm_exceptions
+    rows are re-inserted. Else (its log emptied unread, or its rows built by a release before the log) every input of
+    rm_records and rm_leading is compared with what its rows hold, which finds the same records exactly, only slower
+    (rm_exceptions, whose rows hold more than that comparison sees, is then rebuilt)."""
+    if not _ours(store):
+        return None  # an older release's tables: their columns and companies may differ
+    built = _label(store, realm_id)
+    if built is None:
         return None
-    built = store.rows("SELECT realm_id, version, reinserted FROM rm_state")
-    if len(built) != 1 or built[0][0] != realm_id or json.loads(built[0][1])[0] != SHAPE:
-        return None  # the tables are another company's or an older release's: their columns may differ too
-    logged = "change_mark" in state.columns and state["change_mark"][0] is not None
-    changed_sql = _LOGGED if logged else _CHANGED
+    logged = built[2] is not None
+    params = {"realm": realm_id}
     # On PostgreSQL replacing rm_dirty waits for a concurrent refresh to commit; the label is read again after it.
-    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {changed_sql}", {"realm": realm_id})
-    changed, rows = store.rows("SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records)")[0]
+    store.execute(f"CREATE OR REPLACE TABLE rm_dirty AS {_LOGGED if logged else _CHANGED}", params)
+    changed, rows = store.rows(
+        "SELECT (SELECT count(*) FROM rm_dirty), (SELECT count(*) FROM rm_records WHERE realm_id = $realm)", params
+    )[0]
     # Re-inserted rows go to the end of rm_records, out of its date order (which lets a month's scan skip the rest):
-    # once they add up to the threshold share since the last whole build, the next refresh rebuilds it in order.
-    reinserted = int(built[0][2]) + int(changed)
-    same = store.rows("SELECT realm_id, version, reinserted FROM rm_state") == built and reinserted <= FULL_SHARE * max(
-        rows, 1
-    )
+    # once they add up to the threshold share of the company's rows since its last whole build, the next refresh
+    # rebuilds them in order.
+    reinserted = int(built[1] or 0) + int(changed)
+    same = _label(store, realm_id) == built and reinserted <= FULL_SHARE * max(rows, 1)
     if same and changed:
-        store.execute(f"CREATE OR REPLACE TABLE rm_kept AS {_KEEP}", {"realm": realm_id})
-        live = _LIVE_DIRTY if store.scalar("SELECT count(*) FROM rm_kept WHERE NOT kept") else _LIVE_KEPT
-        store.execute("DELETE FROM rm_records WHERE (entity, record_id) IN (SELECT entity, record_id FROM rm_dirty)")
-        store.execute(f"INSERT INTO rm_records SELECT *, $realm AS realm_id FROM ({live})", {"realm": realm_id})
-        store.execute("DROP TABLE rm_kept")
-        store.execute(f"DELETE FROM rm_leading WHERE {_DIRTY}")
-        store.execute(
-            f"INSERT INTO rm_leading SELECT *, $realm AS realm_id FROM ({_leading('rm_records', f' AND {_DIRTY}')})",
-            {"realm": realm_id},
-        )
-        if logged:
-            store.execute(f"DELETE FROM rm_exceptions WHERE {_DIRTY}")
-            store.execute(
-                f"INSERT INTO rm_exceptions {_exceptions('rm_records', f' AND {_E_DIRTY}')}", {"realm": realm_id}
-            )
+        _reinsert(store, realm_id, logged)
     store.execute("DROP TABLE rm_dirty")
     return (reinserted, _IN_PLACE if logged else _COMPARED) if same else None
 
 
-def _mark(store: Store) -> int:
-    """How far the change log had been read when the tables were last built (0: never, or before the log)."""
-    if not store.table_exists("rm_state"):
-        return 0
-    state = store.frame("SELECT * FROM rm_state")
-    return int(state["change_mark"][0] or 0) if "change_mark" in state.columns and state.height == 1 else 0
+def _mark(store: Store, realm_id: str) -> int:
+    """How far the company's change log had been read when its rows were last built (0: never, or not read); called
+    once the tables are this release's or gone."""
+    label = _label(store, realm_id) if store.table_exists(_STATE) else None
+    return int(label[2] or 0) if label is not None else 0
 
 
 def refresh_read_model(store: Store, realm_id: str) -> bool:
-    """Bring the read-model tables up to the store's version (a no-op when they are current).
+    """Bring the company's rows of the read-model tables up to its version (a no-op when current).
 
-    They hold one company: the last one shown. The engine calls this after each cycle, so that the first page
-    shown after a change does not pay for it; a page calls it too. Returns False when another process was
-    rebuilding them at the same moment (the page then reads live).
+    Each company's rows sit beside the others' and only its own are replaced or updated, so pages of several
+    companies (one PostgreSQL store in fleet mode) do not rebuild the tables in turn. The engine calls this after
+    each cycle, so that the first page shown after a change does not pay for it; a page calls it too. Returns False
+    when another process was writing them at the same moment (the page then reads live).
 
-    The change log is consumed in the same transaction: the rows found at its start (every company's: the tables
-    hold one, and another company's next build is whole) are deleted at its end, and the highest of them is kept in
-    rm_state as the mark the log has been read to. A row a writer commits meanwhile stays for the next refresh.
+    The company's change log is consumed in the same transaction: its rows found at the start are deleted at the
+    end, and the highest of them is kept in its label as the mark its log has been read to. A row a writer commits
+    meanwhile, and every other company's, stays for the next refresh of that company.
     """
     if is_current(store, realm_id):
         return True
+    params = {"realm": realm_id}
     try:
         with store.transaction():
+            # The label's version is read first: on PostgreSQL each statement reads the latest commits, so a change
+            # committed after this read is in the rows or in the log, and in no label (the next refresh sees it).
+            key = _version_key(store, realm_id)
             # On PostgreSQL replacing rm_consumed waits for a concurrent refresh to commit (and consume its rows).
             store.execute(
-                "CREATE OR REPLACE TABLE rm_consumed AS SELECT seq, realm_id, entity, record_id FROM record_changes"
+                "CREATE OR REPLACE TABLE rm_consumed AS SELECT seq, realm_id, entity, record_id FROM record_changes "
+                "WHERE realm_id = $realm",
+                params,
             )
+            if not _ours(store):
+                _drop(store)  # an older release's (or partly missing) tables: no company's rows there are trusted
             updated = _update_records(store, realm_id)
-            reinserted, in_place = updated if updated is not None else (None, ())
+            reinserted, in_place = updated if updated is not None else (0, ())
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
                 if name not in in_place:
-                    store.execute(f"CREATE OR REPLACE TABLE {name} AS {build('rm_records')}", {"realm": realm_id})
+                    _replace_rows(store, name, build(_OWN_RECORDS), realm_id)
             store.execute("DELETE FROM record_changes WHERE seq IN (SELECT seq FROM rm_consumed)")
-            mark = max(int(store.scalar("SELECT coalesce(max(seq), 0) FROM rm_consumed")), _mark(store))
+            mark = max(int(store.scalar("SELECT coalesce(max(seq), 0) FROM rm_consumed")), _mark(store, realm_id))
             store.execute("DROP TABLE rm_consumed")
-            # labelled inside the transaction: the version of exactly the data the tables were built from
-            store.execute(
-                "CREATE OR REPLACE TABLE rm_state AS SELECT $realm AS realm_id, $version AS version, "
-                "$reinserted::BIGINT AS reinserted, $mark::BIGINT AS change_mark",
-                {"realm": realm_id, "version": _version_key(store), "reinserted": reinserted or 0, "mark": mark},
-            )
+            # labelled inside the transaction, with the version read before any of the data the rows were built from
+            _replace_rows(store, _STATE, _LABEL, realm_id, version=key, reinserted=reinserted, mark=mark)
     except duckdb.TransactionException:
         return False
     return True

@@ -16,6 +16,7 @@ from world import ADMIN, World
 from pipelines import commands as commands_module
 from pipelines.clock import system_clock
 from pipelines.commands import Caller
+from pipelines.ingest import ingest_snapshot
 from pipelines.serve.scheduler import Scheduler, SchedulerConfig
 from pipelines.serve.webhooks import WebhookDelivery
 from pipelines.store import Store
@@ -70,6 +71,25 @@ def test_a_cycle_ingests_pulls_checks_syncs_and_the_next_skips_an_unchanged_snap
     vendors.write_text(vendors.read_text().replace("Acme Supplies", "Acme Supplies Ltd"))
     third = world.scheduler.run_cycle("manual")
     assert third.steps["ingest"]["status"] == "applied" and third.steps["ingest"]["changed"] == 1
+
+
+def test_after_a_cycle_each_company_a_page_showed_is_brought_up_to_date(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-model rows of the shown company and of every other company a page showed are current after a cycle
+    (an update from each one's change log); a company no page showed is not built."""
+    other, unseen = "4620816365300011", "5550000000000001"
+    assert world.scheduler.run_cycle("manual").status == "done"
+    ingest_snapshot(world.store, write_snapshot(world.tmp / "other", tiny_snapshot()), realm_id=other, now=world.now)
+    assert read_model.refresh_read_model(world.store, other)  # a page showed it
+    done = world.commands.exclude(world.caller(realm_id=other), ["bill:BILL-1"], reason="handled outside QuickBooks")
+    assert done.ok and not read_model.is_current(world.store, other)
+    monkeypatch.setattr(world.scheduler, "_realms", lambda: [REALM, other, unseen])
+    monkeypatch.setattr(world.scheduler, "_realm_cycle", lambda report, realm, trigger: None)  # its own steps aside
+    report = world.scheduler.run_cycle("manual")
+    assert report.steps["read_model"] is True, report.errors
+    assert read_model.is_current(world.store, REALM) and read_model.is_current(world.store, other)
+    assert read_model.labelled_realms(world.store) == sorted([REALM, other])
 
 
 def test_a_webhook_cycle_reads_exactly_the_named_objects_and_a_deactivated_account_goes_stale(world: World) -> None:

@@ -216,18 +216,20 @@ def test_each_writers_change_is_seen_through_the_log(
         world.close()
 
 
-def test_the_log_is_consumed_whatever_company_it_names(tmp_path: Path) -> None:
-    """Rows of a company the tables do not hold go too: that company's next build is whole."""
+def test_a_refresh_consumes_its_own_companys_log_and_leaves_anothers(tmp_path: Path) -> None:
+    """Rows of another company stay for that company's refresh: its rows of the tables need them."""
     world = World(tmp_path)
     try:
         world.ingest(_snapshot())
         world.cycle()
         _rebuilt_whole(world)
         world.store.execute("INSERT INTO record_changes (realm_id, entity, record_id) VALUES ('other', 'bill', 'B')")
+        world.store.execute("INSERT INTO record_changes (realm_id, entity, record_id) VALUES (?, 'bill', 'BILL-1')",
+                            [REALM])  # fmt: skip
+        mark = world.store.scalar("SELECT max(seq) FROM record_changes WHERE realm_id = ?", [REALM])
         world.store.execute("UPDATE rm_state SET version = ?", [json.dumps([read_model.SHAPE, "stale"])])
-        mark = world.store.scalar("SELECT max(seq) FROM record_changes")
         assert read_model.refresh_read_model(world.store, REALM)
-        assert world.store.scalar("SELECT count(*) FROM record_changes") == 0
+        assert world.store.rows("SELECT realm_id, entity, record_id FROM record_changes") == [("other", "bill", "B")]
         assert world.store.scalar("SELECT change_mark FROM rm_state") == mark
     finally:
         world.close()

@@ -30,7 +30,7 @@ _DOCUMENTS = {
 def _rebuilt(world: World) -> dict[str, pl.DataFrame]:
     """Each read-model table as a full rebuild gives it, from the live queries, sorted."""
     live = read_model.facts()  # outside `prepared`: the query itself
-    assert live != "rm_records"
+    assert "rm_records" not in live
     return {name: _sorted(world.store.frame(build(live), {"realm": REALM})) for name, build in _TABLES.items()}
 
 
