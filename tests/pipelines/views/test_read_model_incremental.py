@@ -31,7 +31,10 @@ def _rebuilt(world: World) -> dict[str, pl.DataFrame]:
     """Each read-model table as a full rebuild gives it, from the live queries, sorted."""
     live = read_model.facts()  # outside `prepared`: the query itself
     assert "rm_records" not in live
-    return {name: _sorted(world.store.frame(build(live), {"realm": REALM})) for name, build in _TABLES.items()}
+    return {
+        name: _sorted(world.store.frame(build(live), {"realm": REALM}))
+        for name, build in read_model._LIVE_TABLES.items()
+    }
 
 
 def _stored(world: World) -> dict[str, pl.DataFrame]:
