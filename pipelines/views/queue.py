@@ -267,46 +267,57 @@ def _explained(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-# The open queue for all periods, rebuilt once per store version (as the read-model tables are): a month is then a
-# filter over it, and the Health page's Top ten and totals cost a read, not the chains of every record.
+# The open queue for all periods, rebuilt once per version of its company (as the read-model tables are): a month is
+# then a filter over it, and the Health page's Top ten and totals cost a read, not the chains of every record. Each
+# company's rows sit beside the others' with a label each, so a fleet's pages of two companies do not rebuild it in
+# turn (an older release held one company: its tables are dropped once).
 QUEUE_MODEL = "rm_queue"
 _QUEUE_STATE = "rm_queue_state"
-_SHAPE = hashlib.sha256((_items_sql(False, "f") + _items_sql(True, "f")).encode()).hexdigest()[:16]
+_LAYOUT = "each company's rows side by side, one label per company"
+_SHAPE = hashlib.sha256((_LAYOUT + _items_sql(False, "f") + _items_sql(True, "f")).encode()).hexdigest()[:16]
 
 
-def _model_key(store: Store) -> str:
-    return json.dumps([_SHAPE, *read_model.version(store)], default=str)
+def _model_key(store: Store, realm_id: str) -> str:
+    return json.dumps([_SHAPE, *read_model.version(store, realm_id)], default=str)
 
 
 def queue_model_current(store: Store, realm_id: str) -> bool:
-    """Whether rm_queue holds this company's open queue at the store's present version."""
+    """Whether rm_queue holds this company's open queue at its present version."""
     if not store.table_exists(_QUEUE_STATE):
         return False
-    return store.rows(f"SELECT realm_id, version FROM {_QUEUE_STATE}") == [(realm_id, _model_key(store))]
+    held = store.rows(f"SELECT version FROM {_QUEUE_STATE} WHERE realm_id = ?", [realm_id])
+    return held == [(_model_key(store, realm_id),)]
+
+
+def _drop_older(store: Store) -> None:
+    """An older release's stored queue (another shape of the rows, or one company for all) dropped, label and all."""
+    if store.table_exists(_QUEUE_STATE) and store.scalar(
+        f"SELECT count(*) FROM {_QUEUE_STATE} WHERE version NOT LIKE ?", [f'["{_SHAPE}"%']
+    ):
+        store.execute(f"DROP TABLE IF EXISTS {QUEUE_MODEL}")
+        store.execute(f"DROP TABLE {_QUEUE_STATE}")
 
 
 def refresh_queue_model(store: Store, realm_id: str) -> bool:
-    """Bring rm_queue up to the store's version (a no-op when current); False when another writer got in the way
-    (the page then reads live). Built from the read-model tables when they are current."""
+    """Bring the company's rows of rm_queue up to its version (a no-op when current); False when another writer got
+    in the way (the page then reads live). Built from the read-model tables when they are current."""
     if queue_model_current(store, realm_id):
         return True
     records = "(SELECT * FROM rm_records WHERE realm_id = $realm)" if read_model.is_current(store, realm_id) else None
     try:
         with store.transaction() as tx:
-            key = _model_key(store)
+            key = _model_key(store, realm_id)
             frame = _explained(
                 tx.sql(_items_sql(False, records), params={"realm": realm_id, "statuses": list(OPEN_STATUSES)}).pl()
             )
+            _drop_older(store)
             tx.register("_queue_frame", frame.to_arrow())
             try:
-                tx.execute(f"CREATE OR REPLACE TABLE {QUEUE_MODEL} AS SELECT *, $realm AS realm_id FROM _queue_frame",
-                           {"realm": realm_id}).fetchall()  # fmt: skip
+                read_model.replace_rows(store, QUEUE_MODEL, "SELECT *, $realm AS realm_id FROM _queue_frame", realm_id)
             finally:
                 tx.unregister("_queue_frame")
-            tx.execute(
-                f"CREATE OR REPLACE TABLE {_QUEUE_STATE} AS SELECT $realm AS realm_id, $version AS version",
-                {"realm": realm_id, "version": key},
-            ).fetchall()
+            label = "SELECT $realm AS realm_id, $version AS version"
+            read_model.replace_rows(store, _QUEUE_STATE, label, realm_id, version=key)
     except duckdb.TransactionException:
         return False
     return True

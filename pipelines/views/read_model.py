@@ -26,6 +26,7 @@ __all__ = [
     "primary",
     "SHAPE",
     "refresh_read_model",
+    "replace_rows",
     "stake",
     "version",
 ]
@@ -438,7 +439,7 @@ def _label(store: Store, realm_id: str) -> tuple | None:
     return rows[0] if rows else None
 
 
-def _replace_rows(store: Store, name: str, select: str, realm_id: str, **params: object) -> None:
+def replace_rows(store: Store, name: str, select: str, realm_id: str, **params: object) -> None:
     """The company's rows of a table replaced by the query's (needs $realm), the others' left as they are; the table
     made of them when there is none yet."""
     params = {**params, "realm": realm_id}
@@ -539,12 +540,12 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
             _fold_refs(store, realm_id)
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
                 if name not in in_place:
-                    _replace_rows(store, name, build(_OWN_RECORDS), realm_id)
+                    replace_rows(store, name, build(_OWN_RECORDS), realm_id)
             store.execute("DELETE FROM record_changes WHERE seq IN (SELECT seq FROM rm_consumed)")
             mark = max(int(store.scalar("SELECT coalesce(max(seq), 0) FROM rm_consumed")), _mark(store, realm_id))
             store.execute("DROP TABLE rm_consumed")
             # labelled inside the transaction, with the version read before any of the data the rows were built from
-            _replace_rows(store, _STATE, _LABEL, realm_id, version=key, reinserted=reinserted, mark=mark)
+            replace_rows(store, _STATE, _LABEL, realm_id, version=key, reinserted=reinserted, mark=mark)
     except duckdb.TransactionException:
         return False
     return True

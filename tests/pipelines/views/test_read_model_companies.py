@@ -23,7 +23,7 @@ from world import World
 from pipelines import changes
 from pipelines.ingest import ingest_snapshot
 from pipelines.store import Store
-from pipelines.views import health, read_model, trends
+from pipelines.views import health, queue, read_model, trends
 
 OTHER = "4620816365300011"  # the second company: nothing mapped, its records wait on mappings
 _TABLES = read_model._TABLES
@@ -237,3 +237,42 @@ def test_two_processes_refreshing_two_companies_at_once_lose_nothing(
         assert read_model.is_current(store, realm)
         assert _label(store, realm)[1] > 0, "each updated in place"
         _assert_rows_as_built(store, realm)
+
+
+def _queue(store: Store, realm_id: str, now) -> pl.DataFrame:
+    return queue.action_queue(store, realm_id, now=now)
+
+
+def test_the_stored_action_queue_holds_each_company_and_a_write_to_one_leaves_the_others(world: World) -> None:
+    """The Health page's Top ten and the Action queue read the stored queue: two companies shown in turn keep their
+    own rows (no rebuild each time one is shown), each the same queue as computed live."""
+    store, now = world.store, world.now
+    live = {realm: _queue(store, realm, now) for realm in (REALM, OTHER)}
+    assert all(frame.height for frame in live.values())
+    for realm in (REALM, OTHER):
+        assert queue.refresh_queue_model(store, realm)
+    assert queue.queue_model_current(store, REALM) and queue.queue_model_current(store, OTHER)
+    for realm in (REALM, OTHER):
+        # PostgreSQL's stored counts come back as 64-bit, the live ones as 32-bit: the values are what a person sees
+        assert_frame_equal(_queue(store, realm, now), live[realm], check_exact=True, check_dtypes=False)
+    other_rows = _rows(store, queue.QUEUE_MODEL, OTHER)
+
+    world.advance(minutes=1)
+    _exclude(world, REALM, "bill:BILL-2")
+    assert not queue.queue_model_current(store, REALM)
+    assert queue.queue_model_current(store, OTHER), "a write to one company leaves the other's stored queue current"
+    assert queue.refresh_queue_model(store, REALM)
+    assert_frame_equal(_rows(store, queue.QUEUE_MODEL, OTHER), other_rows, check_exact=True)
+    assert "BILL-2" not in _queue(store, REALM, world.now)["record_id"].to_list()
+    assert "BILL-2" in _queue(store, OTHER, world.now)["record_id"].to_list()
+
+
+def test_a_stored_queue_of_an_older_release_is_dropped_once_and_built_per_company(world: World) -> None:
+    store = world.store
+    store.execute("CREATE TABLE rm_queue AS SELECT 1 AS old_column, ? AS realm_id", [REALM])
+    store.execute("CREATE TABLE rm_queue_state AS SELECT ? AS realm_id, '[\"0ld\"]' AS version", [REALM])
+    live = _queue(store, REALM, world.now)
+    assert queue.refresh_queue_model(store, REALM) and queue.refresh_queue_model(store, OTHER)
+    assert "old_column" not in store.frame("SELECT * FROM rm_queue LIMIT 0").columns
+    assert_frame_equal(_queue(store, REALM, world.now), live, check_exact=True, check_dtypes=False)
+    assert sorted(r for (r,) in store.rows("SELECT realm_id FROM rm_queue_state")) == sorted([REALM, OTHER])
