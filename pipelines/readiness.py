@@ -770,6 +770,8 @@ def run_check(
             by_reason = dict(
                 tx.execute("SELECT reason, count(*) FROM findings WHERE run_id = ? GROUP BY 1", [run_id]).fetchall()
             )
+            _fold_into_history(tx, realm_id, run_id)
+            _drop_old_findings(tx, realm_id)
     finally:
         cur.unregister("_findings")
         cur.execute("DROP TABLE IF EXISTS _dirty").fetchall()
@@ -784,6 +786,51 @@ def run_check(
         "incremental" if incremental else "full",
         checked,
     )
+
+
+# A reference value's failures per record, as this run's findings add to what the runs before gave (max, sum, max,
+# max, min fold over runs: finding_history holds every run's without keeping every run's findings).
+_HISTORY_KEY = "realm_id, kind, value, entity, record_id"
+_HISTORY_COLUMNS = f"{_HISTORY_KEY}, amount, runs, last_seen, last_run, reason"
+_RUN_FAILURES = """
+  SELECT f.realm_id, f.mapping_kind AS kind, f.mapping_value AS value, f.entity, f.record_id, max(f.amount) AS amount,
+         1 AS runs, any_value(c.started_at) AS last_seen, f.run_id AS last_run, min(f.reason) AS reason
+  FROM findings f JOIN check_runs c ON c.run_id = f.run_id
+  WHERE f.run_id = $run AND f.mapping_kind IS NOT NULL
+  GROUP BY f.realm_id, f.mapping_kind, f.mapping_value, f.entity, f.record_id, f.run_id"""
+# The check runs whose findings are kept: the pages and the next check read the last run's, a check compares it with
+# the one before; the history of each reference value is in finding_history. Without a bound every cycle would add
+# every open finding again (each run carries the findings of what it did not re-check), for as long as it runs.
+KEEP_RUNS = 10
+
+
+def _fold_into_history(tx, realm_id: str, run_id: int) -> None:
+    """This run's failures per reference value and record added to finding_history."""
+    tx.execute(f"CREATE OR REPLACE TEMP TABLE _run_failures AS {_RUN_FAILURES}", {"run": run_id}).fetchall()
+    met = f"realm_id = $realm AND ({_HISTORY_KEY}) IN (SELECT {_HISTORY_KEY} FROM _run_failures)"
+    tx.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _history_now AS
+            SELECT {_HISTORY_KEY}, max(amount) AS amount, sum(runs) AS runs, max(last_seen) AS last_seen,
+                   max(last_run) AS last_run, min(reason) AS reason
+            FROM (SELECT {_HISTORY_COLUMNS} FROM finding_history WHERE {met}
+                  UNION ALL SELECT {_HISTORY_COLUMNS} FROM _run_failures) h
+            GROUP BY ALL""",
+        {"realm": realm_id},
+    ).fetchall()
+    tx.execute(f"DELETE FROM finding_history WHERE {met}", {"realm": realm_id}).fetchall()
+    tx.execute(f"INSERT INTO finding_history SELECT {_HISTORY_COLUMNS} FROM _history_now").fetchall()
+    tx.execute("DROP TABLE _run_failures").fetchall()
+    tx.execute("DROP TABLE _history_now").fetchall()
+
+
+def _drop_old_findings(tx, realm_id: str) -> None:
+    """The findings of the company's check runs before its last KEEP_RUNS deleted (their counts stay in check_runs)."""
+    tx.execute(
+        """DELETE FROM findings WHERE realm_id = $realm AND run_id < (
+             SELECT min(run_id) FROM (SELECT run_id FROM check_runs WHERE realm_id = $realm
+                                      ORDER BY run_id DESC LIMIT $keep) k)""",
+        {"realm": realm_id, "keep": KEEP_RUNS},
+    ).fetchall()
 
 
 def _mark_duplicate_changes(cur, dup: pl.DataFrame, last_run: int) -> None:

@@ -483,6 +483,30 @@ CREATE TABLE record_changes (
 );
 """
 
+# Each reference value's failures per record over every check run, folded run by run as each check stores its
+# findings (the most money, in how many runs, when last seen, the last run, the first reason): the Trends page's
+# recurring offenders read it, so a check run's findings need not be kept once newer runs stand in for them.
+_V18 = """
+CREATE TABLE finding_history (
+  realm_id VARCHAR NOT NULL,
+  kind VARCHAR NOT NULL,
+  value VARCHAR,
+  entity VARCHAR NOT NULL,
+  record_id VARCHAR NOT NULL,
+  amount DECIMAL(18,2),
+  runs BIGINT NOT NULL,
+  last_seen TIMESTAMPTZ NOT NULL,
+  last_run BIGINT NOT NULL,
+  reason VARCHAR NOT NULL
+);
+INSERT INTO finding_history
+SELECT f.realm_id, f.mapping_kind, f.mapping_value, f.entity, f.record_id, max(f.amount), count(DISTINCT f.run_id),
+       max(c.started_at), max(f.run_id), min(f.reason)
+FROM findings f JOIN check_runs c ON c.run_id = f.run_id
+WHERE f.mapping_kind IS NOT NULL
+GROUP BY f.realm_id, f.mapping_kind, f.mapping_value, f.entity, f.record_id;
+"""
+
 
 def current_view(name: str) -> str:
     """The view over one AWRA table holding only live records' current versions (lines: their header's)."""
@@ -575,6 +599,7 @@ MIGRATIONS: list[Migration] = [
             for t in ("records", "record_versions")
         ),
     ),
+    Migration(18, "Checks: each reference value's failures per record over every run, folded as runs are stored", _V18),
 ]
 
 

@@ -154,28 +154,17 @@ def _stake(records: str) -> str:
   UNION ALL SELECT 'connection', $realm, sum(amount) FROM waiting"""
 
 
-# Per reference value and record, its mapping failures over check runs: the most money, in how many runs, when last
-# seen, the last run and the first reason. Each part folds over runs (max, sum, max, max, min), so the read model keeps
-# it in rm_offender_refs and adds only the runs since the last it folded: a refresh costs the checks since, not all.
-_REF_FOLD = """
-  SELECT f.mapping_kind AS kind, f.mapping_value AS value, f.entity, f.record_id, max(f.amount) AS amount,
-         count(DISTINCT f.run_id) AS runs, max(c.started_at) AS last_seen, max(f.run_id) AS last_run,
-         min(f.reason) AS reason
-  FROM findings f JOIN check_runs c USING (run_id)
-  WHERE f.realm_id = $realm AND c.realm_id = $realm AND f.mapping_kind IS NOT NULL{runs}
-  GROUP BY ALL"""
-_REFS_LIVE = _REF_FOLD.format(runs="")
-_REFS = "rm_offender_refs"
-_REF_KEY = "kind, value, entity, record_id"
-_REF_COLUMNS = f"{_REF_KEY}, amount, runs, last_seen, last_run, reason"
-_FOLDED_REFS = f"SELECT {_REF_COLUMNS} FROM {_REFS} WHERE realm_id = $realm"
+# Per reference value and record, its mapping failures over every check run as the checks fold them in
+# (pipelines/readiness.py): a refresh reads what they hold, not every run's findings.
+_REFS = """
+  SELECT kind, value, entity, record_id, amount, runs, last_seen, last_run, reason
+  FROM finding_history WHERE realm_id = $realm"""
 
 
-def _offenders(records: str, refs: str = _REFS_LIVE) -> str:
-    """Per reference value and per vendor or customer: the failures behind them, over every check run (`refs`: each
-    value's failures per record, as _REF_FOLD gives them, live or folded)."""
+def _offenders(records: str) -> str:
+    """Per reference value and per vendor or customer: the failures behind them, over every check run."""
     return f"""
-  WITH refs AS ({refs}),
+  WITH refs AS ({_REFS}),
   ref_rows AS (
     SELECT kind, value, count(*) AS failures, count(*) AS records, max(runs) AS runs,
            sum(amount) AS dollars, max(last_seen) AS last_seen,
@@ -209,12 +198,6 @@ _TABLES = {
     "rm_leading": lambda records: f"SELECT *, $realm AS realm_id FROM ({_leading(records)})",
     "rm_exceptions": _exceptions,
     "rm_stake": lambda records: f"SELECT *, $realm AS realm_id FROM ({_stake(records)})",
-    "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records, _FOLDED_REFS)})",
-}
-# How a page reads each table live, when the read model does not stand in: the same, but the failures per reference
-# value come from every check run's findings, not from their fold.
-_LIVE_TABLES = {
-    **_TABLES,
     "rm_offenders": lambda records: f"SELECT *, $realm AS realm_id FROM ({_offenders(records)})",
 }
 _OWN_RECORDS = "(SELECT * FROM rm_records WHERE realm_id = $realm)"
@@ -293,9 +276,7 @@ FULL_SHARE = 0.25
 # older release built are never current, and are dropped before any company's rows are written (their columns may
 # differ too).
 _LAYOUT = "each company's rows side by side, one label per company"
-SHAPE = hashlib.sha256((_LAYOUT + _REF_FOLD + "".join(build("f") for build in _TABLES.values())).encode()).hexdigest()[
-    :16
-]
+SHAPE = hashlib.sha256((_LAYOUT + "".join(build("f") for build in _TABLES.values())).encode()).hexdigest()[:16]
 _LABEL = (
     "SELECT $realm AS realm_id, $version AS version, $reinserted::BIGINT AS reinserted, $mark::BIGINT AS change_mark"
 )
@@ -306,7 +287,7 @@ def _live(name: str) -> str:
     """A read-model table by name when prepared, or the query that builds it (it needs $realm)."""
     if getattr(_local, "realm", None) is not None:
         return f"(SELECT * FROM {name} WHERE realm_id = $realm)"
-    return f"({_LIVE_TABLES[name](facts())})"
+    return f"({_TABLES[name](facts())})"
 
 
 def facts() -> str:
@@ -399,38 +380,8 @@ def _ours(store: Store) -> bool:
 
 def _drop(store: Store) -> None:
     """Every table of the read model gone, labels too: each company's next refresh builds its rows whole."""
-    for name in (*_TABLES, _REFS, _STATE):
+    for name in (*_TABLES, _STATE):
         store.execute(f"DROP TABLE IF EXISTS {name}")
-
-
-def _fold_refs(store: Store, realm_id: str) -> None:
-    """The company's failures per reference value and record with the check runs since the last folded added in
-    (every run the first time): each run's findings are read once, whatever the history before it."""
-    params = {"realm": realm_id}
-    there = store.table_exists(_REFS)
-    sql = f"SELECT coalesce(max(last_run), 0) FROM {_REFS} WHERE realm_id = $realm"
-    folded = int(store.scalar(sql, params)) if there else 0
-    since = _REF_FOLD.format(runs=" AND f.run_id > $folded")
-    store.execute(
-        f"CREATE OR REPLACE TABLE rm_fold AS SELECT {_REF_COLUMNS}, $realm AS realm_id FROM ({since}) n",
-        {**params, "folded": folded},
-    )
-    if not there:
-        store.execute(f"CREATE TABLE {_REFS} AS SELECT * FROM rm_fold")
-    elif store.scalar("SELECT count(*) FROM rm_fold"):
-        met = f"realm_id = $realm AND ({_REF_KEY}) IN (SELECT {_REF_KEY} FROM rm_fold)"
-        store.execute(
-            f"""CREATE OR REPLACE TABLE rm_folded AS
-                SELECT {_REF_KEY}, max(amount) AS amount, sum(runs) AS runs, max(last_seen) AS last_seen,
-                       max(last_run) AS last_run, min(reason) AS reason, $realm AS realm_id
-                FROM (SELECT {_REF_COLUMNS} FROM {_REFS} WHERE {met} UNION ALL SELECT {_REF_COLUMNS} FROM rm_fold) b
-                GROUP BY ALL""",
-            params,
-        )
-        store.execute(f"DELETE FROM {_REFS} WHERE {met}", params)
-        store.execute(f"INSERT INTO {_REFS} SELECT {_REF_COLUMNS}, realm_id FROM rm_folded")
-        store.execute("DROP TABLE rm_folded")
-    store.execute("DROP TABLE rm_fold")
 
 
 def _label(store: Store, realm_id: str) -> tuple | None:
@@ -537,7 +488,6 @@ def refresh_read_model(store: Store, realm_id: str) -> bool:
                 _drop(store)  # an older release's (or partly missing) tables: no company's rows there are trusted
             updated = _update_records(store, realm_id)
             reinserted, in_place = updated if updated is not None else (0, ())
-            _fold_refs(store, realm_id)
             for name, build in _TABLES.items():  # rm_records first: the others are built from it
                 if name not in in_place:
                     replace_rows(store, name, build(_OWN_RECORDS), realm_id)

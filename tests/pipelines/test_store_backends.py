@@ -125,7 +125,7 @@ def test_money_comes_back_as_decimal_and_frames_keep_their_types_when_empty(any_
 def _read_models(world: World) -> dict[str, pl.DataFrame]:
     """Each read-model table as the pages read it, rows in a stable order."""
     out = {}
-    for name, build in read_model._LIVE_TABLES.items():
+    for name, build in read_model._TABLES.items():
         frame = world.store.frame(f"SELECT * FROM ({build(read_model.facts())}) q", {"realm": REALM})
         out[name] = frame.sort(frame.columns, nulls_last=True)
     return out

@@ -30,7 +30,7 @@ _IN_PLACE = read_model._IN_PLACE  # the tables a refresh from the log updates ro
 
 
 def _table(world: World, name: str, live: bool = False) -> pl.DataFrame:
-    sql = f"SELECT * FROM ({read_model._LIVE_TABLES[name](read_model.facts())}) q" if live else f"SELECT * FROM {name}"
+    sql = f"SELECT * FROM ({read_model._TABLES[name](read_model.facts())}) q" if live else f"SELECT * FROM {name}"
     frame = world.store.frame(sql, {"realm": REALM} if live else None)
     return frame.sort(frame.columns, nulls_last=True)
 
@@ -290,29 +290,3 @@ def test_a_log_no_refresh_reads_is_emptied_and_the_next_refresh_compares_every_i
     finally:
         world.close()
 
-
-def test_failures_per_reference_value_read_only_the_checks_since_the_last_refresh(
-    tmp_path: Path, backend: str, request: pytest.FixtureRequest
-) -> None:
-    """The Trends page's recurring offenders count a reference value's failures over every check run. A refresh adds
-    the runs since the last one it read to what it kept, so a deployed instance does not re-read months of checks
-    each cycle: a past run's findings, even rewritten, are not read again; the new run's are."""
-    world = World(tmp_path, database_url=request.getfixturevalue("pg_url") if backend == "postgresql" else None)
-    try:
-        world.ingest(_snapshot())
-        world.cycle()
-        _check(world)
-        assert read_model.refresh_read_model(world.store, REALM)
-        item = "SELECT runs, dollars FROM rm_offenders WHERE kind = 'item' AND value = 'WID-220'"
-        runs, dollars = world.store.rows(item)[0]
-        read = int(world.store.scalar("SELECT max(run_id) FROM check_runs"))
-        world.store.execute(
-            "UPDATE findings SET amount = 999999 WHERE run_id <= ? AND mapping_value = 'WID-220'", [read]
-        )
-        _check(world)
-        assert read_model.refresh_read_model(world.store, REALM)
-        assert world.store.rows(item) == [(runs + 1, dollars)]  # one more run; the rewritten past not read again
-        _rebuilt_whole(world)
-        assert world.store.rows(item)[0][1] == 999999  # a whole rebuild reads every run
-    finally:
-        world.close()

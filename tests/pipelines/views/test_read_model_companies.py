@@ -71,7 +71,7 @@ def _rows(store: Store, name: str, realm_id: str) -> pl.DataFrame:
 
 
 def _live_rows(store: Store, name: str, realm_id: str) -> pl.DataFrame:
-    frame = store.frame(f"SELECT * FROM ({read_model._LIVE_TABLES[name](read_model.facts())}) q", {"realm": realm_id})
+    frame = store.frame(f"SELECT * FROM ({read_model._TABLES[name](read_model.facts())}) q", {"realm": realm_id})
     return frame.sort(frame.columns, nulls_last=True)
 
 

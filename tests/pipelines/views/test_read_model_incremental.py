@@ -32,8 +32,7 @@ def _rebuilt(world: World) -> dict[str, pl.DataFrame]:
     live = read_model.facts()  # outside `prepared`: the query itself
     assert "rm_records" not in live
     return {
-        name: _sorted(world.store.frame(build(live), {"realm": REALM}))
-        for name, build in read_model._LIVE_TABLES.items()
+        name: _sorted(world.store.frame(build(live), {"realm": REALM})) for name, build in read_model._TABLES.items()
     }
 
 
