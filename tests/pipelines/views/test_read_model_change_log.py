@@ -289,4 +289,3 @@ def test_a_log_no_refresh_reads_is_emptied_and_the_next_refresh_compares_every_i
         assert world.store.scalar("SELECT change_mark FROM rm_state") is not None  # the log is read again
     finally:
         world.close()
-
