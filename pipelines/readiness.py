@@ -735,7 +735,7 @@ def run_check(
                           AND (f.entity, f.record_id) NOT IN (SELECT entity, record_id FROM _dirty)""",
                     {"run": run_id, "last": last[0]},
                 )
-            _log_first_failures(tx, realm_id, run_id)
+            _log_first_failures(tx, realm_id, run_id, last[0] if last else None)
             _set_states(tx, realm_id, run_id, only_dirty=incremental)
             by_state = dict(
                 tx.execute(
@@ -875,9 +875,9 @@ def _carried(store: Store, realm_id: str, last_run: int, frames: dict[str, pl.Da
 _ENGINE_STATES = "('queued', 'retry_scheduled', 'needs_fix', 'ambiguous')"
 
 
-def _log_first_failures(tx, realm_id: str, run_id: int) -> None:
-    """Note the records whose failed checks differ between this run and the company's latest before it (so may
-    their first failed stage): before this run is recorded in check_runs."""
+def _log_first_failures(tx, realm_id: str, run_id: int, last_run: int | None) -> None:
+    """Note the records whose failed checks differ between this run and the company's latest before it, `last_run`
+    (so may their first failed stage)."""
     changes.log_selected(
         tx,
         """SELECT $realm AS realm_id, entity, record_id FROM (
@@ -886,11 +886,7 @@ def _log_first_failures(tx, realm_id: str, run_id: int) -> None:
              UNION ALL
              (SELECT DISTINCT entity, record_id, check_name FROM findings WHERE run_id = $last
               EXCEPT SELECT entity, record_id, check_name FROM findings WHERE run_id = $run)) d""",
-        {
-            "realm": realm_id,
-            "run": run_id,
-            "last": tx.execute("SELECT max(run_id) FROM check_runs WHERE realm_id = ?", [realm_id]).fetchall()[0][0],
-        },
+        {"realm": realm_id, "run": run_id, "last": last_run},
     )
 
 
