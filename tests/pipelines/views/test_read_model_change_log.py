@@ -72,6 +72,13 @@ def _new_version(world: World) -> None:
     world.ingest(snap)
 
 
+def _bill_to_another_vendor(world: World) -> None:
+    snap = _snapshot()
+    assert snap["bills"][0]["vendor_id"] == "VEN-1"
+    snap["bills"][0]["vendor_id"] = "VEN-2"  # BILL-1 and its open exception move: both vendors' counts change
+    world.ingest(snap)
+
+
 def _check_moves_a_state(world: World) -> None:
     _check(world)  # INV-1, synced, is excluded (set below): the check moves its state alone
 
@@ -150,6 +157,7 @@ def _link_dropped(record_id: str) -> Callable[[World], None]:
 
 _CASES: dict[str, tuple[Callable[[World], None], Callable[[World], object]]] = {
     "ingest: a new version": (_nothing, _new_version),
+    "ingest: a bill moves to another vendor": (_nothing, _bill_to_another_vendor),
     "check: a state": (_exclusion_behind_the_check, _check_moves_a_state),
     "check: the first failed check": (_findings_rewritten, _check),
     "exceptions: opened": (_pending_again, lambda w: w.refresh()),
