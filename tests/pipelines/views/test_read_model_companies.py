@@ -126,13 +126,19 @@ def test_two_companies_refreshed_in_turn_keep_their_rows_and_the_second_refresh_
     assert excluded == [(REALM,)]
 
 
-def test_a_companys_change_log_waits_for_its_own_refresh(world: World) -> None:
+def _both_built_then_each_changed(world: World) -> Store:
+    """Both companies' rows built, then a record of each excluded (the same ids exist in both companies)."""
     store = world.store
     assert read_model.refresh_read_model(store, REALM)
     assert read_model.refresh_read_model(store, OTHER)
     world.advance(minutes=1)
     _exclude(world, OTHER, "bill:BILL-1")
     _exclude(world, REALM, "bill:BILL-2")
+    return store
+
+
+def test_a_companys_change_log_waits_for_its_own_refresh(world: World) -> None:
+    store = _both_built_then_each_changed(world)
     noted = _logged(store, OTHER)
     assert noted and _logged(store, REALM)
 
@@ -153,12 +159,7 @@ def test_a_companys_change_log_waits_for_its_own_refresh(world: World) -> None:
 
 
 def test_a_log_emptied_unread_leaves_every_company_exact(world: World) -> None:
-    store = world.store
-    assert read_model.refresh_read_model(store, REALM)
-    assert read_model.refresh_read_model(store, OTHER)
-    world.advance(minutes=1)
-    _exclude(world, OTHER, "bill:BILL-1")
-    _exclude(world, REALM, "bill:BILL-2")
+    store = _both_built_then_each_changed(world)
     assert changes.trim_unread(store, limit=0)
     assert store.rows("SELECT change_mark FROM rm_state") == [(None,), (None,)]  # each compares every input next
     for realm in (REALM, OTHER):
@@ -195,12 +196,7 @@ def test_two_processes_refreshing_two_companies_at_once_lose_nothing(
     and each consumes its own company's notes alone."""
     if backend != "postgresql":
         pytest.skip("one process owns a DuckDB file; its threads' writes take turns")
-    store = world.store
-    assert read_model.refresh_read_model(store, REALM)
-    assert read_model.refresh_read_model(store, OTHER)
-    world.advance(minutes=1)
-    _exclude(world, OTHER, "bill:BILL-1")
-    _exclude(world, REALM, "bill:BILL-2")
+    store = _both_built_then_each_changed(world)
     first_inside = threading.Event()
     update = read_model._update_records
 
