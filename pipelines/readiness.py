@@ -771,7 +771,7 @@ def run_check(
                 tx.execute("SELECT reason, count(*) FROM findings WHERE run_id = ? GROUP BY 1", [run_id]).fetchall()
             )
             _fold_into_history(tx, realm_id, run_id)
-            _drop_old_findings(tx, realm_id)
+            _drop_old_runs(tx, realm_id)
     finally:
         cur.unregister("_findings")
         cur.execute("DROP TABLE IF EXISTS _dirty").fetchall()
@@ -798,9 +798,10 @@ _RUN_FAILURES = """
   FROM findings f JOIN check_runs c ON c.run_id = f.run_id
   WHERE f.run_id = $run AND f.mapping_kind IS NOT NULL
   GROUP BY f.realm_id, f.mapping_kind, f.mapping_value, f.entity, f.record_id, f.run_id"""
-# The check runs whose findings are kept: the pages and the next check read the last run's, a check compares it with
-# the one before; the history of each reference value is in finding_history. Without a bound every cycle would add
-# every open finding again (each run carries the findings of what it did not re-check), for as long as it runs.
+# The check runs whose findings and duplicate candidates are kept: the pages and the next check read the last run's,
+# a check compares it with the one before; the history of each reference value is in finding_history. Without a bound
+# every cycle would add every open finding again (each run carries the findings of what it did not re-check) and every
+# candidate found afresh, for as long as it runs.
 KEEP_RUNS = 10
 
 
@@ -823,14 +824,16 @@ def _fold_into_history(tx, realm_id: str, run_id: int) -> None:
     tx.execute("DROP TABLE _history_now").fetchall()
 
 
-def _drop_old_findings(tx, realm_id: str) -> None:
-    """The findings of the company's check runs before its last KEEP_RUNS deleted (their counts stay in check_runs)."""
-    tx.execute(
-        """DELETE FROM findings WHERE realm_id = $realm AND run_id < (
-             SELECT min(run_id) FROM (SELECT run_id FROM check_runs WHERE realm_id = $realm
-                                      ORDER BY run_id DESC LIMIT $keep) k)""",
-        {"realm": realm_id, "keep": KEEP_RUNS},
-    ).fetchall()
+def _drop_old_runs(tx, realm_id: str) -> None:
+    """The findings and duplicate candidates of the company's check runs before its last KEEP_RUNS deleted (their
+    counts stay in check_runs)."""
+    for table in ("findings", "duplicate_candidates"):
+        tx.execute(
+            f"""DELETE FROM {table} WHERE realm_id = $realm AND run_id < (
+                  SELECT min(run_id) FROM (SELECT run_id FROM check_runs WHERE realm_id = $realm
+                                           ORDER BY run_id DESC LIMIT $keep) k)""",
+            {"realm": realm_id, "keep": KEEP_RUNS},
+        ).fetchall()
 
 
 def _mark_duplicate_changes(cur, dup: pl.DataFrame, last_run: int) -> None:
