@@ -291,9 +291,7 @@ def queue_model_current(store: Store, realm_id: str) -> bool:
 
 def _drop_older(store: Store) -> None:
     """An older release's stored queue (another shape of the rows, or one company for all) dropped, label and all."""
-    if store.table_exists(_QUEUE_STATE) and store.scalar(
-        f"SELECT count(*) FROM {_QUEUE_STATE} WHERE version NOT LIKE ?", [f'["{_SHAPE}"%']
-    ):
+    if store.table_exists(_QUEUE_STATE) and read_model.other_shapes(store, _QUEUE_STATE, _SHAPE):
         store.execute(f"DROP TABLE IF EXISTS {QUEUE_MODEL}")
         store.execute(f"DROP TABLE {_QUEUE_STATE}")
 

@@ -19,6 +19,7 @@ __all__ = [
     "facts",
     "is_current",
     "labelled_realms",
+    "other_shapes",
     "offenders",
     "own_params",
     "prepared",
@@ -375,7 +376,13 @@ def _ours(store: Store) -> bool:
     )
     if there != len(names) or store.frame(f"SELECT * FROM {_STATE} LIMIT 0").columns != _STATE_COLUMNS:
         return False
-    return not store.scalar(f"SELECT count(*) FROM {_STATE} WHERE version NOT LIKE ?", [f'["{SHAPE}"%'])
+    return not other_shapes(store, _STATE, SHAPE)
+
+
+def other_shapes(store: Store, labels: str, shape: str) -> bool:
+    """Whether a label table holds a label of rows built by other queries than `shape` names (an older release's):
+    each label's version starts with the shape of the queries that built its rows."""
+    return bool(store.scalar(f"SELECT count(*) FROM {labels} WHERE version NOT LIKE ?", [f'["{shape}"%']))
 
 
 def _drop(store: Store) -> None:
@@ -428,8 +435,8 @@ def _update_records(store: Store, realm_id: str) -> tuple[int, tuple[str, ...]] 
     rows are re-inserted. Else (its log emptied unread, or its rows built by a release before the log) every input of
     rm_records and rm_leading is compared with what its rows hold, which finds the same records exactly, only slower
     (rm_exceptions, whose rows hold more than that comparison sees, is then rebuilt)."""
-    if not _ours(store):
-        return None  # an older release's tables: their columns and companies may differ
+    if not store.table_exists(_STATE):
+        return None  # none yet (the refresh has dropped an older release's tables before it gets here)
     built = _label(store, realm_id)
     if built is None:
         return None
