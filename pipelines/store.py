@@ -644,6 +644,9 @@ class Store:
         self._migrations = list(migrations)
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        # Work inside memory_bounded, in any thread: DuckDB's memory limit is the database's.
+        self._bound_lock = threading.Lock()
+        self._bound_by = 0
         # per table: its primary key and every column, in order (what INSERT OR REPLACE becomes on PostgreSQL)
         self._keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._domains: dict[int, Any] = {}
@@ -811,18 +814,22 @@ class Store:
         """DuckDB keeps what it works on within `limit` inside (spilling to a temp folder beside the store), and its
         default limit again after (the store sets no other): for work whose size is the company's (a first ingest
         stages every row). PostgreSQL bounds each statement's memory itself (work_mem), so there it changes nothing.
-        Nested: the outer one holds."""
-        if self.url or getattr(self._local, "bounded", False):
+        The limit is the database's, not a thread's: the first of several at once sets it and the last lifts it."""
+        if self.url:
             yield
             return
-        cur = self.cursor()
-        cur.execute(f"SET memory_limit = '{_size(limit)}'")
-        self._local.bounded = True
+        checked = _size(limit)
+        with self._bound_lock:
+            if not self._bound_by:
+                self.cursor().execute(f"SET memory_limit = '{checked}'")
+            self._bound_by += 1
         try:
             yield
         finally:
-            self._local.bounded = False
-            cur.execute("RESET memory_limit")
+            with self._bound_lock:
+                self._bound_by -= 1
+                if not self._bound_by:
+                    self.cursor().execute("RESET memory_limit")
 
     @contextmanager
     def snapshot(self) -> Iterator[Any]:

@@ -258,3 +258,27 @@ def test_a_memory_size_is_taken_as_written(size: str) -> None:
 def test_anything_but_a_memory_size_is_refused_before_it_reaches_sql(size: str) -> None:
     with pytest.raises(ValueError, match="not a memory size"):
         _size(size)
+
+
+def test_the_memory_bound_holds_until_the_last_of_two_threads_is_done(tmp_path: Path) -> None:
+    """DuckDB's limit is the database's: an ingest that ends while another is still staging leaves it bounded."""
+    import threading
+
+    store = Store(tmp_path / "two.duckdb")
+    own = _memory_limit(store)
+    inside, release = threading.Event(), threading.Event()
+
+    def second() -> None:
+        with store.memory_bounded("24MB"):
+            inside.set()
+            release.wait(10)
+
+    with store.memory_bounded("24MB"):
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert inside.wait(10)
+    assert _memory_limit(store) == "22.8 MiB", "the other thread is still inside"
+    release.set()
+    worker.join(10)
+    assert _memory_limit(store) == own
+    store.close()
